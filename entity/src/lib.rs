@@ -1,0 +1,11 @@
+//! sea-orm entities, one module per table. The server crate owns every rule;
+//! these types only describe rows.
+
+pub mod api_key;
+pub mod feature;
+pub mod feature_version;
+pub mod plan;
+pub mod plan_event;
+pub mod project;
+pub mod project_member;
+pub mod user;

@@ -1,0 +1,165 @@
+//! One configuration struct from flags and `PLANGRAPH_*` environment
+//! variables. Every default runs locally with nothing installed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to serve on; port 0 picks a free port.
+    #[arg(long, env = "PLANGRAPH_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    pub listen: SocketAddr,
+
+    /// Directory for the embedded database and the fs spec store.
+    #[arg(long, env = "PLANGRAPH_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB.
+    /// Default: SQLite at DATA_DIR/plangraph.db.
+    #[arg(long, env = "PLANGRAPH_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "PLANGRAPH_DATABASE_MAX_CONNECTIONS", default_value_t = 10, global = true)]
+    pub database_max_connections: u32,
+
+    /// How long a request waits for a pooled connection before failing.
+    #[arg(long, env = "PLANGRAPH_DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub database_acquire_timeout: Duration,
+
+    /// Spec store: fs:DIR, memory, or gcs://BUCKET/PREFIX. Default: fs:DATA_DIR/specs.
+    #[arg(long, env = "PLANGRAPH_SPEC_STORE", global = true)]
+    pub spec_store: Option<String>,
+
+    /// Claimed or in-progress plans without activity for this long become STALLED.
+    #[arg(long, env = "PLANGRAPH_STALE_AFTER", default_value = "24h", value_parser = parse_duration, global = true)]
+    pub stale_after: Duration,
+
+    /// How often the stale sweeper runs.
+    #[arg(long, env = "PLANGRAPH_SWEEP_EVERY", default_value = "1m", value_parser = parse_duration, global = true)]
+    pub sweep_every: Duration,
+
+    /// Largest accepted spec or work-artifacts document, in bytes.
+    #[arg(long, env = "PLANGRAPH_MAX_SPEC_BYTES", default_value_t = 1024 * 1024, global = true)]
+    pub max_spec_bytes: usize,
+
+    /// Largest accepted HTTP request body, in bytes.
+    #[arg(long, env = "PLANGRAPH_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024, global = true)]
+    pub max_body_bytes: usize,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|error| format!("{error}; write durations like 90s, 15m or 24h"))
+}
+
+/// Where specs live, parsed from `--spec-store`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpecStoreConfig {
+    Fs(PathBuf),
+    Memory,
+    Gcs { bucket: String, prefix: String },
+}
+
+impl Config {
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("plangraph.db").display()
+            ),
+        }
+    }
+
+    pub fn spec_store(&self) -> Result<SpecStoreConfig, String> {
+        let Some(value) = self.spec_store.as_deref() else {
+            return Ok(SpecStoreConfig::Fs(self.data_dir.join("specs")));
+        };
+        if value == "memory" {
+            return Ok(SpecStoreConfig::Memory);
+        }
+        if let Some(directory) = value.strip_prefix("fs:") {
+            return Ok(SpecStoreConfig::Fs(PathBuf::from(directory)));
+        }
+        if let Some(rest) = value.strip_prefix("gcs://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if !bucket.is_empty() {
+                return Ok(SpecStoreConfig::Gcs {
+                    bucket: bucket.to_owned(),
+                    prefix: prefix.trim_matches('/').to_owned(),
+                });
+            }
+        }
+        Err(format!(
+            "--spec-store {value:?} is not understood; use fs:DIR, memory or gcs://BUCKET/PREFIX"
+        ))
+    }
+}
+
+/// The host part of a database URL, for messages that must not leak a password.
+pub fn database_host(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "the configured database".into();
+    };
+    if scheme.starts_with("sqlite") {
+        return rest.split('?').next().unwrap_or(rest).to_owned();
+    }
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    host.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn defaults_run_locally() {
+        let config = Cli::parse_from(["plangraph"]).config;
+        assert_eq!(config.stale_after, Duration::from_secs(24 * 3600));
+        assert_eq!(config.sweep_every, Duration::from_secs(60));
+        assert!(config.database_url().starts_with("sqlite://"));
+        assert_eq!(
+            config.spec_store(),
+            Ok(SpecStoreConfig::Fs(PathBuf::from("./data/specs")))
+        );
+    }
+
+    #[test]
+    fn spec_store_and_durations_parse() {
+        let config = Cli::parse_from([
+            "plangraph",
+            "--spec-store",
+            "gcs://bucket/some/prefix/",
+            "--stale-after",
+            "90s",
+        ])
+        .config;
+        assert_eq!(config.stale_after, Duration::from_secs(90));
+        assert_eq!(
+            config.spec_store(),
+            Ok(SpecStoreConfig::Gcs {
+                bucket: "bucket".into(),
+                prefix: "some/prefix".into()
+            })
+        );
+        assert!(Cli::try_parse_from(["plangraph", "--sweep-every", "soon"]).is_err());
+    }
+
+    #[test]
+    fn database_host_hides_credentials() {
+        assert_eq!(database_host("postgres://user:secret@db.internal:5432/app"), "db.internal:5432");
+        assert_eq!(database_host("sqlite://./data/x.db?mode=rwc"), "./data/x.db");
+    }
+}

@@ -1,0 +1,237 @@
+//! Write operations. Each is one service call; rules live in the service layer.
+
+use async_graphql::{Context, ID, Object};
+
+use super::types::{
+    ApiKey, CreatedApiKey, CreatedUser, Feature, FeatureVersion, Plan, PlanStatus, Project,
+    ProjectMember, ProjectRole, SubmitStatus, SubmitWorkResult, User,
+};
+use super::{services, viewer};
+use crate::error::AppResult;
+use crate::service::features::FeatureUpdate;
+use crate::service::plans::Outcome;
+
+pub struct MutationRoot;
+
+fn submit_result(outcome: Outcome) -> SubmitWorkResult {
+    SubmitWorkResult {
+        plan: Plan(outcome.plan),
+        feature_version: outcome.version.map(FeatureVersion),
+    }
+}
+
+/// Changes. Errors carry `extensions.code`: UNAUTHENTICATED, FORBIDDEN,
+/// NOT_FOUND, CONFLICT, INVALID_TRANSITION, BAD_USER_INPUT,
+/// STORAGE_UNAVAILABLE or INTERNAL.
+#[Object]
+impl MutationRoot {
+    /// Admins only: creates a user and returns their first API key (shown once).
+    async fn create_user(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The new user's email; must be unused.")] email: String,
+        #[graphql(desc = "Name to show.")] display_name: Option<String>,
+        #[graphql(desc = "Make the user a server administrator.", default = false)]
+        is_admin: bool,
+    ) -> AppResult<CreatedUser> {
+        let created = services(ctx)
+            .create_user(viewer(ctx)?, &email, display_name, is_admin)
+            .await?;
+        Ok(CreatedUser {
+            user: User(created.user),
+            api_key: ApiKey(created.key.key),
+            secret: created.key.token,
+        })
+    }
+
+    /// Creates a project; you become its owner.
+    async fn create_project(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Project name, 1 to 255 characters.")] name: String,
+        #[graphql(desc = "What the project is about.")] description: Option<String>,
+    ) -> AppResult<Project> {
+        let project = services(ctx)
+            .create_project(viewer(ctx)?, &name, description)
+            .await?;
+        Ok(Project(project))
+    }
+
+    /// Owners only: adds an existing user to the project, or changes their role.
+    async fn add_project_member(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The project.")] project_id: ID,
+        #[graphql(desc = "Email of an existing user.")] email: String,
+        #[graphql(desc = "Their role.", default_with = "ProjectRole::Member")] role: ProjectRole,
+    ) -> AppResult<ProjectMember> {
+        let member = services(ctx)
+            .add_project_member(viewer(ctx)?, &project_id, &email, role.into())
+            .await?;
+        Ok(ProjectMember(member))
+    }
+
+    /// Owners remove anyone; members may remove themselves. The last owner stays.
+    async fn remove_project_member(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The project.")] project_id: ID,
+        #[graphql(desc = "The member to remove.")] user_id: ID,
+    ) -> AppResult<bool> {
+        services(ctx)
+            .remove_project_member(viewer(ctx)?, &project_id, &user_id)
+            .await
+    }
+
+    /// Creates a feature with its spec; this is version 1.
+    async fn create_feature(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The project.")] project_id: ID,
+        #[graphql(desc = "Short title, 1 to 255 characters.")] title: String,
+        #[graphql(desc = "Longer description.")] description: Option<String>,
+        #[graphql(desc = "The feature's spec, markdown.")] spec_content: String,
+    ) -> AppResult<Feature> {
+        let feature = services(ctx)
+            .create_feature(viewer(ctx)?, &project_id, &title, description, &spec_content)
+            .await?;
+        Ok(Feature(feature))
+    }
+
+    /// Edits a feature. By default the current version is amended; with
+    /// `newVersion: true` the next version is cut.
+    async fn update_feature(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The feature.")] feature_id: ID,
+        #[graphql(desc = "New title.")] title: Option<String>,
+        #[graphql(desc = "New description.")] description: Option<String>,
+        #[graphql(desc = "New spec, markdown.")] spec_content: Option<String>,
+        #[graphql(desc = "Cut a new version instead of amending the current one.", default = false)]
+        new_version: bool,
+    ) -> AppResult<Feature> {
+        let update = FeatureUpdate {
+            title,
+            description,
+            spec_content,
+            new_version,
+        };
+        let feature = services(ctx)
+            .update_feature(viewer(ctx)?, &feature_id, update)
+            .await?;
+        Ok(Feature(feature))
+    }
+
+    /// Creates an implementation plan for a feature, in DRAFT (default) or READY.
+    async fn create_plan(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The feature this plan implements.")] feature_id: ID,
+        #[graphql(desc = "Short title, 1 to 255 characters.")] title: String,
+        #[graphql(desc = "Brief description of the approach.")] description: Option<String>,
+        #[graphql(desc = "The technical spec, markdown.")] spec_content: String,
+        #[graphql(desc = "DRAFT (default) or READY.", default_with = "PlanStatus::Draft")]
+        status: PlanStatus,
+    ) -> AppResult<Plan> {
+        let plan = services(ctx)
+            .create_plan(
+                viewer(ctx)?,
+                &feature_id,
+                &title,
+                description,
+                &spec_content,
+                status.into(),
+            )
+            .await?;
+        Ok(Plan(plan))
+    }
+
+    /// Replaces the spec. DRAFT/READY plans: any member. Claimed work: only the
+    /// claimer, and the plan moves to IN_PROGRESS with fresh activity.
+    async fn update_plan(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The plan.")] plan_id: ID,
+        #[graphql(desc = "The new spec, markdown (progress notes welcome).")] spec_content: String,
+    ) -> AppResult<Plan> {
+        let plan = services(ctx)
+            .update_plan(viewer(ctx)?, &plan_id, &spec_content)
+            .await?;
+        Ok(Plan(plan))
+    }
+
+    /// Moves a plan along the workflow: DRAFT↔READY, REVIEW→COMPLETED (cuts a
+    /// version) or →IN_PROGRESS, STALLED→READY, or →FAILED. Anything else is
+    /// INVALID_TRANSITION, listing what is allowed.
+    async fn set_plan_status(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The plan.")] plan_id: ID,
+        #[graphql(desc = "The status to move to.")] status: PlanStatus,
+    ) -> AppResult<Plan> {
+        let outcome = services(ctx)
+            .set_plan_status(viewer(ctx)?, &plan_id, status.into())
+            .await?;
+        Ok(Plan(outcome.plan))
+    }
+
+    /// Claims a READY plan for yourself. CONFLICT if it is not READY or someone
+    /// else got it first.
+    async fn claim_plan(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The plan.")] plan_id: ID,
+    ) -> AppResult<Plan> {
+        let plan = services(ctx).claim_plan(viewer(ctx)?, &plan_id).await?;
+        Ok(Plan(plan))
+    }
+
+    /// Gives a claimed plan back: READY again, claim cleared. The claimer or an owner.
+    async fn release_plan(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The plan.")] plan_id: ID,
+    ) -> AppResult<Plan> {
+        let plan = services(ctx).release_plan(viewer(ctx)?, &plan_id).await?;
+        Ok(Plan(plan))
+    }
+
+    /// The claimer submits work: to REVIEW for approval, or straight to
+    /// COMPLETED (which cuts and returns a new feature version).
+    async fn submit_work(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The plan.")] plan_id: ID,
+        #[graphql(desc = "PR links, file paths, test results, notes: markdown.")]
+        artifacts_markdown: String,
+        #[graphql(desc = "REVIEW or COMPLETED.")] status: SubmitStatus,
+    ) -> AppResult<SubmitWorkResult> {
+        let outcome = services(ctx)
+            .submit_work(viewer(ctx)?, &plan_id, &artifacts_markdown, status.into())
+            .await?;
+        Ok(submit_result(outcome))
+    }
+
+    /// Creates another API key for yourself; the secret is shown only here.
+    async fn create_api_key(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A name to recognise the key by.")] label: String,
+    ) -> AppResult<CreatedApiKey> {
+        let created = services(ctx).create_api_key(viewer(ctx)?, &label).await?;
+        Ok(CreatedApiKey {
+            api_key: ApiKey(created.key),
+            secret: created.token,
+        })
+    }
+
+    /// Revokes one of your keys (admins: anyone's). It stops working at once.
+    async fn revoke_api_key(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The key's id.")] id: ID,
+    ) -> AppResult<ApiKey> {
+        let key = services(ctx).revoke_api_key(viewer(ctx)?, &id).await?;
+        Ok(ApiKey(key))
+    }
+}

@@ -1,0 +1,96 @@
+//! Read operations.
+
+use async_graphql::{Context, ID, Object};
+
+use super::connection::{PlanConnection, load_plans};
+use super::types::{ApiKey, Feature, FeatureVersion, Plan, PlanStatus, Project, User};
+use super::{id, services, viewer};
+use crate::error::AppResult;
+use crate::service::plans::PlanFilter;
+
+pub struct QueryRoot;
+
+/// Reads. Everything is limited to projects you are a member of.
+#[Object]
+impl QueryRoot {
+    /// You: the user the API key belongs to.
+    async fn viewer(&self, ctx: &Context<'_>) -> AppResult<User> {
+        Ok(User(viewer(ctx)?.user.clone()))
+    }
+
+    /// Your API keys (without secrets), oldest first.
+    async fn api_keys(&self, ctx: &Context<'_>) -> AppResult<Vec<ApiKey>> {
+        let keys = services(ctx).api_keys_of(viewer(ctx)?).await?;
+        Ok(keys.into_iter().map(ApiKey).collect())
+    }
+
+    /// Projects you are a member of, oldest first.
+    async fn projects(&self, ctx: &Context<'_>) -> AppResult<Vec<Project>> {
+        let projects = services(ctx).projects_of(viewer(ctx)?).await?;
+        Ok(projects.into_iter().map(Project).collect())
+    }
+
+    /// One project; FORBIDDEN unless you are a member.
+    async fn project(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The project's id.")] id: ID,
+    ) -> AppResult<Project> {
+        let project = services(ctx).project(viewer(ctx)?, &id).await?;
+        Ok(Project(project))
+    }
+
+    /// One feature; FORBIDDEN unless you are a member of its project.
+    async fn feature(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The feature's id.")] id: ID,
+    ) -> AppResult<Feature> {
+        let feature = services(ctx).feature(viewer(ctx)?, &id).await?;
+        Ok(Feature(feature))
+    }
+
+    /// One plan with everything about it (ask for `spec` to get the markdown).
+    async fn plan(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The plan's id.")] id: ID,
+    ) -> AppResult<Plan> {
+        let plan = services(ctx).plan(viewer(ctx)?, &id).await?;
+        Ok(Plan(plan))
+    }
+
+    /// Plans of your projects, oldest first, filtered and paged. Plans of
+    /// projects you are not a member of never appear.
+    async fn plans(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only plans of this project.")] project_id: Option<ID>,
+        #[graphql(desc = "Only plans of this feature.")] feature_id: Option<ID>,
+        #[graphql(desc = "Only plans in any of these statuses.")] status: Option<Vec<PlanStatus>>,
+        #[graphql(desc = "Only plans claimed by this user.")] claimed_by: Option<ID>,
+        #[graphql(desc = "Page size: 0 to 100, default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor to continue after (a previous page's endCursor).")] after: Option<
+            String,
+        >,
+    ) -> AppResult<PlanConnection> {
+        let filter = PlanFilter {
+            project: project_id.as_ref().map(|value| id("projectId", value)).transpose()?,
+            feature: feature_id.as_ref().map(|value| id("featureId", value)).transpose()?,
+            statuses: status.unwrap_or_default().into_iter().map(Into::into).collect(),
+            claimed_by: claimed_by.as_ref().map(|value| id("claimedBy", value)).transpose()?,
+        };
+        load_plans(ctx, filter, first, after).await
+    }
+
+    /// A feature's versions, oldest first, each linked to the plan and person
+    /// that produced it.
+    async fn feature_versions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The feature's id.")] feature_id: ID,
+    ) -> AppResult<Vec<FeatureVersion>> {
+        let versions = services(ctx).feature_versions(viewer(ctx)?, &feature_id).await?;
+        Ok(versions.into_iter().map(FeatureVersion).collect())
+    }
+}

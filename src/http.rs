@@ -1,0 +1,182 @@
+//! The axum router: `/graphql` (POST, GET, GraphiQL), `/healthz`, `/readyz`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::auth::bearer_token;
+use crate::error::AppError;
+use crate::graphql::AppSchema;
+use crate::graphql::loaders::Loaders;
+use crate::service::{Services, Viewer};
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub schema: AppSchema,
+    pub services: Services,
+    pub max_body_bytes: usize,
+}
+
+pub fn router(state: HttpState) -> Router {
+    let max_body_bytes = state.max_body_bytes;
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// A GraphQL-shaped error for requests that never reached execution, so
+/// clients parse every failure the same way.
+fn error_response(status: StatusCode, error: &AppError) -> Response {
+    let body = json!({
+        "data": null,
+        "errors": [{ "message": error.message(), "extensions": { "code": error.code() } }],
+    });
+    let mut response = (status, Json(body)).into_response();
+    no_store(&mut response);
+    response
+}
+
+fn no_store(response: &mut Response) {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// `None` without an Authorization header (public parts such as
+/// introspection still work); an error for a header that does not authenticate.
+async fn authenticate(services: &Services, headers: &HeaderMap) -> Result<Option<Viewer>, AppError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+        AppError::Unauthenticated(
+            "The Authorization header must be `Bearer <API key>`".into(),
+        )
+    })?;
+    services.authenticate(token).await.map(Some)
+}
+
+async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+    let viewer = match authenticate(&state.services, headers).await {
+        Ok(viewer) => viewer,
+        Err(error @ AppError::Unauthenticated(_)) => {
+            return error_response(StatusCode::UNAUTHORIZED, &error);
+        }
+        Err(error) => return error_response(StatusCode::SERVICE_UNAVAILABLE, &error),
+    };
+    let mut request = request.data(Loaders::new(&state.services));
+    if let Some(viewer) = viewer {
+        request = request.data(viewer);
+    }
+    let mut response = Json(state.schema.execute(request).await).into_response();
+    no_store(&mut response);
+    response
+}
+
+async fn graphql_post(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let error = AppError::BadUserInput(format!(
+                "The request body is too large; the limit is {} bytes",
+                state.max_body_bytes
+            ));
+            return error_response(StatusCode::PAYLOAD_TOO_LARGE, &error);
+        }
+        Err(rejection) => {
+            let error = AppError::BadUserInput(format!("Could not read the request body: {rejection}"));
+            return error_response(StatusCode::BAD_REQUEST, &error);
+        }
+    };
+    let request = match serde_json::from_slice::<async_graphql::Request>(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            let error = AppError::BadUserInput(format!(
+                "The body is not a GraphQL request: {error}. Send JSON like {{\"query\": \"{{ viewer {{ email }} }}\"}}"
+            ));
+            return error_response(StatusCode::BAD_REQUEST, &error);
+        }
+    };
+    execute(&state, &headers, request).await
+}
+
+async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Uri) -> Response {
+    let query_string = uri.query().unwrap_or_default();
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_html && !query_string.contains("query=") {
+        let page = async_graphql::http::GraphiQLSource::build()
+            .endpoint("/graphql")
+            .title("plangraph")
+            .finish();
+        return Html(page).into_response();
+    }
+    let request = match async_graphql::http::parse_query_string(query_string) {
+        Ok(request) => request,
+        Err(error) => {
+            let error = AppError::BadUserInput(format!(
+                "Could not read the query string: {error}. Use /graphql?query=…&variables=…"
+            ));
+            return error_response(StatusCode::BAD_REQUEST, &error);
+        }
+    };
+    if is_mutation(&request) {
+        let error = AppError::BadUserInput("Mutations must be sent with POST, not GET".into());
+        let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, &error);
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    execute(&state, &headers, request).await
+}
+
+/// Whether the operation a request would run is a mutation. A document that
+/// does not parse is left to execution, which reports the syntax error.
+fn is_mutation(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let operation_type = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(operation), _) => Some(operation.node.ty),
+        (DocumentOperations::Multiple(operations), Some(name)) => {
+            operations.get(name).map(|operation| operation.node.ty)
+        }
+        (DocumentOperations::Multiple(operations), None) => {
+            operations.values().next().map(|operation| operation.node.ty)
+        }
+    };
+    operation_type == Some(OperationType::Mutation)
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    let database = state.services.db.ping().await;
+    let specs = state.services.specs.check().await;
+    let ready = database.is_ok() && specs.is_ok();
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "database": if database.is_ok() { "ok" } else { "unavailable" },
+        "specStore": if specs.is_ok() { "ok" } else { "unavailable" },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}

@@ -1,0 +1,115 @@
+//! plangraph: a GraphQL API server for plan-driven development.
+//!
+//! `build` assembles the whole application from a [`Config`]; the binary and
+//! the black-box tests both start the server through it.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod graphql;
+pub mod http;
+pub mod service;
+pub mod storage;
+pub mod sweeper;
+pub mod workflow;
+
+use std::sync::Arc;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+
+use crate::config::{Config, SpecStoreConfig, database_host};
+use crate::events::EventBus;
+use crate::service::{Limits, Services};
+use crate::storage::{FsSpecStore, MemorySpecStore, SharedSpecStore};
+
+/// A start-up failure, as one line for the operator.
+#[derive(Debug)]
+pub struct StartupError(pub String);
+
+impl std::fmt::Display for StartupError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartupError {}
+
+/// Connects to the configured database and brings its schema up to date.
+pub async fn connect_database(config: &Config) -> Result<DatabaseConnection, StartupError> {
+    let url = config.database_url();
+    if url.starts_with("sqlite:") && config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir).map_err(|error| {
+            StartupError(format!(
+                "cannot create the data directory {}: {error}",
+                config.data_dir.display()
+            ))
+        })?;
+    }
+    let mut options = ConnectOptions::new(url.clone());
+    options
+        .max_connections(config.database_max_connections)
+        .acquire_timeout(config.database_acquire_timeout)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|options| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            // WAL lets readers proceed while the single writer commits; with
+            // NORMAL sync a commit is durable once the WAL is synced.
+            options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(std::time::Duration::from_secs(10))
+        });
+    let host = database_host(&url);
+    let db = Database::connect(options)
+        .await
+        .map_err(|error| StartupError(format!("cannot connect to the database at {host}: {}", short(&error))))?;
+    Migrator::up(&db, None)
+        .await
+        .map_err(|error| StartupError(format!("cannot migrate the database at {host}: {}", short(&error))))?;
+    Ok(db)
+}
+
+/// The first line of a driver error, without anything that looks like a URL.
+fn short(error: &sea_orm::DbErr) -> String {
+    let text = error.to_string();
+    let line = text.lines().next().unwrap_or_default();
+    if line.contains("://") {
+        "connection failed".into()
+    } else {
+        line.to_owned()
+    }
+}
+
+pub fn spec_store(config: &Config) -> Result<SharedSpecStore, StartupError> {
+    match config.spec_store().map_err(StartupError)? {
+        SpecStoreConfig::Fs(directory) => Ok(Arc::new(FsSpecStore::new(directory))),
+        SpecStoreConfig::Memory => Ok(Arc::new(MemorySpecStore::default())),
+        SpecStoreConfig::Gcs { .. } => Err(StartupError(
+            "the gcs spec store is not available in this build yet; use fs:DIR or memory".into(),
+        )),
+    }
+}
+
+/// Database, spec store and services, ready to serve or to run a CLI command.
+pub async fn services(config: &Config) -> Result<Services, StartupError> {
+    let db = connect_database(config).await?;
+    let specs = spec_store(config)?;
+    let limits = Limits {
+        max_spec_bytes: config.max_spec_bytes,
+        ..Limits::default()
+    };
+    Ok(Services::new(db, specs, EventBus::default(), limits))
+}
+
+/// The HTTP application for these services.
+pub fn app(config: &Config, services: Services) -> axum::Router {
+    let schema = graphql::build_schema(services.clone());
+    http::router(http::HttpState {
+        schema,
+        services,
+        max_body_bytes: config.max_body_bytes,
+    })
+}

@@ -1,0 +1,249 @@
+//! Features and their versions.
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    sea_query::{Expr, ExprTrait},
+};
+use uuid::Uuid;
+
+use super::{Services, Viewer, now, parse_id};
+use crate::error::{AppError, AppResult};
+use crate::storage::{SpecOwner, store_spec};
+use entity::{feature, feature_version};
+
+/// What `updateFeature` may change; `None` leaves a field as it is.
+pub struct FeatureUpdate {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub spec_content: Option<String>,
+    pub new_version: bool,
+}
+
+/// Who and what a new version records.
+pub(super) struct VersionOrigin {
+    pub plan: Option<Uuid>,
+    pub implemented_by: Option<Uuid>,
+    /// `None` keeps the feature's current spec.
+    pub spec_key: Option<String>,
+}
+
+/// Cuts the next version of a feature inside the caller's transaction.
+///
+/// The number comes from `UPDATE … SET current_version = current_version + 1
+/// RETURNING`, not from reading the maximum first: the UPDATE takes the
+/// feature's row lock, so two completions of one feature at the same instant
+/// queue behind each other and get consecutive numbers. The unique index on
+/// (feature_id, version) backs this up.
+pub(super) async fn cut_version(
+    connection: &impl ConnectionTrait,
+    feature_id: Uuid,
+    origin: VersionOrigin,
+) -> AppResult<(feature::Model, feature_version::Model)> {
+    let at = now();
+    let mut bump = feature::Entity::update_many()
+        .col_expr(
+            feature::Column::CurrentVersion,
+            Expr::col(feature::Column::CurrentVersion).add(1),
+        )
+        .col_expr(feature::Column::UpdatedAt, Expr::value(at))
+        .filter(feature::Column::Id.eq(feature_id));
+    if let Some(key) = &origin.spec_key {
+        bump = bump.col_expr(feature::Column::SpecKey, Expr::value(key.clone()));
+    }
+    let feature = bump
+        .exec_with_returning(connection)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::NotFound(format!("No feature with id {feature_id}")))?;
+    let version = feature_version::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        feature_id: Set(feature.id),
+        version: Set(feature.current_version),
+        spec_key: Set(feature.spec_key.clone()),
+        implemented_by_plan_id: Set(origin.plan),
+        implemented_by: Set(origin.implemented_by),
+        created_at: Set(at),
+    }
+    .insert(connection)
+    .await?;
+    Ok((feature, version))
+}
+
+impl Services {
+    /// Creates a feature with its first version, v1.
+    pub async fn create_feature(
+        &self,
+        viewer: &Viewer,
+        project_id: &str,
+        title: &str,
+        description: Option<String>,
+        spec_content: &str,
+    ) -> AppResult<feature::Model> {
+        let project = self.project(viewer, project_id).await?;
+        self.require_writer(viewer, project.id).await?;
+        let title = self.validate_title(title)?;
+        let description = self.validate_description(description)?;
+        self.validate_markdown("specContent", spec_content)?;
+        let id = Uuid::now_v7();
+        let spec = store_spec(&*self.specs, project.id, SpecOwner::Feature(id), spec_content).await?;
+        let at = now();
+        let txn = self.begin_write().await?;
+        let feature = feature::ActiveModel {
+            id: Set(id),
+            project_id: Set(project.id),
+            title: Set(title),
+            description: Set(description),
+            current_version: Set(1),
+            spec_key: Set(spec.key.clone()),
+            created_at: Set(at),
+            updated_at: Set(at),
+        }
+        .insert(&*txn)
+        .await?;
+        feature_version::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            feature_id: Set(id),
+            version: Set(1),
+            spec_key: Set(spec.key),
+            implemented_by_plan_id: Set(None),
+            implemented_by: Set(None),
+            created_at: Set(at),
+        }
+        .insert(&*txn)
+        .await?;
+        txn.commit().await?;
+        Ok(feature)
+    }
+
+    /// Edits a feature. With `new_version` it cuts the next version (carrying
+    /// the new spec if one is given); otherwise it amends the current version.
+    pub async fn update_feature(
+        &self,
+        viewer: &Viewer,
+        feature_id: &str,
+        update: FeatureUpdate,
+    ) -> AppResult<feature::Model> {
+        let feature = self.feature(viewer, feature_id).await?;
+        self.require_writer(viewer, feature.project_id).await?;
+        let title = update.title.as_deref().map(|title| self.validate_title(title)).transpose()?;
+        let description = self.validate_description(update.description)?;
+        let nothing_to_do = title.is_none()
+            && description.is_none()
+            && update.spec_content.is_none()
+            && !update.new_version;
+        if nothing_to_do {
+            return Err(AppError::BadUserInput(
+                "Nothing to update: give a title, description, specContent or newVersion: true"
+                    .into(),
+            ));
+        }
+        let spec = match &update.spec_content {
+            Some(content) => {
+                self.validate_markdown("specContent", content)?;
+                let owner = SpecOwner::Feature(feature.id);
+                Some(store_spec(&*self.specs, feature.project_id, owner, content).await?)
+            }
+            None => None,
+        };
+        let txn = self.begin_write().await?;
+        let mut edit = feature::Entity::update_many()
+            .col_expr(feature::Column::UpdatedAt, Expr::value(now()))
+            .filter(feature::Column::Id.eq(feature.id));
+        if let Some(title) = title {
+            edit = edit.col_expr(feature::Column::Title, Expr::value(title));
+        }
+        if let Some(description) = description {
+            edit = edit.col_expr(feature::Column::Description, Expr::value(description));
+        }
+        if !update.new_version {
+            if let Some(spec) = &spec {
+                edit = edit.col_expr(feature::Column::SpecKey, Expr::value(spec.key.clone()));
+            }
+        }
+        let mut feature = edit
+            .exec_with_returning(&*txn)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| AppError::NotFound(format!("No feature with id {}", feature.id)))?;
+        if update.new_version {
+            let origin = VersionOrigin {
+                plan: None,
+                implemented_by: None,
+                spec_key: spec.map(|spec| spec.key),
+            };
+            feature = cut_version(&*txn, feature.id, origin).await?.0;
+        } else if let Some(spec) = spec {
+            feature_version::Entity::update_many()
+                .col_expr(feature_version::Column::SpecKey, Expr::value(spec.key))
+                .filter(feature_version::Column::FeatureId.eq(feature.id))
+                .filter(feature_version::Column::Version.eq(feature.current_version))
+                .exec(&*txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(feature)
+    }
+
+    /// A feature by id, for members of its project.
+    pub async fn feature(&self, viewer: &Viewer, id: &str) -> AppResult<feature::Model> {
+        let id = parse_id("featureId", id)?;
+        let feature = self.find_feature(id).await?;
+        self.require_member(viewer, feature.project_id).await?;
+        Ok(feature)
+    }
+
+    pub async fn find_feature(&self, id: Uuid) -> AppResult<feature::Model> {
+        feature::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("No feature with id {id}")))
+    }
+
+    pub async fn features_of_project(&self, project: Uuid) -> AppResult<Vec<feature::Model>> {
+        Ok(feature::Entity::find()
+            .filter(feature::Column::ProjectId.eq(project))
+            .order_by_asc(feature::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn features_by_ids(&self, ids: &[Uuid]) -> AppResult<Vec<feature::Model>> {
+        Ok(feature::Entity::find()
+            .filter(feature::Column::Id.is_in(ids.iter().copied()))
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Versions of a feature, oldest first.
+    pub async fn versions_of(&self, feature: Uuid) -> AppResult<Vec<feature_version::Model>> {
+        Ok(feature_version::Entity::find()
+            .filter(feature_version::Column::FeatureId.eq(feature))
+            .order_by_asc(feature_version::Column::Version)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// `featureVersions(featureId)`: versions for members of the project.
+    pub async fn feature_versions(
+        &self,
+        viewer: &Viewer,
+        feature_id: &str,
+    ) -> AppResult<Vec<feature_version::Model>> {
+        let feature = self.feature(viewer, feature_id).await?;
+        self.versions_of(feature.id).await
+    }
+
+    pub async fn version_of(
+        &self,
+        feature: Uuid,
+        version: i32,
+    ) -> AppResult<Option<feature_version::Model>> {
+        Ok(feature_version::Entity::find()
+            .filter(feature_version::Column::FeatureId.eq(feature))
+            .filter(feature_version::Column::Version.eq(version))
+            .one(&self.db)
+            .await?)
+    }
+}

@@ -1,0 +1,201 @@
+//! Use cases. Resolvers call these and nothing lower: this is where
+//! authorization, validation, transactions and events happen.
+
+pub mod features;
+pub mod keys;
+pub mod plans;
+pub mod projects;
+pub mod users;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
+    TransactionTrait,
+};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult};
+use crate::events::EventBus;
+use crate::storage::SharedSpecStore;
+use crate::workflow::Role;
+use entity::{project_member, user};
+
+/// Size limits for user input; each refusal names its limit.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_spec_bytes: usize,
+    pub max_title_chars: usize,
+    pub max_description_chars: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_spec_bytes: 1024 * 1024,
+            max_title_chars: 255,
+            max_description_chars: 10_000,
+        }
+    }
+}
+
+/// Everything a use case needs; cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub db: DatabaseConnection,
+    pub specs: SharedSpecStore,
+    pub events: EventBus,
+    pub limits: Limits,
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub user: user::Model,
+}
+
+impl Viewer {
+    pub fn id(&self) -> Uuid {
+        self.user.id
+    }
+}
+
+/// An open write transaction. On SQLite it also holds the process-wide write
+/// lock: SQLite allows one writer, and a transaction that reads before it
+/// writes fails with SQLITE_BUSY instead of waiting when another writer got
+/// there first. Serializing writers in-process makes them queue instead.
+/// PostgreSQL needs no such lock; row locks and conditional updates do the work.
+pub struct WriteTransaction {
+    pub txn: DatabaseTransaction,
+    _lock: Option<OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteTransaction {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+impl WriteTransaction {
+    pub async fn commit(self) -> AppResult<()> {
+        self.txn.commit().await?;
+        Ok(())
+    }
+}
+
+impl Services {
+    pub fn new(
+        db: DatabaseConnection,
+        specs: SharedSpecStore,
+        events: EventBus,
+        limits: Limits,
+    ) -> Services {
+        let write_lock = (db.get_database_backend() == DbBackend::Sqlite)
+            .then(|| Arc::new(Mutex::new(())));
+        Services {
+            db,
+            specs,
+            events,
+            limits,
+            write_lock,
+        }
+    }
+
+    pub async fn begin_write(&self) -> AppResult<WriteTransaction> {
+        let lock = match &self.write_lock {
+            Some(mutex) => Some(Arc::clone(mutex).lock_owned().await),
+            None => None,
+        };
+        let txn = self.db.begin().await?;
+        Ok(WriteTransaction { txn, _lock: lock })
+    }
+
+    /// The caller's role in a project, if any.
+    pub async fn role_in(&self, project: Uuid, user: Uuid) -> AppResult<Option<Role>> {
+        let membership = project_member::Entity::find()
+            .filter(project_member::Column::ProjectId.eq(project))
+            .filter(project_member::Column::UserId.eq(user))
+            .one(&self.db)
+            .await?;
+        Ok(membership.and_then(|member| Role::parse(&member.role)))
+    }
+
+    /// Membership check for reads: any role will do.
+    pub async fn require_member(&self, viewer: &Viewer, project: Uuid) -> AppResult<Role> {
+        self.role_in(project, viewer.id())
+            .await?
+            .ok_or_else(AppError::not_member)
+    }
+
+    /// Membership check for writes: owners and members, not viewers.
+    pub async fn require_writer(&self, viewer: &Viewer, project: Uuid) -> AppResult<Role> {
+        let role = self.require_member(viewer, project).await?;
+        if role.can_write() {
+            Ok(role)
+        } else {
+            Err(AppError::Forbidden(
+                "Viewers can read this project but not change it; ask an owner for the member role"
+                    .into(),
+            ))
+        }
+    }
+
+    pub fn validate_title(&self, title: &str) -> AppResult<String> {
+        let title = title.trim();
+        if title.is_empty() {
+            return Err(AppError::BadUserInput("title must not be empty".into()));
+        }
+        let limit = self.limits.max_title_chars;
+        if title.chars().count() > limit {
+            return Err(AppError::BadUserInput(format!(
+                "title is too long: at most {limit} characters"
+            )));
+        }
+        Ok(title.to_owned())
+    }
+
+    pub fn validate_description(&self, description: Option<String>) -> AppResult<Option<String>> {
+        let limit = self.limits.max_description_chars;
+        match description {
+            Some(text) if text.chars().count() > limit => Err(AppError::BadUserInput(format!(
+                "description is too long: at most {limit} characters"
+            ))),
+            Some(text) if text.trim().is_empty() => Ok(None),
+            other => Ok(other),
+        }
+    }
+
+    /// Specs and work artifacts: markdown, non-empty, bounded.
+    pub fn validate_markdown(&self, field: &str, content: &str) -> AppResult<()> {
+        if content.trim().is_empty() {
+            return Err(AppError::BadUserInput(format!("{field} must not be empty")));
+        }
+        let limit = self.limits.max_spec_bytes;
+        if content.len() > limit {
+            return Err(AppError::BadUserInput(format!(
+                "{field} is too large: {} bytes, the limit is {limit} bytes",
+                content.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Now, at the precision both databases store (microseconds), so a value
+/// written and read back compares equal.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Parses a GraphQL `ID` argument, naming the argument when it is not a UUID.
+pub fn parse_id(argument: &str, value: &str) -> AppResult<Uuid> {
+    Uuid::parse_str(value.trim()).map_err(|_| {
+        AppError::BadUserInput(format!(
+            "{argument} {value:?} is not a valid id; ids are UUIDs such as 0192f0c1-7c1e-7a4e-9c1a-1b2c3d4e5f60"
+        ))
+    })
+}

@@ -1,0 +1,422 @@
+//! Plans: the eight seed tools, listing, and stale detection.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select, Set, sea_query::Expr, sea_query::SimpleExpr,
+};
+use uuid::Uuid;
+
+use super::features::{VersionOrigin, cut_version};
+use super::projects::member_projects;
+use super::{Services, Viewer, WriteTransaction, now, parse_id};
+use crate::error::{AppError, AppResult};
+use crate::events;
+use crate::storage::{SpecOwner, StoredSpec, store_spec};
+use crate::workflow::{
+    self, Action, Actor, ClaimEffect, EventKind, PlanStatus, SubmitTarget, Transition,
+};
+use entity::{feature_version, plan, plan_event};
+
+/// A change's result: the plan as committed, and the version it cut, if any.
+pub struct Outcome {
+    pub plan: plan::Model,
+    pub version: Option<feature_version::Model>,
+}
+
+/// Filters of `plans(...)`; every list is further limited to the viewer's projects.
+#[derive(Debug, Default, Clone)]
+pub struct PlanFilter {
+    pub project: Option<Uuid>,
+    pub feature: Option<Uuid>,
+    pub statuses: Vec<PlanStatus>,
+    pub claimed_by: Option<Uuid>,
+}
+
+/// Forward keyset pagination over plan ids (UUIDv7, so creation order).
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub first: u64,
+    pub after: Option<Uuid>,
+}
+
+pub struct PlanPage {
+    pub plans: Vec<plan::Model>,
+    pub has_next_page: bool,
+}
+
+/// Inputs some actions carry.
+#[derive(Default)]
+struct ChangeInput<'a> {
+    spec_content: Option<&'a str>,
+    artifacts: Option<&'a str>,
+}
+
+/// A conditional update that lost a race is retried on fresh state this many
+/// times before the caller is asked to retry.
+const MAX_ATTEMPTS: usize = 4;
+
+impl Services {
+    pub async fn create_plan(
+        &self,
+        viewer: &Viewer,
+        feature_id: &str,
+        title: &str,
+        description: Option<String>,
+        spec_content: &str,
+        status: PlanStatus,
+    ) -> AppResult<plan::Model> {
+        let feature = self.feature(viewer, feature_id).await?;
+        self.require_writer(viewer, feature.project_id).await?;
+        if !matches!(status, PlanStatus::Draft | PlanStatus::Ready) {
+            return Err(AppError::BadUserInput(format!(
+                "A new plan starts as DRAFT or READY, not {status}"
+            )));
+        }
+        let title = self.validate_title(title)?;
+        let description = self.validate_description(description)?;
+        self.validate_markdown("specContent", spec_content)?;
+        let id = Uuid::now_v7();
+        let spec = store_spec(&*self.specs, feature.project_id, SpecOwner::Plan(id), spec_content)
+            .await?;
+        let at = now();
+        let txn = self.begin_write().await?;
+        let plan = plan::ActiveModel {
+            id: Set(id),
+            project_id: Set(feature.project_id),
+            feature_id: Set(feature.id),
+            title: Set(title),
+            description: Set(description),
+            status: Set(status.as_str().to_owned()),
+            spec_key: Set(spec.key),
+            spec_sha256: Set(spec.sha256),
+            spec_size: Set(spec.size),
+            work_artifacts: Set(None),
+            claimed_by: Set(None),
+            claimed_at: Set(None),
+            submitted_by: Set(None),
+            implemented_version: Set(None),
+            last_activity_at: Set(at),
+            created_by: Set(viewer.id()),
+            created_at: Set(at),
+            updated_at: Set(at),
+        }
+        .insert(&*txn)
+        .await?;
+        let event = events::record(&*txn, &plan, EventKind::Created, None, Some(viewer.id())).await?;
+        txn.commit().await?;
+        self.events.publish([event]);
+        Ok(plan)
+    }
+
+    /// A plan by id, for members of its project.
+    pub async fn plan(&self, viewer: &Viewer, id: &str) -> AppResult<plan::Model> {
+        let plan = self.find_plan(parse_id("planId", id)?).await?;
+        self.require_member(viewer, plan.project_id).await?;
+        Ok(plan)
+    }
+
+    pub async fn find_plan(&self, id: Uuid) -> AppResult<plan::Model> {
+        plan::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("No plan with id {id}")))
+    }
+
+    pub async fn update_plan(
+        &self,
+        viewer: &Viewer,
+        plan_id: &str,
+        spec_content: &str,
+    ) -> AppResult<plan::Model> {
+        let input = ChangeInput {
+            spec_content: Some(spec_content),
+            ..ChangeInput::default()
+        };
+        Ok(self.change(viewer, plan_id, Action::Update, input).await?.plan)
+    }
+
+    pub async fn set_plan_status(
+        &self,
+        viewer: &Viewer,
+        plan_id: &str,
+        status: PlanStatus,
+    ) -> AppResult<Outcome> {
+        let action = Action::SetStatus(status);
+        self.change(viewer, plan_id, action, ChangeInput::default()).await
+    }
+
+    pub async fn claim_plan(&self, viewer: &Viewer, plan_id: &str) -> AppResult<plan::Model> {
+        let outcome = self.change(viewer, plan_id, Action::Claim, ChangeInput::default());
+        Ok(outcome.await?.plan)
+    }
+
+    pub async fn release_plan(&self, viewer: &Viewer, plan_id: &str) -> AppResult<plan::Model> {
+        let outcome = self.change(viewer, plan_id, Action::Release, ChangeInput::default());
+        Ok(outcome.await?.plan)
+    }
+
+    pub async fn submit_work(
+        &self,
+        viewer: &Viewer,
+        plan_id: &str,
+        artifacts_markdown: &str,
+        target: SubmitTarget,
+    ) -> AppResult<Outcome> {
+        let input = ChangeInput {
+            artifacts: Some(artifacts_markdown),
+            ..ChangeInput::default()
+        };
+        self.change(viewer, plan_id, Action::Submit(target), input).await
+    }
+
+    /// Decides a change with `workflow::decide` and commits it with a
+    /// conditional UPDATE.
+    ///
+    /// Why conditional updates rather than `SELECT … FOR UPDATE`: the same code
+    /// must be correct on SQLite, which has no row locks. The UPDATE's WHERE
+    /// repeats every fact the decision rested on (status, claimer, submitter),
+    /// so if another request changed any of them in between, it matches no row
+    /// and nothing is written; we then decide again on the fresh row. On
+    /// PostgreSQL a concurrent UPDATE of the same row waits for the first to
+    /// commit and re-checks the WHERE, so exactly one of N racing claims wins.
+    async fn change(
+        &self,
+        viewer: &Viewer,
+        plan_id: &str,
+        action: Action,
+        input: ChangeInput<'_>,
+    ) -> AppResult<Outcome> {
+        let plan_id = parse_id("planId", plan_id)?;
+        if let Some(spec) = input.spec_content {
+            self.validate_markdown("specContent", spec)?;
+        }
+        if let Some(artifacts) = input.artifacts {
+            self.validate_markdown("artifactsMarkdown", artifacts)?;
+        }
+        let mut stored_spec: Option<StoredSpec> = None;
+        for _ in 0..MAX_ATTEMPTS {
+            let plan = self.find_plan(plan_id).await?;
+            let role = self.require_member(viewer, plan.project_id).await?;
+            let actor = Actor::User {
+                role,
+                is_claimer: plan.claimed_by == Some(viewer.id()),
+                is_submitter: plan.submitted_by == Some(viewer.id()),
+            };
+            let transition = workflow::decide(status_of(&plan)?, action, actor)
+                .map_err(AppError::from_refusal)?;
+            if let (true, Some(content), None) =
+                (transition.replaces_spec, input.spec_content, &stored_spec)
+            {
+                // The object goes first; the row pointing at it commits after.
+                let owner = SpecOwner::Plan(plan.id);
+                stored_spec = Some(store_spec(&*self.specs, plan.project_id, owner, content).await?);
+            }
+            let txn = self.begin_write().await?;
+            let committed = self
+                .commit_transition(txn, &plan, &transition, viewer, &input, stored_spec.as_ref())
+                .await?;
+            if let Some(outcome) = committed {
+                return Ok(outcome);
+            }
+        }
+        Err(AppError::Conflict(
+            "The plan kept changing while this request was applied; reload it and retry".into(),
+        ))
+    }
+
+    /// Applies a decided transition; `None` when the plan changed since it was read.
+    async fn commit_transition(
+        &self,
+        txn: WriteTransaction,
+        before: &plan::Model,
+        transition: &Transition,
+        viewer: &Viewer,
+        input: &ChangeInput<'_>,
+        spec: Option<&StoredSpec>,
+    ) -> AppResult<Option<Outcome>> {
+        use plan::Column;
+        let at = now();
+        let mut update = plan::Entity::update_many()
+            .col_expr(Column::Status, Expr::value(transition.to.as_str()))
+            .col_expr(Column::UpdatedAt, Expr::value(at))
+            .filter(Column::Id.eq(before.id))
+            .filter(Column::Status.eq(before.status.as_str()))
+            .filter(same_user(Column::ClaimedBy, before.claimed_by))
+            .filter(same_user(Column::SubmittedBy, before.submitted_by));
+        if transition.records_activity {
+            update = update.col_expr(Column::LastActivityAt, Expr::value(at));
+        }
+        let claim = match transition.claim {
+            ClaimEffect::Keep => None,
+            ClaimEffect::TakeByCaller => Some((Some(viewer.id()), Some(at))),
+            ClaimEffect::ReturnToSubmitter => {
+                Some((before.submitted_by.or(Some(viewer.id())), Some(at)))
+            }
+            ClaimEffect::Clear => Some((None, None)),
+        };
+        if let Some((claimer, claimed_at)) = claim {
+            update = update
+                .col_expr(Column::ClaimedBy, Expr::value(claimer))
+                .col_expr(Column::ClaimedAt, Expr::value(claimed_at));
+        }
+        if transition.records_submission {
+            update = update
+                .col_expr(Column::WorkArtifacts, Expr::value(input.artifacts.map(str::to_owned)))
+                .col_expr(Column::SubmittedBy, Expr::value(Some(viewer.id())));
+        }
+        if let (true, Some(spec)) = (transition.replaces_spec, spec) {
+            update = update
+                .col_expr(Column::SpecKey, Expr::value(spec.key.clone()))
+                .col_expr(Column::SpecSha256, Expr::value(spec.sha256.clone()))
+                .col_expr(Column::SpecSize, Expr::value(spec.size));
+        }
+        let Some(mut plan) = update.exec_with_returning(&*txn).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let version = if transition.creates_version {
+            // The worker who did the work is credited; an approval of a plan
+            // nobody submitted credits the approver.
+            let implemented_by = plan.submitted_by.unwrap_or(viewer.id());
+            let origin = VersionOrigin {
+                plan: Some(plan.id),
+                implemented_by: Some(implemented_by),
+                spec_key: None,
+            };
+            let (_, version) = cut_version(&*txn, plan.feature_id, origin).await?;
+            let mut active: plan::ActiveModel = plan.into();
+            active.implemented_version = Set(Some(version.version));
+            plan = active.update(&*txn).await?;
+            Some(version)
+        } else {
+            None
+        };
+        let event = events::record(
+            &*txn,
+            &plan,
+            transition.event,
+            Some(transition.from),
+            Some(viewer.id()),
+        )
+        .await?;
+        txn.commit().await?;
+        self.events.publish([event]);
+        Ok(Some(Outcome { plan, version }))
+    }
+
+    /// The stale sweeper: claimed or in-progress plans with no activity since
+    /// `cutoff` become STALLED (claim kept). Returns how many it marked.
+    ///
+    /// Each plan is moved by its own conditional UPDATE that re-checks status
+    /// and `last_activity_at < cutoff`: a plan updated a moment before the
+    /// sweep no longer matches and stays as it is, and when two instances sweep
+    /// at once only one UPDATE matches, so each plan gets one STALLED event.
+    pub async fn mark_stale_plans(&self, cutoff: DateTime<Utc>) -> AppResult<usize> {
+        let watched = [PlanStatus::Claimed, PlanStatus::InProgress].map(PlanStatus::as_str);
+        let candidates = plan::Entity::find()
+            .filter(plan::Column::Status.is_in(watched))
+            .filter(plan::Column::LastActivityAt.lt(cutoff))
+            .all(&self.db)
+            .await?;
+        let mut marked = 0;
+        for candidate in candidates {
+            let from = status_of(&candidate)?;
+            let Ok(transition) = workflow::decide(from, Action::MarkStale, Actor::System) else {
+                continue;
+            };
+            let txn = self.begin_write().await?;
+            let updated = plan::Entity::update_many()
+                .col_expr(plan::Column::Status, Expr::value(transition.to.as_str()))
+                .col_expr(plan::Column::UpdatedAt, Expr::value(now()))
+                .filter(plan::Column::Id.eq(candidate.id))
+                .filter(plan::Column::Status.eq(from.as_str()))
+                .filter(plan::Column::LastActivityAt.lt(cutoff))
+                .exec_with_returning(&*txn)
+                .await?;
+            let Some(plan) = updated.into_iter().next() else {
+                continue;
+            };
+            let event = events::record(&*txn, &plan, transition.event, Some(from), None).await?;
+            txn.commit().await?;
+            self.events.publish([event]);
+            marked += 1;
+        }
+        Ok(marked)
+    }
+
+    /// One page of the viewer's plans matching `filter`.
+    pub async fn list_plans(
+        &self,
+        viewer: &Viewer,
+        filter: &PlanFilter,
+        page: PageRequest,
+    ) -> AppResult<PlanPage> {
+        let mut query = visible_plans(viewer, filter);
+        if let Some(after) = page.after {
+            query = query.filter(plan::Column::Id.gt(after));
+        }
+        let mut plans = query
+            .order_by_asc(plan::Column::Id)
+            .limit(page.first + 1)
+            .all(&self.db)
+            .await?;
+        let has_next_page = plans.len() as u64 > page.first;
+        plans.truncate(page.first as usize);
+        Ok(PlanPage {
+            plans,
+            has_next_page,
+        })
+    }
+
+    pub async fn count_plans(&self, viewer: &Viewer, filter: &PlanFilter) -> AppResult<u64> {
+        Ok(visible_plans(viewer, filter).count(&self.db).await?)
+    }
+
+    /// The audit trail of a plan, oldest first.
+    pub async fn events_of(&self, plan: Uuid) -> AppResult<Vec<plan_event::Model>> {
+        Ok(plan_event::Entity::find()
+            .filter(plan_event::Column::PlanId.eq(plan))
+            .order_by_asc(plan_event::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn plans_by_ids(&self, ids: &[Uuid]) -> AppResult<Vec<plan::Model>> {
+        Ok(plan::Entity::find()
+            .filter(plan::Column::Id.is_in(ids.iter().copied()))
+            .all(&self.db)
+            .await?)
+    }
+}
+
+fn visible_plans(viewer: &Viewer, filter: &PlanFilter) -> Select<plan::Entity> {
+    let mut query =
+        plan::Entity::find().filter(plan::Column::ProjectId.in_subquery(member_projects(viewer.id())));
+    if let Some(project) = filter.project {
+        query = query.filter(plan::Column::ProjectId.eq(project));
+    }
+    if let Some(feature) = filter.feature {
+        query = query.filter(plan::Column::FeatureId.eq(feature));
+    }
+    if !filter.statuses.is_empty() {
+        query = query.filter(plan::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
+    }
+    if let Some(claimer) = filter.claimed_by {
+        query = query.filter(plan::Column::ClaimedBy.eq(claimer));
+    }
+    query
+}
+
+/// `column = value`, or `column IS NULL` when there is no value.
+fn same_user(column: plan::Column, value: Option<Uuid>) -> SimpleExpr {
+    match value {
+        Some(id) => column.eq(id),
+        None => column.is_null(),
+    }
+}
+
+pub fn status_of(plan: &plan::Model) -> AppResult<PlanStatus> {
+    PlanStatus::parse(&plan.status).ok_or_else(|| {
+        AppError::Internal(format!("plan {} has unknown status {:?}", plan.id, plan.status))
+    })
+}

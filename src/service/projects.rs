@@ -1,0 +1,217 @@
+//! Projects and their members.
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Set,
+};
+use uuid::Uuid;
+
+use super::{Services, Viewer, now, parse_id};
+use crate::error::{AppError, AppResult};
+use crate::workflow::Role;
+use entity::{project, project_member, user};
+
+impl Services {
+    /// Any user may start a project and becomes its owner.
+    pub async fn create_project(
+        &self,
+        viewer: &Viewer,
+        name: &str,
+        description: Option<String>,
+    ) -> AppResult<project::Model> {
+        let name = self.validate_title(name).map_err(rename_field("name"))?;
+        let description = self.validate_description(description)?;
+        let at = now();
+        let txn = self.begin_write().await?;
+        let project = project::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            name: Set(name),
+            description: Set(description),
+            created_by: Set(viewer.id()),
+            created_at: Set(at),
+            updated_at: Set(at),
+        }
+        .insert(&*txn)
+        .await?;
+        project_member::ActiveModel {
+            project_id: Set(project.id),
+            user_id: Set(viewer.id()),
+            role: Set(Role::Owner.as_str().to_owned()),
+            created_at: Set(at),
+        }
+        .insert(&*txn)
+        .await?;
+        txn.commit().await?;
+        Ok(project)
+    }
+
+    /// Projects the viewer belongs to, oldest first.
+    pub async fn projects_of(&self, viewer: &Viewer) -> AppResult<Vec<project::Model>> {
+        Ok(project::Entity::find()
+            .filter(project::Column::Id.in_subquery(member_projects(viewer.id())))
+            .order_by_asc(project::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// A project by id, for members only.
+    pub async fn project(&self, viewer: &Viewer, id: &str) -> AppResult<project::Model> {
+        let id = parse_id("projectId", id)?;
+        let project = self.find_project(id).await?;
+        self.require_member(viewer, project.id).await?;
+        Ok(project)
+    }
+
+    pub async fn find_project(&self, id: Uuid) -> AppResult<project::Model> {
+        project::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("No project with id {id}")))
+    }
+
+    pub async fn members(&self, project: Uuid) -> AppResult<Vec<project_member::Model>> {
+        Ok(project_member::Entity::find()
+            .filter(project_member::Column::ProjectId.eq(project))
+            .order_by_asc(project_member::Column::CreatedAt)
+            .order_by_asc(project_member::Column::UserId)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Owners add members by email, or change an existing member's role.
+    pub async fn add_project_member(
+        &self,
+        viewer: &Viewer,
+        project_id: &str,
+        email: &str,
+        role: Role,
+    ) -> AppResult<project_member::Model> {
+        let project = self.project(viewer, project_id).await?;
+        self.require_owner(viewer, project.id).await?;
+        let user = self.user_by_email(email).await?.ok_or_else(|| {
+            AppError::NotFound(format!(
+                "No user with email {}; an admin can create one with createUser",
+                email.trim()
+            ))
+        })?;
+        let txn = self.begin_write().await?;
+        let existing = project_member::Entity::find_by_id((project.id, user.id))
+            .one(&*txn)
+            .await?;
+        let member = match existing {
+            Some(member) if member.role == role.as_str() => member,
+            Some(member) => {
+                if member.role == Role::Owner.as_str() {
+                    ensure_another_owner(&txn, project.id, user.id).await?;
+                }
+                let mut active: project_member::ActiveModel = member.into();
+                active.role = Set(role.as_str().to_owned());
+                active.update(&*txn).await?
+            }
+            None => {
+                project_member::ActiveModel {
+                    project_id: Set(project.id),
+                    user_id: Set(user.id),
+                    role: Set(role.as_str().to_owned()),
+                    created_at: Set(now()),
+                }
+                .insert(&*txn)
+                .await?
+            }
+        };
+        txn.commit().await?;
+        Ok(member)
+    }
+
+    /// Owners remove anyone; members may remove themselves. A project never
+    /// loses its last owner.
+    pub async fn remove_project_member(
+        &self,
+        viewer: &Viewer,
+        project_id: &str,
+        user_id: &str,
+    ) -> AppResult<bool> {
+        let project = self.project(viewer, project_id).await?;
+        let user_id = parse_id("userId", user_id)?;
+        if user_id != viewer.id() {
+            self.require_owner(viewer, project.id).await?;
+        }
+        let txn = self.begin_write().await?;
+        let member = project_member::Entity::find_by_id((project.id, user_id))
+            .one(&*txn)
+            .await?
+            .ok_or_else(|| {
+                AppError::NotFound(format!("User {user_id} is not a member of this project"))
+            })?;
+        if member.role == Role::Owner.as_str() {
+            ensure_another_owner(&txn, project.id, user_id).await?;
+        }
+        project_member::Entity::delete_by_id((project.id, user_id))
+            .exec(&*txn)
+            .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    async fn require_owner(&self, viewer: &Viewer, project: Uuid) -> AppResult<()> {
+        match self.require_member(viewer, project).await? {
+            Role::Owner => Ok(()),
+            _ => Err(AppError::Forbidden(
+                "Only project owners can manage members".into(),
+            )),
+        }
+    }
+
+    pub async fn users_by_ids(&self, ids: &[Uuid]) -> AppResult<Vec<user::Model>> {
+        Ok(user::Entity::find()
+            .filter(user::Column::Id.is_in(ids.iter().copied()))
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn projects_by_ids(&self, ids: &[Uuid]) -> AppResult<Vec<project::Model>> {
+        Ok(project::Entity::find()
+            .filter(project::Column::Id.is_in(ids.iter().copied()))
+            .all(&self.db)
+            .await?)
+    }
+}
+
+/// `SELECT project_id FROM project_members WHERE user_id = ?`, the membership
+/// filter every list applies.
+pub fn member_projects(user: Uuid) -> sea_orm::sea_query::SelectStatement {
+    project_member::Entity::find()
+        .select_only()
+        .column(project_member::Column::ProjectId)
+        .filter(project_member::Column::UserId.eq(user))
+        .into_query()
+}
+
+async fn ensure_another_owner(
+    txn: &super::WriteTransaction,
+    project: Uuid,
+    leaving: Uuid,
+) -> AppResult<()> {
+    let other_owners = project_member::Entity::find()
+        .filter(project_member::Column::ProjectId.eq(project))
+        .filter(project_member::Column::Role.eq(Role::Owner.as_str()))
+        .filter(project_member::Column::UserId.ne(leaving))
+        .count(&**txn)
+        .await?;
+    if other_owners == 0 {
+        return Err(AppError::Conflict(
+            "A project needs at least one owner; make someone else an owner first".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Reuses a title check for another field, keeping its message accurate.
+pub(super) fn rename_field(field: &'static str) -> impl Fn(AppError) -> AppError {
+    move |error| match error {
+        AppError::BadUserInput(message) => {
+            AppError::BadUserInput(message.replacen("title", field, 1))
+        }
+        other => other,
+    }
+}

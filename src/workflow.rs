@@ -1,0 +1,666 @@
+//! The plan state machine from DESIGN.md, as pure functions.
+//!
+//! Everything here is decided from values the caller already loaded: no I/O, no
+//! clock. The service layer turns a [`Transition`] into one conditional UPDATE plus
+//! an event row, so this file is the single place where the workflow table lives.
+
+use std::fmt;
+
+/// Where a plan is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PlanStatus {
+    Draft,
+    Ready,
+    Claimed,
+    InProgress,
+    Stalled,
+    Review,
+    Completed,
+    Failed,
+}
+
+impl PlanStatus {
+    pub const ALL: [PlanStatus; 8] = [
+        PlanStatus::Draft,
+        PlanStatus::Ready,
+        PlanStatus::Claimed,
+        PlanStatus::InProgress,
+        PlanStatus::Stalled,
+        PlanStatus::Review,
+        PlanStatus::Completed,
+        PlanStatus::Failed,
+    ];
+
+    /// The spelling stored in the database and used in messages (`in_progress`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanStatus::Draft => "draft",
+            PlanStatus::Ready => "ready",
+            PlanStatus::Claimed => "claimed",
+            PlanStatus::InProgress => "in_progress",
+            PlanStatus::Stalled => "stalled",
+            PlanStatus::Review => "review",
+            PlanStatus::Completed => "completed",
+            PlanStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<PlanStatus> {
+        PlanStatus::ALL.into_iter().find(|status| status.as_str() == value)
+    }
+
+    /// Statuses in which a worker holds the plan and the stale sweeper watches it.
+    pub fn is_worked_on(self) -> bool {
+        matches!(
+            self,
+            PlanStatus::Claimed | PlanStatus::InProgress | PlanStatus::Stalled
+        )
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, PlanStatus::Completed | PlanStatus::Failed)
+    }
+}
+
+impl fmt::Display for PlanStatus {
+    /// Upper case, as GraphQL clients see the enum (`IN_PROGRESS`).
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.as_str().to_ascii_uppercase())
+    }
+}
+
+/// A caller's role in the plan's project. Non-members never reach the workflow:
+/// the service refuses them before, so that they learn nothing about the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Owner,
+    Member,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Member => "member",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Role> {
+        [Role::Owner, Role::Member, Role::Viewer]
+            .into_iter()
+            .find(|role| role.as_str() == value)
+    }
+
+    pub fn can_write(self) -> bool {
+        matches!(self, Role::Owner | Role::Member)
+    }
+}
+
+/// Who asks for a change, relative to the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Actor {
+    /// A project member.
+    User {
+        role: Role,
+        /// The caller holds the plan's claim.
+        is_claimer: bool,
+        /// The caller submitted the plan's work (meaningful in review).
+        is_submitter: bool,
+    },
+    /// The stale sweeper.
+    System,
+}
+
+/// The two targets `submitWork` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SubmitTarget {
+    Review,
+    Completed,
+}
+
+/// Every request that can change a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    SetStatus(PlanStatus),
+    Claim,
+    Release,
+    /// Replace the spec (`updatePlan`).
+    Update,
+    Submit(SubmitTarget),
+    /// The stale sweeper found no activity for longer than the threshold.
+    MarkStale,
+}
+
+impl Action {
+    /// Every action, with every target status, for exhaustive tests and for
+    /// listing what is possible from a status.
+    pub fn all() -> Vec<Action> {
+        let mut actions: Vec<Action> = PlanStatus::ALL.into_iter().map(Action::SetStatus).collect();
+        actions.extend([
+            Action::Claim,
+            Action::Release,
+            Action::Update,
+            Action::Submit(SubmitTarget::Review),
+            Action::Submit(SubmitTarget::Completed),
+            Action::MarkStale,
+        ]);
+        actions
+    }
+
+    /// The GraphQL operation a person would use, for error messages.
+    pub fn operation(self) -> &'static str {
+        match self {
+            Action::SetStatus(_) => "setPlanStatus",
+            Action::Claim => "claimPlan",
+            Action::Release => "releasePlan",
+            Action::Update => "updatePlan",
+            Action::Submit(_) => "submitWork",
+            Action::MarkStale => "the stale sweeper",
+        }
+    }
+}
+
+/// What happens to `claimed_by` / `claimed_at`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimEffect {
+    Keep,
+    /// The caller becomes the claimer.
+    TakeByCaller,
+    /// Work sent back from review returns to whoever submitted it.
+    ReturnToSubmitter,
+    Clear,
+}
+
+/// The audit-trail kind recorded for a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Created,
+    Updated,
+    StatusChanged,
+    Claimed,
+    Released,
+    Submitted,
+    Completed,
+    Stalled,
+    Failed,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 9] = [
+        EventKind::Created,
+        EventKind::Updated,
+        EventKind::StatusChanged,
+        EventKind::Claimed,
+        EventKind::Released,
+        EventKind::Submitted,
+        EventKind::Completed,
+        EventKind::Stalled,
+        EventKind::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::Updated => "updated",
+            EventKind::StatusChanged => "status_changed",
+            EventKind::Claimed => "claimed",
+            EventKind::Released => "released",
+            EventKind::Submitted => "submitted",
+            EventKind::Completed => "completed",
+            EventKind::Stalled => "stalled",
+            EventKind::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|kind| kind.as_str() == value)
+    }
+}
+
+/// An allowed change and all of its side effects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub from: PlanStatus,
+    pub to: PlanStatus,
+    pub claim: ClaimEffect,
+    /// Claimer activity: moves `last_activity_at` so the sweeper leaves the plan alone.
+    pub records_activity: bool,
+    /// `submitWork` stores the artifacts and records the caller as submitter.
+    pub records_submission: bool,
+    /// Completion cuts a new feature version in the same transaction.
+    pub creates_version: bool,
+    /// `updatePlan` writes a new spec object.
+    pub replaces_spec: bool,
+    pub event: EventKind,
+}
+
+/// Why a change is refused. The service maps these to GraphQL error codes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not allowed from the current status; carries what is.
+    InvalidTransition {
+        from: PlanStatus,
+        requested: Action,
+        allowed: Vec<PlanStatus>,
+    },
+    /// Claiming something that is not up for grabs.
+    Conflict { from: PlanStatus, message: String },
+    /// The move exists but this caller may not make it.
+    Forbidden(String),
+}
+
+/// Decides whether `actor` may apply `action` to a plan in status `from`.
+pub fn decide(from: PlanStatus, action: Action, actor: Actor) -> Result<Transition, Refusal> {
+    let transition = shape(from, action).ok_or_else(|| refuse_shape(from, action))?;
+    authorize(&transition, action, actor)?;
+    Ok(transition)
+}
+
+/// Statuses reachable from `from` by any request of a project member, in
+/// workflow order; this is the "allowed" list of an `INVALID_TRANSITION` error.
+pub fn allowed_next(from: PlanStatus) -> Vec<PlanStatus> {
+    let mut next: Vec<PlanStatus> = Action::all()
+        .into_iter()
+        .filter(|action| *action != Action::MarkStale)
+        .filter_map(|action| shape(from, action))
+        .map(|transition| transition.to)
+        .filter(|to| *to != from)
+        .collect();
+    next.sort();
+    next.dedup();
+    next
+}
+
+/// The workflow table: which action moves which status where, ignoring who asks.
+fn shape(from: PlanStatus, action: Action) -> Option<Transition> {
+    use PlanStatus::*;
+    let base = Transition {
+        from,
+        to: from,
+        claim: ClaimEffect::Keep,
+        records_activity: false,
+        records_submission: false,
+        creates_version: false,
+        replaces_spec: false,
+        event: EventKind::StatusChanged,
+    };
+    let transition = match (from, action) {
+        (Draft, Action::SetStatus(Ready)) => Transition { to: Ready, ..base },
+        (Ready, Action::SetStatus(Draft)) => Transition { to: Draft, ..base },
+        (Ready, Action::Claim) => Transition {
+            to: Claimed,
+            claim: ClaimEffect::TakeByCaller,
+            records_activity: true,
+            event: EventKind::Claimed,
+            ..base
+        },
+        (Draft | Ready, Action::Update) => Transition {
+            replaces_spec: true,
+            event: EventKind::Updated,
+            ..base
+        },
+        (Claimed | InProgress | Stalled, Action::Update) => Transition {
+            to: InProgress,
+            records_activity: true,
+            replaces_spec: true,
+            event: EventKind::Updated,
+            ..base
+        },
+        (Claimed | InProgress | Stalled, Action::Release) => Transition {
+            to: Ready,
+            claim: ClaimEffect::Clear,
+            event: EventKind::Released,
+            ..base
+        },
+        (Claimed | InProgress | Stalled, Action::Submit(SubmitTarget::Review)) => Transition {
+            to: Review,
+            claim: ClaimEffect::Clear,
+            records_activity: true,
+            records_submission: true,
+            event: EventKind::Submitted,
+            ..base
+        },
+        (Claimed | InProgress | Stalled, Action::Submit(SubmitTarget::Completed)) => Transition {
+            to: Completed,
+            claim: ClaimEffect::Clear,
+            records_activity: true,
+            records_submission: true,
+            creates_version: true,
+            event: EventKind::Completed,
+            ..base
+        },
+        (Review, Action::SetStatus(Completed)) => Transition {
+            to: Completed,
+            claim: ClaimEffect::Clear,
+            creates_version: true,
+            event: EventKind::Completed,
+            ..base
+        },
+        (Review, Action::SetStatus(InProgress)) => Transition {
+            to: InProgress,
+            claim: ClaimEffect::ReturnToSubmitter,
+            records_activity: true,
+            ..base
+        },
+        (Stalled, Action::SetStatus(Ready)) => Transition {
+            to: Ready,
+            claim: ClaimEffect::Clear,
+            event: EventKind::Released,
+            ..base
+        },
+        (Claimed | InProgress | Stalled | Review, Action::SetStatus(Failed)) => Transition {
+            to: Failed,
+            claim: ClaimEffect::Clear,
+            event: EventKind::Failed,
+            ..base
+        },
+        (Claimed | InProgress, Action::MarkStale) => Transition {
+            to: Stalled,
+            event: EventKind::Stalled,
+            ..base
+        },
+        _ => return None,
+    };
+    Some(transition)
+}
+
+fn refuse_shape(from: PlanStatus, action: Action) -> Refusal {
+    if action == Action::Claim {
+        let message = if from.is_worked_on() {
+            format!("Plan is already claimed by another user (status {from})")
+        } else {
+            format!("Plan is not in READY status (status {from}); only a READY plan can be claimed")
+        };
+        return Refusal::Conflict { from, message };
+    }
+    Refusal::InvalidTransition {
+        from,
+        requested: action,
+        allowed: allowed_next(from),
+    }
+}
+
+fn authorize(transition: &Transition, action: Action, actor: Actor) -> Result<(), Refusal> {
+    let (role, is_claimer, is_submitter) = match actor {
+        Actor::System => {
+            return if action == Action::MarkStale {
+                Ok(())
+            } else {
+                Err(Refusal::Forbidden("the system only marks plans stalled".into()))
+            };
+        }
+        Actor::User {
+            role,
+            is_claimer,
+            is_submitter,
+        } => (role, is_claimer, is_submitter),
+    };
+    if !role.can_write() {
+        return Err(Refusal::Forbidden(
+            "Viewers can read this project but not change it; ask an owner for the member role"
+                .into(),
+        ));
+    }
+    let from = transition.from;
+    let allowed = match action {
+        Action::MarkStale => {
+            return Err(Refusal::Forbidden(
+                "Only the stale sweeper marks plans stalled".into(),
+            ));
+        }
+        Action::Update if from.is_worked_on() => is_claimer,
+        Action::Submit(_) => is_claimer,
+        Action::Release => is_claimer || role == Role::Owner,
+        // Review has no claimer: the claim moved to the submitter's name.
+        Action::SetStatus(PlanStatus::Failed) if from == PlanStatus::Review => {
+            is_submitter || role == Role::Owner
+        }
+        Action::SetStatus(PlanStatus::Failed) => is_claimer || role == Role::Owner,
+        _ => true,
+    };
+    if allowed {
+        return Ok(());
+    }
+    let who = match action {
+        Action::Update => "Only the user who claimed this plan can update it",
+        Action::Submit(_) => "Only the user who claimed this plan can submit work for it",
+        Action::Release => "Only the claimer or a project owner can release this plan",
+        _ => "Only the claimer (or submitter) or a project owner can mark this plan failed",
+    };
+    Err(Refusal::Forbidden(who.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PlanStatus::*;
+
+    const CLAIMER: Actor = Actor::User {
+        role: Role::Member,
+        is_claimer: true,
+        is_submitter: false,
+    };
+    const SUBMITTER: Actor = Actor::User {
+        role: Role::Member,
+        is_claimer: false,
+        is_submitter: true,
+    };
+    const OWNER: Actor = Actor::User {
+        role: Role::Owner,
+        is_claimer: false,
+        is_submitter: false,
+    };
+    const MEMBER: Actor = Actor::User {
+        role: Role::Member,
+        is_claimer: false,
+        is_submitter: false,
+    };
+    const VIEWER: Actor = Actor::User {
+        role: Role::Viewer,
+        is_claimer: false,
+        is_submitter: false,
+    };
+
+    /// The workflow table of DESIGN.md, one row per allowed (from, action):
+    /// the target status, the claim effect, and whether a version is cut.
+    fn expected_table() -> Vec<(PlanStatus, Action, PlanStatus, ClaimEffect, bool)> {
+        use Action::*;
+        use ClaimEffect::*;
+        let review = Submit(SubmitTarget::Review);
+        let complete = Submit(SubmitTarget::Completed);
+        let mut rows = vec![
+            (Draft, SetStatus(Ready), Ready, Keep, false),
+            (Ready, SetStatus(Draft), Draft, Keep, false),
+            (Ready, Claim, Claimed, TakeByCaller, false),
+            (Draft, Update, Draft, Keep, false),
+            (Ready, Update, Ready, Keep, false),
+            (Review, SetStatus(Completed), Completed, Clear, true),
+            (Review, SetStatus(InProgress), InProgress, ReturnToSubmitter, false),
+            (Stalled, SetStatus(Ready), Ready, Clear, false),
+            (Review, SetStatus(Failed), Failed, Clear, false),
+            (Claimed, MarkStale, Stalled, Keep, false),
+            (InProgress, MarkStale, Stalled, Keep, false),
+        ];
+        for from in [Claimed, InProgress, Stalled] {
+            rows.extend([
+                (from, Update, InProgress, Keep, false),
+                (from, Release, Ready, Clear, false),
+                (from, review, Review, Clear, false),
+                (from, complete, Completed, Clear, true),
+                (from, SetStatus(Failed), Failed, Clear, false),
+            ]);
+        }
+        rows
+    }
+
+    fn privileged_actor(action: Action) -> Actor {
+        match action {
+            Action::MarkStale => Actor::System,
+            Action::Update | Action::Submit(_) => CLAIMER,
+            _ => OWNER,
+        }
+    }
+
+    #[test]
+    fn every_status_and_action_matches_the_table() {
+        let table = expected_table();
+        for from in PlanStatus::ALL {
+            for action in Action::all() {
+                let expected = table.iter().find(|row| row.0 == from && row.1 == action);
+                let result = decide(from, action, privileged_actor(action));
+                match (expected, result) {
+                    (Some(&(_, _, to, claim, creates_version)), Ok(transition)) => {
+                        assert_eq!(transition.to, to, "{from:?} {action:?}");
+                        assert_eq!(transition.claim, claim, "{from:?} {action:?}");
+                        assert_eq!(transition.creates_version, creates_version, "{from:?} {action:?}");
+                    }
+                    (None, Err(Refusal::InvalidTransition { allowed, .. })) => {
+                        assert_ne!(action, Action::Claim);
+                        assert_eq!(allowed, allowed_next(from), "{from:?} {action:?}");
+                    }
+                    (None, Err(Refusal::Conflict { .. })) => assert_eq!(action, Action::Claim),
+                    (expected, result) => {
+                        panic!("{from:?} {action:?}: expected {expected:?}, got {result:?}")
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn terminal_statuses_allow_nothing() {
+        for from in [Completed, Failed] {
+            assert!(from.is_terminal());
+            assert!(allowed_next(from).is_empty());
+            for action in Action::all() {
+                assert!(decide(from, action, privileged_actor(action)).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn allowed_lists_name_every_reachable_status() {
+        assert_eq!(allowed_next(Draft), vec![Ready]);
+        assert_eq!(allowed_next(Ready), vec![Draft, Claimed]);
+        assert_eq!(allowed_next(Claimed), vec![Ready, InProgress, Review, Completed, Failed]);
+        assert_eq!(allowed_next(InProgress), vec![Ready, Review, Completed, Failed]);
+        assert_eq!(allowed_next(Stalled), vec![Ready, InProgress, Review, Completed, Failed]);
+        assert_eq!(allowed_next(Review), vec![InProgress, Completed, Failed]);
+    }
+
+    #[test]
+    fn viewers_change_nothing() {
+        for from in PlanStatus::ALL {
+            for action in Action::all() {
+                if let Ok(transition) = decide(from, action, privileged_actor(action)) {
+                    let refusal = decide(from, action, VIEWER);
+                    assert!(
+                        matches!(refusal, Err(Refusal::Forbidden(_))),
+                        "viewer {from:?} {action:?} -> {transition:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_claimer_updates_or_submits_claimed_work() {
+        for from in [Claimed, InProgress, Stalled] {
+            for action in [
+                Action::Update,
+                Action::Submit(SubmitTarget::Review),
+                Action::Submit(SubmitTarget::Completed),
+            ] {
+                assert!(decide(from, action, CLAIMER).is_ok());
+                assert!(matches!(decide(from, action, MEMBER), Err(Refusal::Forbidden(_))));
+                assert!(matches!(decide(from, action, OWNER), Err(Refusal::Forbidden(_))));
+            }
+        }
+    }
+
+    #[test]
+    fn any_writer_updates_unclaimed_plans() {
+        for from in [Draft, Ready] {
+            let transition = decide(from, Action::Update, MEMBER).expect("member may update");
+            assert_eq!(transition.to, from);
+            assert!(transition.replaces_spec);
+            assert!(!transition.records_activity);
+        }
+    }
+
+    #[test]
+    fn release_and_fail_belong_to_the_claimer_or_an_owner() {
+        for from in [Claimed, InProgress, Stalled] {
+            for action in [Action::Release, Action::SetStatus(Failed)] {
+                assert!(decide(from, action, CLAIMER).is_ok());
+                assert!(decide(from, action, OWNER).is_ok());
+                assert!(matches!(decide(from, action, MEMBER), Err(Refusal::Forbidden(_))));
+            }
+        }
+        let fail = Action::SetStatus(Failed);
+        assert!(decide(Review, fail, SUBMITTER).is_ok());
+        assert!(decide(Review, fail, OWNER).is_ok());
+        assert!(matches!(decide(Review, fail, MEMBER), Err(Refusal::Forbidden(_))));
+    }
+
+    #[test]
+    fn any_writer_approves_or_reopens_review() {
+        for action in [Action::SetStatus(Completed), Action::SetStatus(InProgress)] {
+            assert!(decide(Review, action, MEMBER).is_ok());
+        }
+        assert!(decide(Stalled, Action::SetStatus(Ready), MEMBER).is_ok());
+    }
+
+    #[test]
+    fn claims_refused_with_conflict() {
+        for from in PlanStatus::ALL.into_iter().filter(|status| *status != Ready) {
+            match decide(from, Action::Claim, MEMBER) {
+                Err(Refusal::Conflict { from: reported, .. }) => assert_eq!(reported, from),
+                other => panic!("claim from {from:?}: {other:?}"),
+            }
+        }
+        let claim = decide(Ready, Action::Claim, MEMBER).expect("ready plans are claimable");
+        assert!(claim.records_activity);
+        assert_eq!(claim.event, EventKind::Claimed);
+    }
+
+    #[test]
+    fn only_the_system_marks_plans_stale_and_it_does_nothing_else() {
+        assert!(matches!(
+            decide(InProgress, Action::MarkStale, OWNER),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert!(matches!(
+            decide(Draft, Action::SetStatus(Ready), Actor::System),
+            Err(Refusal::Forbidden(_))
+        ));
+        let stale = decide(Claimed, Action::MarkStale, Actor::System).expect("sweeper");
+        assert_eq!(stale.claim, ClaimEffect::Keep);
+        assert!(!stale.records_activity);
+    }
+
+    #[test]
+    fn submissions_record_the_submitter_and_activity() {
+        for target in [SubmitTarget::Review, SubmitTarget::Completed] {
+            let transition = decide(InProgress, Action::Submit(target), CLAIMER).expect("claimer");
+            assert!(transition.records_submission);
+            assert!(transition.records_activity);
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for status in PlanStatus::ALL {
+            assert_eq!(PlanStatus::parse(status.as_str()), Some(status));
+        }
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
+        }
+        for role in [Role::Owner, Role::Member, Role::Viewer] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(InProgress.to_string(), "IN_PROGRESS");
+    }
+}
