@@ -42,7 +42,10 @@ pub fn parse_token(token: &str) -> Option<(&str, &str)> {
     let (prefix, secret) = rest.split_once('_')?;
     let well_formed = prefix.len() == PREFIX_BYTES * 2
         && secret.len() == SECRET_BYTES * 2
-        && prefix.bytes().chain(secret.bytes()).all(|byte| byte.is_ascii_hexdigit());
+        && prefix
+            .bytes()
+            .chain(secret.bytes())
+            .all(|byte| byte.is_ascii_hexdigit());
     well_formed.then_some((prefix, secret))
 }
 
@@ -75,7 +78,13 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_rejected() {
-        for token in ["", "pg_", "pg_abc_def", "xx_0123abcd_".to_owned().as_str(), "pg_0123abcd"] {
+        for token in [
+            "",
+            "pg_",
+            "pg_abc_def",
+            "xx_0123abcd_".to_owned().as_str(),
+            "pg_0123abcd",
+        ] {
             assert!(parse_token(token).is_none(), "{token}");
         }
         assert_eq!(bearer_token("Bearer abc"), Some("abc"));

@@ -10,11 +10,21 @@ use clap::Args;
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address to serve on; port 0 picks a free port.
-    #[arg(long, env = "PLANGRAPH_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "PLANGRAPH_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub listen: SocketAddr,
 
     /// Directory for the embedded database and the fs spec store.
-    #[arg(long, env = "PLANGRAPH_DATA_DIR", default_value = "./data", global = true)]
+    #[arg(
+        long,
+        env = "PLANGRAPH_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// Database URL: sqlite://PATH or postgres://USER@HOST/DB.
@@ -23,7 +33,12 @@ pub struct Config {
     pub database_url: Option<String>,
 
     /// Largest number of pooled database connections.
-    #[arg(long, env = "PLANGRAPH_DATABASE_MAX_CONNECTIONS", default_value_t = 10, global = true)]
+    #[arg(
+        long,
+        env = "PLANGRAPH_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 10,
+        global = true
+    )]
     pub database_max_connections: u32,
 
     /// How long a request waits for a pooled connection before failing.
@@ -109,7 +124,9 @@ pub fn database_host(url: &str) -> String {
         return rest.split('?').next().unwrap_or(rest).to_owned();
     }
     let authority = rest.split('/').next().unwrap_or(rest);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     host.to_owned()
 }
 
@@ -159,7 +176,13 @@ mod tests {
 
     #[test]
     fn database_host_hides_credentials() {
-        assert_eq!(database_host("postgres://user:secret@db.internal:5432/app"), "db.internal:5432");
-        assert_eq!(database_host("sqlite://./data/x.db?mode=rwc"), "./data/x.db");
+        assert_eq!(
+            database_host("postgres://user:secret@db.internal:5432/app"),
+            "db.internal:5432"
+        );
+        assert_eq!(
+            database_host("sqlite://./data/x.db?mode=rwc"),
+            "./data/x.db"
+        );
     }
 }

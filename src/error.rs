@@ -55,7 +55,9 @@ impl AppError {
             AppError::StorageUnavailable(_) => {
                 "The spec store is unavailable; try again shortly".into()
             }
-            AppError::DatabaseUnavailable => "The database is unavailable; try again shortly".into(),
+            AppError::DatabaseUnavailable => {
+                "The database is unavailable; try again shortly".into()
+            }
             AppError::Internal(_) => "Internal error; the server log has the details".into(),
         }
     }
@@ -98,10 +100,7 @@ impl AppError {
 
 impl From<DbErr> for AppError {
     fn from(error: DbErr) -> AppError {
-        let unavailable = matches!(
-            error,
-            DbErr::Conn(_) | DbErr::ConnectionAcquire(_)
-        );
+        let unavailable = matches!(error, DbErr::Conn(_) | DbErr::ConnectionAcquire(_));
         if unavailable {
             tracing::warn!(%error, "database unavailable");
             AppError::DatabaseUnavailable

@@ -52,19 +52,24 @@ fn no_store(response: &mut Response) {
 
 /// `None` without an Authorization header (public parts such as
 /// introspection still work); an error for a header that does not authenticate.
-async fn authenticate(services: &Services, headers: &HeaderMap) -> Result<Option<Viewer>, AppError> {
+async fn authenticate(
+    services: &Services,
+    headers: &HeaderMap,
+) -> Result<Option<Viewer>, AppError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     let token = value.to_str().ok().and_then(bearer_token).ok_or_else(|| {
-        AppError::Unauthenticated(
-            "The Authorization header must be `Bearer <API key>`".into(),
-        )
+        AppError::Unauthenticated("The Authorization header must be `Bearer <API key>`".into())
     })?;
     services.authenticate(token).await.map(Some)
 }
 
-async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+async fn execute(
+    state: &HttpState,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+) -> Response {
     let viewer = match authenticate(&state.services, headers).await {
         Ok(viewer) => viewer,
         Err(error @ AppError::Unauthenticated(_)) => {
@@ -96,7 +101,8 @@ async fn graphql_post(
             return error_response(StatusCode::PAYLOAD_TOO_LARGE, &error);
         }
         Err(rejection) => {
-            let error = AppError::BadUserInput(format!("Could not read the request body: {rejection}"));
+            let error =
+                AppError::BadUserInput(format!("Could not read the request body: {rejection}"));
             return error_response(StatusCode::BAD_REQUEST, &error);
         }
     };
@@ -157,9 +163,10 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
         (DocumentOperations::Multiple(operations), Some(name)) => {
             operations.get(name).map(|operation| operation.node.ty)
         }
-        (DocumentOperations::Multiple(operations), None) => {
-            operations.values().next().map(|operation| operation.node.ty)
-        }
+        (DocumentOperations::Multiple(operations), None) => operations
+            .values()
+            .next()
+            .map(|operation| operation.node.ty),
     };
     operation_type == Some(OperationType::Mutation)
 }

@@ -63,12 +63,18 @@ pub async fn connect_database(config: &Config) -> Result<DatabaseConnection, Sta
                 .busy_timeout(std::time::Duration::from_secs(10))
         });
     let host = database_host(&url);
-    let db = Database::connect(options)
-        .await
-        .map_err(|error| StartupError(format!("cannot connect to the database at {host}: {}", short(&error))))?;
-    Migrator::up(&db, None)
-        .await
-        .map_err(|error| StartupError(format!("cannot migrate the database at {host}: {}", short(&error))))?;
+    let db = Database::connect(options).await.map_err(|error| {
+        StartupError(format!(
+            "cannot connect to the database at {host}: {}",
+            short(&error)
+        ))
+    })?;
+    Migrator::up(&db, None).await.map_err(|error| {
+        StartupError(format!(
+            "cannot migrate the database at {host}: {}",
+            short(&error)
+        ))
+    })?;
     Ok(db)
 }
 

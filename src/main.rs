@@ -9,7 +9,11 @@ use plangraph::service::Services;
 use plangraph::{StartupError, sweeper};
 
 #[derive(Parser)]
-#[command(name = "plangraph", version, about = "GraphQL API server for plan-driven development")]
+#[command(
+    name = "plangraph",
+    version,
+    about = "GraphQL API server for plan-driven development"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -125,8 +129,14 @@ async fn admin(config: Config, command: AdminCommand) -> Result<(), StartupError
                 .await
                 .map_err(failed)?
                 .ok_or_else(|| StartupError(format!("no user with email {email}")))?;
-            let created = services.create_key_for(user.id, &label).await.map_err(failed)?;
-            println!("Created key {:?} for {}. API key, shown once:", label, user.email);
+            let created = services
+                .create_key_for(user.id, &label)
+                .await
+                .map_err(failed)?;
+            println!(
+                "Created key {:?} for {}. API key, shown once:",
+                label, user.email
+            );
             println!("{}", created.token);
         }
     }

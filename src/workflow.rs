@@ -46,7 +46,9 @@ impl PlanStatus {
     }
 
     pub fn parse(value: &str) -> Option<PlanStatus> {
-        PlanStatus::ALL.into_iter().find(|status| status.as_str() == value)
+        PlanStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == value)
     }
 
     /// Statuses in which a worker holds the plan and the stale sweeper watches it.
@@ -215,7 +217,9 @@ impl EventKind {
     }
 
     pub fn parse(value: &str) -> Option<EventKind> {
-        EventKind::ALL.into_iter().find(|kind| kind.as_str() == value)
+        EventKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == value)
     }
 }
 
@@ -388,7 +392,9 @@ fn authorize(transition: &Transition, action: Action, actor: Actor) -> Result<()
             return if action == Action::MarkStale {
                 Ok(())
             } else {
-                Err(Refusal::Forbidden("the system only marks plans stalled".into()))
+                Err(Refusal::Forbidden(
+                    "the system only marks plans stalled".into(),
+                ))
             };
         }
         Actor::User {
@@ -477,7 +483,13 @@ mod tests {
             (Draft, Update, Draft, Keep, false),
             (Ready, Update, Ready, Keep, false),
             (Review, SetStatus(Completed), Completed, Clear, true),
-            (Review, SetStatus(InProgress), InProgress, ReturnToSubmitter, false),
+            (
+                Review,
+                SetStatus(InProgress),
+                InProgress,
+                ReturnToSubmitter,
+                false,
+            ),
             (Stalled, SetStatus(Ready), Ready, Clear, false),
             (Review, SetStatus(Failed), Failed, Clear, false),
             (Claimed, MarkStale, Stalled, Keep, false),
@@ -514,7 +526,10 @@ mod tests {
                     (Some(&(_, _, to, claim, creates_version)), Ok(transition)) => {
                         assert_eq!(transition.to, to, "{from:?} {action:?}");
                         assert_eq!(transition.claim, claim, "{from:?} {action:?}");
-                        assert_eq!(transition.creates_version, creates_version, "{from:?} {action:?}");
+                        assert_eq!(
+                            transition.creates_version, creates_version,
+                            "{from:?} {action:?}"
+                        );
                     }
                     (None, Err(Refusal::InvalidTransition { allowed, .. })) => {
                         assert_ne!(action, Action::Claim);
@@ -544,9 +559,18 @@ mod tests {
     fn allowed_lists_name_every_reachable_status() {
         assert_eq!(allowed_next(Draft), vec![Ready]);
         assert_eq!(allowed_next(Ready), vec![Draft, Claimed]);
-        assert_eq!(allowed_next(Claimed), vec![Ready, InProgress, Review, Completed, Failed]);
-        assert_eq!(allowed_next(InProgress), vec![Ready, Review, Completed, Failed]);
-        assert_eq!(allowed_next(Stalled), vec![Ready, InProgress, Review, Completed, Failed]);
+        assert_eq!(
+            allowed_next(Claimed),
+            vec![Ready, InProgress, Review, Completed, Failed]
+        );
+        assert_eq!(
+            allowed_next(InProgress),
+            vec![Ready, Review, Completed, Failed]
+        );
+        assert_eq!(
+            allowed_next(Stalled),
+            vec![Ready, InProgress, Review, Completed, Failed]
+        );
         assert_eq!(allowed_next(Review), vec![InProgress, Completed, Failed]);
     }
 
@@ -574,8 +598,14 @@ mod tests {
                 Action::Submit(SubmitTarget::Completed),
             ] {
                 assert!(decide(from, action, CLAIMER).is_ok());
-                assert!(matches!(decide(from, action, MEMBER), Err(Refusal::Forbidden(_))));
-                assert!(matches!(decide(from, action, OWNER), Err(Refusal::Forbidden(_))));
+                assert!(matches!(
+                    decide(from, action, MEMBER),
+                    Err(Refusal::Forbidden(_))
+                ));
+                assert!(matches!(
+                    decide(from, action, OWNER),
+                    Err(Refusal::Forbidden(_))
+                ));
             }
         }
     }
@@ -596,13 +626,19 @@ mod tests {
             for action in [Action::Release, Action::SetStatus(Failed)] {
                 assert!(decide(from, action, CLAIMER).is_ok());
                 assert!(decide(from, action, OWNER).is_ok());
-                assert!(matches!(decide(from, action, MEMBER), Err(Refusal::Forbidden(_))));
+                assert!(matches!(
+                    decide(from, action, MEMBER),
+                    Err(Refusal::Forbidden(_))
+                ));
             }
         }
         let fail = Action::SetStatus(Failed);
         assert!(decide(Review, fail, SUBMITTER).is_ok());
         assert!(decide(Review, fail, OWNER).is_ok());
-        assert!(matches!(decide(Review, fail, MEMBER), Err(Refusal::Forbidden(_))));
+        assert!(matches!(
+            decide(Review, fail, MEMBER),
+            Err(Refusal::Forbidden(_))
+        ));
     }
 
     #[test]
@@ -615,7 +651,10 @@ mod tests {
 
     #[test]
     fn claims_refused_with_conflict() {
-        for from in PlanStatus::ALL.into_iter().filter(|status| *status != Ready) {
+        for from in PlanStatus::ALL
+            .into_iter()
+            .filter(|status| *status != Ready)
+        {
             match decide(from, Action::Claim, MEMBER) {
                 Err(Refusal::Conflict { from: reported, .. }) => assert_eq!(reported, from),
                 other => panic!("claim from {from:?}: {other:?}"),

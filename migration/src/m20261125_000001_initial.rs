@@ -26,7 +26,10 @@ fn foreign_key(from: &str, column: &str, to: &str) -> ForeignKeyCreateStatement 
 
 fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement {
     let mut statement = Index::create();
-    statement.name(name).table(Alias::new(table)).if_not_exists();
+    statement
+        .name(name)
+        .table(Alias::new(table))
+        .if_not_exists();
     for column in columns {
         statement.col(Alias::new(*column));
     }
@@ -94,7 +97,11 @@ impl MigrationTrait for Migration {
                     .col(string_len("role", 16))
                     .col(timestamp_with_time_zone("created_at"))
                     .primary_key(Index::create().col("project_id").col("user_id"))
-                    .foreign_key(&mut foreign_key("project_members", "project_id", "projects"))
+                    .foreign_key(&mut foreign_key(
+                        "project_members",
+                        "project_id",
+                        "projects",
+                    ))
                     .foreign_key(&mut foreign_key("project_members", "user_id", "users"))
                     .to_owned(),
             )
@@ -130,7 +137,11 @@ impl MigrationTrait for Migration {
                     .col(uuid_null("implemented_by_plan_id"))
                     .col(uuid_null("implemented_by"))
                     .col(timestamp_with_time_zone("created_at"))
-                    .foreign_key(&mut foreign_key("feature_versions", "feature_id", "features"))
+                    .foreign_key(&mut foreign_key(
+                        "feature_versions",
+                        "feature_id",
+                        "features",
+                    ))
                     .foreign_key(&mut foreign_key(
                         "feature_versions",
                         "implemented_by",
@@ -197,18 +208,36 @@ impl MigrationTrait for Migration {
             "ux_feature_versions_feature_version",
             &["feature_id", "version"],
         );
-        manager.create_index(unique_version.unique().to_owned()).await?;
+        manager
+            .create_index(unique_version.unique().to_owned())
+            .await?;
 
         for statement in [
             index("api_keys", "ix_api_keys_user", &["user_id"]),
             index("project_members", "ix_project_members_user", &["user_id"]),
             index("features", "ix_features_project", &["project_id"]),
-            index("plans", "ix_plans_project_status", &["project_id", "status"]),
-            index("plans", "ix_plans_feature_status", &["feature_id", "status"]),
+            index(
+                "plans",
+                "ix_plans_project_status",
+                &["project_id", "status"],
+            ),
+            index(
+                "plans",
+                "ix_plans_feature_status",
+                &["feature_id", "status"],
+            ),
             index("plans", "ix_plans_claimed_by", &["claimed_by"]),
-            index("plans", "ix_plans_status_activity", &["status", "last_activity_at"]),
+            index(
+                "plans",
+                "ix_plans_status_activity",
+                &["status", "last_activity_at"],
+            ),
             index("plan_events", "ix_plan_events_plan", &["plan_id", "id"]),
-            index("plan_events", "ix_plan_events_project", &["project_id", "id"]),
+            index(
+                "plan_events",
+                "ix_plan_events_project",
+                &["project_id", "id"],
+            ),
         ] {
             manager.create_index(statement).await?;
         }
@@ -218,7 +247,12 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in TABLES.iter().rev() {
             manager
-                .drop_table(Table::drop().table(Alias::new(*table)).if_exists().to_owned())
+                .drop_table(
+                    Table::drop()
+                        .table(Alias::new(*table))
+                        .if_exists()
+                        .to_owned(),
+                )
                 .await?;
         }
         Ok(())

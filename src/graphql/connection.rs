@@ -27,7 +27,9 @@ pub fn decode_cursor(cursor: &str) -> AppResult<Uuid> {
             "after: {cursor:?} is not a cursor from this list; pass an endCursor or edge cursor you received"
         ))
     };
-    let bytes = URL_SAFE_NO_PAD.decode(cursor.trim()).map_err(|_| invalid())?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor.trim())
+        .map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let id = text.strip_prefix(CURSOR_TAG).ok_or_else(invalid)?;
     Uuid::parse_str(id).map_err(|_| invalid())

@@ -78,7 +78,10 @@ impl Loader<FeatureId> for DbLoader {
     type Value = feature::Model;
     type Error = AppError;
 
-    async fn load(&self, keys: &[FeatureId]) -> Result<HashMap<FeatureId, feature::Model>, AppError> {
+    async fn load(
+        &self,
+        keys: &[FeatureId],
+    ) -> Result<HashMap<FeatureId, feature::Model>, AppError> {
         let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
         let rows = self.services.features_by_ids(&ids).await?;
         Ok(index_by(rows, |row| FeatureId(row.id)))
@@ -89,7 +92,10 @@ impl Loader<ProjectId> for DbLoader {
     type Value = project::Model;
     type Error = AppError;
 
-    async fn load(&self, keys: &[ProjectId]) -> Result<HashMap<ProjectId, project::Model>, AppError> {
+    async fn load(
+        &self,
+        keys: &[ProjectId],
+    ) -> Result<HashMap<ProjectId, project::Model>, AppError> {
         let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
         let rows = self.services.projects_by_ids(&ids).await?;
         Ok(index_by(rows, |row| ProjectId(row.id)))

@@ -31,11 +31,19 @@ impl MutationRoot {
         ctx: &Context<'_>,
         #[graphql(desc = "The new user's email; must be unused.")] email: String,
         #[graphql(desc = "Name to show.")] display_name: Option<String>,
-        #[graphql(desc = "Make the user a server administrator.", default = false)]
-        is_admin: bool,
+        #[graphql(
+            desc = "Make the user a server administrator.",
+            default_with = "Some(false)"
+        )]
+        is_admin: Option<bool>,
     ) -> AppResult<CreatedUser> {
         let created = services(ctx)
-            .create_user(viewer(ctx)?, &email, display_name, is_admin)
+            .create_user(
+                viewer(ctx)?,
+                &email,
+                display_name,
+                is_admin.unwrap_or(false),
+            )
             .await?;
         Ok(CreatedUser {
             user: User(created.user),
@@ -63,10 +71,17 @@ impl MutationRoot {
         ctx: &Context<'_>,
         #[graphql(desc = "The project.")] project_id: ID,
         #[graphql(desc = "Email of an existing user.")] email: String,
-        #[graphql(desc = "Their role.", default_with = "ProjectRole::Member")] role: ProjectRole,
+        #[graphql(desc = "Their role.", default_with = "Some(ProjectRole::Member)")] role: Option<
+            ProjectRole,
+        >,
     ) -> AppResult<ProjectMember> {
         let member = services(ctx)
-            .add_project_member(viewer(ctx)?, &project_id, &email, role.into())
+            .add_project_member(
+                viewer(ctx)?,
+                &project_id,
+                &email,
+                role.unwrap_or(ProjectRole::Member).into(),
+            )
             .await?;
         Ok(ProjectMember(member))
     }
@@ -93,7 +108,13 @@ impl MutationRoot {
         #[graphql(desc = "The feature's spec, markdown.")] spec_content: String,
     ) -> AppResult<Feature> {
         let feature = services(ctx)
-            .create_feature(viewer(ctx)?, &project_id, &title, description, &spec_content)
+            .create_feature(
+                viewer(ctx)?,
+                &project_id,
+                &title,
+                description,
+                &spec_content,
+            )
             .await?;
         Ok(Feature(feature))
     }
@@ -107,14 +128,17 @@ impl MutationRoot {
         #[graphql(desc = "New title.")] title: Option<String>,
         #[graphql(desc = "New description.")] description: Option<String>,
         #[graphql(desc = "New spec, markdown.")] spec_content: Option<String>,
-        #[graphql(desc = "Cut a new version instead of amending the current one.", default = false)]
-        new_version: bool,
+        #[graphql(
+            desc = "Cut a new version instead of amending the current one.",
+            default_with = "Some(false)"
+        )]
+        new_version: Option<bool>,
     ) -> AppResult<Feature> {
         let update = FeatureUpdate {
             title,
             description,
             spec_content,
-            new_version,
+            new_version: new_version.unwrap_or(false),
         };
         let feature = services(ctx)
             .update_feature(viewer(ctx)?, &feature_id, update)
@@ -130,8 +154,11 @@ impl MutationRoot {
         #[graphql(desc = "Short title, 1 to 255 characters.")] title: String,
         #[graphql(desc = "Brief description of the approach.")] description: Option<String>,
         #[graphql(desc = "The technical spec, markdown.")] spec_content: String,
-        #[graphql(desc = "DRAFT (default) or READY.", default_with = "PlanStatus::Draft")]
-        status: PlanStatus,
+        #[graphql(
+            desc = "DRAFT (default) or READY.",
+            default_with = "Some(PlanStatus::Draft)"
+        )]
+        status: Option<PlanStatus>,
     ) -> AppResult<Plan> {
         let plan = services(ctx)
             .create_plan(
@@ -140,7 +167,7 @@ impl MutationRoot {
                 &title,
                 description,
                 &spec_content,
-                status.into(),
+                status.unwrap_or(PlanStatus::Draft).into(),
             )
             .await?;
         Ok(Plan(plan))

@@ -11,6 +11,8 @@ use crate::service::plans::PlanFilter;
 pub struct QueryRoot;
 
 /// Reads. Everything is limited to projects you are a member of.
+// Arguments are flat by contract (DESIGN.md), so `plans` has many of them.
+#[allow(clippy::too_many_arguments)]
 #[Object]
 impl QueryRoot {
     /// You: the user the API key belongs to.
@@ -75,10 +77,23 @@ impl QueryRoot {
         >,
     ) -> AppResult<PlanConnection> {
         let filter = PlanFilter {
-            project: project_id.as_ref().map(|value| id("projectId", value)).transpose()?,
-            feature: feature_id.as_ref().map(|value| id("featureId", value)).transpose()?,
-            statuses: status.unwrap_or_default().into_iter().map(Into::into).collect(),
-            claimed_by: claimed_by.as_ref().map(|value| id("claimedBy", value)).transpose()?,
+            project: project_id
+                .as_ref()
+                .map(|value| id("projectId", value))
+                .transpose()?,
+            feature: feature_id
+                .as_ref()
+                .map(|value| id("featureId", value))
+                .transpose()?,
+            statuses: status
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            claimed_by: claimed_by
+                .as_ref()
+                .map(|value| id("claimedBy", value))
+                .transpose()?,
         };
         load_plans(ctx, filter, first, after).await
     }
@@ -90,7 +105,9 @@ impl QueryRoot {
         ctx: &Context<'_>,
         #[graphql(desc = "The feature's id.")] feature_id: ID,
     ) -> AppResult<Vec<FeatureVersion>> {
-        let versions = services(ctx).feature_versions(viewer(ctx)?, &feature_id).await?;
+        let versions = services(ctx)
+            .feature_versions(viewer(ctx)?, &feature_id)
+            .await?;
         Ok(versions.into_iter().map(FeatureVersion).collect())
     }
 }

@@ -1,7 +1,9 @@
 //! GraphQL object types. Each wraps a row and resolves relations through the
 //! request's loaders; none of them decides anything.
 
-use async_graphql::{Context, Enum, ID, InputValueError, Object, Scalar, ScalarType, SimpleObject, Value};
+use async_graphql::{
+    Context, Enum, ID, InputValueError, Object, Scalar, ScalarType, SimpleObject, Value,
+};
 use chrono::{SecondsFormat, Utc};
 
 use super::connection::{PlanConnection, load_plans};
@@ -12,11 +14,11 @@ use crate::service::plans::PlanFilter;
 use crate::workflow;
 use entity::{api_key, feature, feature_version, plan, plan_event, project, project_member, user};
 
-/// A point in time: an RFC 3339 string in UTC with microseconds,
-/// e.g. `2026-11-25T18:21:07.123456Z`.
 #[derive(Clone, Copy, Debug)]
 pub struct DateTime(pub chrono::DateTime<Utc>);
 
+/// A point in time: an RFC 3339 string in UTC with microseconds,
+/// e.g. `2026-11-25T18:21:07.123456Z`.
 #[Scalar(name = "DateTime")]
 impl ScalarType for DateTime {
     fn parse(value: Value) -> async_graphql::InputValueResult<Self> {
@@ -141,9 +143,9 @@ async fn spec_text(ctx: &Context<'_>, key: &str) -> AppResult<String> {
         .ok_or_else(|| AppError::Internal(format!("spec object {key} is missing")))
 }
 
-/// A person or agent with API keys.
 pub struct User(pub user::Model);
 
+/// A person or agent with API keys.
 #[Object]
 impl User {
     /// Stable id (UUID).
@@ -168,9 +170,9 @@ impl User {
     }
 }
 
-/// An API key's public record. The secret is shown only once, when created.
 pub struct ApiKey(pub api_key::Model);
 
+/// An API key's public record. The secret is shown only once, when created.
 #[Object]
 impl ApiKey {
     /// Id to revoke the key with.
@@ -219,9 +221,9 @@ pub struct CreatedApiKey {
     pub secret: String,
 }
 
-/// A team's space: features, plans and members.
 pub struct Project(pub project::Model);
 
+/// A team's space: features, plans and members.
 #[Object]
 impl Project {
     /// Stable id (UUID).
@@ -266,9 +268,9 @@ impl Project {
     }
 }
 
-/// A user's membership in a project.
 pub struct ProjectMember(pub project_member::Model);
 
+/// A user's membership in a project.
 #[Object]
 impl ProjectMember {
     /// The member.
@@ -287,10 +289,10 @@ impl ProjectMember {
     }
 }
 
-/// Something to build. Its spec says what; plans say how. Every completed plan
-/// cuts a new version.
 pub struct Feature(pub feature::Model);
 
+/// Something to build. Its spec says what; plans say how. Every completed plan
+/// cuts a new version.
 #[Object]
 impl Feature {
     /// Stable id (UUID).
@@ -315,7 +317,10 @@ impl Feature {
     }
     /// The project this feature belongs to.
     async fn project(&self, ctx: &Context<'_>) -> AppResult<Project> {
-        let project = loaders(ctx).db.load_one(ProjectId(self.0.project_id)).await?;
+        let project = loaders(ctx)
+            .db
+            .load_one(ProjectId(self.0.project_id))
+            .await?;
         project
             .map(Project)
             .ok_or_else(|| AppError::Internal("feature without project".into()))
@@ -332,7 +337,11 @@ impl Feature {
     ) -> AppResult<PlanConnection> {
         let filter = PlanFilter {
             feature: Some(self.0.id),
-            statuses: status.unwrap_or_default().into_iter().map(Into::into).collect(),
+            statuses: status
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             ..PlanFilter::default()
         };
         load_plans(ctx, filter, first, after).await
@@ -352,10 +361,10 @@ impl Feature {
     }
 }
 
-/// One version of a feature: v1 at creation, then one per completed plan (or
-/// per `updateFeature(newVersion: true)`).
 pub struct FeatureVersion(pub feature_version::Model);
 
+/// One version of a feature: v1 at creation, then one per completed plan (or
+/// per `updateFeature(newVersion: true)`).
 #[Object]
 impl FeatureVersion {
     /// Stable id (UUID).
@@ -368,7 +377,10 @@ impl FeatureVersion {
     }
     /// The feature.
     async fn feature(&self, ctx: &Context<'_>) -> AppResult<Feature> {
-        let feature = loaders(ctx).db.load_one(FeatureId(self.0.feature_id)).await?;
+        let feature = loaders(ctx)
+            .db
+            .load_one(FeatureId(self.0.feature_id))
+            .await?;
         feature
             .map(Feature)
             .ok_or_else(|| AppError::Internal("version without feature".into()))
@@ -394,9 +406,9 @@ impl FeatureVersion {
     }
 }
 
-/// How to build (part of) a feature, and where that work stands.
 pub struct Plan(pub plan::Model);
 
+/// How to build (part of) a feature, and where that work stands.
 #[Object]
 impl Plan {
     /// Stable id (UUID).
@@ -476,14 +488,20 @@ impl Plan {
     }
     /// The feature this plan implements.
     async fn feature(&self, ctx: &Context<'_>) -> AppResult<Feature> {
-        let feature = loaders(ctx).db.load_one(FeatureId(self.0.feature_id)).await?;
+        let feature = loaders(ctx)
+            .db
+            .load_one(FeatureId(self.0.feature_id))
+            .await?;
         feature
             .map(Feature)
             .ok_or_else(|| AppError::Internal("plan without feature".into()))
     }
     /// The project the plan belongs to.
     async fn project(&self, ctx: &Context<'_>) -> AppResult<Project> {
-        let project = loaders(ctx).db.load_one(ProjectId(self.0.project_id)).await?;
+        let project = loaders(ctx)
+            .db
+            .load_one(ProjectId(self.0.project_id))
+            .await?;
         project
             .map(Project)
             .ok_or_else(|| AppError::Internal("plan without project".into()))
@@ -495,9 +513,9 @@ impl Plan {
     }
 }
 
-/// One recorded change of a plan.
 pub struct PlanEvent(pub plan_event::Model);
 
+/// One recorded change of a plan.
 #[Object]
 impl PlanEvent {
     /// Position in the event log; increases with every event.

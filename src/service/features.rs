@@ -86,7 +86,13 @@ impl Services {
         let description = self.validate_description(description)?;
         self.validate_markdown("specContent", spec_content)?;
         let id = Uuid::now_v7();
-        let spec = store_spec(&*self.specs, project.id, SpecOwner::Feature(id), spec_content).await?;
+        let spec = store_spec(
+            &*self.specs,
+            project.id,
+            SpecOwner::Feature(id),
+            spec_content,
+        )
+        .await?;
         let at = now();
         let txn = self.begin_write().await?;
         let feature = feature::ActiveModel {
@@ -126,7 +132,11 @@ impl Services {
     ) -> AppResult<feature::Model> {
         let feature = self.feature(viewer, feature_id).await?;
         self.require_writer(viewer, feature.project_id).await?;
-        let title = update.title.as_deref().map(|title| self.validate_title(title)).transpose()?;
+        let title = update
+            .title
+            .as_deref()
+            .map(|title| self.validate_title(title))
+            .transpose()?;
         let description = self.validate_description(update.description)?;
         let nothing_to_do = title.is_none()
             && description.is_none()
@@ -156,10 +166,8 @@ impl Services {
         if let Some(description) = description {
             edit = edit.col_expr(feature::Column::Description, Expr::value(description));
         }
-        if !update.new_version {
-            if let Some(spec) = &spec {
-                edit = edit.col_expr(feature::Column::SpecKey, Expr::value(spec.key.clone()));
-            }
+        if let (false, Some(spec)) = (update.new_version, &spec) {
+            edit = edit.col_expr(feature::Column::SpecKey, Expr::value(spec.key.clone()));
         }
         let mut feature = edit
             .exec_with_returning(&*txn)

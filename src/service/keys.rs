@@ -119,9 +119,9 @@ impl Services {
             .one(&self.db)
             .await?
             .ok_or_else(refused)?;
-        let stale = key.last_used_at.is_none_or(|used| {
-            now() - used > Duration::seconds(LAST_USED_GRANULARITY_SECONDS)
-        });
+        let stale = key
+            .last_used_at
+            .is_none_or(|used| now() - used > Duration::seconds(LAST_USED_GRANULARITY_SECONDS));
         if stale {
             let txn = self.begin_write().await?;
             api_key::Entity::update_many()

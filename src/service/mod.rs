@@ -94,8 +94,8 @@ impl Services {
         events: EventBus,
         limits: Limits,
     ) -> Services {
-        let write_lock = (db.get_database_backend() == DbBackend::Sqlite)
-            .then(|| Arc::new(Mutex::new(())));
+        let write_lock =
+            (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
         Services {
             db,
             specs,

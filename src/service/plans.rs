@@ -77,8 +77,13 @@ impl Services {
         let description = self.validate_description(description)?;
         self.validate_markdown("specContent", spec_content)?;
         let id = Uuid::now_v7();
-        let spec = store_spec(&*self.specs, feature.project_id, SpecOwner::Plan(id), spec_content)
-            .await?;
+        let spec = store_spec(
+            &*self.specs,
+            feature.project_id,
+            SpecOwner::Plan(id),
+            spec_content,
+        )
+        .await?;
         let at = now();
         let txn = self.begin_write().await?;
         let plan = plan::ActiveModel {
@@ -103,7 +108,8 @@ impl Services {
         }
         .insert(&*txn)
         .await?;
-        let event = events::record(&*txn, &plan, EventKind::Created, None, Some(viewer.id())).await?;
+        let event =
+            events::record(&*txn, &plan, EventKind::Created, None, Some(viewer.id())).await?;
         txn.commit().await?;
         self.events.publish([event]);
         Ok(plan)
@@ -133,7 +139,10 @@ impl Services {
             spec_content: Some(spec_content),
             ..ChangeInput::default()
         };
-        Ok(self.change(viewer, plan_id, Action::Update, input).await?.plan)
+        Ok(self
+            .change(viewer, plan_id, Action::Update, input)
+            .await?
+            .plan)
     }
 
     pub async fn set_plan_status(
@@ -143,7 +152,8 @@ impl Services {
         status: PlanStatus,
     ) -> AppResult<Outcome> {
         let action = Action::SetStatus(status);
-        self.change(viewer, plan_id, action, ChangeInput::default()).await
+        self.change(viewer, plan_id, action, ChangeInput::default())
+            .await
     }
 
     pub async fn claim_plan(&self, viewer: &Viewer, plan_id: &str) -> AppResult<plan::Model> {
@@ -167,7 +177,8 @@ impl Services {
             artifacts: Some(artifacts_markdown),
             ..ChangeInput::default()
         };
-        self.change(viewer, plan_id, Action::Submit(target), input).await
+        self.change(viewer, plan_id, Action::Submit(target), input)
+            .await
     }
 
     /// Decides a change with `workflow::decide` and commits it with a
@@ -210,11 +221,19 @@ impl Services {
             {
                 // The object goes first; the row pointing at it commits after.
                 let owner = SpecOwner::Plan(plan.id);
-                stored_spec = Some(store_spec(&*self.specs, plan.project_id, owner, content).await?);
+                stored_spec =
+                    Some(store_spec(&*self.specs, plan.project_id, owner, content).await?);
             }
             let txn = self.begin_write().await?;
             let committed = self
-                .commit_transition(txn, &plan, &transition, viewer, &input, stored_spec.as_ref())
+                .commit_transition(
+                    txn,
+                    &plan,
+                    &transition,
+                    viewer,
+                    &input,
+                    stored_spec.as_ref(),
+                )
                 .await?;
             if let Some(outcome) = committed {
                 return Ok(outcome);
@@ -262,7 +281,10 @@ impl Services {
         }
         if transition.records_submission {
             update = update
-                .col_expr(Column::WorkArtifacts, Expr::value(input.artifacts.map(str::to_owned)))
+                .col_expr(
+                    Column::WorkArtifacts,
+                    Expr::value(input.artifacts.map(str::to_owned)),
+                )
                 .col_expr(Column::SubmittedBy, Expr::value(Some(viewer.id())));
         }
         if let (true, Some(spec)) = (transition.replaces_spec, spec) {
@@ -390,8 +412,8 @@ impl Services {
 }
 
 fn visible_plans(viewer: &Viewer, filter: &PlanFilter) -> Select<plan::Entity> {
-    let mut query =
-        plan::Entity::find().filter(plan::Column::ProjectId.in_subquery(member_projects(viewer.id())));
+    let mut query = plan::Entity::find()
+        .filter(plan::Column::ProjectId.in_subquery(member_projects(viewer.id())));
     if let Some(project) = filter.project {
         query = query.filter(plan::Column::ProjectId.eq(project));
     }
@@ -399,7 +421,8 @@ fn visible_plans(viewer: &Viewer, filter: &PlanFilter) -> Select<plan::Entity> {
         query = query.filter(plan::Column::FeatureId.eq(feature));
     }
     if !filter.statuses.is_empty() {
-        query = query.filter(plan::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
+        query =
+            query.filter(plan::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
     }
     if let Some(claimer) = filter.claimed_by {
         query = query.filter(plan::Column::ClaimedBy.eq(claimer));
@@ -417,6 +440,9 @@ fn same_user(column: plan::Column, value: Option<Uuid>) -> SimpleExpr {
 
 pub fn status_of(plan: &plan::Model) -> AppResult<PlanStatus> {
     PlanStatus::parse(&plan.status).ok_or_else(|| {
-        AppError::Internal(format!("plan {} has unknown status {:?}", plan.id, plan.status))
+        AppError::Internal(format!(
+            "plan {} has unknown status {:?}",
+            plan.id, plan.status
+        ))
     })
 }

@@ -28,7 +28,8 @@ impl Services {
         if !viewer.user.is_admin {
             return Err(AppError::Forbidden("Only admins can create users".into()));
         }
-        self.create_user_unchecked(email, display_name, is_admin).await
+        self.create_user_unchecked(email, display_name, is_admin)
+            .await
     }
 
     /// For the CLI and the first start, where there is no viewer yet.
@@ -55,7 +56,9 @@ impl Services {
             .count(&*txn)
             .await?;
         if taken > 0 {
-            return Err(AppError::Conflict(format!("A user with email {email} already exists")));
+            return Err(AppError::Conflict(format!(
+                "A user with email {email} already exists"
+            )));
         }
         let user = user::ActiveModel {
             id: Set(Uuid::now_v7()),

@@ -95,10 +95,22 @@ mod tests {
     async fn writes_atomically_and_refuses_escaping_keys() {
         let directory = tempfile::tempdir().expect("tempdir");
         let store = FsSpecStore::new(directory.path());
-        store.put("projects/p/plans/x/abc.md", b"# hi").await.expect("put");
-        store.put("projects/p/plans/x/abc.md", b"# hi").await.expect("idempotent put");
-        assert_eq!(store.get("projects/p/plans/x/abc.md").await.expect("get"), b"# hi");
-        assert!(matches!(store.get("projects/p/none.md").await, Err(StoreError::Missing(_))));
+        store
+            .put("projects/p/plans/x/abc.md", b"# hi")
+            .await
+            .expect("put");
+        store
+            .put("projects/p/plans/x/abc.md", b"# hi")
+            .await
+            .expect("idempotent put");
+        assert_eq!(
+            store.get("projects/p/plans/x/abc.md").await.expect("get"),
+            b"# hi"
+        );
+        assert!(matches!(
+            store.get("projects/p/none.md").await,
+            Err(StoreError::Missing(_))
+        ));
         assert!(store.put("../escape.md", b"x").await.is_err());
         assert!(store.get("a//b").await.is_err());
         store.check().await.expect("writable root");

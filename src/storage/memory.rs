@@ -1,6 +1,6 @@
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 
@@ -27,7 +27,9 @@ impl MemorySpecStore {
 
     fn ensure_online(&self) -> Result<(), StoreError> {
         if self.offline.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable("memory store switched offline".into()))
+            Err(StoreError::Unavailable(
+                "memory store switched offline".into(),
+            ))
         } else {
             Ok(())
         }
@@ -36,7 +38,9 @@ impl MemorySpecStore {
     fn objects(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<u8>>> {
         // A panic while holding the lock cannot leave the map half-written
         // (every operation is a single insert or clone), so poison is harmless.
-        self.objects.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.objects
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
@@ -75,7 +79,10 @@ mod tests {
         assert_eq!(store.get("a").await.expect("get"), b"one");
         assert!(matches!(store.get("b").await, Err(StoreError::Missing(_))));
         store.set_offline(true);
-        assert!(matches!(store.get("a").await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(
+            store.get("a").await,
+            Err(StoreError::Unavailable(_))
+        ));
         store.set_offline(false);
         let many = store.get_many(&["a".to_owned()]).await.expect("get_many");
         assert_eq!(many, vec![("a".to_owned(), b"one".to_vec())]);

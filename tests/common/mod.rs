@@ -1,0 +1,518 @@
+//! Black-box harness: starts the real `plangraph` binary on an ephemeral port
+//! against a fresh database (SQLite in a temp dir, or a new PostgreSQL
+//! database per server) and talks GraphQL to it over HTTP like any client.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Which database a test server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// PostgreSQL when it is reachable. Under `CI=true` an unreachable
+    /// PostgreSQL fails the test loudly instead of skipping it.
+    pub async fn postgres() -> Option<Backend> {
+        let reachable = tokio::time::timeout(
+            Duration::from_secs(5),
+            sea_orm::Database::connect(POSTGRES_ADMIN_URL),
+        )
+        .await
+        .is_ok_and(|connection| connection.is_ok());
+        if reachable {
+            return Some(Backend::Postgres);
+        }
+        if std::env::var("CI").is_ok_and(|value| value == "true") {
+            panic!(
+                "PostgreSQL at {POSTGRES_ADMIN_URL} is required when CI=true but is unreachable"
+            );
+        }
+        eprintln!(
+            "SKIPPED: PostgreSQL at {POSTGRES_ADMIN_URL} is unreachable (set CI=true to make this fatal)"
+        );
+        None
+    }
+}
+
+/// Generates one test per backend for each scenario function `name(Backend)`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = super::common::Backend::postgres().await {
+                        super::$name(backend).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// A database that outlives server restarts and is removed with the last handle.
+pub struct Database {
+    pub backend: Backend,
+    /// Data directory (the SQLite file and the fs spec store live here).
+    pub data_dir: tempfile::TempDir,
+    postgres_name: Option<String>,
+}
+
+impl Database {
+    pub async fn create(backend: Backend) -> Arc<Database> {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let postgres_name = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let name = format!("plangraph_test_{}", uuid::Uuid::now_v7().simple());
+                let admin = sea_orm::Database::connect(POSTGRES_ADMIN_URL)
+                    .await
+                    .expect("connect to PostgreSQL");
+                use sea_orm::ConnectionTrait;
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                Some(name)
+            }
+        };
+        Arc::new(Database {
+            backend,
+            data_dir,
+            postgres_name,
+        })
+    }
+
+    pub fn url(&self) -> Option<String> {
+        self.postgres_name
+            .as_ref()
+            .map(|name| format!("postgres://postgres@127.0.0.1:5432/{name}"))
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_name.take() else {
+            return;
+        };
+        // Drop runs outside async context; use a short-lived runtime on a thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                use sea_orm::ConnectionTrait;
+                if let Ok(admin) = sea_orm::Database::connect(POSTGRES_ADMIN_URL).await {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A running server process.
+pub struct Server {
+    child: Child,
+    pub base_url: String,
+    /// The first admin's key, printed by the server on first start (None after a restart).
+    pub bootstrap_key: Option<String>,
+    pub database: Arc<Database>,
+    extra_args: Vec<String>,
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_plangraph"))
+}
+
+/// Arguments that point the binary at a test database.
+pub fn database_args(database: &Database) -> Vec<String> {
+    let mut args = vec![
+        "--data-dir".to_owned(),
+        database.data_dir.path().display().to_string(),
+    ];
+    if let Some(url) = database.url() {
+        args.extend(["--database-url".to_owned(), url]);
+    }
+    args
+}
+
+impl Server {
+    pub async fn start(backend: Backend) -> Server {
+        Server::start_with(backend, &[]).await
+    }
+
+    pub async fn start_with(backend: Backend, extra_args: &[&str]) -> Server {
+        let database = Database::create(backend).await;
+        let extra_args = extra_args.iter().map(|arg| (*arg).to_owned()).collect();
+        Server::launch(database, extra_args).await
+    }
+
+    async fn launch(database: Arc<Database>, extra_args: Vec<String>) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(database.data_dir.path().join("server.log"))
+            .expect("log file");
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(database_args(&database))
+            .args(&extra_args)
+            .env("PLANGRAPH_LOG", "plangraph=debug,warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn plangraph");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut bootstrap_key = None;
+        let base_url = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if line.starts_with("pg_") {
+                    bootstrap_key = Some(line.trim().to_owned());
+                } else if let Some(url) = line.strip_prefix("plangraph: listening on ") {
+                    return url.trim_end_matches("/graphql").to_owned();
+                }
+            }
+            panic!(
+                "server exited before listening; see {}",
+                database.data_dir.path().join("server.log").display()
+            );
+        })
+        .await
+        .expect("server did not start within 60 s");
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Server {
+            child,
+            base_url,
+            bootstrap_key,
+            database,
+            extra_args,
+        }
+    }
+
+    /// The admin client of a fresh server.
+    pub fn admin(&self) -> Client {
+        Client::new(&self.base_url, self.bootstrap_key.as_deref())
+    }
+
+    pub fn anonymous(&self) -> Client {
+        Client::new(&self.base_url, None)
+    }
+
+    pub fn client(&self, key: &str) -> Client {
+        Client::new(&self.base_url, Some(key))
+    }
+
+    /// Stops the process with SIGTERM and waits for it to exit.
+    pub async fn stop(mut self) -> Arc<Database> {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("server did not stop within 20 s")
+            .expect("wait for server");
+        assert!(status.success(), "server exited with {status}");
+        self.database.clone()
+    }
+
+    /// Stops and starts the server again on the same database and data directory.
+    pub async fn restart(self) -> Server {
+        let extra_args = self.extra_args.clone();
+        let database = self.stop().await;
+        Server::launch(database, extra_args).await
+    }
+
+    /// A new user (created by the admin) and a client holding their key.
+    pub async fn user(&self, email: &str) -> Client {
+        let created = self
+            .admin()
+            .ok(
+                "mutation($email: String!) { createUser(email: $email) { secret } }",
+                json!({ "email": email }),
+            )
+            .await;
+        self.client(created["createUser"]["secret"].as_str().expect("secret"))
+    }
+}
+
+/// A GraphQL-over-HTTP client with an optional API key.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    endpoint: String,
+    key: Option<String>,
+}
+
+/// A response's `data` and `errors`.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: reqwest::StatusCode,
+    pub data: Value,
+    pub errors: Vec<Value>,
+}
+
+impl Reply {
+    /// The `extensions.code` of the first error.
+    pub fn code(&self) -> &str {
+        self.errors
+            .first()
+            .and_then(|error| error["extensions"]["code"].as_str())
+            .unwrap_or_else(|| panic!("expected an error, got {self:?}"))
+    }
+
+    pub fn message(&self) -> &str {
+        self.errors
+            .first()
+            .and_then(|error| error["message"].as_str())
+            .unwrap_or_default()
+    }
+}
+
+impl Client {
+    pub fn new(base_url: &str, key: Option<&str>) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            endpoint: format!("{base_url}/graphql"),
+            key: key.map(str::to_owned),
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        self.key.as_deref().expect("client has a key")
+    }
+
+    pub async fn send(&self, query: &str, variables: Value) -> Reply {
+        let mut request = self
+            .http
+            .post(&self.endpoint)
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("HTTP request");
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON body");
+        Reply {
+            status,
+            data: body["data"].clone(),
+            errors: body["errors"].as_array().cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Runs an operation that must succeed and returns its `data`.
+    pub async fn ok(&self, query: &str, variables: Value) -> Value {
+        let reply = self.send(query, variables).await;
+        assert!(
+            reply.errors.is_empty(),
+            "unexpected errors: {:?}",
+            reply.errors
+        );
+        reply.data
+    }
+
+    /// Runs an operation that must fail and returns its first error code.
+    pub async fn code(&self, query: &str, variables: Value) -> String {
+        let reply = self.send(query, variables).await;
+        assert!(
+            !reply.errors.is_empty(),
+            "expected an error, got {:?}",
+            reply.data
+        );
+        reply.code().to_owned()
+    }
+}
+
+pub const CREATE_PROJECT: &str = "mutation($name: String!) { createProject(name: $name) { id } }";
+pub const CREATE_FEATURE: &str = "mutation($projectId: ID!, $title: String!, $spec: String!) {
+    createFeature(projectId: $projectId, title: $title, specContent: $spec) { id currentVersion } }";
+pub const CREATE_PLAN: &str = "mutation($featureId: ID!, $title: String!, $spec: String!, $status: PlanStatus) {
+    createPlan(featureId: $featureId, title: $title, specContent: $spec, status: $status) { id status } }";
+pub const ADD_MEMBER: &str = "mutation($projectId: ID!, $email: String!, $role: ProjectRole) {
+    addProjectMember(projectId: $projectId, email: $email, role: $role) { role } }";
+pub const SET_STATUS: &str = "mutation($planId: ID!, $status: PlanStatus!) {
+    setPlanStatus(planId: $planId, status: $status) { id status claimedBy { email } implementedVersion workArtifacts } }";
+pub const CLAIM: &str = "mutation($planId: ID!) { claimPlan(planId: $planId) {
+    id status claimedBy { email } claimedAt lastActivityAt } }";
+pub const RELEASE: &str = "mutation($planId: ID!) { releasePlan(planId: $planId) {
+    id status claimedBy { email } claimedAt } }";
+pub const UPDATE_PLAN: &str =
+    "mutation($planId: ID!, $spec: String!) { updatePlan(planId: $planId, specContent: $spec) {
+    id status spec lastActivityAt updatedAt } }";
+pub const SUBMIT: &str = "mutation($planId: ID!, $artifacts: String!, $status: SubmitStatus!) {
+    submitWork(planId: $planId, artifactsMarkdown: $artifacts, status: $status) {
+      plan { id status claimedBy { email } submittedBy { email } workArtifacts implementedVersion lastActivityAt }
+      featureVersion { version implementedBy { email } implementedByPlan { id } } } }";
+pub const GET_PLAN: &str = "query($id: ID!) { plan(id: $id) {
+    id title status spec workArtifacts claimedBy { email } claimedAt lastActivityAt updatedAt
+    submittedBy { email } implementedVersion feature { id title currentVersion } project { name }
+    events { kind fromStatus toStatus actor { email } } } }";
+
+/// A project with an owner, a member ("worker") and a viewer, and one feature.
+pub struct Team {
+    pub owner: Client,
+    pub worker: Client,
+    pub viewer: Client,
+    pub outsider: Client,
+    pub project: String,
+    pub feature: String,
+}
+
+impl Team {
+    pub async fn new(server: &Server) -> Team {
+        let owner = server.user("owner@example.com").await;
+        let worker = server.user("worker@example.com").await;
+        let viewer = server.user("viewer@example.com").await;
+        let outsider = server.user("outsider@example.com").await;
+        let project = owner
+            .ok(CREATE_PROJECT, json!({ "name": "Task Manager" }))
+            .await["createProject"]["id"]
+            .as_str()
+            .expect("project id")
+            .to_owned();
+        for (email, role) in [
+            ("worker@example.com", "MEMBER"),
+            ("viewer@example.com", "VIEWER"),
+        ] {
+            owner
+                .ok(
+                    ADD_MEMBER,
+                    json!({ "projectId": project, "email": email, "role": role }),
+                )
+                .await;
+        }
+        let feature = owner
+            .ok(
+                CREATE_FEATURE,
+                json!({ "projectId": project, "title": "User Authentication", "spec": "# Auth\nUsers sign in." }),
+            )
+            .await["createFeature"]["id"]
+            .as_str()
+            .expect("feature id")
+            .to_owned();
+        Team {
+            owner,
+            worker,
+            viewer,
+            outsider,
+            project,
+            feature,
+        }
+    }
+
+    /// A plan of the team's feature, created by the owner in `status`.
+    pub async fn plan(&self, title: &str, status: &str) -> String {
+        self.plan_of(&self.feature, title, status).await
+    }
+
+    pub async fn plan_of(&self, feature: &str, title: &str, status: &str) -> String {
+        let spec = format!("# {title}\n\n## Steps\n1. Build it");
+        self.owner
+            .ok(
+                CREATE_PLAN,
+                json!({ "featureId": feature, "title": title, "spec": spec, "status": status }),
+            )
+            .await["createPlan"]["id"]
+            .as_str()
+            .expect("plan id")
+            .to_owned()
+    }
+
+    /// A plan brought to `status` through the real workflow, claimed by the worker.
+    pub async fn plan_in(&self, title: &str, status: &str) -> String {
+        let plan = self
+            .plan(title, if status == "DRAFT" { "DRAFT" } else { "READY" })
+            .await;
+        let vars = json!({ "planId": plan });
+        let with = |extra: Value| {
+            let mut vars = vars.clone();
+            vars.as_object_mut()
+                .expect("object")
+                .extend(extra.as_object().expect("object").clone());
+            vars
+        };
+        match status {
+            "DRAFT" | "READY" => {}
+            "CLAIMED" => {
+                self.worker.ok(CLAIM, vars.clone()).await;
+            }
+            "IN_PROGRESS" => {
+                self.worker.ok(CLAIM, vars.clone()).await;
+                self.worker
+                    .ok(UPDATE_PLAN, with(json!({ "spec": "progress" })))
+                    .await;
+            }
+            "REVIEW" | "COMPLETED" | "FAILED" => {
+                self.worker.ok(CLAIM, vars.clone()).await;
+                let target = if status == "COMPLETED" {
+                    "COMPLETED"
+                } else {
+                    "REVIEW"
+                };
+                self.worker
+                    .ok(
+                        SUBMIT,
+                        with(json!({ "artifacts": "PR #1", "status": target })),
+                    )
+                    .await;
+                if status == "FAILED" {
+                    self.owner
+                        .ok(SET_STATUS, with(json!({ "status": "FAILED" })))
+                        .await;
+                }
+            }
+            other => panic!("plan_in cannot reach {other} without the sweeper"),
+        }
+        plan
+    }
+}
+
+/// Polls `check` until it returns Some, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
