@@ -100,14 +100,38 @@ impl AppError {
 
 impl From<DbErr> for AppError {
     fn from(error: DbErr) -> AppError {
-        let unavailable = matches!(error, DbErr::Conn(_) | DbErr::ConnectionAcquire(_));
-        if unavailable {
+        if is_unavailable(&error) {
             tracing::warn!(%error, "database unavailable");
             AppError::DatabaseUnavailable
         } else {
             tracing::error!(%error, "database error");
             AppError::Internal(error.to_string())
         }
+    }
+}
+
+/// Whether a database error means "cannot reach the database" (worth a retry
+/// later) rather than a bad statement: pool timeouts, refused or dropped
+/// connections, I/O errors mid-query.
+fn is_unavailable(error: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as SqlxError;
+    let runtime = match error {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return false,
+    };
+    match runtime {
+        RuntimeErr::SqlxError(sqlx_error) => matches!(
+            sqlx_error.as_ref(),
+            SqlxError::Io(_)
+                | SqlxError::Tls(_)
+                | SqlxError::Protocol(_)
+                | SqlxError::PoolTimedOut
+                | SqlxError::PoolClosed
+                | SqlxError::WorkerCrashed
+        ),
+        RuntimeErr::Internal(_) => matches!(error, DbErr::Conn(_)),
     }
 }
 

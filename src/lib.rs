@@ -69,13 +69,31 @@ pub async fn connect_database(config: &Config) -> Result<DatabaseConnection, Sta
             short(&error)
         ))
     })?;
-    Migrator::up(&db, None).await.map_err(|error| {
+    migrate(&db).await.map_err(|error| {
         StartupError(format!(
             "cannot migrate the database at {host}: {}",
             short(&error)
         ))
     })?;
     Ok(db)
+}
+
+/// Brings the schema up to date. On PostgreSQL several instances may start at
+/// once: the migrations run in one transaction holding an advisory lock, so the
+/// second instance waits and then finds nothing left to do. SQLite has a single
+/// instance and its own file lock.
+async fn migrate(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
+    /// Arbitrary but fixed: "plangraph" in ASCII, as a bigint.
+    const MIGRATION_LOCK: i64 = 0x706c_616e_6772_6170;
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Migrator::up(db, None).await;
+    }
+    let txn = db.begin().await?;
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        .await?;
+    Migrator::up(&txn, None).await?;
+    txn.commit().await
 }
 
 /// The first line of a driver error, without anything that looks like a URL.

@@ -373,7 +373,7 @@ fn shape(from: PlanStatus, action: Action) -> Option<Transition> {
 fn refuse_shape(from: PlanStatus, action: Action) -> Refusal {
     if action == Action::Claim {
         let message = if from.is_worked_on() {
-            format!("Plan is already claimed by another user (status {from})")
+            format!("Plan already claimed by another user (status {from})")
         } else {
             format!("Plan is not in READY status (status {from}); only a READY plan can be claimed")
         };

@@ -14,7 +14,7 @@ use crate::error::{AppError, AppResult};
 use crate::events;
 use crate::storage::{SpecOwner, StoredSpec, store_spec};
 use crate::workflow::{
-    self, Action, Actor, ClaimEffect, EventKind, PlanStatus, SubmitTarget, Transition,
+    self, Action, Actor, ClaimEffect, EventKind, PlanStatus, Refusal, SubmitTarget, Transition,
 };
 use entity::{feature_version, plan, plan_event};
 
@@ -214,8 +214,14 @@ impl Services {
                 is_claimer: plan.claimed_by == Some(viewer.id()),
                 is_submitter: plan.submitted_by == Some(viewer.id()),
             };
-            let transition = workflow::decide(status_of(&plan)?, action, actor)
-                .map_err(AppError::from_refusal)?;
+            let transition = workflow::decide(status_of(&plan)?, action, actor).map_err(
+                |refusal| match refusal {
+                    Refusal::Conflict { .. } if plan.claimed_by == Some(viewer.id()) => {
+                        AppError::Conflict("You have already claimed this plan".into())
+                    }
+                    refusal => AppError::from_refusal(refusal),
+                },
+            )?;
             if let (true, Some(content), None) =
                 (transition.replaces_spec, input.spec_content, &stored_spec)
             {

@@ -1,6 +1,8 @@
 //! Users and the first admin.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set, SqlErr,
+};
 use uuid::Uuid;
 
 use super::keys::{CreatedKey, insert_key};
@@ -50,6 +52,7 @@ impl Services {
             Some(name) if name.is_empty() => None,
             other => other,
         };
+        let duplicate = || AppError::Conflict(format!("A user with email {email} already exists"));
         let txn = self.begin_write().await?;
         let taken = user::Entity::find()
             .filter(user::Column::Email.eq(email.as_str()))
@@ -62,13 +65,18 @@ impl Services {
         }
         let user = user::ActiveModel {
             id: Set(Uuid::now_v7()),
-            email: Set(email),
+            email: Set(email.clone()),
             display_name: Set(display_name),
             is_admin: Set(is_admin),
             created_at: Set(now()),
         }
         .insert(&*txn)
-        .await?;
+        .await
+        .map_err(|error| match error.sql_err() {
+            // Lost a race with a concurrent insert of the same email.
+            Some(SqlErr::UniqueConstraintViolation(_)) => duplicate(),
+            _ => error.into(),
+        })?;
         let key = insert_key(&*txn, user.id, "initial").await?;
         txn.commit().await?;
         Ok(CreatedUser { user, key })
@@ -82,8 +90,13 @@ impl Services {
         }
         let created = self
             .create_user_unchecked(BOOTSTRAP_ADMIN_EMAIL, Some("Administrator".into()), true)
-            .await?;
-        Ok(Some(created))
+            .await;
+        match created {
+            Ok(created) => Ok(Some(created)),
+            // Another instance starting at the same moment created it first.
+            Err(AppError::Conflict(_)) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     pub async fn user_by_email(&self, email: &str) -> AppResult<Option<user::Model>> {

@@ -173,16 +173,35 @@ impl Server {
         Server::launch(database, extra_args).await
     }
 
-    async fn launch(database: Arc<Database>, extra_args: Vec<String>) -> Server {
+    /// Every server of a test: one on SQLite (a single-instance database),
+    /// two sharing one database on PostgreSQL.
+    pub async fn instances(backend: Backend, extra_args: &[&str]) -> Vec<Server> {
+        let first = Server::start_with(backend, extra_args).await;
+        let mut servers = vec![];
+        if backend == Backend::Postgres {
+            let args = extra_args.iter().map(|arg| (*arg).to_owned()).collect();
+            servers.push(Server::launch(first.database.clone(), args).await);
+        }
+        servers.insert(0, first);
+        servers
+    }
+
+    /// Starts a server on an existing database (a second instance, or after a stop).
+    pub async fn launch(database: Arc<Database>, extra_args: Vec<String>) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(database.data_dir.path().join("server.log"))
             .expect("log file");
+        let overrides_database = extra_args.iter().any(|arg| arg == "--database-url");
         let mut child = Command::new(binary())
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
-            .args(database_args(&database))
+            .args(
+                database_args(&database)
+                    .into_iter()
+                    .take(if overrides_database { 2 } else { 4 }),
+            )
             .args(&extra_args)
             .env("PLANGRAPH_LOG", "plangraph=debug,warn")
             .stdout(Stdio::piped())
@@ -220,6 +239,11 @@ impl Server {
     }
 
     /// The admin client of a fresh server.
+    /// A client with the same key, talking to this server.
+    pub fn as_client(&self, other: &Client) -> Client {
+        self.client(other.key())
+    }
+
     pub fn admin(&self) -> Client {
         Client::new(&self.base_url, self.bootstrap_key.as_deref())
     }
@@ -377,7 +401,7 @@ pub const SUBMIT: &str = "mutation($planId: ID!, $artifacts: String!, $status: S
 pub const GET_PLAN: &str = "query($id: ID!) { plan(id: $id) {
     id title status spec workArtifacts claimedBy { email } claimedAt lastActivityAt updatedAt
     submittedBy { email } implementedVersion feature { id title currentVersion } project { name }
-    events { kind fromStatus toStatus actor { email } } } }";
+    events { kind fromStatus toStatus actor { email } at } } }";
 
 /// A project with an owner, a member ("worker") and a viewer, and one feature.
 pub struct Team {
@@ -514,5 +538,49 @@ where
             "condition not met within {limit:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A TCP proxy in front of PostgreSQL that a test can cut and restore, to
+/// simulate a database outage without touching the machine's database.
+pub struct Proxy {
+    pub port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    pub async fn start(target: &'static str) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("address").port();
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if *watch.borrow() {
+                    continue; // refused: dropping the socket closes it
+                }
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, cut }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
     }
 }
