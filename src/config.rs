@@ -49,6 +49,28 @@ pub struct Config {
     #[arg(long, env = "PLANGRAPH_SPEC_STORE", global = true)]
     pub spec_store: Option<String>,
 
+    /// URL of a GCS emulator, reached with anonymous credentials. Without it
+    /// the gcs store talks to Google Cloud Storage with Application Default Credentials.
+    #[arg(long, env = "PLANGRAPH_GCS_ENDPOINT", global = true)]
+    pub gcs_endpoint: Option<String>,
+
+    /// Deadline of one GCS call, retries included.
+    #[arg(long, env = "PLANGRAPH_GCS_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub gcs_timeout: Duration,
+
+    /// Most spec objects read from the store at once for one batch (a page of specs).
+    #[arg(
+        long,
+        env = "PLANGRAPH_SPEC_FETCH_CONCURRENCY",
+        default_value = "16",
+        global = true
+    )]
+    pub spec_fetch_concurrency: std::num::NonZeroUsize,
+
+    /// Memory for cached spec objects, in bytes; 0 turns the cache off.
+    #[arg(long, env = "PLANGRAPH_SPEC_CACHE_BYTES", default_value_t = 64 * 1024 * 1024, global = true)]
+    pub spec_cache_bytes: u64,
+
     /// Claimed or in-progress plans without activity for this long become STALLED.
     #[arg(long, env = "PLANGRAPH_STALE_AFTER", default_value = "24h", value_parser = parse_duration, global = true)]
     pub stale_after: Duration,
@@ -64,6 +86,38 @@ pub struct Config {
     /// Largest accepted HTTP request body, in bytes.
     #[arg(long, env = "PLANGRAPH_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
+
+    /// Deepest selection nesting a query may have.
+    #[arg(
+        long,
+        env = "PLANGRAPH_MAX_QUERY_DEPTH",
+        default_value_t = 16,
+        global = true
+    )]
+    pub max_query_depth: usize,
+
+    /// Largest query complexity (roughly, fields to resolve) a query may have.
+    #[arg(
+        long,
+        env = "PLANGRAPH_MAX_QUERY_COMPLEXITY",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub max_query_complexity: usize,
+
+    /// Live events a subscriber may fall behind by before its subscription is
+    /// ended with an error asking it to resume from its last cursor.
+    #[arg(
+        long,
+        env = "PLANGRAPH_SUBSCRIBER_BUFFER",
+        default_value_t = 1024,
+        global = true
+    )]
+    pub subscriber_buffer: usize,
+
+    /// How often idle WebSocket connections get a keep-alive ping.
+    #[arg(long, env = "PLANGRAPH_WS_KEEPALIVE", default_value = "15s", value_parser = parse_duration, global = true)]
+    pub ws_keepalive: Duration,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -184,5 +238,15 @@ mod tests {
             database_host("sqlite://./data/x.db?mode=rwc"),
             "./data/x.db"
         );
+    }
+
+    #[test]
+    fn spec_reads_default_to_a_bounded_batch_and_cache() {
+        let config = Cli::parse_from(["plangraph"]).config;
+        assert_eq!(config.spec_fetch_concurrency.get(), 16);
+        assert_eq!(config.spec_cache_bytes, 64 * 1024 * 1024);
+        assert_eq!(config.gcs_timeout, Duration::from_secs(10));
+        assert_eq!(config.gcs_endpoint, None);
+        assert!(Cli::try_parse_from(["plangraph", "--spec-fetch-concurrency", "0"]).is_err());
     }
 }

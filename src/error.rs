@@ -22,6 +22,11 @@ pub enum AppError {
     },
     BadUserInput(String),
     StorageUnavailable(String),
+    /// A subscriber fell further behind the live stream than its buffer
+    /// allows; it resumes losslessly by subscribing again from its cursor.
+    ResumeRequired {
+        last_cursor: String,
+    },
     DatabaseUnavailable,
     /// The detail is logged, never sent: it may contain SQL or paths.
     Internal(String),
@@ -39,6 +44,7 @@ impl AppError {
             AppError::InvalidTransition { .. } => "INVALID_TRANSITION",
             AppError::BadUserInput(_) => "BAD_USER_INPUT",
             AppError::StorageUnavailable(_) => "STORAGE_UNAVAILABLE",
+            AppError::ResumeRequired { .. } => "RESUME_REQUIRED",
             AppError::DatabaseUnavailable | AppError::Internal(_) => "INTERNAL",
         }
     }
@@ -55,6 +61,9 @@ impl AppError {
             AppError::StorageUnavailable(_) => {
                 "The spec store is unavailable; try again shortly".into()
             }
+            AppError::ResumeRequired { last_cursor } => format!(
+                "This subscription fell too far behind the live events; subscribe again with after: \"{last_cursor}\" to continue without losing any"
+            ),
             AppError::DatabaseUnavailable => {
                 "The database is unavailable; try again shortly".into()
             }
@@ -146,6 +155,9 @@ impl ErrorExtensions for AppError {
                 extensions.set("currentStatus", current.to_string());
                 let allowed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
                 extensions.set("allowedStatuses", allowed);
+            }
+            if let AppError::ResumeRequired { last_cursor } = self {
+                extensions.set("lastCursor", last_cursor.as_str());
             }
         })
     }

@@ -2,49 +2,90 @@
 //!
 //! `plan_events` is the source of truth: every change writes its row in the same
 //! transaction as the change itself, so the audit trail can never disagree with
-//! the plans table. Live listeners are told only after the commit.
+//! the plans table, and a subscriber that reconnects replays from it.
+//!
+//! Live delivery relies on one invariant: **event ids are handed out in commit
+//! order**. Then "everything after cursor N" is well defined, a replay followed
+//! by live events has no gap, and duplicates are dropped by comparing ids.
+//! - SQLite: writers are serialized by the service layer's write lock, and the
+//!   events are published while that lock is still held.
+//! - PostgreSQL: `record` takes a transaction-scoped advisory lock before drawing
+//!   the id, so ids are drawn in the order transactions commit; `NOTIFY` in the
+//!   same transaction wakes one `LISTEN` connection per instance, which reads
+//!   the new rows and fans them out locally. Every instance sees every event.
 
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
+};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::error::AppResult;
 use crate::workflow::{EventKind, PlanStatus};
-use entity::{plan, plan_event};
+use entity::{plan, plan_event, user};
 
-/// In-process fan-out of committed events. Sending never blocks the writer:
-/// a receiver that lags loses its place and must resume from the table.
+/// The PostgreSQL channel the events are announced on.
+const CHANNEL: &str = "plangraph_plan_events";
+/// Serializes event-id assignment with commit order on PostgreSQL ("plan_evt").
+const EVENT_ORDER_LOCK: i64 = 0x706c_616e_5f65_7674;
+/// Largest number of events read per catch-up query.
+const CATCH_UP_BATCH: u64 = 500;
+
+/// A committed event with what every subscriber shows of it, loaded once and
+/// shared by all of them.
+#[derive(Debug)]
+pub struct LiveEvent {
+    pub event: plan_event::Model,
+    pub plan: plan::Model,
+    pub actor: Option<user::Model>,
+}
+
+/// In-process fan-out of committed events. Sending never waits for receivers:
+/// each receiver has a bounded window (the channel capacity) and one that falls
+/// further behind is told so and must resume from the table.
 #[derive(Clone)]
 pub struct EventBus {
-    sender: broadcast::Sender<plan_event::Model>,
+    sender: broadcast::Sender<Arc<LiveEvent>>,
+    /// On PostgreSQL the database listener is the only publisher, so that local
+    /// and remote changes arrive through the same ordered path.
+    fed_by_database: bool,
 }
 
 impl EventBus {
-    pub fn new(capacity: usize) -> EventBus {
+    pub fn new(capacity: usize, fed_by_database: bool) -> EventBus {
         let (sender, _) = broadcast::channel(capacity);
-        EventBus { sender }
+        EventBus {
+            sender,
+            fed_by_database,
+        }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<plan_event::Model> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.sender.subscribe()
     }
 
-    /// Announces events whose transaction has committed.
-    pub fn publish(&self, events: impl IntoIterator<Item = plan_event::Model>) {
+    /// Called by the service layer right after a commit, in commit order.
+    pub fn publish_committed(&self, events: impl IntoIterator<Item = LiveEvent>) {
+        if !self.fed_by_database {
+            self.send(events);
+        }
+    }
+
+    fn send(&self, events: impl IntoIterator<Item = LiveEvent>) {
         for event in events {
             // No receivers is normal: nobody is watching.
-            let _ = self.sender.send(event);
+            let _ = self.sender.send(Arc::new(event));
         }
     }
 }
 
-impl Default for EventBus {
-    fn default() -> EventBus {
-        EventBus::new(1024)
-    }
-}
-
-/// Inserts the audit row for a change of `plan`, inside the caller's transaction.
+/// Inserts the audit row for a change of `plan`, inside the caller's
+/// transaction, as the last write before its commit.
 pub async fn record(
     connection: &impl ConnectionTrait,
     plan: &plan::Model,
@@ -52,6 +93,13 @@ pub async fn record(
     from: Option<PlanStatus>,
     actor: Option<Uuid>,
 ) -> AppResult<plan_event::Model> {
+    let postgres = connection.get_database_backend() == DbBackend::Postgres;
+    if postgres {
+        // Held until commit: the next writer draws its id only after we commit.
+        connection
+            .execute_unprepared(&format!("SELECT pg_advisory_xact_lock({EVENT_ORDER_LOCK})"))
+            .await?;
+    }
     let event = plan_event::ActiveModel {
         project_id: Set(plan.project_id),
         feature_id: Set(plan.feature_id),
@@ -62,6 +110,147 @@ pub async fn record(
         actor_id: Set(actor),
         at: Set(plan.updated_at),
         ..Default::default()
+    }
+    .insert(connection)
+    .await?;
+    if postgres {
+        connection
+            .execute_unprepared(&format!("NOTIFY {CHANNEL}, '{}'", event.id))
+            .await?;
+    }
+    Ok(event)
+}
+
+/// Committed events after `after`, oldest first, at most `limit`.
+pub async fn events_after(
+    db: &DatabaseConnection,
+    after: i64,
+    limit: u64,
+    filter: impl FnOnce(sea_orm::Select<plan_event::Entity>) -> sea_orm::Select<plan_event::Entity>,
+) -> AppResult<Vec<plan_event::Model>> {
+    let query = plan_event::Entity::find()
+        .filter(plan_event::Column::Id.gt(after))
+        .order_by_asc(plan_event::Column::Id)
+        .limit(limit);
+    Ok(filter(query).all(db).await?)
+}
+
+/// Loads the plan and actor of each event, with one query per table.
+pub async fn with_details(
+    db: &DatabaseConnection,
+    events: Vec<plan_event::Model>,
+) -> AppResult<Vec<LiveEvent>> {
+    let plan_ids: Vec<Uuid> = events.iter().map(|event| event.plan_id).collect();
+    let actor_ids: Vec<Uuid> = events.iter().filter_map(|event| event.actor_id).collect();
+    let plans: HashMap<Uuid, plan::Model> = plan::Entity::find()
+        .filter(plan::Column::Id.is_in(plan_ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|plan| (plan.id, plan))
+        .collect();
+    let actors: HashMap<Uuid, user::Model> = user::Entity::find()
+        .filter(user::Column::Id.is_in(actor_ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|user| (user.id, user))
+        .collect();
+    Ok(events
+        .into_iter()
+        .filter_map(|event| {
+            let plan = plans.get(&event.plan_id)?.clone();
+            let actor = event.actor_id.and_then(|id| actors.get(&id).cloned());
+            Some(LiveEvent { event, plan, actor })
+        })
+        .collect())
+}
+
+/// The newest event id, where a fresh listener starts.
+pub async fn latest_event_id(db: &DatabaseConnection) -> AppResult<i64> {
+    let latest = plan_event::Entity::find()
+        .order_by_desc(plan_event::Column::Id)
+        .one(db)
+        .await?;
+    Ok(latest.map_or(0, |event| event.id))
+}
+
+/// One `LISTEN` connection for this instance. It runs until the process ends,
+/// reconnecting by itself; after every (re)connection it first listens, then
+/// reads anything committed meanwhile from the table, so a database blip
+/// delays events but never loses them.
+pub async fn run_postgres_listener(url: String, db: DatabaseConnection, bus: EventBus) {
+    use sea_orm::sqlx::postgres::PgListener;
+    let mut last_published = loop {
+        match latest_event_id(&db).await {
+            Ok(id) => break id,
+            Err(error) => {
+                tracing::warn!(?error, "event listener cannot read the event log; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     };
-    Ok(event.insert(connection).await?)
+    loop {
+        let mut listener = match PgListener::connect(&url).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "event listener cannot connect; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(error) = listener.listen(CHANNEL).await {
+            tracing::warn!(%error, "event listener cannot LISTEN; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        tracing::debug!("event listener connected");
+        loop {
+            // Listening already: whatever commits from now on is announced.
+            last_published = catch_up(&db, &bus, last_published).await;
+            match listener.try_recv().await {
+                // A notification: read everything new (it may cover several).
+                Ok(Some(_)) => {}
+                // The connection dropped and sqlx re-listened; catch up next turn.
+                Ok(None) => tracing::info!("event listener reconnected"),
+                Err(error) => {
+                    tracing::warn!(%error, "event listener lost its connection; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Publishes every committed event after `last_published`; returns the new
+/// high-water mark. Read errors are retried until the database answers.
+async fn catch_up(db: &DatabaseConnection, bus: &EventBus, mut last_published: i64) -> i64 {
+    loop {
+        let batch = match events_after(db, last_published, CATCH_UP_BATCH, |query| query).await {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::warn!(?error, "event catch-up failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let Some(last) = batch.last().map(|event| event.id) else {
+            return last_published;
+        };
+        let full = batch.len() as u64 == CATCH_UP_BATCH;
+        match with_details(db, batch).await {
+            Ok(events) => {
+                bus.send(events);
+                last_published = last;
+                if !full {
+                    return last_published;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(?error, "event catch-up failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! The axum router: `/graphql` (POST, GET, GraphiQL), `/healthz`, `/readyz`.
+//! The axum router: `/graphql` (POST, GET, GraphiQL), `/graphql/ws`,
+//! `/healthz`, `/readyz`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -14,21 +15,29 @@ use crate::error::AppError;
 use crate::graphql::AppSchema;
 use crate::graphql::loaders::Loaders;
 use crate::service::{Services, Viewer};
+use crate::shutdown::Shutdown;
 
 #[derive(Clone)]
 pub struct HttpState {
     pub schema: AppSchema,
     pub services: Services,
     pub max_body_bytes: usize,
+    pub shutdown: Shutdown,
+    /// Period of keep-alive pings on idle WebSocket connections.
+    pub ws_keepalive: std::time::Duration,
 }
 
 pub fn router(state: HttpState) -> Router {
     let max_body_bytes = state.max_body_bytes;
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphql/ws", get(crate::websocket::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Dashboard pages of JSON compress several-fold.
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(state)
 }
 
@@ -81,9 +90,24 @@ async fn execute(
     if let Some(viewer) = viewer {
         request = request.data(viewer);
     }
-    let mut response = Json(state.schema.execute(request).await).into_response();
+    let mut result = state.schema.execute(request).await;
+    for error in &mut result.errors {
+        give_code(error);
+    }
+    let mut response = Json(result).into_response();
     no_store(&mut response);
     response
+}
+
+/// Every error a client sees carries `extensions.code`. Ours already do; the
+/// rest come from async-graphql itself — syntax errors, unknown fields,
+/// wrongly typed variables, depth and complexity limits — and are all the
+/// client's to fix.
+fn give_code(error: &mut async_graphql::ServerError) {
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    if extensions.get("code").is_none() {
+        extensions.set("code", "BAD_USER_INPUT");
+    }
 }
 
 async fn graphql_post(
@@ -186,4 +210,18 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// Prometheus text exposition. For now only the spec store and its cache are
+/// counted; the counters live with the store so every backend is measured alike.
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let mut body = state
+        .services
+        .specs
+        .metrics()
+        .map(|metrics| metrics.prometheus_text())
+        .unwrap_or_default();
+    body.push_str(&state.services.database_metrics.prometheus_text());
+    let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }

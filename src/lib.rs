@@ -9,9 +9,12 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod http;
+pub mod metrics;
 pub mod service;
+pub mod shutdown;
 pub mod storage;
 pub mod sweeper;
+pub mod websocket;
 pub mod workflow;
 
 use std::sync::Arc;
@@ -22,7 +25,10 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use crate::config::{Config, SpecStoreConfig, database_host};
 use crate::events::EventBus;
 use crate::service::{Limits, Services};
-use crate::storage::{FsSpecStore, MemorySpecStore, SharedSpecStore};
+use crate::shutdown::Shutdown;
+use crate::storage::{
+    CachedSpecStore, FsSpecStore, GcsOptions, GcsSpecStore, MemorySpecStore, SharedSpecStore,
+};
 
 /// A start-up failure, as one line for the operator.
 #[derive(Debug)]
@@ -107,33 +113,83 @@ fn short(error: &sea_orm::DbErr) -> String {
     }
 }
 
-pub fn spec_store(config: &Config) -> Result<SharedSpecStore, StartupError> {
-    match config.spec_store().map_err(StartupError)? {
-        SpecStoreConfig::Fs(directory) => Ok(Arc::new(FsSpecStore::new(directory))),
-        SpecStoreConfig::Memory => Ok(Arc::new(MemorySpecStore::default())),
-        SpecStoreConfig::Gcs { .. } => Err(StartupError(
-            "the gcs spec store is not available in this build yet; use fs:DIR or memory".into(),
-        )),
-    }
+/// The configured spec store behind its cache, which also bounds how many
+/// objects one batch reads at once and counts store traffic for `/metrics`.
+pub async fn spec_store(config: &Config) -> Result<SharedSpecStore, StartupError> {
+    let store: SharedSpecStore = match config.spec_store().map_err(StartupError)? {
+        SpecStoreConfig::Fs(directory) => Arc::new(FsSpecStore::new(directory)),
+        SpecStoreConfig::Memory => Arc::new(MemorySpecStore::default()),
+        SpecStoreConfig::Gcs { bucket, prefix } => {
+            let options = GcsOptions {
+                bucket,
+                prefix,
+                endpoint: config.gcs_endpoint.clone(),
+                timeout: config.gcs_timeout,
+            };
+            let store = GcsSpecStore::connect(options)
+                .await
+                .map_err(|error| StartupError(error.reason()))?;
+            Arc::new(store)
+        }
+    };
+    Ok(Arc::new(CachedSpecStore::new(
+        store,
+        config.spec_cache_bytes,
+        config.spec_fetch_concurrency.get(),
+    )))
 }
 
 /// Database, spec store and services, ready to serve or to run a CLI command.
 pub async fn services(config: &Config) -> Result<Services, StartupError> {
-    let db = connect_database(config).await?;
-    let specs = spec_store(config)?;
+    let mut db = connect_database(config).await?;
+    let database_metrics = Arc::new(metrics::DatabaseMetrics::default());
+    let recorder = Arc::clone(&database_metrics);
+    db.set_metric_callback(move |info| recorder.record(info));
+    let specs = spec_store(config).await?;
     let limits = Limits {
         max_spec_bytes: config.max_spec_bytes,
         ..Limits::default()
     };
-    Ok(Services::new(db, specs, EventBus::default(), limits))
+    let on_postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
+    let events = EventBus::new(config.subscriber_buffer, on_postgres);
+    let mut services = Services::new(db, specs, events, limits);
+    services.database_metrics = database_metrics;
+    Ok(services)
 }
 
 /// The HTTP application for these services.
-pub fn app(config: &Config, services: Services) -> axum::Router {
-    let schema = graphql::build_schema(services.clone());
+pub fn app(config: &Config, services: Services, shutdown: Shutdown) -> axum::Router {
+    let limits = graphql::QueryLimits {
+        max_depth: config.max_query_depth,
+        max_complexity: config.max_query_complexity,
+    };
+    let schema = graphql::build_schema(services.clone(), shutdown.clone(), limits);
     http::router(http::HttpState {
         schema,
         services,
         max_body_bytes: config.max_body_bytes,
+        shutdown,
+        ws_keepalive: config.ws_keepalive,
     })
+}
+
+/// Background work of a serving instance: the stale sweeper, and on
+/// PostgreSQL the event listener that feeds live subscriptions.
+pub fn spawn_background_tasks(
+    config: &Config,
+    services: &Services,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![tokio::spawn(sweeper::run(
+        services.clone(),
+        config.stale_after,
+        config.sweep_every,
+    ))];
+    if services.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        tasks.push(tokio::spawn(events::run_postgres_listener(
+            config.database_url(),
+            services.db.clone(),
+            services.events.clone(),
+        )));
+    }
+    tasks
 }

@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use plangraph::StartupError;
 use plangraph::config::Config;
 use plangraph::service::Services;
-use plangraph::{StartupError, sweeper};
+use plangraph::shutdown::Shutdown;
 
 #[derive(Parser)]
 #[command(
@@ -57,6 +58,24 @@ enum AdminCommand {
         #[arg(long, default_value = "cli")]
         label: String,
     },
+    /// Check that the spec store is usable (credentials, bucket, write and read
+    /// back a probe object); prints a verdict and exits non-zero when it is not.
+    CheckStore,
+    /// Add a realistic demo data set (for demos and benchmarks): a demo admin
+    /// and six people in every project, features with specs, plans in every
+    /// status with their history. Prints `project:`, `feature:` and `key:`
+    /// lines for a dashboard to use; running it again adds another set.
+    SeedDemo {
+        /// Projects to create.
+        #[arg(long, default_value_t = 10)]
+        projects: usize,
+        /// Features per project.
+        #[arg(long, default_value_t = 50)]
+        features: usize,
+        /// Plans per feature, on average (busy features get more).
+        #[arg(long, default_value_t = 20)]
+        plans: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -97,6 +116,8 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             print!("{}", plangraph::graphql::sdl());
             Ok(())
         }
+        // Needs no database: it must work before one is set up.
+        Command::Admin(AdminCommand::CheckStore) => check_store(&config).await,
         Command::Admin(command) => admin(config, command).await,
     }
 }
@@ -108,6 +129,7 @@ fn failed(error: plangraph::error::AppError) -> StartupError {
 async fn admin(config: Config, command: AdminCommand) -> Result<(), StartupError> {
     let services = plangraph::services(&config).await?;
     match command {
+        AdminCommand::CheckStore => check_store(&config).await?,
         AdminCommand::CreateUser {
             email,
             display_name,
@@ -123,6 +145,11 @@ async fn admin(config: Config, command: AdminCommand) -> Result<(), StartupError
             );
             println!("{}", created.key.token);
         }
+        AdminCommand::SeedDemo {
+            projects,
+            features,
+            plans,
+        } => seed_demo(&services, projects, features, plans).await?,
         AdminCommand::CreateKey { email, label } => {
             let user = services
                 .user_by_email(&email)
@@ -143,6 +170,80 @@ async fn admin(config: Config, command: AdminCommand) -> Result<(), StartupError
     Ok(())
 }
 
+/// Prints a summary, then one `name: value` line per thing a benchmark or a
+/// person needs next, the key last, as `create-user` does.
+async fn seed_demo(
+    services: &Services,
+    projects: usize,
+    features: usize,
+    plans: usize,
+) -> Result<(), StartupError> {
+    use plangraph::service::demo::DemoSize;
+    let started = std::time::Instant::now();
+    let size = DemoSize {
+        projects,
+        features_per_project: features,
+        plans_per_feature: plans,
+    };
+    let data = services.seed_demo(size).await.map_err(failed)?;
+    println!(
+        "Seeded demo data in {:.1}s: {} users, {} projects, {} features ({} to {} plans each), \
+         {} plans, {} feature versions, {} plan events, {} spec objects",
+        started.elapsed().as_secs_f64(),
+        data.users,
+        data.projects,
+        data.features,
+        data.fewest_plans_per_feature,
+        data.most_plans_per_feature,
+        data.plans,
+        data.feature_versions,
+        data.plan_events,
+        data.spec_objects,
+    );
+    let statuses: Vec<String> = data
+        .plans_by_status
+        .iter()
+        .map(|(status, count)| format!("{status} {count}"))
+        .collect();
+    println!("plans by status: {}", statuses.join(", "));
+    println!("admin: {}", data.admin_email);
+    println!("project: {}", data.sample_project);
+    println!("feature: {}", data.sample_feature);
+    println!("feature plans: {}", data.sample_feature_plans);
+    println!("key: {}", data.admin_key);
+    Ok(())
+}
+
+/// The verdict is one line on stdout; a failure also exits non-zero, so
+/// deployment scripts can gate on it.
+async fn check_store(config: &Config) -> Result<(), StartupError> {
+    use plangraph::config::SpecStoreConfig;
+    let described = match config.spec_store().map_err(StartupError)? {
+        SpecStoreConfig::Fs(directory) => format!("fs:{}", directory.display()),
+        SpecStoreConfig::Memory => "memory".to_owned(),
+        SpecStoreConfig::Gcs { bucket, prefix } => match &config.gcs_endpoint {
+            Some(endpoint) => format!("gcs://{bucket}/{prefix} at {endpoint}"),
+            None => format!("gcs://{bucket}/{prefix}"),
+        },
+    };
+    let store = plangraph::spec_store(config).await?;
+    match plangraph::storage::probe(&*store).await {
+        Ok(()) => {
+            println!(
+                "spec store {described}: OK (wrote, read back and compared {})",
+                plangraph::storage::PROBE_KEY
+            );
+            Ok(())
+        }
+        Err(reason) => {
+            println!("spec store {described}: FAILED: {reason}");
+            Err(StartupError(format!(
+                "the spec store {described} is not usable"
+            )))
+        }
+    }
+}
+
 async fn serve(config: Config) -> Result<(), StartupError> {
     let services = plangraph::services(&config).await?;
     print_bootstrap_key(&services).await?;
@@ -152,17 +253,24 @@ async fn serve(config: Config) -> Result<(), StartupError> {
     let address = listener
         .local_addr()
         .map_err(|error| StartupError(format!("cannot read the listening address: {error}")))?;
-    let sweeper = tokio::spawn(sweeper::run(
-        services.clone(),
-        config.stale_after,
-        config.sweep_every,
-    ));
-    let app = plangraph::app(&config, services);
+    let background = plangraph::spawn_background_tasks(&config, &services);
+    let shutdown = Shutdown::default();
+    let app = plangraph::app(&config, services, shutdown.clone());
     println!("plangraph: listening on http://{address}/graphql");
+    let signal = shutdown.clone();
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            signal.begin();
+        })
         .await;
-    sweeper.abort();
+    // WebSocket connections live outside axum's graceful shutdown; give them
+    // a moment to send `complete` and close.
+    shutdown.begin();
+    shutdown.drain(std::time::Duration::from_secs(5)).await;
+    for task in background {
+        task.abort();
+    }
     served.map_err(|error| StartupError(format!("server failed: {error}")))
 }
 

@@ -1,107 +1,376 @@
-//! The Relay-style plan connection: opaque cursors, `first`/`after`, and a
-//! `totalCount` computed only when a client asks for it.
+//! Relay-style connections: opaque cursors, `first/after` and `last/before`,
+//! stable ordering with the id as tie-breaker, and a `totalCount` computed only
+//! when a client asks for it.
 
-use async_graphql::{Context, Object};
+use async_graphql::{Context, Enum, InputObject, Object, OutputType, SimpleObject};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::types::{PageInfo, Plan, PlanEdge};
-use super::{services, viewer};
+use super::loaders::{FeatureId, FeaturePlanCounts, FeatureVersions, ProjectId, SpecKey, UserId};
+use super::types::{Feature, Plan};
+use super::{loaders, services, viewer};
 use crate::error::{AppError, AppResult};
-use crate::service::plans::{PageRequest, PlanFilter};
-use entity::plan;
+use crate::service::pagination::{Page, Position, SortValue, Window};
+use crate::service::plans::{PlanFilter, PlanSort};
+use entity::{feature, plan};
 
-pub const DEFAULT_PAGE_SIZE: i32 = 20;
-pub const MAX_PAGE_SIZE: i32 = 100;
-
-const CURSOR_TAG: &str = "plan:";
-
-pub fn encode_cursor(id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{CURSOR_TAG}{id}"))
+/// Sort keys of plan lists.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
+#[graphql(remote = "crate::service::plans::PlanSort")]
+pub enum PlanOrderField {
+    /// When the plan was created (the default).
+    #[default]
+    CreatedAt,
+    /// When anything about the plan last changed.
+    UpdatedAt,
+    /// Last claimer activity.
+    LastActivityAt,
+    /// Title, alphabetically.
+    Title,
 }
 
-pub fn decode_cursor(cursor: &str) -> AppResult<Uuid> {
-    let invalid = || {
+/// Sort direction.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OrderDirection {
+    /// Smallest first (the default).
+    #[default]
+    Asc,
+    /// Largest first.
+    Desc,
+}
+
+/// How to order a plan list; ties are broken by id, so the order is stable.
+#[derive(InputObject, Clone, Copy, Default)]
+pub struct PlanOrder {
+    /// What to sort by.
+    #[graphql(default)]
+    pub field: PlanOrderField,
+    /// Which way.
+    #[graphql(default)]
+    pub direction: OrderDirection,
+}
+
+/// The Relay paging arguments of one list field.
+pub struct PageArguments {
+    pub first: Option<i32>,
+    pub after: Option<String>,
+    pub last: Option<i32>,
+    pub before: Option<String>,
+}
+
+/// What a cursor carries: the list's sort key, the row's sort value and id.
+/// Opaque to clients (base64 of this), but checked: a cursor only works with
+/// the ordering it came from.
+#[derive(Serialize, Deserialize)]
+struct CursorData {
+    #[serde(rename = "s")]
+    sort: String,
+    #[serde(rename = "v")]
+    value: String,
+    #[serde(rename = "i")]
+    id: Uuid,
+}
+
+fn sort_name(sort: PlanSort) -> &'static str {
+    match sort {
+        PlanSort::CreatedAt => "created_at",
+        PlanSort::UpdatedAt => "updated_at",
+        PlanSort::LastActivityAt => "last_activity_at",
+        PlanSort::Title => "title",
+    }
+}
+
+fn encode_cursor(sort: &str, position: &Position) -> String {
+    let value = match &position.value {
+        SortValue::Time(time) => time.to_rfc3339_opts(SecondsFormat::Micros, true),
+        SortValue::Text(text) => text.clone(),
+    };
+    let data = CursorData {
+        sort: sort.to_owned(),
+        value,
+        id: position.id,
+    };
+    // Serializing a struct of strings and a UUID cannot fail.
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&data).unwrap_or_default())
+}
+
+fn decode_cursor(argument: &str, cursor: &str, sort: &str, textual: bool) -> AppResult<Position> {
+    let invalid = |why: &str| {
         AppError::BadUserInput(format!(
-            "after: {cursor:?} is not a cursor from this list; pass an endCursor or edge cursor you received"
+            "{argument}: {cursor:?} is not a cursor for this list ({why}); pass a cursor you received from the same field with the same orderBy"
         ))
     };
     let bytes = URL_SAFE_NO_PAD
         .decode(cursor.trim())
-        .map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let id = text.strip_prefix(CURSOR_TAG).ok_or_else(invalid)?;
-    Uuid::parse_str(id).map_err(|_| invalid())
+        .map_err(|_| invalid("not base64"))?;
+    let data: CursorData = serde_json::from_slice(&bytes).map_err(|_| invalid("malformed"))?;
+    if data.sort != sort {
+        return Err(invalid("it comes from a different ordering"));
+    }
+    let value = if textual {
+        SortValue::Text(data.value)
+    } else {
+        let time =
+            chrono::DateTime::parse_from_rfc3339(&data.value).map_err(|_| invalid("malformed"))?;
+        SortValue::Time(time.with_timezone(&Utc))
+    };
+    Ok(Position { value, id: data.id })
 }
 
-/// A page of plans.
-pub struct PlanConnection {
-    plans: Vec<plan::Model>,
+fn window(
+    arguments: PageArguments,
+    sort: &str,
+    textual: bool,
+    descending: bool,
+) -> AppResult<Window> {
+    let decode = |argument: &str, cursor: Option<String>| {
+        cursor
+            .map(|cursor| decode_cursor(argument, &cursor, sort, textual))
+            .transpose()
+    };
+    let after = decode("after", arguments.after)?;
+    let before = decode("before", arguments.before)?;
+    Window::new(arguments.first, after, arguments.last, before, descending)
+}
+
+/// Where `totalCount` comes from, evaluated only when selected.
+enum Total {
+    Plans(PlanFilter),
+    Features(Uuid),
+}
+
+/// A position in a list.
+#[derive(SimpleObject)]
+#[graphql(
+    concrete(name = "PlanEdge", params(Plan)),
+    concrete(name = "FeatureEdge", params(Feature))
+)]
+pub struct Edge<N: OutputType> {
+    /// Opaque position of this item; pass it as `after` or `before`.
+    pub cursor: String,
+    /// The item.
+    pub node: N,
+}
+
+/// Pagination state of a connection.
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    /// More items follow the last one of this page.
+    pub has_next_page: bool,
+    /// More items precede the first one of this page.
+    pub has_previous_page: bool,
+    /// Cursor of the first item of this page.
+    pub start_cursor: Option<String>,
+    /// Cursor of the last item of this page.
+    pub end_cursor: Option<String>,
+}
+
+/// A page of a list.
+pub struct Connection<N> {
+    items: Vec<(String, N)>,
     has_next_page: bool,
     has_previous_page: bool,
-    filter: PlanFilter,
+    total: Total,
 }
 
-/// Loads one page of the viewer's plans matching `filter`.
-pub async fn load_plans(
-    ctx: &Context<'_>,
-    filter: PlanFilter,
-    first: Option<i32>,
-    after: Option<String>,
-) -> AppResult<PlanConnection> {
-    let first = first.unwrap_or(DEFAULT_PAGE_SIZE);
-    if !(0..=MAX_PAGE_SIZE).contains(&first) {
-        return Err(AppError::BadUserInput(format!(
-            "first must be between 0 and {MAX_PAGE_SIZE}; page through longer lists with after"
-        )));
+impl<N> Connection<N> {
+    fn from_page<M>(
+        page: Page<M>,
+        total: Total,
+        cursor: impl Fn(&M) -> String,
+        node: impl Fn(M) -> N,
+    ) -> Self {
+        Connection {
+            items: page
+                .rows
+                .into_iter()
+                .map(|row| (cursor(&row), node(row)))
+                .collect(),
+            has_next_page: page.has_next_page,
+            has_previous_page: page.has_previous_page,
+            total,
+        }
     }
-    let after = after.as_deref().map(decode_cursor).transpose()?;
-    let page = PageRequest {
-        first: first as u64,
-        after,
-    };
-    let result = services(ctx)
-        .list_plans(viewer(ctx)?, &filter, page)
-        .await?;
-    Ok(PlanConnection {
-        plans: result.plans,
-        has_next_page: result.has_next_page,
-        has_previous_page: after.is_some(),
-        filter,
-    })
 }
 
-/// A page of plans, Relay style.
-#[Object]
-impl PlanConnection {
-    /// The plans of this page with their cursors.
-    async fn edges(&self) -> Vec<PlanEdge> {
-        self.plans
+/// One page of a list, Relay style.
+#[Object(
+    concrete(name = "PlanConnection", params(Plan)),
+    concrete(name = "FeatureConnection", params(Feature))
+)]
+impl<N: OutputType + Clone> Connection<N>
+where
+    Edge<N>: OutputType,
+{
+    /// The items of this page with their cursors.
+    async fn edges(&self) -> Vec<Edge<N>> {
+        self.items
             .iter()
-            .map(|plan| PlanEdge {
-                cursor: encode_cursor(plan.id),
-                node: Plan(plan.clone()),
+            .map(|(cursor, node)| Edge {
+                cursor: cursor.clone(),
+                node: node.clone(),
             })
             .collect()
     }
-    /// The plans of this page, without cursors.
-    async fn nodes(&self) -> Vec<Plan> {
-        self.plans.iter().cloned().map(Plan).collect()
+    /// The items of this page, without cursors.
+    async fn nodes(&self) -> Vec<N> {
+        self.items.iter().map(|(_, node)| node.clone()).collect()
     }
     /// Where this page sits in the whole list.
     async fn page_info(&self) -> PageInfo {
         PageInfo {
             has_next_page: self.has_next_page,
             has_previous_page: self.has_previous_page,
-            start_cursor: self.plans.first().map(|plan| encode_cursor(plan.id)),
-            end_cursor: self.plans.last().map(|plan| encode_cursor(plan.id)),
+            start_cursor: self.items.first().map(|(cursor, _)| cursor.clone()),
+            end_cursor: self.items.last().map(|(cursor, _)| cursor.clone()),
         }
     }
-    /// How many plans match the filters, over all pages.
+    /// How many items the whole list has (all pages, same filters).
     async fn total_count(&self, ctx: &Context<'_>) -> AppResult<u64> {
-        services(ctx).count_plans(viewer(ctx)?, &self.filter).await
+        match &self.total {
+            Total::Plans(filter) => services(ctx).count_plans(viewer(ctx)?, filter).await,
+            Total::Features(project) => services(ctx).count_features(*project).await,
+        }
     }
+}
+
+pub type PlanConnection = Connection<Plan>;
+pub type FeatureConnection = Connection<Feature>;
+
+/// One page of the viewer's plans matching `filter`.
+pub async fn load_plans(
+    ctx: &Context<'_>,
+    filter: PlanFilter,
+    order: PlanOrder,
+    arguments: PageArguments,
+) -> AppResult<PlanConnection> {
+    let sort: PlanSort = order.field.into();
+    let name = sort_name(sort);
+    let descending = order.direction == OrderDirection::Desc;
+    let window = window(arguments, name, sort == PlanSort::Title, descending)?;
+    let page = services(ctx)
+        .list_plans(viewer(ctx)?, &filter, sort, &window)
+        .await?;
+    prime_plan_rows(ctx, &page.rows).await?;
+    Ok(Connection::from_page(
+        page,
+        Total::Plans(filter),
+        |plan| encode_cursor(name, &sort.position(plan)),
+        Plan,
+    ))
+}
+
+/// One page of a project's features, oldest first.
+pub async fn load_features(
+    ctx: &Context<'_>,
+    project: Uuid,
+    arguments: PageArguments,
+) -> AppResult<FeatureConnection> {
+    const SORT: &str = "feature_created_at";
+    let window = window(arguments, SORT, false, false)?;
+    let page = services(ctx).list_features(project, &window).await?;
+    prime_feature_rows(ctx, &page.rows).await?;
+    Ok(Connection::from_page(
+        page,
+        Total::Features(project),
+        |feature| {
+            let position = Position {
+                value: SortValue::Time(feature.created_at),
+                id: feature.id,
+            };
+            encode_cursor(SORT, &position)
+        },
+        Feature,
+    ))
+}
+
+/// Whether the client selected `field` on the rows of this connection.
+fn row_field_selected(ctx: &Context<'_>, field: &str) -> bool {
+    let look = ctx.look_ahead();
+    look.field("nodes").field(field).exists()
+        || look.field("edges").field("node").field(field).exists()
+}
+
+/// Loads, in one batch per relation, everything the selected row fields
+/// need, into the request's loader caches. Without this the rows' fields
+/// still batch through the loaders, but a batch closes 1 ms after its first
+/// key, so a slow-to-resolve page could split into several queries; priming
+/// makes the statement count independent of page size and timing.
+async fn prime_plan_rows(ctx: &Context<'_>, plans: &[plan::Model]) -> AppResult<()> {
+    let loaders = loaders(ctx);
+    let mut users = Vec::new();
+    for (field, pick) in [
+        (
+            "claimedBy",
+            (|plan: &plan::Model| plan.claimed_by) as fn(&plan::Model) -> Option<Uuid>,
+        ),
+        ("submittedBy", |plan| plan.submitted_by),
+        ("createdBy", |plan| Some(plan.created_by)),
+    ] {
+        if row_field_selected(ctx, field) {
+            users.extend(plans.iter().filter_map(pick).map(UserId));
+        }
+    }
+    let features = row_field_selected(ctx, "feature").then(|| {
+        plans
+            .iter()
+            .map(|plan| FeatureId(plan.feature_id))
+            .collect::<Vec<_>>()
+    });
+    let projects = row_field_selected(ctx, "project").then(|| {
+        plans
+            .iter()
+            .map(|plan| ProjectId(plan.project_id))
+            .collect::<Vec<_>>()
+    });
+    let specs = row_field_selected(ctx, "spec").then(|| {
+        plans
+            .iter()
+            .map(|plan| SpecKey(plan.spec_key.clone()))
+            .collect::<Vec<_>>()
+    });
+    let users = async {
+        if users.is_empty() {
+            return Ok(());
+        }
+        loaders.db.load_many(users).await.map(drop)
+    };
+    let features = async {
+        match features {
+            Some(keys) => loaders.db.load_many(keys).await.map(drop),
+            None => Ok(()),
+        }
+    };
+    let projects = async {
+        match projects {
+            Some(keys) => loaders.db.load_many(keys).await.map(drop),
+            None => Ok(()),
+        }
+    };
+    // A store outage must fail only the `spec` fields (they retry and report
+    // it at their paths), never the page.
+    let specs = async {
+        if let Some(keys) = specs {
+            let _ = loaders.specs.load_many(keys).await;
+        }
+    };
+    let (users, features, projects, ()) = futures::join!(users, features, projects, specs);
+    users.and(features).and(projects)
+}
+
+async fn prime_feature_rows(ctx: &Context<'_>, features: &[feature::Model]) -> AppResult<()> {
+    let loaders = loaders(ctx);
+    let ids = || features.iter().map(|feature| feature.id);
+    if row_field_selected(ctx, "planCounts") {
+        loaders.db.load_many(ids().map(FeaturePlanCounts)).await?;
+    }
+    if row_field_selected(ctx, "versions") {
+        loaders.db.load_many(ids().map(FeatureVersions)).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -109,10 +378,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let id = Uuid::now_v7();
-        assert_eq!(decode_cursor(&encode_cursor(id)).expect("valid"), id);
-        assert!(decode_cursor("not a cursor").is_err());
-        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("feature:x")).is_err());
+    fn cursors_round_trip_and_belong_to_their_ordering() {
+        let position = Position {
+            value: SortValue::Time(crate::service::now()),
+            id: Uuid::now_v7(),
+        };
+        let cursor = encode_cursor("created_at", &position);
+        assert_eq!(
+            decode_cursor("after", &cursor, "created_at", false).expect("valid"),
+            position
+        );
+        assert!(decode_cursor("after", &cursor, "updated_at", false).is_err());
+        assert!(decode_cursor("after", "not a cursor", "created_at", false).is_err());
+        let titled = Position {
+            value: SortValue::Text("Ünïcode title".into()),
+            id: Uuid::now_v7(),
+        };
+        let cursor = encode_cursor("title", &titled);
+        assert_eq!(
+            decode_cursor("before", &cursor, "title", true).expect("valid"),
+            titled
+        );
     }
 }

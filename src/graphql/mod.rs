@@ -4,30 +4,62 @@ pub mod connection;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
+pub mod subscription;
 pub mod types;
 
-use async_graphql::{Context, EmptySubscription, Schema};
+use async_graphql::{Context, Schema};
 
 use crate::error::{AppError, AppResult};
 use crate::service::{Services, Viewer};
+use crate::shutdown::Shutdown;
 
-pub type AppSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
+pub type AppSchema =
+    Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
 
-pub fn build_schema(services: Services) -> AppSchema {
-    Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
-        .data(services)
-        .finish()
+/// Bounds on what one query may ask for, so a hostile or careless query gets
+/// an error instead of a slow response.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+}
+
+pub fn build_schema(services: Services, shutdown: Shutdown, limits: QueryLimits) -> AppSchema {
+    Schema::build(
+        query::QueryRoot,
+        mutation::MutationRoot,
+        subscription::SubscriptionRoot,
+    )
+    .data(services)
+    .data(shutdown)
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .finish()
 }
 
 /// The SDL clients see; `schema.graphql` is this, written by `print-schema`.
 pub fn sdl() -> String {
-    Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
-        .finish()
-        .sdl()
+    Schema::build(
+        query::QueryRoot,
+        mutation::MutationRoot,
+        subscription::SubscriptionRoot,
+    )
+    .finish()
+    .sdl()
 }
 
 pub(crate) fn services<'a>(ctx: &Context<'a>) -> &'a Services {
     ctx.data_unchecked::<Services>()
+}
+
+pub(crate) fn loaders<'a>(ctx: &Context<'a>) -> &'a loaders::Loaders {
+    ctx.data_unchecked::<loaders::Loaders>()
+}
+
+/// The services, for a mutation: the request's loaders forget cached rows first.
+pub(crate) fn writing<'a>(ctx: &Context<'a>) -> &'a Services {
+    loaders(ctx).forget_rows();
+    services(ctx)
 }
 
 /// The authenticated caller, or `UNAUTHENTICATED`.

@@ -6,7 +6,7 @@ use super::types::{
     ApiKey, CreatedApiKey, CreatedUser, Feature, FeatureVersion, Plan, PlanStatus, Project,
     ProjectMember, ProjectRole, SubmitStatus, SubmitWorkResult, User,
 };
-use super::{services, viewer};
+use super::{viewer, writing};
 use crate::error::AppResult;
 use crate::service::features::FeatureUpdate;
 use crate::service::plans::Outcome;
@@ -37,7 +37,7 @@ impl MutationRoot {
         )]
         is_admin: Option<bool>,
     ) -> AppResult<CreatedUser> {
-        let created = services(ctx)
+        let created = writing(ctx)
             .create_user(
                 viewer(ctx)?,
                 &email,
@@ -59,7 +59,7 @@ impl MutationRoot {
         #[graphql(desc = "Project name, 1 to 255 characters.")] name: String,
         #[graphql(desc = "What the project is about.")] description: Option<String>,
     ) -> AppResult<Project> {
-        let project = services(ctx)
+        let project = writing(ctx)
             .create_project(viewer(ctx)?, &name, description)
             .await?;
         Ok(Project(project))
@@ -75,7 +75,7 @@ impl MutationRoot {
             ProjectRole,
         >,
     ) -> AppResult<ProjectMember> {
-        let member = services(ctx)
+        let member = writing(ctx)
             .add_project_member(
                 viewer(ctx)?,
                 &project_id,
@@ -93,7 +93,7 @@ impl MutationRoot {
         #[graphql(desc = "The project.")] project_id: ID,
         #[graphql(desc = "The member to remove.")] user_id: ID,
     ) -> AppResult<bool> {
-        services(ctx)
+        writing(ctx)
             .remove_project_member(viewer(ctx)?, &project_id, &user_id)
             .await
     }
@@ -107,7 +107,7 @@ impl MutationRoot {
         #[graphql(desc = "Longer description.")] description: Option<String>,
         #[graphql(desc = "The feature's spec, markdown.")] spec_content: String,
     ) -> AppResult<Feature> {
-        let feature = services(ctx)
+        let feature = writing(ctx)
             .create_feature(
                 viewer(ctx)?,
                 &project_id,
@@ -140,7 +140,7 @@ impl MutationRoot {
             spec_content,
             new_version: new_version.unwrap_or(false),
         };
-        let feature = services(ctx)
+        let feature = writing(ctx)
             .update_feature(viewer(ctx)?, &feature_id, update)
             .await?;
         Ok(Feature(feature))
@@ -160,7 +160,7 @@ impl MutationRoot {
         )]
         status: Option<PlanStatus>,
     ) -> AppResult<Plan> {
-        let plan = services(ctx)
+        let plan = writing(ctx)
             .create_plan(
                 viewer(ctx)?,
                 &feature_id,
@@ -181,7 +181,7 @@ impl MutationRoot {
         #[graphql(desc = "The plan.")] plan_id: ID,
         #[graphql(desc = "The new spec, markdown (progress notes welcome).")] spec_content: String,
     ) -> AppResult<Plan> {
-        let plan = services(ctx)
+        let plan = writing(ctx)
             .update_plan(viewer(ctx)?, &plan_id, &spec_content)
             .await?;
         Ok(Plan(plan))
@@ -196,7 +196,7 @@ impl MutationRoot {
         #[graphql(desc = "The plan.")] plan_id: ID,
         #[graphql(desc = "The status to move to.")] status: PlanStatus,
     ) -> AppResult<Plan> {
-        let outcome = services(ctx)
+        let outcome = writing(ctx)
             .set_plan_status(viewer(ctx)?, &plan_id, status.into())
             .await?;
         Ok(Plan(outcome.plan))
@@ -209,7 +209,7 @@ impl MutationRoot {
         ctx: &Context<'_>,
         #[graphql(desc = "The plan.")] plan_id: ID,
     ) -> AppResult<Plan> {
-        let plan = services(ctx).claim_plan(viewer(ctx)?, &plan_id).await?;
+        let plan = writing(ctx).claim_plan(viewer(ctx)?, &plan_id).await?;
         Ok(Plan(plan))
     }
 
@@ -219,7 +219,7 @@ impl MutationRoot {
         ctx: &Context<'_>,
         #[graphql(desc = "The plan.")] plan_id: ID,
     ) -> AppResult<Plan> {
-        let plan = services(ctx).release_plan(viewer(ctx)?, &plan_id).await?;
+        let plan = writing(ctx).release_plan(viewer(ctx)?, &plan_id).await?;
         Ok(Plan(plan))
     }
 
@@ -233,7 +233,7 @@ impl MutationRoot {
         artifacts_markdown: String,
         #[graphql(desc = "REVIEW or COMPLETED.")] status: SubmitStatus,
     ) -> AppResult<SubmitWorkResult> {
-        let outcome = services(ctx)
+        let outcome = writing(ctx)
             .submit_work(viewer(ctx)?, &plan_id, &artifacts_markdown, status.into())
             .await?;
         Ok(submit_result(outcome))
@@ -245,7 +245,7 @@ impl MutationRoot {
         ctx: &Context<'_>,
         #[graphql(desc = "A name to recognise the key by.")] label: String,
     ) -> AppResult<CreatedApiKey> {
-        let created = services(ctx).create_api_key(viewer(ctx)?, &label).await?;
+        let created = writing(ctx).create_api_key(viewer(ctx)?, &label).await?;
         Ok(CreatedApiKey {
             api_key: ApiKey(created.key),
             secret: created.token,
@@ -258,7 +258,7 @@ impl MutationRoot {
         ctx: &Context<'_>,
         #[graphql(desc = "The key's id.")] id: ID,
     ) -> AppResult<ApiKey> {
-        let key = services(ctx).revoke_api_key(viewer(ctx)?, &id).await?;
+        let key = writing(ctx).revoke_api_key(viewer(ctx)?, &id).await?;
         Ok(ApiKey(key))
     }
 }

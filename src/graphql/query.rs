@@ -2,8 +2,8 @@
 
 use async_graphql::{Context, ID, Object};
 
-use super::connection::{PlanConnection, load_plans};
-use super::types::{ApiKey, Feature, FeatureVersion, Plan, PlanStatus, Project, User};
+use super::connection::{PageArguments, PlanConnection, PlanOrder, load_plans};
+use super::types::{ApiKey, DateTime, Feature, FeatureVersion, Plan, PlanStatus, Project, User};
 use super::{id, services, viewer};
 use crate::error::AppResult;
 use crate::service::plans::PlanFilter;
@@ -62,8 +62,8 @@ impl QueryRoot {
         Ok(Plan(plan))
     }
 
-    /// Plans of your projects, oldest first, filtered and paged. Plans of
-    /// projects you are not a member of never appear.
+    /// Plans of your projects, filtered, ordered and paged (default: oldest
+    /// first, 20 per page). Plans of projects you are not a member of never appear.
     async fn plans(
         &self,
         ctx: &Context<'_>,
@@ -71,10 +71,19 @@ impl QueryRoot {
         #[graphql(desc = "Only plans of this feature.")] feature_id: Option<ID>,
         #[graphql(desc = "Only plans in any of these statuses.")] status: Option<Vec<PlanStatus>>,
         #[graphql(desc = "Only plans claimed by this user.")] claimed_by: Option<ID>,
-        #[graphql(desc = "Page size: 0 to 100, default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor to continue after (a previous page's endCursor).")] after: Option<
+        #[graphql(desc = "Only plans changed at or after this time.")] updated_since: Option<
+            DateTime,
+        >,
+        #[graphql(desc = "Only plans whose title contains this text (any case).")] search: Option<
             String,
         >,
+        #[graphql(desc = "Sort order; default oldest first.")] order_by: Option<PlanOrder>,
+        #[graphql(desc = "Page size from the start: 0 to 100, default 20.")] first: Option<i32>,
+        #[graphql(desc = "Continue after this cursor (a previous page's endCursor).")]
+        after: Option<String>,
+        #[graphql(desc = "Page size from the end: 0 to 100.")] last: Option<i32>,
+        #[graphql(desc = "Continue before this cursor (a previous page's startCursor).")]
+        before: Option<String>,
     ) -> AppResult<PlanConnection> {
         let filter = PlanFilter {
             project: project_id
@@ -94,8 +103,16 @@ impl QueryRoot {
                 .as_ref()
                 .map(|value| id("claimedBy", value))
                 .transpose()?,
+            updated_since: updated_since.map(|since| since.0),
+            search,
         };
-        load_plans(ctx, filter, first, after).await
+        let arguments = PageArguments {
+            first,
+            after,
+            last,
+            before,
+        };
+        load_plans(ctx, filter, order_by.unwrap_or_default(), arguments).await
     }
 
     /// A feature's versions, oldest first, each linked to the plan and person

@@ -1,15 +1,23 @@
 //! GraphQL object types. Each wraps a row and resolves relations through the
 //! request's loaders; none of them decides anything.
 
+use std::sync::Arc;
+
 use async_graphql::{
     Context, Enum, ID, InputValueError, Object, Scalar, ScalarType, SimpleObject, Value,
 };
 use chrono::{SecondsFormat, Utc};
 
-use super::connection::{PlanConnection, load_plans};
-use super::loaders::{FeatureId, Loaders, PlanId, ProjectId, SpecKey, UserId};
-use super::{services, viewer};
+use super::connection::{
+    FeatureConnection, PageArguments, PlanConnection, PlanOrder, load_features, load_plans,
+};
+use super::loaders::{
+    FeatureId, FeaturePlanCounts, FeatureVersions, PlanId, ProjectId, ProjectPlanCounts, SpecKey,
+    UserId,
+};
+use super::{loaders, services, viewer};
 use crate::error::{AppError, AppResult};
+use crate::events::LiveEvent;
 use crate::service::plans::PlanFilter;
 use crate::workflow;
 use entity::{api_key, feature, feature_version, plan, plan_event, project, project_member, user};
@@ -113,10 +121,6 @@ fn status(value: &str) -> AppResult<PlanStatus> {
     workflow::PlanStatus::parse(value)
         .map(Into::into)
         .ok_or_else(|| AppError::Internal(format!("unknown status {value:?} in the database")))
-}
-
-fn loaders<'a>(ctx: &Context<'a>) -> &'a Loaders {
-    ctx.data_unchecked::<Loaders>()
 }
 
 async fn user_by_id(ctx: &Context<'_>, id: uuid::Uuid) -> AppResult<User> {
@@ -261,10 +265,32 @@ impl Project {
         let members = services(ctx).members(self.0.id).await?;
         Ok(members.into_iter().map(ProjectMember).collect())
     }
-    /// The project's features, oldest first.
-    async fn features(&self, ctx: &Context<'_>) -> AppResult<Vec<Feature>> {
-        let features = services(ctx).features_of_project(self.0.id).await?;
-        Ok(features.into_iter().map(Feature).collect())
+    /// The project's features, oldest first, one page at a time.
+    async fn features(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size from the start: 0 to 100, default 20.")] first: Option<i32>,
+        #[graphql(desc = "Continue after this cursor (a previous page's endCursor).")]
+        after: Option<String>,
+        #[graphql(desc = "Page size from the end: 0 to 100.")] last: Option<i32>,
+        #[graphql(desc = "Continue before this cursor (a previous page's startCursor).")]
+        before: Option<String>,
+    ) -> AppResult<FeatureConnection> {
+        let arguments = PageArguments {
+            first,
+            after,
+            last,
+            before,
+        };
+        load_features(ctx, self.0.id, arguments).await
+    }
+    /// How many of the project's plans are in each status.
+    async fn plan_counts(&self, ctx: &Context<'_>) -> AppResult<PlanCounts> {
+        let counts = loaders(ctx)
+            .db
+            .load_one(ProjectPlanCounts(self.0.id))
+            .await?;
+        Ok(PlanCounts::from(counts.unwrap_or_default()))
     }
 }
 
@@ -289,6 +315,7 @@ impl ProjectMember {
     }
 }
 
+#[derive(Clone)]
 pub struct Feature(pub feature::Model);
 
 /// Something to build. Its spec says what; plans say how. Every completed plan
@@ -312,8 +339,9 @@ impl Feature {
         self.0.current_version
     }
     /// The current spec (markdown), fetched from the spec store only when asked for.
-    async fn spec(&self, ctx: &Context<'_>) -> AppResult<String> {
-        spec_text(ctx, &self.0.spec_key).await
+    /// Null, with a `STORAGE_UNAVAILABLE` error at this path, while the store is down.
+    async fn spec(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
+        spec_text(ctx, &self.0.spec_key).await.map(Some)
     }
     /// The project this feature belongs to.
     async fn project(&self, ctx: &Context<'_>) -> AppResult<Project> {
@@ -325,15 +353,22 @@ impl Feature {
             .map(Project)
             .ok_or_else(|| AppError::Internal("feature without project".into()))
     }
-    /// This feature's plans, oldest first, one page at a time.
+    /// This feature's plans, filtered, ordered and paged.
+    #[allow(clippy::too_many_arguments)]
     async fn plans(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only plans in any of these statuses.")] status: Option<Vec<PlanStatus>>,
-        #[graphql(desc = "Page size: 0 to 100, default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor to continue after (a previous page's endCursor).")] after: Option<
+        #[graphql(desc = "Only plans whose title contains this text (any case).")] search: Option<
             String,
         >,
+        #[graphql(desc = "Sort order; default oldest first.")] order_by: Option<PlanOrder>,
+        #[graphql(desc = "Page size from the start: 0 to 100, default 20.")] first: Option<i32>,
+        #[graphql(desc = "Continue after this cursor (a previous page's endCursor).")]
+        after: Option<String>,
+        #[graphql(desc = "Page size from the end: 0 to 100.")] last: Option<i32>,
+        #[graphql(desc = "Continue before this cursor (a previous page's startCursor).")]
+        before: Option<String>,
     ) -> AppResult<PlanConnection> {
         let filter = PlanFilter {
             feature: Some(self.0.id),
@@ -342,14 +377,33 @@ impl Feature {
                 .into_iter()
                 .map(Into::into)
                 .collect(),
+            search,
             ..PlanFilter::default()
         };
-        load_plans(ctx, filter, first, after).await
+        let arguments = PageArguments {
+            first,
+            after,
+            last,
+            before,
+        };
+        load_plans(ctx, filter, order_by.unwrap_or_default(), arguments).await
+    }
+    /// How many of this feature's plans are in each status.
+    async fn plan_counts(&self, ctx: &Context<'_>) -> AppResult<PlanCounts> {
+        let counts = loaders(ctx)
+            .db
+            .load_one(FeaturePlanCounts(self.0.id))
+            .await?;
+        Ok(PlanCounts::from(counts.unwrap_or_default()))
     }
     /// Every version, oldest first.
     async fn versions(&self, ctx: &Context<'_>) -> AppResult<Vec<FeatureVersion>> {
-        let versions = services(ctx).versions_of(self.0.id).await?;
-        Ok(versions.into_iter().map(FeatureVersion).collect())
+        let versions = loaders(ctx).db.load_one(FeatureVersions(self.0.id)).await?;
+        Ok(versions
+            .unwrap_or_default()
+            .into_iter()
+            .map(FeatureVersion)
+            .collect())
     }
     /// When the feature was created.
     async fn created_at(&self) -> DateTime {
@@ -386,8 +440,9 @@ impl FeatureVersion {
             .ok_or_else(|| AppError::Internal("version without feature".into()))
     }
     /// The feature's spec (markdown) as of this version.
-    async fn spec(&self, ctx: &Context<'_>) -> AppResult<String> {
-        spec_text(ctx, &self.0.spec_key).await
+    /// Null, with a `STORAGE_UNAVAILABLE` error at this path, while the store is down.
+    async fn spec(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
+        spec_text(ctx, &self.0.spec_key).await.map(Some)
     }
     /// The plan whose completion cut this version; null for v1 and manual versions.
     async fn implemented_by_plan(&self, ctx: &Context<'_>) -> AppResult<Option<Plan>> {
@@ -406,6 +461,7 @@ impl FeatureVersion {
     }
 }
 
+#[derive(Clone)]
 pub struct Plan(pub plan::Model);
 
 /// How to build (part of) a feature, and where that work stands.
@@ -428,8 +484,9 @@ impl Plan {
         status(&self.0.status)
     }
     /// The technical spec (markdown), fetched from the spec store only when asked for.
-    async fn spec(&self, ctx: &Context<'_>) -> AppResult<String> {
-        spec_text(ctx, &self.0.spec_key).await
+    /// Null, with a `STORAGE_UNAVAILABLE` error at this path, while the store is down.
+    async fn spec(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
+        spec_text(ctx, &self.0.spec_key).await.map(Some)
     }
     /// SHA-256 (hex) of the current spec.
     async fn spec_sha256(&self) -> &str {
@@ -509,44 +566,69 @@ impl Plan {
     /// The plan's audit trail, oldest first.
     async fn events(&self, ctx: &Context<'_>) -> AppResult<Vec<PlanEvent>> {
         let events = services(ctx).events_of(self.0.id).await?;
-        Ok(events.into_iter().map(PlanEvent).collect())
+        Ok(events.into_iter().map(PlanEvent::Stored).collect())
     }
 }
 
-pub struct PlanEvent(pub plan_event::Model);
+/// An event read from the log, or a live one that arrives with its plan and
+/// actor already loaded (shared by every subscriber, so fan-out costs no
+/// queries per subscriber).
+pub enum PlanEvent {
+    Stored(plan_event::Model),
+    Live(Arc<LiveEvent>),
+}
+
+impl PlanEvent {
+    fn record(&self) -> &plan_event::Model {
+        match self {
+            PlanEvent::Stored(event) => event,
+            PlanEvent::Live(live) => &live.event,
+        }
+    }
+}
 
 /// One recorded change of a plan.
 #[Object]
 impl PlanEvent {
-    /// Position in the event log; increases with every event.
+    /// Position in the event log; increases with every event. Pass the last one
+    /// you received as `planEvents(after:)` to resume without gaps.
     async fn cursor(&self) -> String {
-        self.0.id.to_string()
+        self.record().id.to_string()
     }
     /// What happened.
     async fn kind(&self) -> AppResult<PlanEventKind> {
-        workflow::EventKind::parse(&self.0.kind)
+        let kind = &self.record().kind;
+        workflow::EventKind::parse(kind)
             .map(Into::into)
-            .ok_or_else(|| AppError::Internal(format!("unknown event kind {:?}", self.0.kind)))
+            .ok_or_else(|| AppError::Internal(format!("unknown event kind {kind:?}")))
     }
     /// Status before the change; null when the plan was created.
     async fn from_status(&self) -> AppResult<Option<PlanStatus>> {
-        self.0.from_status.as_deref().map(status).transpose()
+        self.record().from_status.as_deref().map(status).transpose()
     }
     /// Status after the change.
     async fn to_status(&self) -> AppResult<PlanStatus> {
-        status(&self.0.to_status)
+        status(&self.record().to_status)
     }
     /// Who made the change; null when the system did (the stale sweeper).
     async fn actor(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
-        optional_user(ctx, self.0.actor_id).await
+        match self {
+            PlanEvent::Live(live) => Ok(live.actor.clone().map(User)),
+            PlanEvent::Stored(event) => optional_user(ctx, event.actor_id).await,
+        }
     }
     /// When it happened.
     async fn at(&self) -> DateTime {
-        at(self.0.at)
+        at(self.record().at)
     }
-    /// The plan as it is now.
+    /// The plan as it is when the event is delivered (so a replayed or
+    /// delayed event shows the plan's latest state, not a historical copy).
     async fn plan(&self, ctx: &Context<'_>) -> AppResult<Plan> {
-        let plan = loaders(ctx).db.load_one(PlanId(self.0.plan_id)).await?;
+        let event = match self {
+            PlanEvent::Live(live) => return Ok(Plan(live.plan.clone())),
+            PlanEvent::Stored(event) => event,
+        };
+        let plan = loaders(ctx).db.load_one(PlanId(event.plan_id)).await?;
         plan.map(Plan)
             .ok_or_else(|| AppError::Internal("event without plan".into()))
     }
@@ -561,24 +643,43 @@ pub struct SubmitWorkResult {
     pub feature_version: Option<FeatureVersion>,
 }
 
-/// Pagination state of a connection.
-#[derive(SimpleObject)]
-pub struct PageInfo {
-    /// More items follow the last one of this page.
-    pub has_next_page: bool,
-    /// Items precede the first one of this page (true when `after` was given).
-    pub has_previous_page: bool,
-    /// Cursor of the first item of this page.
-    pub start_cursor: Option<String>,
-    /// Cursor of the last item; pass it as `after` for the next page.
-    pub end_cursor: Option<String>,
+/// Plans per status, for a dashboard's column headers.
+#[derive(SimpleObject, Default)]
+pub struct PlanCounts {
+    /// DRAFT plans.
+    pub draft: u64,
+    /// READY plans.
+    pub ready: u64,
+    /// CLAIMED plans.
+    pub claimed: u64,
+    /// IN_PROGRESS plans.
+    pub in_progress: u64,
+    /// STALLED plans.
+    pub stalled: u64,
+    /// REVIEW plans.
+    pub review: u64,
+    /// COMPLETED plans.
+    pub completed: u64,
+    /// FAILED plans.
+    pub failed: u64,
+    /// All plans.
+    pub total: u64,
 }
 
-/// A plan in a page of results.
-#[derive(SimpleObject)]
-pub struct PlanEdge {
-    /// Opaque position of this plan in the list.
-    pub cursor: String,
-    /// The plan.
-    pub node: Plan,
+impl From<std::collections::HashMap<workflow::PlanStatus, u64>> for PlanCounts {
+    fn from(counts: std::collections::HashMap<workflow::PlanStatus, u64>) -> PlanCounts {
+        use workflow::PlanStatus as Status;
+        let of = |status| counts.get(&status).copied().unwrap_or(0);
+        PlanCounts {
+            draft: of(Status::Draft),
+            ready: of(Status::Ready),
+            claimed: of(Status::Claimed),
+            in_progress: of(Status::InProgress),
+            stalled: of(Status::Stalled),
+            review: of(Status::Review),
+            completed: of(Status::Completed),
+            failed: of(Status::Failed),
+            total: counts.values().sum(),
+        }
+    }
 }

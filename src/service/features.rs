@@ -1,11 +1,15 @@
 //! Features and their versions.
 
+use std::collections::HashMap;
+
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, Set,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
+use super::pagination::{Page, Window, fetch_page};
 use super::{Services, Viewer, now, parse_id};
 use crate::error::{AppError, AppResult};
 use crate::storage::{SpecOwner, store_spec};
@@ -209,12 +213,39 @@ impl Services {
             .ok_or_else(|| AppError::NotFound(format!("No feature with id {id}")))
     }
 
-    pub async fn features_of_project(&self, project: Uuid) -> AppResult<Vec<feature::Model>> {
+    /// One page of a project's features, oldest first.
+    pub async fn list_features(
+        &self,
+        project: Uuid,
+        window: &Window,
+    ) -> AppResult<Page<feature::Model>> {
+        let query = feature::Entity::find().filter(feature::Column::ProjectId.eq(project));
+        let sort = feature::Column::CreatedAt;
+        fetch_page(&self.db, query, sort, feature::Column::Id, window).await
+    }
+
+    pub async fn count_features(&self, project: Uuid) -> AppResult<u64> {
         Ok(feature::Entity::find()
             .filter(feature::Column::ProjectId.eq(project))
-            .order_by_asc(feature::Column::Id)
-            .all(&self.db)
+            .count(&self.db)
             .await?)
+    }
+
+    /// Versions of several features, oldest first, in one query.
+    pub async fn versions_by_features(
+        &self,
+        features: &[Uuid],
+    ) -> AppResult<HashMap<Uuid, Vec<feature_version::Model>>> {
+        let versions = feature_version::Entity::find()
+            .filter(feature_version::Column::FeatureId.is_in(features.iter().copied()))
+            .order_by_asc(feature_version::Column::Version)
+            .all(&self.db)
+            .await?;
+        let mut grouped: HashMap<Uuid, Vec<feature_version::Model>> = HashMap::new();
+        for version in versions {
+            grouped.entry(version.feature_id).or_default().push(version);
+        }
+        Ok(grouped)
     }
 
     pub async fn features_by_ids(&self, ids: &[Uuid]) -> AppResult<Vec<feature::Model>> {

@@ -106,8 +106,10 @@ impl Services {
             )
         };
         let (prefix, secret) = auth::parse_token(token).ok_or_else(refused)?;
-        let key = api_key::Entity::find()
+        // One query for key and user: this runs on every request.
+        let (key, user) = api_key::Entity::find()
             .filter(api_key::Column::Prefix.eq(prefix))
+            .find_also_related(user::Entity)
             .one(&self.db)
             .await?
             .ok_or_else(refused)?;
@@ -115,10 +117,7 @@ impl Services {
             tracing::info!(key_prefix = %key.prefix, "refused API key");
             return Err(refused());
         }
-        let user = user::Entity::find_by_id(key.user_id)
-            .one(&self.db)
-            .await?
-            .ok_or_else(refused)?;
+        let user = user.ok_or_else(refused)?;
         let stale = key
             .last_used_at
             .is_none_or(|used| now() - used > Duration::seconds(LAST_USED_GRANULARITY_SECONDS));

@@ -1,10 +1,13 @@
 //! Use cases. Resolvers call these and nothing lower: this is where
 //! authorization, validation, transactions and events happen.
 
+pub mod demo;
 pub mod features;
 pub mod keys;
+pub mod pagination;
 pub mod plans;
 pub mod projects;
+pub mod subscriptions;
 pub mod users;
 
 use std::sync::Arc;
@@ -18,7 +21,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
-use crate::events::EventBus;
+use crate::events::{EventBus, LiveEvent};
+use crate::metrics::DatabaseMetrics;
 use crate::storage::SharedSpecStore;
 use crate::workflow::Role;
 use entity::{project_member, user};
@@ -48,6 +52,8 @@ pub struct Services {
     pub specs: SharedSpecStore,
     pub events: EventBus,
     pub limits: Limits,
+    /// Statement counters, shared with the database connection's callback.
+    pub database_metrics: Arc<DatabaseMetrics>,
     write_lock: Option<Arc<Mutex<()>>>,
 }
 
@@ -85,6 +91,15 @@ impl WriteTransaction {
         self.txn.commit().await?;
         Ok(())
     }
+
+    /// Commits, then announces the events while still holding the write lock,
+    /// so that live subscribers receive events in id order.
+    pub async fn commit_and_publish(self, bus: &EventBus, events: Vec<LiveEvent>) -> AppResult<()> {
+        let WriteTransaction { txn, _lock } = self;
+        txn.commit().await?;
+        bus.publish_committed(events);
+        Ok(())
+    }
 }
 
 impl Services {
@@ -101,6 +116,7 @@ impl Services {
             specs,
             events,
             limits,
+            database_metrics: Arc::default(),
             write_lock,
         }
     }

@@ -1,17 +1,21 @@
 //! Plans: the eight seed tools, listing, and stale detection.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select, Set, sea_query::Expr, sea_query::SimpleExpr,
+    QuerySelect, Select, Set,
 };
 use uuid::Uuid;
 
 use super::features::{VersionOrigin, cut_version};
+use super::pagination::{Page, Position, SortValue, Window, fetch_page};
 use super::projects::member_projects;
 use super::{Services, Viewer, WriteTransaction, now, parse_id};
 use crate::error::{AppError, AppResult};
-use crate::events;
+use crate::events::{self, LiveEvent};
 use crate::storage::{SpecOwner, StoredSpec, store_spec};
 use crate::workflow::{
     self, Action, Actor, ClaimEffect, EventKind, PlanStatus, Refusal, SubmitTarget, Transition,
@@ -31,18 +35,41 @@ pub struct PlanFilter {
     pub feature: Option<Uuid>,
     pub statuses: Vec<PlanStatus>,
     pub claimed_by: Option<Uuid>,
+    pub updated_since: Option<DateTime<Utc>>,
+    /// Case-insensitive substring of the title.
+    pub search: Option<String>,
 }
 
-/// Forward keyset pagination over plan ids (UUIDv7, so creation order).
-#[derive(Debug, Clone, Copy)]
-pub struct PageRequest {
-    pub first: u64,
-    pub after: Option<Uuid>,
+/// What a plan list is sorted by (then by id, so the order is total).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum PlanSort {
+    #[default]
+    CreatedAt,
+    UpdatedAt,
+    LastActivityAt,
+    Title,
 }
 
-pub struct PlanPage {
-    pub plans: Vec<plan::Model>,
-    pub has_next_page: bool,
+impl PlanSort {
+    fn column(self) -> plan::Column {
+        match self {
+            PlanSort::CreatedAt => plan::Column::CreatedAt,
+            PlanSort::UpdatedAt => plan::Column::UpdatedAt,
+            PlanSort::LastActivityAt => plan::Column::LastActivityAt,
+            PlanSort::Title => plan::Column::Title,
+        }
+    }
+
+    /// The position of `plan` in a list sorted this way.
+    pub fn position(self, plan: &plan::Model) -> Position {
+        let value = match self {
+            PlanSort::CreatedAt => SortValue::Time(plan.created_at),
+            PlanSort::UpdatedAt => SortValue::Time(plan.updated_at),
+            PlanSort::LastActivityAt => SortValue::Time(plan.last_activity_at),
+            PlanSort::Title => SortValue::Text(plan.title.clone()),
+        };
+        Position { value, id: plan.id }
+    }
 }
 
 /// Inputs some actions carry.
@@ -110,8 +137,8 @@ impl Services {
         .await?;
         let event =
             events::record(&*txn, &plan, EventKind::Created, None, Some(viewer.id())).await?;
-        txn.commit().await?;
-        self.events.publish([event]);
+        let live = live_event(event, &plan, Some(viewer));
+        txn.commit_and_publish(&self.events, vec![live]).await?;
         Ok(plan)
     }
 
@@ -327,8 +354,8 @@ impl Services {
             Some(viewer.id()),
         )
         .await?;
-        txn.commit().await?;
-        self.events.publish([event]);
+        let live = live_event(event, &plan, Some(viewer));
+        txn.commit_and_publish(&self.events, vec![live]).await?;
         Ok(Some(Outcome { plan, version }))
     }
 
@@ -365,8 +392,8 @@ impl Services {
                 continue;
             };
             let event = events::record(&*txn, &plan, transition.event, Some(from), None).await?;
-            txn.commit().await?;
-            self.events.publish([event]);
+            let live = live_event(event, &plan, None);
+            txn.commit_and_publish(&self.events, vec![live]).await?;
             marked += 1;
         }
         Ok(marked)
@@ -377,23 +404,55 @@ impl Services {
         &self,
         viewer: &Viewer,
         filter: &PlanFilter,
-        page: PageRequest,
-    ) -> AppResult<PlanPage> {
-        let mut query = visible_plans(viewer, filter);
-        if let Some(after) = page.after {
-            query = query.filter(plan::Column::Id.gt(after));
-        }
-        let mut plans = query
-            .order_by_asc(plan::Column::Id)
-            .limit(page.first + 1)
+        sort: PlanSort,
+        window: &Window,
+    ) -> AppResult<Page<plan::Model>> {
+        let query = visible_plans(viewer, filter);
+        fetch_page(&self.db, query, sort.column(), plan::Column::Id, window).await
+    }
+
+    /// Plans per status for each feature, in one query.
+    pub async fn plan_counts_by_feature(
+        &self,
+        features: &[Uuid],
+    ) -> AppResult<HashMap<Uuid, HashMap<PlanStatus, u64>>> {
+        self.plan_counts(plan::Column::FeatureId, features).await
+    }
+
+    /// Plans per status for each project, in one query.
+    pub async fn plan_counts_by_project(
+        &self,
+        projects: &[Uuid],
+    ) -> AppResult<HashMap<Uuid, HashMap<PlanStatus, u64>>> {
+        self.plan_counts(plan::Column::ProjectId, projects).await
+    }
+
+    async fn plan_counts(
+        &self,
+        group: plan::Column,
+        ids: &[Uuid],
+    ) -> AppResult<HashMap<Uuid, HashMap<PlanStatus, u64>>> {
+        let rows: Vec<(Uuid, String, i64)> = plan::Entity::find()
+            .select_only()
+            .column(group)
+            .column(plan::Column::Status)
+            .column_as(plan::Column::Id.count(), "count")
+            .filter(group.is_in(ids.iter().copied()))
+            .group_by(group)
+            .group_by(plan::Column::Status)
+            .into_tuple()
             .all(&self.db)
             .await?;
-        let has_next_page = plans.len() as u64 > page.first;
-        plans.truncate(page.first as usize);
-        Ok(PlanPage {
-            plans,
-            has_next_page,
-        })
+        let mut counts: HashMap<Uuid, HashMap<PlanStatus, u64>> = HashMap::new();
+        for (id, status, count) in rows {
+            if let Some(status) = PlanStatus::parse(&status) {
+                counts
+                    .entry(id)
+                    .or_default()
+                    .insert(status, u64::try_from(count).unwrap_or(0));
+            }
+        }
+        Ok(counts)
     }
 
     pub async fn count_plans(&self, viewer: &Viewer, filter: &PlanFilter) -> AppResult<u64> {
@@ -433,7 +492,34 @@ fn visible_plans(viewer: &Viewer, filter: &PlanFilter) -> Select<plan::Entity> {
     if let Some(claimer) = filter.claimed_by {
         query = query.filter(plan::Column::ClaimedBy.eq(claimer));
     }
+    if let Some(since) = filter.updated_since {
+        query = query.filter(plan::Column::UpdatedAt.gte(since));
+    }
+    if let Some(search) = filter
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+    {
+        // Lower-cased on both sides: SQLite's LIKE ignores ASCII case,
+        // PostgreSQL's does not; this way both match the same rows.
+        let escaped = search
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = LikeExpr::new(format!("%{escaped}%")).escape('\\');
+        query = query.filter(Func::lower(Expr::col(plan::Column::Title)).like(pattern));
+    }
     query
+}
+
+fn live_event(event: plan_event::Model, plan: &plan::Model, actor: Option<&Viewer>) -> LiveEvent {
+    LiveEvent {
+        event,
+        plan: plan.clone(),
+        actor: actor.map(|viewer| viewer.user.clone()),
+    }
 }
 
 /// `column = value`, or `column IS NULL` when there is no value.

@@ -2,8 +2,9 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
-use super::{SpecStore, StoreError};
+use super::{PutOutcome, SpecStore, StoreError};
 
 /// The embedded default: objects as files under a directory. Writes go to a
 /// temporary file that is synced and renamed into place, so a crash leaves
@@ -38,10 +39,10 @@ fn unavailable(path: &Path, error: std::io::Error) -> StoreError {
 
 #[async_trait]
 impl SpecStore for FsSpecStore {
-    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<PutOutcome, StoreError> {
         let path = self.path(key)?;
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
-            return Ok(());
+            return Ok(PutOutcome::AlreadyPresent);
         }
         let directory = path.parent().unwrap_or(&self.root).to_path_buf();
         let bytes = bytes.to_vec();
@@ -56,13 +57,14 @@ impl SpecStore for FsSpecStore {
         })
         .await
         .map_err(|error| StoreError::Unavailable(format!("write task failed: {error}")))?
-        .map_err(|error| unavailable(&self.root, error))
+        .map_err(|error| unavailable(&self.root, error))?;
+        Ok(PutOutcome::Written)
     }
 
-    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+    async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
         let path = self.path(key)?;
         match tokio::fs::read(&path).await {
-            Ok(bytes) => Ok(bytes),
+            Ok(bytes) => Ok(Bytes::from(bytes)),
             Err(error) if error.kind() == ErrorKind::NotFound => {
                 Err(StoreError::Missing(key.to_owned()))
             }
@@ -95,17 +97,21 @@ mod tests {
     async fn writes_atomically_and_refuses_escaping_keys() {
         let directory = tempfile::tempdir().expect("tempdir");
         let store = FsSpecStore::new(directory.path());
-        store
+        let first = store
             .put("projects/p/plans/x/abc.md", b"# hi")
             .await
             .expect("put");
-        store
+        let again = store
             .put("projects/p/plans/x/abc.md", b"# hi")
             .await
             .expect("idempotent put");
         assert_eq!(
+            (first, again),
+            (PutOutcome::Written, PutOutcome::AlreadyPresent)
+        );
+        assert_eq!(
             store.get("projects/p/plans/x/abc.md").await.expect("get"),
-            b"# hi"
+            &b"# hi"[..]
         );
         assert!(matches!(
             store.get("projects/p/none.md").await,

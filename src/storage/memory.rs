@@ -3,15 +3,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
-use super::{SpecStore, StoreError};
+use super::{PutOutcome, SpecStore, StoreError};
 
 /// In-process store for unit tests and throwaway servers. It can be switched
 /// "offline" to exercise outage handling, and counts reads so tests can prove
 /// laziness and batching.
 #[derive(Default)]
 pub struct MemorySpecStore {
-    objects: Mutex<HashMap<String, Vec<u8>>>,
+    objects: Mutex<HashMap<String, Bytes>>,
     offline: AtomicBool,
     reads: AtomicUsize,
 }
@@ -35,7 +36,7 @@ impl MemorySpecStore {
         }
     }
 
-    fn objects(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<u8>>> {
+    fn objects(&self) -> std::sync::MutexGuard<'_, HashMap<String, Bytes>> {
         // A panic while holding the lock cannot leave the map half-written
         // (every operation is a single insert or clone), so poison is harmless.
         self.objects
@@ -46,15 +47,19 @@ impl MemorySpecStore {
 
 #[async_trait]
 impl SpecStore for MemorySpecStore {
-    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<PutOutcome, StoreError> {
+        use std::collections::hash_map::Entry;
         self.ensure_online()?;
-        self.objects()
-            .entry(key.to_owned())
-            .or_insert_with(|| bytes.to_vec());
-        Ok(())
+        match self.objects().entry(key.to_owned()) {
+            Entry::Occupied(_) => Ok(PutOutcome::AlreadyPresent),
+            Entry::Vacant(entry) => {
+                entry.insert(Bytes::copy_from_slice(bytes));
+                Ok(PutOutcome::Written)
+            }
+        }
     }
 
-    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+    async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
         self.ensure_online()?;
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.objects()
@@ -76,7 +81,7 @@ mod tests {
     async fn round_trips_and_goes_offline() {
         let store = MemorySpecStore::default();
         store.put("a", b"one").await.expect("put");
-        assert_eq!(store.get("a").await.expect("get"), b"one");
+        assert_eq!(store.get("a").await.expect("get"), &b"one"[..]);
         assert!(matches!(store.get("b").await, Err(StoreError::Missing(_))));
         store.set_offline(true);
         assert!(matches!(
@@ -85,6 +90,6 @@ mod tests {
         ));
         store.set_offline(false);
         let many = store.get_many(&["a".to_owned()]).await.expect("get_many");
-        assert_eq!(many, vec![("a".to_owned(), b"one".to_vec())]);
+        assert_eq!(many, vec![("a".to_owned(), Bytes::from_static(b"one"))]);
     }
 }

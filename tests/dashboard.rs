@@ -1,0 +1,397 @@
+//! Dashboard reads: ordering, paging both ways, filters, counts, a fixed
+//! number of SQL statements per page, query limits and compression.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+on_both_databases!(
+    plans_page_forward_and_backward_in_every_order,
+    filters_search_and_updated_since,
+    plan_counts_per_status,
+    project_features_page,
+    statements_per_page_do_not_grow_with_page_size,
+    oversized_and_malformed_queries_are_refused_clearly,
+);
+
+const PAGE: &str = "query($featureId: ID, $orderBy: PlanOrder, $first: Int, $after: String, $last: Int, $before: String, $search: String, $updatedSince: DateTime) {
+    plans(featureId: $featureId, orderBy: $orderBy, first: $first, after: $after, last: $last, before: $before, search: $search, updatedSince: $updatedSince) {
+      totalCount edges { cursor node { title } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }";
+
+fn titles(page: &Value) -> Vec<String> {
+    page["plans"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|edge| edge["node"]["title"].as_str().expect("title").to_owned())
+        .collect()
+}
+
+/// Walks the whole list forward, `size` at a time.
+async fn walk_forward(client: &Client, base: Value, size: i32) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let mut vars = base.clone();
+        vars["first"] = json!(size);
+        vars["after"] = after;
+        let page = client.ok(PAGE, vars).await;
+        seen.extend(titles(&page));
+        if page["plans"]["pageInfo"]["hasNextPage"] != true {
+            return seen;
+        }
+        after = page["plans"]["pageInfo"]["endCursor"].clone();
+    }
+}
+
+/// Walks the whole list backward from the end, `size` at a time.
+async fn walk_backward(client: &Client, base: Value, size: i32) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut before = Value::Null;
+    loop {
+        let mut vars = base.clone();
+        vars["last"] = json!(size);
+        vars["before"] = before;
+        let page = client.ok(PAGE, vars).await;
+        let mut chunk = titles(&page);
+        chunk.extend(seen);
+        seen = chunk;
+        if page["plans"]["pageInfo"]["hasPreviousPage"] != true {
+            return seen;
+        }
+        before = page["plans"]["pageInfo"]["startCursor"].clone();
+    }
+}
+
+async fn plans_page_forward_and_backward_in_every_order(backend: Backend) {
+    let server = Server::start(backend).await;
+    let team = Team::new(&server).await;
+    let names = [
+        "delta", "Alpha", "echo", "charlie", "bravo", "golf", "foxtrot",
+    ];
+    let mut ids = Vec::new();
+    for name in names {
+        ids.push(team.plan(name, "READY").await);
+    }
+    // Touch one plan so UPDATED_AT differs from creation order.
+    team.owner
+        .ok(UPDATE_PLAN, json!({ "planId": ids[0], "spec": "newer" }))
+        .await;
+
+    let feature = json!({ "featureId": team.feature });
+    let created: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+    assert_eq!(
+        walk_forward(&team.viewer, feature.clone(), 3).await,
+        created,
+        "default: creation order"
+    );
+    assert_eq!(
+        walk_backward(&team.viewer, feature.clone(), 3).await,
+        created
+    );
+
+    let by_title = json!({ "featureId": team.feature, "orderBy": { "field": "TITLE" } });
+    let forward = walk_forward(&team.viewer, by_title.clone(), 2).await;
+    let mut sorted = created.clone();
+    sorted.sort();
+    assert_eq!(
+        forward, sorted,
+        "title order (database collation; these names sort the same everywhere)"
+    );
+    assert_eq!(walk_backward(&team.viewer, by_title, 2).await, sorted);
+
+    let newest_first = json!({ "featureId": team.feature, "orderBy": { "field": "UPDATED_AT", "direction": "DESC" } });
+    let descending = walk_forward(&team.viewer, newest_first.clone(), 4).await;
+    assert_eq!(descending[0], "delta", "the updated plan comes first");
+    let mut rest: Vec<String> = created[1..].to_vec();
+    rest.reverse();
+    assert_eq!(descending[1..], rest[..]);
+    assert_eq!(
+        walk_backward(&team.viewer, newest_first, 4).await,
+        descending
+    );
+
+    // A cursor belongs to the ordering it came from.
+    let page = team
+        .viewer
+        .ok(PAGE, json!({ "featureId": team.feature, "first": 1 }))
+        .await;
+    let cursor = page["plans"]["pageInfo"]["endCursor"].clone();
+    let mixed =
+        json!({ "featureId": team.feature, "orderBy": { "field": "TITLE" }, "after": cursor });
+    assert_eq!(team.viewer.code(PAGE, mixed).await, "BAD_USER_INPUT");
+    let both = json!({ "featureId": team.feature, "first": 1, "last": 1 });
+    assert_eq!(team.viewer.code(PAGE, both).await, "BAD_USER_INPUT");
+    assert_eq!(page["plans"]["totalCount"], 7);
+}
+
+async fn filters_search_and_updated_since(backend: Backend) {
+    let server = Server::start(backend).await;
+    let team = Team::new(&server).await;
+    for title in [
+        "OAuth login",
+        "oauth refresh tokens",
+        "Profile page",
+        "100% coverage",
+        "snake_case names",
+    ] {
+        team.plan(title, "READY").await;
+    }
+    let search = |text: &str| json!({ "search": text });
+    let found = |page: Value| {
+        let mut titles = titles(&page);
+        titles.sort();
+        titles
+    };
+    assert_eq!(
+        found(team.viewer.ok(PAGE, search("OAUTH")).await),
+        ["OAuth login", "oauth refresh tokens"]
+    );
+    assert_eq!(
+        found(team.viewer.ok(PAGE, search("0%")).await),
+        ["100% coverage"],
+        "% is literal"
+    );
+    assert_eq!(
+        found(team.viewer.ok(PAGE, search("e_c")).await),
+        ["snake_case names"],
+        "_ is literal"
+    );
+    assert_eq!(
+        found(team.viewer.ok(PAGE, search("nothing")).await),
+        Vec::<String>::new()
+    );
+
+    let cut = team
+        .viewer
+        .ok("{ plans(first: 100) { nodes { updatedAt } } }", json!({}))
+        .await["plans"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|node| node["updatedAt"].as_str().expect("time").to_owned())
+        .max()
+        .expect("plans exist");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let later = team.plan("Later plan", "DRAFT").await;
+    let since = team
+        .viewer
+        .ok(
+            "query($since: DateTime) { plans(updatedSince: $since) { nodes { id } } }",
+            json!({ "since": cut }),
+        )
+        .await;
+    let ids: Vec<&str> = since["plans"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["id"].as_str().expect("id"))
+        .collect();
+    assert!(ids.contains(&later.as_str()));
+    assert_eq!(
+        ids.len(),
+        2,
+        "the last plan before the cut (updated at exactly `cut`) and the later one"
+    );
+    let bad = team
+        .viewer
+        .code(
+            "{ plans(updatedSince: \"yesterday\") { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(bad, "BAD_USER_INPUT");
+}
+
+async fn plan_counts_per_status(backend: Backend) {
+    let server = Server::start(backend).await;
+    let team = Team::new(&server).await;
+    team.plan_in("a", "DRAFT").await;
+    team.plan_in("b", "READY").await;
+    team.plan_in("c", "READY").await;
+    team.plan_in("d", "IN_PROGRESS").await;
+    team.plan_in("e", "COMPLETED").await;
+    let other = team
+        .owner
+        .ok(
+            CREATE_FEATURE,
+            json!({ "projectId": team.project, "title": "Other", "spec": "# o" }),
+        )
+        .await["createFeature"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    team.plan_of(&other, "f", "DRAFT").await;
+    let counts = "draft ready claimed inProgress stalled review completed failed total";
+    let query = format!(
+        "query($feature: ID!, $project: ID!) {{
+           feature(id: $feature) {{ planCounts {{ {counts} }} }}
+           project(id: $project) {{ planCounts {{ {counts} }} features {{ nodes {{ title planCounts {{ total }} }} }} }} }}"
+    );
+    let data = team
+        .viewer
+        .ok(
+            &query,
+            json!({ "feature": team.feature, "project": team.project }),
+        )
+        .await;
+    assert_eq!(
+        data["feature"]["planCounts"],
+        json!({ "draft": 1, "ready": 2, "claimed": 0, "inProgress": 1, "stalled": 0, "review": 0, "completed": 1, "failed": 0, "total": 5 })
+    );
+    assert_eq!(data["project"]["planCounts"]["draft"], 2);
+    assert_eq!(data["project"]["planCounts"]["total"], 6);
+    assert_eq!(
+        data["project"]["features"]["nodes"],
+        json!([{ "title": "User Authentication", "planCounts": { "total": 5 } }, { "title": "Other", "planCounts": { "total": 1 } }])
+    );
+}
+
+async fn project_features_page(backend: Backend) {
+    let server = Server::start(backend).await;
+    let team = Team::new(&server).await;
+    for index in 0..4 {
+        team.owner
+            .ok(
+                CREATE_FEATURE,
+                json!({ "projectId": team.project, "title": format!("F{index}"), "spec": "# f" }),
+            )
+            .await;
+    }
+    let query =
+        "query($id: ID!, $after: String) { project(id: $id) { features(first: 2, after: $after) {
+        totalCount nodes { title } pageInfo { hasNextPage endCursor } } } }";
+    let first = team.viewer.ok(query, json!({ "id": team.project })).await;
+    let features = &first["project"]["features"];
+    assert_eq!(features["totalCount"], 5);
+    assert_eq!(
+        features["nodes"],
+        json!([{ "title": "User Authentication" }, { "title": "F0" }])
+    );
+    let second = team
+        .viewer
+        .ok(
+            query,
+            json!({ "id": team.project, "after": features["pageInfo"]["endCursor"] }),
+        )
+        .await;
+    assert_eq!(
+        second["project"]["features"]["nodes"],
+        json!([{ "title": "F1" }, { "title": "F2" }])
+    );
+    assert_eq!(
+        second["project"]["features"]["pageInfo"]["hasNextPage"],
+        true
+    );
+}
+
+async fn statements_executed(server: &Server) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", server.base_url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|line| line.strip_prefix("plangraph_db_statements_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("plangraph_db_statements_total in /metrics")
+}
+
+/// The dashboard query of issue 7: its SQL statement count is the same for
+/// 10 and 100 rows (DataLoaders batch every relation) and small.
+async fn statements_per_page_do_not_grow_with_page_size(backend: Backend) {
+    let server = Server::start_with(backend, &["--sweep-every", "1h"]).await;
+    let team = Team::new(&server).await;
+    for index in 0..100 {
+        let status = if index % 3 == 0 { "CLAIMED" } else { "READY" };
+        team.plan_in(&format!("plan {index:03}"), status).await;
+    }
+    let dashboard = "query($featureId: ID!, $first: Int) { plans(featureId: $featureId, first: $first) {
+        nodes { title status lastActivityAt claimedBy { email } feature { title } project { name } } } }";
+    team.viewer
+        .ok(dashboard, json!({ "featureId": team.feature, "first": 1 }))
+        .await; // warm-up
+    let mut costs = Vec::new();
+    for first in [10, 100] {
+        let before = statements_executed(&server).await;
+        let page = team
+            .viewer
+            .ok(
+                dashboard,
+                json!({ "featureId": team.feature, "first": first }),
+            )
+            .await;
+        assert_eq!(
+            page["plans"]["nodes"].as_array().expect("nodes").len(),
+            first
+        );
+        costs.push(statements_executed(&server).await - before);
+    }
+    assert_eq!(costs[0], costs[1], "statements per page: {costs:?}");
+    assert!(
+        costs[0] <= 5,
+        "at most 5 statements (auth, page, users, features, projects): {costs:?}"
+    );
+}
+
+async fn oversized_and_malformed_queries_are_refused_clearly(backend: Backend) {
+    let server = Server::start_with(backend, &["--max-query-depth", "8"]).await;
+    let team = Team::new(&server).await;
+    let deep = "{ plans { nodes { feature { project { features { nodes { project { features { nodes { title } } } } } } } } } }";
+    let reply = team.viewer.send(deep, json!({})).await;
+    assert_eq!(reply.code(), "BAD_USER_INPUT");
+    assert!(
+        reply.message().to_lowercase().contains("nested too deep"),
+        "{}",
+        reply.message()
+    );
+    for broken in [
+        "{ plans { nodes { nope } } }",
+        "{ plans(first: \"ten\") { totalCount } }",
+        "query {",
+    ] {
+        let reply = team.viewer.send(broken, json!({})).await;
+        assert_eq!(reply.code(), "BAD_USER_INPUT", "{broken}");
+    }
+    // The introspection query GraphiQL sends fits within the default limits.
+    let default_server = Server::start(Backend::Sqlite).await;
+    let introspection = default_server
+        .anonymous()
+        .ok(INTROSPECTION, json!({}))
+        .await;
+    assert!(
+        introspection["__schema"]["types"]
+            .as_array()
+            .expect("types")
+            .len()
+            > 20
+    );
+
+    let compressed = reqwest::Client::builder()
+        .no_gzip()
+        .build()
+        .expect("client")
+        .post(format!("{}/graphql", server.base_url))
+        .header("accept-encoding", "gzip")
+        .bearer_auth(team.viewer.key())
+        .json(&json!({ "query": INTROSPECTION }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(compressed.headers()["content-encoding"], "gzip");
+    assert_eq!(compressed.headers()["cache-control"], "no-store");
+}
+
+/// graphql-js's getIntrospectionQuery(), as GraphiQL sends it.
+const INTROSPECTION: &str = "query IntrospectionQuery {
+  __schema { queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType } directives { name description locations args { ...InputValue } } } }
+fragment FullType on __Type { kind name description
+  fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+  inputFields { ...InputValue } interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason } possibleTypes { ...TypeRef } }
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+  ofType { kind name ofType { kind name ofType { kind name } } } } } } } }";
