@@ -61,7 +61,8 @@ impl Setup {
     async fn app(&self, extra: &[&str]) -> axum::Router {
         let config = self.config(extra);
         let services = plangraph::services(&config).await.expect("services");
-        plangraph::app(&config, services, Shutdown::default())
+        // No Prometheus recorder: only the spec counters matter here.
+        plangraph::app(&config, services, Shutdown::default(), None)
     }
 }
 

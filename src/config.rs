@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::observability::LogFormat;
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address to serve on; port 0 picks a free port.
@@ -86,6 +88,24 @@ pub struct Config {
     /// Largest accepted HTTP request body, in bytes.
     #[arg(long, env = "PLANGRAPH_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
+
+    /// Log line format: pretty or json.
+    #[arg(long, env = "PLANGRAPH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+
+    /// Browser origin allowed to call the API (CORS); repeat for several.
+    /// None by default: browsers on other origins are refused.
+    #[arg(
+        long = "cors-origin",
+        env = "PLANGRAPH_CORS_ORIGIN",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Turn off GraphiQL and schema introspection (e.g. for a locked-down deployment).
+    #[arg(long, env = "PLANGRAPH_NO_PLAYGROUND", global = true)]
+    pub no_playground: bool,
 
     /// Deepest selection nesting a query may have.
     #[arg(

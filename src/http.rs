@@ -4,16 +4,21 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::auth::bearer_token;
 use crate::error::AppError;
 use crate::graphql::AppSchema;
 use crate::graphql::loaders::Loaders;
+use crate::observability::{operation_label, record_operation};
 use crate::service::{Services, Viewer};
 use crate::shutdown::Shutdown;
 
@@ -25,10 +30,26 @@ pub struct HttpState {
     pub shutdown: Shutdown,
     /// Period of keep-alive pings on idle WebSocket connections.
     pub ws_keepalive: std::time::Duration,
+    /// The Prometheus recorder, when this process installed one.
+    pub metrics: Option<PrometheusHandle>,
+    /// Serve GraphiQL to browsers.
+    pub playground: bool,
+    /// Browser origins allowed by CORS.
+    pub cors_origins: Vec<String>,
 }
 
 pub fn router(state: HttpState) -> Router {
     let max_body_bytes = state.max_body_bytes;
+    let cors = cors(&state.cors_origins);
+    let request_id = HeaderName::from_static("x-request-id");
+    let tracing = TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+        let id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+    });
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(crate::websocket::upgrade))
@@ -38,7 +59,27 @@ pub fn router(state: HttpState) -> Router {
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // Dashboard pages of JSON compress several-fold.
         .layer(tower_http::compression::CompressionLayer::new())
+        .layer(cors)
+        // Outermost: every request gets an id (kept if the client sent one),
+        // a span carrying it, and the id echoed back.
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(tracing)
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Dashboards on other origins must be named with `--cors-origin`; none are
+/// allowed by default.
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin.trim()).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// A GraphQL-shaped error for requests that never reached execution, so
@@ -90,10 +131,25 @@ async fn execute(
     if let Some(viewer) = viewer {
         request = request.data(viewer);
     }
+    let started = std::time::Instant::now();
+    let (kind, name) = operation_of(&request);
     let mut result = state.schema.execute(request).await;
     for error in &mut result.errors {
         give_code(error);
     }
+    let codes: Vec<String> = result
+        .errors
+        .iter()
+        .filter_map(|error| {
+            error
+                .extensions
+                .as_ref()?
+                .get("code")
+                .map(ToString::to_string)
+        })
+        .map(|code| code.trim_matches('"').to_owned())
+        .collect();
+    record_operation(kind, &name, started.elapsed(), &codes);
     let mut response = Json(result).into_response();
     no_store(&mut response);
     response
@@ -148,7 +204,7 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"));
-    if wants_html && !query_string.contains("query=") {
+    if wants_html && !query_string.contains("query=") && state.playground {
         let page = async_graphql::http::GraphiQLSource::build()
             .endpoint("/graphql")
             .title("plangraph")
@@ -164,7 +220,7 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
             return error_response(StatusCode::BAD_REQUEST, &error);
         }
     };
-    if is_mutation(&request) {
+    if operation_of(&request).0 == "mutation" {
         let error = AppError::BadUserInput("Mutations must be sent with POST, not GET".into());
         let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, &error);
         response
@@ -175,24 +231,34 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
     execute(&state, &headers, request).await
 }
 
-/// Whether the operation a request would run is a mutation. A document that
-/// does not parse is left to execution, which reports the syntax error.
-fn is_mutation(request: &async_graphql::Request) -> bool {
+/// The kind and (bounded) name of the operation a request would run. A
+/// document that does not parse counts as a query; execution reports the error.
+fn operation_of(request: &async_graphql::Request) -> (&'static str, String) {
     use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let name = operation_label(request.operation_name.as_deref());
     let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return false;
+        return ("query", name);
     };
-    let operation_type = match (&document.operations, request.operation_name.as_deref()) {
-        (DocumentOperations::Single(operation), _) => Some(operation.node.ty),
-        (DocumentOperations::Multiple(operations), Some(name)) => {
-            operations.get(name).map(|operation| operation.node.ty)
+    let (operation_type, name) = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(operation), _) => (Some(operation.node.ty), name),
+        (DocumentOperations::Multiple(operations), Some(wanted)) => (
+            operations.get(wanted).map(|operation| operation.node.ty),
+            name,
+        ),
+        (DocumentOperations::Multiple(operations), None) => {
+            let first = operations.iter().next();
+            (
+                first.map(|(_, operation)| operation.node.ty),
+                operation_label(first.map(|(found, _)| found.as_str())),
+            )
         }
-        (DocumentOperations::Multiple(operations), None) => operations
-            .values()
-            .next()
-            .map(|operation| operation.node.ty),
     };
-    operation_type == Some(OperationType::Mutation)
+    let kind = match operation_type {
+        Some(OperationType::Mutation) => "mutation",
+        Some(OperationType::Subscription) => "subscription",
+        _ => "query",
+    };
+    (kind, name)
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {
@@ -222,6 +288,29 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .map(|metrics| metrics.prometheus_text())
         .unwrap_or_default();
     body.push_str(&state.services.database_metrics.prometheus_text());
+    record_pool_usage(&state.services.db);
+    if let Some(handle) = &state.metrics {
+        body.push_str(&handle.render());
+    }
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// Pool gauges are sampled when scraped rather than tracked on every acquire.
+fn record_pool_usage(db: &sea_orm::DatabaseConnection) {
+    let (size, idle) = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        sea_orm::DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        _ => return,
+    };
+    let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+    metrics::gauge!("plangraph_db_pool_connections", "state" => "idle").set(f64::from(idle));
+    metrics::gauge!("plangraph_db_pool_connections", "state" => "in_use")
+        .set(f64::from(size.saturating_sub(idle)));
 }

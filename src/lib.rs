@@ -10,6 +10,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod observability;
 pub mod service;
 pub mod shutdown;
 pub mod storage;
@@ -158,18 +159,31 @@ pub async fn services(config: &Config) -> Result<Services, StartupError> {
 }
 
 /// The HTTP application for these services.
-pub fn app(config: &Config, services: Services, shutdown: Shutdown) -> axum::Router {
+pub fn app(
+    config: &Config,
+    services: Services,
+    shutdown: Shutdown,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> axum::Router {
     let limits = graphql::QueryLimits {
         max_depth: config.max_query_depth,
         max_complexity: config.max_query_complexity,
     };
-    let schema = graphql::build_schema(services.clone(), shutdown.clone(), limits);
+    let schema = graphql::build_schema(
+        services.clone(),
+        shutdown.clone(),
+        limits,
+        !config.no_playground,
+    );
     http::router(http::HttpState {
         schema,
         services,
         max_body_bytes: config.max_body_bytes,
         shutdown,
         ws_keepalive: config.ws_keepalive,
+        metrics,
+        playground: !config.no_playground,
+        cors_origins: config.cors_origins.clone(),
     })
 }
 

@@ -80,13 +80,7 @@ enum AdminCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PLANGRAPH_LOG")
-                .unwrap_or_else(|_| "plangraph=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    plangraph::observability::init_logging(cli.config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -255,7 +249,8 @@ async fn serve(config: Config) -> Result<(), StartupError> {
         .map_err(|error| StartupError(format!("cannot read the listening address: {error}")))?;
     let background = plangraph::spawn_background_tasks(&config, &services);
     let shutdown = Shutdown::default();
-    let app = plangraph::app(&config, services, shutdown.clone());
+    let metrics = plangraph::observability::install_metrics();
+    let app = plangraph::app(&config, services, shutdown.clone(), metrics);
     println!("plangraph: listening on http://{address}/graphql");
     let signal = shutdown.clone();
     let served = axum::serve(listener, app)

@@ -15,9 +15,13 @@ pub async fn run(services: Services, stale_after: Duration, every: Duration) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        metrics::counter!("plangraph_sweeper_runs_total").increment(1);
         match services.mark_stale_plans(now() - stale_after).await {
             Ok(0) => {}
-            Ok(marked) => tracing::info!(marked, "stale sweep marked plans STALLED"),
+            Ok(marked) => {
+                metrics::counter!("plangraph_plans_stalled_total").increment(marked as u64);
+                tracing::info!(marked, "stale sweep marked plans STALLED");
+            }
             Err(error) => tracing::warn!(?error, "stale sweep failed; retrying next tick"),
         }
     }

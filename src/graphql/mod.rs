@@ -24,8 +24,13 @@ pub struct QueryLimits {
     pub max_complexity: usize,
 }
 
-pub fn build_schema(services: Services, shutdown: Shutdown, limits: QueryLimits) -> AppSchema {
-    Schema::build(
+pub fn build_schema(
+    services: Services,
+    shutdown: Shutdown,
+    limits: QueryLimits,
+    introspection: bool,
+) -> AppSchema {
+    let builder = Schema::build(
         query::QueryRoot,
         mutation::MutationRoot,
         subscription::SubscriptionRoot,
@@ -33,8 +38,12 @@ pub fn build_schema(services: Services, shutdown: Shutdown, limits: QueryLimits)
     .data(services)
     .data(shutdown)
     .limit_depth(limits.max_depth)
-    .limit_complexity(limits.max_complexity)
-    .finish()
+    .limit_complexity(limits.max_complexity);
+    if introspection {
+        builder.finish()
+    } else {
+        builder.disable_introspection().finish()
+    }
 }
 
 /// The SDL clients see; `schema.graphql` is this, written by `print-schema`.

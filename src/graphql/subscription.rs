@@ -9,6 +9,7 @@ use super::types::PlanEvent;
 use super::{services, viewer};
 use crate::error::{AppError, AppResult};
 use crate::events::latest_event_id;
+use crate::observability::ActiveSubscription;
 use crate::service::subscriptions::parse_cursor;
 use crate::shutdown::Shutdown;
 
@@ -57,6 +58,7 @@ impl SubscriptionRoot {
             None => latest_event_id(&services.db).await?,
         };
         Ok(async_stream::stream! {
+            let _open = ActiveSubscription::open();
             // Every event up to here was delivered or filtered out.
             let mut last_seen = start;
             if after.is_some() {

@@ -215,9 +215,8 @@ struct PlanDraft {
 }
 
 /// One project's rows, generated in memory and then written in one transaction.
-#[derive(Default)]
 struct ProjectBatch {
-    project: Option<project::Model>,
+    project: project::Model,
     members: Vec<project_member::Model>,
     features: Vec<feature::Model>,
     versions: Vec<feature_version::Model>,
@@ -225,12 +224,14 @@ struct ProjectBatch {
     events: Vec<plan_event::ActiveModel>,
     /// (key, content) of every spec object the rows point at.
     specs: Vec<(String, String)>,
+    plans_per_feature: Vec<(Uuid, usize)>,
 }
 
 impl Services {
     /// Creates a demo admin with an API key, a few people, and `size` worth
-    /// of projects, features and plans, all of them in every project. Adds to
-    /// whatever the database already holds: emails carry a fresh tag.
+    /// of projects, features and plans; everyone is a member of every new
+    /// project. Adds to whatever the database already holds: the new users'
+    /// emails carry a fresh tag.
     ///
     /// Per project, the spec objects are written first and then every row in
     /// one transaction, so an interruption leaves whole projects and no row
@@ -255,7 +256,7 @@ impl Services {
             .await?;
         let cast = self.insert_people(admin.user.id, &tag).await?;
 
-        let mut rng = Rng(0x5eed_0f_d3a0_2026);
+        let mut rng = Rng(0x5eed_0f0d_d3a0_2026);
         let mut data = DemoData {
             admin_email,
             admin_key: admin.key.token,
@@ -276,26 +277,17 @@ impl Services {
         let mut by_status: BTreeMap<PlanStatus, usize> = BTreeMap::new();
         for index in 0..size.projects {
             let batch = generate_project(&mut rng, &cast, index, size);
-            let project_id = batch.project.as_ref().map(|project| project.id);
             if index == 0 {
-                data.sample_project = project_id.unwrap_or_default();
-                let mut per_feature: BTreeMap<Uuid, usize> = BTreeMap::new();
-                for plan in &batch.plans {
-                    *per_feature.entry(plan.feature_id).or_default() += 1;
-                }
-                if let Some((feature, count)) = per_feature.into_iter().max_by_key(|(_, n)| *n) {
-                    data.sample_feature = feature;
-                    data.sample_feature_plans = count;
+                data.sample_project = batch.project.id;
+                let busiest = batch.plans_per_feature.iter().max_by_key(|(_, n)| *n);
+                if let Some((feature, count)) = busiest {
+                    data.sample_feature = *feature;
+                    data.sample_feature_plans = *count;
                 }
             }
-            for feature in &batch.features {
-                let count = batch
-                    .plans
-                    .iter()
-                    .filter(|plan| plan.feature_id == feature.id)
-                    .count();
-                data.fewest_plans_per_feature = data.fewest_plans_per_feature.min(count);
-                data.most_plans_per_feature = data.most_plans_per_feature.max(count);
+            for (_, count) in &batch.plans_per_feature {
+                data.fewest_plans_per_feature = data.fewest_plans_per_feature.min(*count);
+                data.most_plans_per_feature = data.most_plans_per_feature.max(*count);
             }
             for plan in &batch.plans {
                 if let Some(status) = PlanStatus::parse(&plan.status) {
@@ -360,14 +352,12 @@ impl Services {
             versions,
             plans,
             events,
-            specs: _,
+            ..
         } = batch;
         let txn = self.begin_write().await?;
-        if let Some(project) = project {
-            project::Entity::insert(project.into_active_model())
-                .exec_without_returning(&*txn)
-                .await?;
-        }
+        project::Entity::insert(project.into_active_model())
+            .exec_without_returning(&*txn)
+            .await?;
         insert_chunked::<project_member::ActiveModel, _>(&*txn, members).await?;
         insert_chunked::<feature::ActiveModel, _>(&*txn, features).await?;
         insert_chunked::<feature_version::ActiveModel, _>(&*txn, versions).await?;
@@ -460,28 +450,34 @@ fn generate_project(rng: &mut Rng, cast: &Cast, index: usize, size: DemoSize) ->
     let project_created = current
         - Duration::days(HISTORY_DAYS)
         - rng.seconds_between(Duration::zero(), Duration::days(3));
+    let roles = std::iter::once((cast.owner, Role::Owner))
+        .chain(cast.workers.iter().map(|id| (*id, Role::Member)))
+        .chain(std::iter::once((cast.viewer, Role::Viewer)));
+    let members = roles
+        .map(|(user_id, role)| project_member::Model {
+            project_id,
+            user_id,
+            role: role.as_str().to_owned(),
+            created_at: project_created,
+        })
+        .collect();
     let mut batch = ProjectBatch {
-        project: Some(project::Model {
+        project: project::Model {
             id: project_id,
             name,
             description: Some("Demo data created by `plangraph admin seed-demo`.".into()),
             created_by: cast.owner,
             created_at: project_created,
             updated_at: project_created,
-        }),
-        ..ProjectBatch::default()
+        },
+        members,
+        features: Vec::new(),
+        versions: Vec::new(),
+        plans: Vec::new(),
+        events: Vec::new(),
+        specs: Vec::new(),
+        plans_per_feature: Vec::new(),
     };
-    let roles = std::iter::once((cast.owner, Role::Owner))
-        .chain(cast.workers.iter().map(|id| (*id, Role::Member)))
-        .chain(std::iter::once((cast.viewer, Role::Viewer)));
-    for (user_id, role) in roles {
-        batch.members.push(project_member::Model {
-            project_id,
-            user_id,
-            role: role.as_str().to_owned(),
-            created_at: project_created,
-        });
-    }
     let counts = plans_per_feature(size.features_per_project, size.plans_per_feature);
     for (feature_index, plan_count) in counts.into_iter().enumerate() {
         generate_feature(
@@ -504,7 +500,7 @@ fn generate_feature(
     index: usize,
     plan_count: usize,
 ) {
-    let project_id = batch.project.as_ref().map(|p| p.id).unwrap_or_default();
+    let project_id = batch.project.id;
     let id = Uuid::now_v7();
     let area = FEATURE_AREAS[index % FEATURE_AREAS.len()];
     let aspect = FEATURE_ASPECTS[(index / FEATURE_AREAS.len()) % FEATURE_ASPECTS.len()];
@@ -564,6 +560,7 @@ fn generate_feature(
     });
     batch.specs.push((stored.key, spec));
     batch.versions.extend(versions);
+    batch.plans_per_feature.push((id, plan_count));
     for draft in drafts {
         batch.specs.push((draft.row.spec_key.clone(), draft.spec));
         batch.events.extend(draft.events);

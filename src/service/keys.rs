@@ -100,6 +100,7 @@ impl Services {
     /// the client, so a caller cannot tell a revoked key from a made-up one.
     pub async fn authenticate(&self, token: &str) -> AppResult<Viewer> {
         let refused = || {
+            metrics::counter!("plangraph_auth_failures_total").increment(1);
             AppError::Unauthenticated(
                 "The API key is invalid or revoked; send Authorization: Bearer pg_… with an active key"
                     .into(),
@@ -114,7 +115,7 @@ impl Services {
             .await?
             .ok_or_else(refused)?;
         if key.revoked_at.is_some() || !auth::secret_matches(secret, &key.secret_hash) {
-            tracing::info!(key_prefix = %key.prefix, "refused API key");
+            tracing::warn!(key_prefix = %key.prefix, "refused API key");
             return Err(refused());
         }
         let user = user.ok_or_else(refused)?;

@@ -278,6 +278,18 @@ impl Server {
         self.database.clone()
     }
 
+    /// Kills the process with SIGKILL (a crash), leaving the database as it is.
+    pub async fn kill(mut self) -> Arc<Database> {
+        self.child.start_kill().expect("SIGKILL");
+        self.child.wait().await.expect("wait for server");
+        self.database.clone()
+    }
+
+    /// Starts the server again on the same database after `stop` or `kill`.
+    pub async fn relaunch(database: Arc<Database>) -> Server {
+        Server::launch(database, Vec::new()).await
+    }
+
     /// Stops and starts the server again on the same database and data directory.
     pub async fn restart(self) -> Server {
         let extra_args = self.extra_args.clone();
@@ -345,6 +357,13 @@ impl Client {
     }
 
     pub async fn send(&self, query: &str, variables: Value) -> Reply {
+        self.try_send(query, variables)
+            .await
+            .expect("the server answers with JSON")
+    }
+
+    /// Like `send`, but `None` when the server is unreachable (e.g. killed).
+    pub async fn try_send(&self, query: &str, variables: Value) -> Option<Reply> {
         let mut request = self
             .http
             .post(&self.endpoint)
@@ -352,14 +371,14 @@ impl Client {
         if let Some(key) = &self.key {
             request = request.bearer_auth(key);
         }
-        let response = request.send().await.expect("HTTP request");
+        let response = request.send().await.ok()?;
         let status = response.status();
-        let body: Value = response.json().await.expect("JSON body");
-        Reply {
+        let body: Value = response.json().await.ok()?;
+        Some(Reply {
             status,
             data: body["data"].clone(),
             errors: body["errors"].as_array().cloned().unwrap_or_default(),
-        }
+        })
     }
 
     /// Runs an operation that must succeed and returns its `data`.

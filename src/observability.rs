@@ -1,0 +1,141 @@
+//! Logs and metrics. One log line per GraphQL operation (name, duration,
+//! error codes — never spec contents or keys) inside a per-request span that
+//! carries the request id; Prometheus metrics through the `metrics` facade.
+
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PLANGRAPH_LOG")
+        .unwrap_or_else(|_| "plangraph=info,warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Latency buckets, in seconds: 0.5 ms to 10 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the process-wide Prometheus recorder. `None` if one is installed
+/// already (only possible when embedding the library twice in one process).
+pub fn install_metrics() -> Option<PrometheusHandle> {
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+        .ok()?;
+    let handle = builder.install_recorder().ok()?;
+    metrics::describe_counter!(
+        "plangraph_graphql_requests_total",
+        "GraphQL operations executed."
+    );
+    metrics::describe_histogram!(
+        "plangraph_graphql_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "GraphQL operation latency."
+    );
+    metrics::describe_counter!(
+        "plangraph_graphql_errors_total",
+        "GraphQL errors by extensions.code."
+    );
+    metrics::describe_gauge!(
+        "plangraph_active_subscriptions",
+        "Open planEvents subscriptions."
+    );
+    metrics::describe_gauge!(
+        "plangraph_db_pool_connections",
+        "Database pool connections by state."
+    );
+    metrics::describe_counter!("plangraph_sweeper_runs_total", "Stale sweeps run.");
+    metrics::describe_counter!(
+        "plangraph_plans_stalled_total",
+        "Plans the sweeper marked STALLED."
+    );
+    metrics::describe_counter!(
+        "plangraph_auth_failures_total",
+        "Requests with a refused API key."
+    );
+    Some(handle)
+}
+
+/// A bounded label for a client-chosen operation name, so a client cannot
+/// create unbounded metric series.
+pub fn operation_label(name: Option<&str>) -> String {
+    match name {
+        None => "anonymous".into(),
+        Some(name)
+            if !name.is_empty()
+                && name.len() <= 64
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            name.to_owned()
+        }
+        Some(_) => "other".into(),
+    }
+}
+
+/// Records one executed operation: the log line and its metrics.
+pub fn record_operation(kind: &'static str, name: &str, duration: Duration, codes: &[String]) {
+    let milliseconds = duration.as_secs_f64() * 1000.0;
+    if codes.is_empty() {
+        tracing::info!(
+            operation = name,
+            kind,
+            duration_ms = milliseconds,
+            "graphql operation"
+        );
+    } else {
+        tracing::info!(operation = name, kind, duration_ms = milliseconds, errors = ?codes, "graphql operation");
+    }
+    let labels = [("kind", kind.to_owned()), ("operation", name.to_owned())];
+    metrics::counter!("plangraph_graphql_requests_total", &labels).increment(1);
+    metrics::histogram!("plangraph_graphql_request_duration_seconds", &labels)
+        .record(duration.as_secs_f64());
+    for code in codes {
+        metrics::counter!("plangraph_graphql_errors_total", "code" => code.clone()).increment(1);
+    }
+}
+
+/// Counts an open subscription for as long as it lives.
+pub struct ActiveSubscription;
+
+impl ActiveSubscription {
+    pub fn open() -> ActiveSubscription {
+        metrics::gauge!("plangraph_active_subscriptions").increment(1.0);
+        ActiveSubscription
+    }
+}
+
+impl Drop for ActiveSubscription {
+    fn drop(&mut self) {
+        metrics::gauge!("plangraph_active_subscriptions").decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_labels_are_bounded() {
+        assert_eq!(operation_label(None), "anonymous");
+        assert_eq!(operation_label(Some("Dashboard_1")), "Dashboard_1");
+        assert_eq!(operation_label(Some("weird name!")), "other");
+        assert_eq!(operation_label(Some(&"x".repeat(65))), "other");
+    }
+}
