@@ -56,6 +56,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::board::routes())
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // Dashboard pages of JSON compress several-fold.
         .layer(tower_http::compression::CompressionLayer::new())

@@ -4,6 +4,7 @@
 //! the black-box tests both start the server through it.
 
 pub mod auth;
+pub mod board;
 pub mod config;
 pub mod error;
 pub mod events;

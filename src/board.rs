@@ -1,0 +1,35 @@
+//! The live board page at `/board`: static assets compiled into the binary,
+//! talking to the public GraphQL API and `planEvents` like any other client.
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+const INDEX: &str = include_str!("board/index.html");
+const SCRIPT: &str = include_str!("board/app.js");
+const STYLE: &str = include_str!("board/style.css");
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/board", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
+        .route(
+            "/board/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+        )
+        .route(
+            "/board/style.css",
+            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+}
