@@ -71,3 +71,13 @@ fi
 
 cargo build --workspace --all-targets
 cargo nextest run --workspace --no-fail-fast "$@"
+
+# The live board (/board) end to end in Debian's chromium, driven by
+# playwright-core from npm (never a browser download); needs Node.js 20+.
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }
+fi
+if [ ! tests/board/node_modules/.package-lock.json -nt tests/board/package-lock.json ]; then
+  npm ci --prefix tests/board --no-audit --no-fund
+fi
+PLANGRAPH_BIN="$CARGO_TARGET_DIR/debug/plangraph" node --test tests/board/

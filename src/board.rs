@@ -8,6 +8,8 @@ use axum::routing::get;
 
 const INDEX: &str = include_str!("board/index.html");
 const SCRIPT: &str = include_str!("board/app.js");
+const GRAPHQL_SCRIPT: &str = include_str!("board/graphql.js");
+const LIVE_SCRIPT: &str = include_str!("board/live.js");
 const STYLE: &str = include_str!("board/style.css");
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -23,10 +25,21 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/board", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
+        .route(
+            "/board",
+            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
+        )
         .route(
             "/board/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+        )
+        .route(
+            "/board/graphql.js",
+            get(|| async { asset("text/javascript; charset=utf-8", GRAPHQL_SCRIPT) }),
+        )
+        .route(
+            "/board/live.js",
+            get(|| async { asset("text/javascript; charset=utf-8", LIVE_SCRIPT) }),
         )
         .route(
             "/board/style.css",

@@ -1,1 +1,424 @@
-// board client
+// The live board: sign in with an API key, pick a project (and a feature),
+// see its plans in one column per status, watch them move.
+//
+// Data flow, the part worth copying into your own dashboard:
+//   1. read a resume point (the newest event cursor we can see) FIRST,
+//   2. then load the plans over HTTP (page by page),
+//   3. then subscribe to planEvents with `after: <that cursor>`.
+// Anything that changes between 1 and 3 is replayed by the server, so the
+// board cannot miss a change made while it was loading. Events carry the plan
+// as it is when delivered, so applying one twice is harmless.
+
+import { GraphQLError, gql, pageAll, request } from './graphql.js';
+import { PlanEventStream } from './live.js';
+
+const STATUSES = ['DRAFT', 'READY', 'CLAIMED', 'IN_PROGRESS', 'STALLED', 'REVIEW', 'COMPLETED', 'FAILED'];
+const KEY_STORAGE = 'plangraph.board.apiKey';
+
+const CARD = `fragment Card on Plan {
+  id title status updatedAt lastActivityAt
+  claimedBy { email displayName }
+  feature { id title }
+}`;
+const VIEWER = `query BoardViewer { viewer { email displayName } projects { id name } }`;
+// Any event cursor we have seen committed is a safe resume point (an older
+// one only means a longer replay); the most recently changed plan's last
+// event is the newest one visible to us.
+const LATEST_CURSOR = `query BoardResumePoint {
+  plans(orderBy: { field: UPDATED_AT, direction: DESC }, first: 1) { nodes { events { cursor } } }
+}`;
+const FEATURES = `query BoardFeatures($projectId: ID!, $after: String) {
+  project(id: $projectId) {
+    features(first: 100, after: $after) { nodes { id title } pageInfo { hasNextPage endCursor } }
+  }
+}`;
+const PLANS = `query BoardPlans($projectId: ID, $featureId: ID, $after: String) {
+  plans(projectId: $projectId, featureId: $featureId, first: 100, after: $after) {
+    nodes { ...Card } pageInfo { hasNextPage endCursor }
+  }
+}
+${CARD}`;
+const PLAN_DETAIL = `query BoardPlanDetail($id: ID!) {
+  plan(id: $id) {
+    ...Card description spec
+    events { cursor kind fromStatus toStatus at actor { email displayName } }
+  }
+}
+${CARD}`;
+const PLAN_EVENTS = `subscription BoardEvents($projectId: ID, $featureId: ID, $after: String) {
+  planEvents(projectId: $projectId, featureId: $featureId, after: $after) {
+    cursor kind fromStatus toStatus at actor { email displayName }
+    plan { ...Card }
+  }
+}
+${CARD}`;
+
+const state = {
+  key: null,
+  projects: [],
+  projectId: null,
+  featureId: null,
+  plans: new Map(), // id -> plan, the board's whole model
+  stream: null,
+  generation: 0, // bumped per board load; a slower, older load is ignored
+  openPlanId: null, // the plan shown in the detail dialog
+  seenInDialog: new Set(), // event cursors listed in the dialog
+};
+
+const $ = (id) => document.getElementById(id);
+
+/** Builds an element; children are nodes or text (never parsed as HTML). */
+function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value !== null && value !== undefined) element.setAttribute(name, value);
+  }
+  element.append(...children.filter((child) => child !== null && child !== undefined));
+  return element;
+}
+
+const label = (status) => status.charAt(0) + status.slice(1).toLowerCase().replace('_', ' ');
+const person = (user) => (user ? user.displayName || user.email : 'the system');
+
+// ---- Time ----------------------------------------------------------------
+
+function ago(iso) {
+  const seconds = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  if (seconds < 60) return 'just now';
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  return `${Math.floor(seconds / 86400)} d ago`;
+}
+
+function time(iso) {
+  return h('time', { datetime: iso, title: new Date(iso).toLocaleString(), 'data-relative': '' }, ago(iso));
+}
+
+function refreshTimes() {
+  for (const element of document.querySelectorAll('time[data-relative]')) {
+    element.textContent = ago(element.getAttribute('datetime'));
+  }
+}
+
+// ---- Messages --------------------------------------------------------------
+
+/** What a person should read for an error, by its code. */
+function explain(error) {
+  switch (error.code) {
+    case 'UNAUTHENTICATED':
+      return 'This API key was not accepted: it is unknown, mistyped or revoked. Paste a valid key (it starts with pg_).';
+    case 'FORBIDDEN':
+      return 'You are not a member of this project. Ask one of its owners to add you, or pick another project.';
+    case 'NOT_FOUND':
+      return 'This project does not exist. Pick another one.';
+    case 'UNREACHABLE':
+      return error.message;
+    default:
+      return `Something went wrong on the server: ${error.message}`;
+  }
+}
+
+function showNotice(text, retry) {
+  const notice = $('notice');
+  notice.replaceChildren();
+  notice.hidden = !text;
+  if (!text) return;
+  notice.append(h('p', {}, text));
+  if (retry) {
+    const button = h('button', { type: 'button' }, 'Try again');
+    button.addEventListener('click', retry);
+    notice.append(button);
+  }
+}
+
+function handleError(error, retry) {
+  if (!(error instanceof GraphQLError)) throw error;
+  if (error.code === 'UNAUTHENTICATED') {
+    signOut(explain(error));
+  } else {
+    // Columns without their plans would read as "no plans": hide them.
+    $('board').hidden = true;
+    showNotice(explain(error), error.code === 'UNREACHABLE' || error.code === 'INTERNAL' ? retry : null);
+  }
+}
+
+// ---- Signing in and out ----------------------------------------------------------
+
+function showSignIn(message) {
+  document.body.dataset.view = 'signin';
+  $('signin-error').textContent = message ?? '';
+  $('key').value = '';
+  $('key').focus();
+}
+
+async function signIn(key) {
+  showNotice(null);
+  let data;
+  try {
+    data = await gql(key, VIEWER);
+  } catch (error) {
+    if (error.code === 'UNAUTHENTICATED') {
+      localStorage.removeItem(KEY_STORAGE);
+      showSignIn(explain(error));
+    } else if (document.body.dataset.view === 'signin') {
+      $('signin-error').textContent = explain(error);
+    } else {
+      handleError(error, () => signIn(key));
+    }
+    return;
+  }
+  localStorage.setItem(KEY_STORAGE, key);
+  state.key = key;
+  state.projects = data.projects;
+  document.body.dataset.view = 'board';
+  $('who').textContent = `Signed in as ${person(data.viewer)}`;
+
+  const wanted = new URLSearchParams(location.hash.slice(1));
+  const select = $('project');
+  select.replaceChildren(
+    h('option', { value: '', disabled: '' }, 'Choose a project'),
+    ...data.projects.map((project) => h('option', { value: project.id }, project.name)),
+  );
+  state.projectId = wanted.get('project') || data.projects[0]?.id || null;
+  state.featureId = wanted.get('feature') || null;
+  select.value = state.projectId ?? '';
+  if (!state.projectId) {
+    $('board').hidden = true;
+    showNotice('You are not a member of any project yet. Ask a project owner to add you.');
+    return;
+  }
+  await openBoard();
+}
+
+function signOut(message) {
+  state.generation += 1;
+  state.stream?.stop();
+  state.stream = null;
+  state.key = null;
+  state.plans.clear();
+  localStorage.removeItem(KEY_STORAGE);
+  $('detail').close();
+  renderBoard();
+  showNotice(null);
+  showSignIn(message);
+}
+
+// ---- Loading a board ---------------------------------------------------------
+
+async function openBoard() {
+  const generation = ++state.generation;
+  const { key, projectId, featureId } = state;
+  state.stream?.stop();
+  state.stream = null;
+  state.plans.clear();
+  renderBoard();
+  showNotice(null);
+  $('board').hidden = false;
+  history.replaceState(null, '', `#project=${projectId}${featureId ? `&feature=${featureId}` : ''}`);
+  $('board').setAttribute('aria-busy', 'true');
+  try {
+    const latest = await gql(key, LATEST_CURSOR);
+    const cursor = latest.plans.nodes[0]?.events.at(-1)?.cursor ?? null;
+    const [features, plans] = await Promise.all([
+      pageAll(key, FEATURES, { projectId }, (data) => data.project.features),
+      pageAll(key, PLANS, { projectId, featureId }, (data) => data.plans),
+    ]);
+    if (generation !== state.generation) return;
+    fillFeatures(features);
+    for (const plan of plans) state.plans.set(plan.id, plan);
+    renderBoard();
+    startStream(cursor);
+  } catch (error) {
+    if (generation === state.generation) handleError(error, openBoard);
+  } finally {
+    if (generation === state.generation) $('board').removeAttribute('aria-busy');
+  }
+}
+
+function fillFeatures(features) {
+  const select = $('feature');
+  select.replaceChildren(
+    h('option', { value: '' }, 'All features'),
+    ...features.map((feature) => h('option', { value: feature.id }, feature.title)),
+  );
+  select.value = state.featureId ?? '';
+}
+
+function startStream(cursor) {
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  state.stream = new PlanEventStream({
+    url: `${scheme}://${location.host}/graphql/ws`,
+    key: state.key,
+    query: PLAN_EVENTS,
+    variables: { projectId: state.projectId, featureId: state.featureId },
+    cursor,
+    onEvent: applyEvent,
+    onStatus: showLive,
+    onFatal: (code, message) => handleError(new GraphQLError(message, code)),
+  });
+  state.stream.start();
+}
+
+function applyEvent(event) {
+  const plan = event.plan;
+  const known = state.plans.get(plan.id);
+  // An event delivered while the HTTP load was under way may carry an older
+  // copy of the plan than the one loaded: keep whichever changed last.
+  if (!known || Date.parse(plan.updatedAt) >= Date.parse(known.updatedAt)) {
+    state.plans.set(plan.id, plan);
+    renderBoard(plan.id);
+  }
+  if (state.openPlanId === plan.id) {
+    showFacts(state.plans.get(plan.id));
+    addHistory([event]);
+  }
+}
+
+// ---- Rendering -------------------------------------------------------------
+
+function showLive({ state: connection, reachable = true, retryMs }) {
+  const live = $('live');
+  live.dataset.state = connection;
+  const text = {
+    connecting: 'Connecting…',
+    live: 'Live',
+    reconnecting: reachable ? 'Reconnecting…' : 'Server unreachable, retrying…',
+    stopped: 'Not live',
+  }[connection];
+  live.querySelector('.live-text').textContent = text;
+  live.title = retryMs ? `Next attempt in ${Math.ceil(retryMs / 1000)} s` : '';
+}
+
+function renderBoard(changedId) {
+  // Keep keyboard focus on the card it was on, even if the card moved.
+  const focusedId = document.activeElement?.dataset?.planId;
+  const byStatus = Object.fromEntries(STATUSES.map((status) => [status, []]));
+  for (const plan of state.plans.values()) byStatus[plan.status]?.push(plan);
+  for (const status of STATUSES) {
+    // Most recently changed first, so a card that just moved is on top.
+    const plans = byStatus[status].sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt));
+    const column = document.querySelector(`.column[data-status="${status}"]`);
+    column.querySelector('.count').textContent = plans.length;
+    column.querySelector('.cards').replaceChildren(...plans.map((plan) => card(plan, plan.id === changedId)));
+  }
+  if (focusedId) document.querySelector(`.card[data-plan-id="${focusedId}"]`)?.focus({ preventScroll: true });
+}
+
+function card(plan, changed) {
+  const button = h(
+    'button',
+    { type: 'button', class: changed ? 'card changed' : 'card', 'data-plan-id': plan.id, 'aria-haspopup': 'dialog' },
+    h('span', { class: 'card-title' }, plan.title),
+    h('span', { class: 'card-feature' }, plan.feature.title),
+    plan.claimedBy ? h('span', { class: 'card-claimer' }, `Claimed by ${person(plan.claimedBy)}`) : null,
+    h('span', { class: 'card-activity' }, 'Last activity ', time(plan.lastActivityAt)),
+  );
+  button.addEventListener('click', () => openDetail(plan.id));
+  return h('li', {}, button);
+}
+
+// ---- The detail dialog -----------------------------------------------------------
+
+async function openDetail(planId) {
+  const plan = state.plans.get(planId);
+  state.openPlanId = planId;
+  state.seenInDialog = new Set();
+  showFacts(plan);
+  $('detail-description').textContent = '';
+  $('detail-spec').textContent = 'Loading…';
+  $('detail-history').replaceChildren();
+  $('detail').showModal();
+  try {
+    // The spec is only fetched now: lists never ask for it.
+    const { data, errors } = await request(state.key, PLAN_DETAIL, { id: planId });
+    if (state.openPlanId !== planId) return;
+    $('detail-description').textContent = data.plan.description ?? '';
+    $('detail-spec').textContent =
+      data.plan.spec ?? `The spec could not be loaded: ${errors[0]?.message ?? 'unknown error'}`;
+    addHistory(data.plan.events);
+  } catch (error) {
+    if (state.openPlanId === planId) $('detail-spec').textContent = explain(error);
+  }
+}
+
+function showFacts(plan) {
+  $('detail-title').textContent = plan.title;
+  $('detail-facts').replaceChildren(
+    h('dt', {}, 'Status'),
+    h('dd', {}, h('span', { class: 'badge', 'data-status': plan.status }, label(plan.status))),
+    h('dt', {}, 'Feature'),
+    h('dd', {}, plan.feature.title),
+    h('dt', {}, 'Claimed by'),
+    h('dd', {}, plan.claimedBy ? person(plan.claimedBy) : 'nobody'),
+    h('dt', {}, 'Last activity'),
+    h('dd', {}, time(plan.lastActivityAt)),
+  );
+}
+
+function addHistory(events) {
+  const list = $('detail-history');
+  for (const event of events) {
+    if (state.seenInDialog.has(event.cursor)) continue; // loaded and also delivered live
+    state.seenInDialog.add(event.cursor);
+    const move = event.fromStatus ? `${label(event.fromStatus)} → ${label(event.toStatus)}` : label(event.toStatus);
+    list.append(
+      h('li', {}, h('span', { class: 'event-kind' }, label(event.kind)), ` ${move}, by ${person(event.actor)} `, time(event.at)),
+    );
+  }
+}
+
+// ---- Wiring ----------------------------------------------------------------
+
+function buildColumns() {
+  $('columns').replaceChildren(
+    ...STATUSES.map((status) =>
+      h(
+        'section',
+        { class: 'column', 'data-status': status, 'aria-labelledby': `column-${status}` },
+        h('h2', { id: `column-${status}` }, label(status), ' ', h('span', { class: 'count' }, '0')),
+        h('ol', { class: 'cards' }),
+      ),
+    ),
+  );
+}
+
+function start() {
+  buildColumns();
+  $('signin-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const key = $('key').value.trim();
+    if (key) signIn(key);
+  });
+  $('signout').addEventListener('click', () => signOut());
+  $('project').addEventListener('change', (event) => {
+    state.projectId = event.target.value;
+    state.featureId = null;
+    openBoard();
+  });
+  $('feature').addEventListener('change', (event) => {
+    state.featureId = event.target.value || null;
+    openBoard();
+  });
+  const dialog = $('detail');
+  dialog.addEventListener('close', () => {
+    const planId = state.openPlanId;
+    state.openPlanId = null;
+    document.querySelector(`.card[data-plan-id="${planId}"]`)?.focus();
+  });
+  // A click on the backdrop (outside the dialog's box) closes it too.
+  dialog.addEventListener('click', (event) => {
+    if (event.target === dialog) dialog.close();
+  });
+  window.addEventListener('online', () => state.stream?.retryNow());
+  setInterval(refreshTimes, 30_000);
+
+  const key = localStorage.getItem(KEY_STORAGE);
+  if (key) {
+    document.body.dataset.view = 'board';
+    signIn(key);
+  } else {
+    showSignIn();
+  }
+}
+
+start();

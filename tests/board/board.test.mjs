@@ -1,0 +1,343 @@
+// The live board at /board, end to end: the real server, Debian's chromium.
+// Run: PLANGRAPH_BIN=/path/to/plangraph node --test tests/board/
+
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import {
+  Server,
+  cardTitles,
+  columnCounts,
+  createTeam,
+  eventually,
+  launchBrowser,
+  openPage,
+  signIn,
+} from './helpers.mjs';
+
+const ARTIFACTS = process.env.BOARD_ARTIFACTS ?? join(import.meta.dirname, 'artifacts');
+const TIMEOUT = { timeout: 90_000 };
+
+let browser;
+before(async () => {
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+});
+
+/** Runs `body` with a fresh server (own data dir, own port), always cleaned up. */
+function withServer(body, args) {
+  return async (t) => {
+    const holder = { server: await Server.start({ args }) };
+    try {
+      await body(holder, t);
+    } finally {
+      await holder.server.destroy();
+    }
+  };
+}
+
+test(
+  'signing in with a key shows every column with the right counts, and the key is remembered',
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    await team.plan('Write the schema', 'DRAFT');
+    await team.plan('Pick a session store', 'DRAFT');
+    await team.plan('Login form', 'READY');
+    await team.plan('Logout button', 'READY');
+    await team.plan('Password reset', 'READY');
+    await team.plan('OAuth 2.0', 'CLAIMED');
+    await team.plan('Session cookies', 'IN_PROGRESS');
+    await team.plan('Rate limiting', 'REVIEW');
+    await team.plan('Sign-up page', 'COMPLETED');
+    await team.plan('SAML', 'FAILED');
+    const page = await openPage(browser);
+
+    await signIn(page, server, team.owner);
+
+    assert.equal(await page.textContent('#who'), 'Signed in as Olivia Owner');
+    assert.equal(await page.inputValue('#project'), team.project);
+    const expected = { DRAFT: 2, READY: 3, CLAIMED: 1, IN_PROGRESS: 1, STALLED: 0, REVIEW: 1, COMPLETED: 1, FAILED: 1 };
+    assert.deepEqual(await columnCounts(page), expected);
+    const api = await team.counts();
+    assert.deepEqual(await columnCounts(page), {
+      DRAFT: api.draft,
+      READY: api.ready,
+      CLAIMED: api.claimed,
+      IN_PROGRESS: api.inProgress,
+      STALLED: api.stalled,
+      REVIEW: api.review,
+      COMPLETED: api.completed,
+      FAILED: api.failed,
+    });
+    assert.deepEqual((await cardTitles(page, 'READY')).sort(), ['Login form', 'Logout button', 'Password reset']);
+    const claimed = page.locator('.column[data-status="CLAIMED"] .card');
+    assert.equal(await claimed.locator('.card-title').textContent(), 'OAuth 2.0');
+    assert.equal(await claimed.locator('.card-feature').textContent(), 'User Authentication');
+    assert.equal(await claimed.locator('.card-claimer').textContent(), 'Claimed by Walter Worker');
+    assert.equal(await claimed.locator('.card-activity').textContent(), 'Last activity just now');
+
+    // The key is kept: a reload opens the same board without asking again.
+    await page.reload();
+    await page.waitForSelector('#live[data-state="live"]');
+    assert.deepEqual(await columnCounts(page), expected);
+    // Signing out forgets it.
+    await page.click('#signout');
+    assert.equal(await page.isVisible('#key'), true);
+    assert.equal(await page.evaluate(() => localStorage.length), 0);
+    assert.deepEqual(page.errors, []);
+  }),
+);
+
+test(
+  'a plan claimed by another user moves from READY to CLAIMED without a reload',
+  TIMEOUT,
+  withServer(async ({ server }, t) => {
+    const team = await createTeam(server);
+    const plan = await team.plan('OAuth 2.0', 'READY');
+    await team.plan('Logout button', 'READY');
+    const page = await openPage(browser);
+    await signIn(page, server, team.owner);
+    await page.evaluate(() => {
+      window.sameDocument = true;
+    });
+    assert.deepEqual(await cardTitles(page, 'CLAIMED'), []);
+
+    const claimedAt = Date.now();
+    await team.claim(plan);
+
+    // The issue asks for "within a second"; 2 s leaves room for a busy machine.
+    await eventually(async () => assert.deepEqual(await cardTitles(page, 'CLAIMED'), ['OAuth 2.0']), 2_000);
+    t.diagnostic(`the card moved ${Date.now() - claimedAt} ms after the claim`);
+    assert.deepEqual(await cardTitles(page, 'READY'), ['Logout button']);
+    const counts = await columnCounts(page);
+    assert.equal(counts.READY, 1);
+    assert.equal(counts.CLAIMED, 1);
+    assert.equal(
+      await page.textContent('.column[data-status="CLAIMED"] .card-claimer'),
+      'Claimed by Walter Worker',
+    );
+    assert.equal(await page.evaluate(() => window.sameDocument), true, 'no reload happened');
+
+    // A plan created elsewhere appears too.
+    await team.plan('Password reset', 'DRAFT');
+    await eventually(async () => assert.deepEqual(await cardTitles(page, 'DRAFT'), ['Password reset']), 2_000);
+    assert.deepEqual(page.errors, []);
+  }),
+);
+
+test(
+  'after a server restart the page reconnects, resumes from its last event and shows what changed in the gap',
+  TIMEOUT,
+  withServer(async (holder) => {
+    const { server } = holder;
+    const team = await createTeam(server);
+    const first = await team.plan('OAuth 2.0', 'READY');
+    const second = await team.plan('Logout button', 'READY');
+    const page = await openPage(browser);
+    const subscribes = [];
+    const received = [];
+    page.on('websocket', (socket) => {
+      socket.on('framesent', ({ payload }) => {
+        const message = JSON.parse(payload);
+        if (message.type === 'subscribe') subscribes.push(message.payload.variables);
+      });
+      socket.on('framereceived', ({ payload }) => {
+        const message = JSON.parse(payload);
+        if (message.type === 'next') received.push(message.payload.data.planEvents);
+      });
+    });
+    await signIn(page, server, team.owner);
+    await team.claim(first);
+    await eventually(async () => assert.deepEqual(await cardTitles(page, 'CLAIMED'), ['OAuth 2.0']));
+    const lastCursor = received.at(-1).cursor;
+
+    // The server goes away; the page notices and keeps trying.
+    await server.stop();
+    await page.waitForSelector('#live[data-state="reconnecting"]', { timeout: 5_000 });
+    // Changes while the page is disconnected: another instance on the same
+    // data directory does them (the page only knows the original port).
+    const other = await Server.start({ dataDir: server.dataDir });
+    await other.gql(team.worker, `mutation($id: ID!) { claimPlan(planId: $id) { id } }`, { id: second });
+    await other.gql(team.worker, `mutation($id: ID!) { releasePlan(planId: $id) { id } }`, { id: first });
+    await other.gql(
+      team.owner,
+      `mutation($f: ID!) { createPlan(featureId: $f, title: "Made in the gap", specContent: "# Gap") { id } }`,
+      { f: team.featureId },
+    );
+    await other.stop();
+    await page.waitForSelector('#live .live-text >> text=Server unreachable', { timeout: 10_000 });
+    assert.deepEqual(await cardTitles(page, 'CLAIMED'), ['OAuth 2.0'], 'nothing changed on the page yet');
+
+    holder.server = await Server.start({ dataDir: server.dataDir, port: server.port });
+    await page.waitForSelector('#live[data-state="live"]', { timeout: 20_000 });
+    await eventually(async () => {
+      assert.deepEqual(await cardTitles(page, 'CLAIMED'), ['Logout button']);
+      assert.deepEqual(await cardTitles(page, 'READY'), ['OAuth 2.0']);
+      assert.deepEqual(await cardTitles(page, 'DRAFT'), ['Made in the gap']);
+    });
+    assert.equal(subscribes.at(-1).after, lastCursor, 'the page resubscribed after its last event');
+    assert.deepEqual(
+      received.slice(-3).map((event) => event.kind),
+      ['CLAIMED', 'RELEASED', 'CREATED'],
+      'the gap was replayed in order',
+    );
+    const cursors = received.map((event) => Number(event.cursor));
+    assert.equal(new Set(cursors).size, cursors.length, 'no event arrived twice');
+
+    // And it is live again on the restarted server.
+    await team.claim(await team.plan('After the restart', 'READY'));
+    await eventually(async () => assert.ok((await cardTitles(page, 'CLAIMED')).includes('After the restart')), 2_000);
+    assert.deepEqual(page.errors, []);
+  }),
+);
+
+test(
+  'a bad key is refused with a clear message and is not kept',
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const page = await openPage(browser);
+    await page.goto(`${server.url}/board`);
+    await page.fill('#key', 'pg_deadbeef_not-a-real-secret');
+    await page.click('button[type="submit"]');
+
+    await page.waitForSelector('#signin-error:has-text("not accepted")');
+    assert.match(await page.textContent('#signin-error'), /API key was not accepted.*unknown, mistyped or revoked/);
+    assert.equal(await page.isVisible('#board'), false);
+    assert.equal(await page.evaluate(() => localStorage.length), 0);
+    assert.deepEqual(page.errors, []);
+  }),
+);
+
+test(
+  'a key revoked while the page is open signs it out when the socket reconnects (close 4403)',
+  TIMEOUT,
+  withServer(async (holder) => {
+    const team = await createTeam(holder.server);
+    await team.plan('OAuth 2.0', 'READY');
+    const page = await openPage(browser);
+    await signIn(page, holder.server, team.owner);
+    await holder.server.gql(team.owner, `mutation($id: ID!) { revokeApiKey(id: $id) { id } }`, { id: team.ownerKeyId });
+
+    // The open socket authenticated earlier; the next connection is refused.
+    holder.server = await holder.server.restart();
+
+    await page.waitForSelector('#signin-error:has-text("not accepted")', { timeout: 20_000 });
+    assert.equal(await page.isVisible('#key'), true);
+    assert.equal(await page.evaluate(() => localStorage.length), 0);
+    assert.deepEqual(page.errors, []);
+  }),
+);
+
+test(
+  'a project the viewer is not a member of is explained, not shown',
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    await team.plan('Secret plan', 'READY');
+    const outsider = (
+      await server.gql(server.adminKey, `mutation { createUser(email: "outsider@example.com") { secret } }`)
+    ).createUser.secret;
+    const page = await openPage(browser);
+    await page.goto(`${server.url}/board#project=${team.project}`);
+    await page.fill('#key', outsider);
+    await page.click('button[type="submit"]');
+
+    await page.waitForSelector('#notice:has-text("not a member of this project")');
+    assert.equal(await page.locator('.card').count(), 0);
+    assert.deepEqual(page.errors, []);
+  }),
+);
+
+test(
+  'an unreachable server is named as such',
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const page = await openPage(browser);
+    await page.goto(`${server.url}/board`);
+    await server.stop();
+    await page.fill('#key', server.adminKey);
+    await page.click('button[type="submit"]');
+
+    await page.waitForSelector('#signin-error:has-text("Cannot reach the plangraph server")');
+    assert.deepEqual(page.errors, []);
+  }),
+);
+
+test(
+  'a card opens a dialog with the spec and the history, which Escape closes',
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    const plan = await team.plan('OAuth 2.0', 'CLAIMED', { spec: '# OAuth\n\n1. Passport.js\n2. Callback route' });
+    const page = await openPage(browser);
+    await signIn(page, server, team.owner);
+
+    // Keyboard only: focus the card and press Enter.
+    await page.focus(`.card[data-plan-id="${plan}"]`);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#detail[open]');
+    assert.equal(await page.textContent('#detail-title'), 'OAuth 2.0');
+    await page.waitForSelector('#detail-spec:has-text("Passport.js")');
+    assert.equal(await page.textContent('#detail-spec'), '# OAuth\n\n1. Passport.js\n2. Callback route');
+    const history = () => page.$$eval('#detail-history li', (items) => items.map((item) => item.textContent));
+    await eventually(async () => assert.equal((await history()).length, 2));
+    assert.match((await history())[0], /^Created Ready, by Olivia Owner/);
+    assert.match((await history())[1], /^Claimed Ready → Claimed, by Walter Worker/);
+
+    // A change while the dialog is open shows up in it.
+    await server.gql(team.worker, `mutation($id: ID!) { updatePlan(planId: $id, specContent: "# Progress") { id } }`, {
+      id: plan,
+    });
+    await eventually(async () => assert.match((await history())[2] ?? '', /^Updated Claimed → In progress/));
+
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('#detail', { state: 'hidden' });
+    assert.equal(await page.evaluate(() => document.activeElement.dataset.planId), plan, 'focus returns to the card');
+    assert.deepEqual(page.errors, []);
+  }),
+);
+
+test(
+  'screenshots at laptop and phone width',
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    const billing = await team.feature('Billing');
+    const plans = [
+      ['Write the session schema', 'DRAFT'],
+      ['Login form with remember-me', 'READY'],
+      ['Logout everywhere', 'READY'],
+      ['OAuth 2.0 with Google', 'CLAIMED'],
+      ['Session cookies', 'IN_PROGRESS'],
+      ['Rate limiting of sign-in attempts', 'REVIEW'],
+      ['Sign-up page', 'COMPLETED'],
+      ['SAML single sign-on', 'FAILED'],
+    ];
+    for (const [title, status] of plans) await team.plan(title, status);
+    await team.plan('Invoices as PDF', 'READY', { feature: billing });
+    await team.plan('Stripe webhooks', 'IN_PROGRESS', { feature: billing });
+    await mkdir(ARTIFACTS, { recursive: true });
+
+    for (const [name, viewport] of [
+      ['board-1280x800.png', { width: 1280, height: 800 }],
+      ['board-390x844.png', { width: 390, height: 844 }],
+    ]) {
+      const page = await openPage(browser, viewport);
+      await signIn(page, server, team.owner);
+      await page.screenshot({ path: join(ARTIFACTS, name) });
+      // Nothing may stick out sideways at phone width.
+      if (viewport.width < 600) {
+        assert.equal(await page.evaluate(() => document.documentElement.scrollWidth), viewport.width);
+      }
+      await page.click('.column[data-status="CLAIMED"] .card');
+      await page.waitForSelector('#detail-spec:has-text("Do it")');
+      await page.screenshot({ path: join(ARTIFACTS, name.replace('board-', 'detail-')) });
+      assert.deepEqual(page.errors, []);
+      await page.context().close();
+    }
+  }),
+);
