@@ -1,5 +1,5 @@
 //! The axum router: `/graphql` (POST, GET, GraphiQL), `/graphql/ws`,
-//! `/healthz`, `/readyz`.
+//! `/mcp` (MCP tools for assistants), `/healthz`, `/readyz`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -57,6 +57,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::board::routes())
+        .nest_service(
+            "/mcp",
+            crate::mcp::service(state.services.clone(), max_body_bytes),
+        )
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // Dashboard pages of JSON compress several-fold.
         .layer(tower_http::compression::CompressionLayer::new())
@@ -279,8 +283,8 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Prometheus text exposition. For now only the spec store and its cache are
-/// counted; the counters live with the store so every backend is measured alike.
+/// Prometheus text exposition. The spec store counters live with the store's
+/// cache, so every backend (gcs, fs, memory) is measured alike.
 async fn metrics(State(state): State<HttpState>) -> Response {
     let mut body = state
         .services

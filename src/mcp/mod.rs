@@ -1,0 +1,106 @@
+//! The seed's plan tools for AI assistants, over the Model Context Protocol
+//! (Streamable HTTP) at `/mcp`, beside GraphQL on the same server.
+//!
+//! Only a transport: tools parse arguments, call the same [`Services`] use
+//! cases as the GraphQL resolvers and format what they return, so a change
+//! made here reaches GraphQL queries and `planEvents` subscribers at once.
+
+mod tools;
+mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::json;
+
+pub use tools::PlanTools;
+
+use crate::auth::bearer_token;
+use crate::error::{AppError, AppResult};
+use crate::service::{Services, Viewer};
+
+/// The `/mcp` endpoint: the MCP service behind API-key authentication.
+///
+/// Stateless (no `Mcp-Session-Id`): every POST carries its own key and is
+/// answered on its own, so several instances behind a load balancer serve one
+/// client without sticky sessions, and no long-lived stream holds up a
+/// graceful shutdown. Answers are plain JSON whenever a tool sends no
+/// progress notifications, which none of ours do.
+pub fn service(services: Services, max_body_bytes: usize) -> Router {
+    let tools = PlanTools::new(services.clone());
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_max_request_body_bytes(max_body_bytes)
+        // The Host allow-list guards local servers against DNS rebinding: a
+        // web page that reaches the server through the victim's browser.
+        // Here every request needs an API key, which such a page does not
+        // have, and the server runs under whatever host name it is deployed
+        // with, so the loopback-only default would only refuse real clients.
+        .disable_allowed_hosts();
+    let mcp = StreamableHttpService::new(
+        move || Ok(tools.clone()),
+        Arc::new(NeverSessionManager::default()),
+        config,
+    );
+    Router::new()
+        .fallback_service(mcp)
+        .layer(from_fn_with_state(services, require_api_key))
+}
+
+/// Refuses a request without a valid API key with HTTP 401 before any MCP
+/// processing, as MCP clients expect of an HTTP transport; otherwise hands the
+/// caller on to the tools in the request's extensions.
+async fn require_api_key(
+    State(services): State<Services>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match authenticate(&services, request.headers()).await {
+        Ok(viewer) => {
+            request.extensions_mut().insert(viewer);
+            next.run(request).await
+        }
+        Err(error) => refusal(&error),
+    }
+}
+
+/// The caller named by the request's `Authorization: Bearer <API key>`.
+async fn authenticate(services: &Services, headers: &HeaderMap) -> AppResult<Viewer> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer_token)
+        .ok_or_else(|| {
+            AppError::Unauthenticated(
+                "The MCP endpoint needs an API key: send Authorization: Bearer pg_…".into(),
+            )
+        })?;
+    services.authenticate(token).await
+}
+
+/// A short JSON body for a request refused before MCP: 401 with the Bearer
+/// challenge for a missing or bad key, 503/500 when the key could not be
+/// checked at all (so a client retries rather than asks for a new key).
+fn refusal(error: &AppError) -> Response {
+    let status = match error {
+        AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        AppError::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let body = json!({ "error": { "code": error.code(), "message": error.message() } });
+    let mut response = (status, axum::Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"plangraph\""),
+        );
+    }
+    response
+}

@@ -1,0 +1,1270 @@
+//! The tools: the seed's names, snake_case parameters, descriptions and
+//! texts. Each tool parses its arguments, calls one service use case (the
+//! same as the GraphQL mutation or query of that name) and formats the
+//! result; the workflow rules stay in `workflow.rs` and `service/`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::http::request::Parts;
+use rmcp::handler::server::common::schema_for_empty_input;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::{
+    Extension, schema_for_input, schema_for_output, schema_for_type,
+};
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use rmcp::schemars::{self, JsonSchema};
+use rmcp::{ServerHandler, tool, tool_handler, tool_router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::views::{
+    FeatureRef, FeatureView, PlanView, ProjectRef, ProjectView, Related, Status, Text, VersionView,
+    counts_by_name, counts_text, json_time, text_time,
+};
+use crate::error::{AppError, AppResult};
+use crate::service::features::FeatureUpdate;
+use crate::service::pagination::Window;
+use crate::service::plans::{PlanFilter, PlanSort, status_of};
+use crate::service::{Services, Viewer, parse_id};
+use crate::workflow::{PlanStatus, SubmitTarget};
+use entity::{feature, plan, project};
+
+/// The longest list one call returns (the service's largest page); the
+/// text says so when there is more, and filters narrow the list.
+const LIST_LIMIT: i32 = 100;
+
+const CREATE_PLAN: &str = "Create a new implementation plan for a feature. Plans contain technical specifications and guide developers through implementation. Plans start in draft status so they can be reviewed; set status to ready (here, or later with set_plan_status) when workers may claim them. Read the feature's spec with get_feature first.";
+const LIST_PLANS: &str = "List implementation plans with optional filtering by project, feature, or status. Useful for finding available work or tracking plan progress. Auto-filtered by project membership; oldest first, at most 100 per call.";
+const GET_PLAN: &str = "Get detailed plan information including full specification content fetched from cloud storage. Use this before starting work to understand implementation requirements.";
+const UPDATE_PLAN: &str = "Update plan specification content as work progresses. Only the claiming user can update a plan. Automatically updates last_activity_at to prevent stalling; a claimed plan moves to in_progress. Plans with no activity for the stale threshold (24 hours by default) are marked stalled.";
+const SET_PLAN_STATUS: &str = "Change plan status following valid status transitions. Used to mark plans ready, transition through workflow states, or mark work complete/failed. Allowed: draft -> ready, ready -> draft, review -> completed (creates a new feature version) or in_progress (back to the worker), stalled -> ready, and claimed/in_progress/stalled/review -> failed. Claiming, releasing and submitting have their own tools.";
+const CLAIM_PLAN: &str = "Claim an available implementation plan to work on it. Plan must be in ready status and not already claimed by another user.";
+const RELEASE_PLAN: &str = "Release a claimed plan back to ready status, allowing other users to claim it. Useful when you need to abandon work without completing it. Only the claimer or a project owner can release a plan.";
+const SUBMIT_WORK: &str = "Submit completed work for an implementation plan with artifacts and choose target status. Automatically creates a new feature version when status is set to completed. Only the claimer can submit; the claim is released.";
+const CREATE_FEATURE: &str = "Create a feature (what to build) in a project, with its specification in markdown. A feature starts at version v1; every completed plan creates the next version. Write implementation plans for it with create_plan.";
+const LIST_FEATURES: &str = "List the features of a project with their current version and how many plans they have in each status.";
+const GET_FEATURE: &str = "Get a feature (what to build) with its full specification fetched from cloud storage. Read it before writing an implementation plan.";
+const UPDATE_FEATURE: &str = "Update a feature's specification, and optionally its title and description. By default this amends the current version; with new_version: true it creates the next version instead.";
+const LIST_FEATURE_VERSIONS: &str =
+    "List a feature's versions: which plan implemented each version, who did the work, and when.";
+const LIST_PROJECTS: &str = "List the projects you are a member of, with your role and how many plans each has per status. Start here to find project ids.";
+
+/// The status a new plan starts in.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(inline)]
+enum InitialStatus {
+    #[default]
+    Draft,
+    Ready,
+}
+
+/// Where submitted work goes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(inline)]
+enum SubmitStatus {
+    Review,
+    Completed,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CreatePlanArgs {
+    /// UUID of the feature this plan implements
+    feature_id: String,
+    /// Short descriptive title for the plan
+    title: String,
+    /// Brief description of the implementation approach
+    description: Option<String>,
+    /// Detailed technical specification in markdown with implementation details
+    spec_content: String,
+    /// Initial status: draft or ready (default: draft)
+    #[serde(default)]
+    status: InitialStatus,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ListPlansArgs {
+    /// Filter plans by project UUID
+    project_id: Option<String>,
+    /// Filter plans by feature UUID
+    feature_id: Option<String>,
+    /// Filter by status: draft, ready, claimed, in_progress, stalled, review, completed, or failed
+    status_filter: Option<Status>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct GetPlanArgs {
+    /// UUID of the plan to retrieve
+    plan_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct UpdatePlanArgs {
+    /// UUID of the plan to update
+    plan_id: String,
+    /// Updated markdown content with progress notes and implementation details
+    spec_content: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SetPlanStatusArgs {
+    /// UUID of the plan to update
+    plan_id: String,
+    /// New status: draft, ready, claimed, in_progress, stalled, review, completed, or failed
+    status: Status,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ClaimPlanArgs {
+    /// UUID of the plan to claim
+    plan_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ReleasePlanArgs {
+    /// UUID of the plan to release
+    plan_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SubmitWorkArgs {
+    /// UUID of the plan to submit work for
+    plan_id: String,
+    /// Flexible markdown with PR links, file paths, test results, deployment notes, or any work artifacts
+    artifacts_markdown: String,
+    /// Target status: review (needs approval) or completed (work pushed to main)
+    status: SubmitStatus,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateFeatureArgs {
+    /// UUID of the project the feature belongs to
+    project_id: String,
+    /// Short descriptive title for the feature
+    title: String,
+    /// Brief summary of the feature
+    description: Option<String>,
+    /// What to build, in markdown: requirements and acceptance criteria (plans say how)
+    spec_content: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ListFeaturesArgs {
+    /// UUID of the project whose features to list
+    project_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct GetFeatureArgs {
+    /// UUID of the feature to retrieve
+    feature_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct UpdateFeatureArgs {
+    /// UUID of the feature to update
+    feature_id: String,
+    /// The feature's new specification in markdown
+    spec_content: String,
+    /// New title; unchanged when omitted
+    title: Option<String>,
+    /// New description; unchanged when omitted
+    description: Option<String>,
+    /// true creates the next feature version with this spec; false (default) amends the current version
+    #[serde(default)]
+    new_version: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ListFeatureVersionsArgs {
+    /// UUID of the feature whose version history to list
+    feature_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+/// One plan (create_plan, get_plan, update_plan, claim_plan).
+#[derive(Serialize, JsonSchema)]
+struct PlanResult {
+    plan: PlanView,
+}
+
+/// A plan after a status change (set_plan_status, release_plan, submit_work).
+#[derive(Serialize, JsonSchema)]
+struct PlanChangeResult {
+    plan: PlanView,
+    /// The status the plan had just before this call.
+    previous_status: Status,
+    /// The feature version a completion created; null otherwise.
+    feature_version: Option<VersionView>,
+}
+
+/// list_plans.
+#[derive(Serialize, JsonSchema)]
+struct PlanListResult {
+    plans: Vec<PlanView>,
+    /// How many plans match in all.
+    total: u64,
+    /// More plans match than this list holds; narrow the filters.
+    truncated: bool,
+}
+
+/// One feature (create_feature, get_feature, update_feature).
+#[derive(Serialize, JsonSchema)]
+struct FeatureResult {
+    feature: FeatureView,
+}
+
+/// list_features.
+#[derive(Serialize, JsonSchema)]
+struct FeatureListResult {
+    features: Vec<FeatureView>,
+    /// How many features the project has in all.
+    total: u64,
+    /// More features exist than this list holds.
+    truncated: bool,
+}
+
+/// list_feature_versions.
+#[derive(Serialize, JsonSchema)]
+struct VersionListResult {
+    feature: FeatureRef,
+    /// Oldest first.
+    versions: Vec<VersionView>,
+}
+
+/// list_projects.
+#[derive(Serialize, JsonSchema)]
+struct ProjectListResult {
+    projects: Vec<ProjectView>,
+}
+
+/// A tool's success: the seed's text for people and the JSON for programs.
+struct Reply {
+    text: String,
+    data: serde_json::Value,
+}
+
+impl Reply {
+    fn new(text: &Text, data: &impl Serialize) -> AppResult<Reply> {
+        let data = serde_json::to_value(data).map_err(|error| {
+            AppError::Internal(format!("cannot serialize a tool result: {error}"))
+        })?;
+        Ok(Reply {
+            text: text.finish(),
+            data,
+        })
+    }
+
+    fn into_result(self) -> CallToolResult {
+        let mut result = CallToolResult::structured(self.data);
+        result.content = vec![ContentBlock::text(self.text)];
+        result
+    }
+}
+
+/// A tool error the assistant sees and can act on (`isError: true`), its
+/// text starting with the code as the seed writes them:
+/// `CONFLICT: Plan already claimed by another user …`.
+fn error_result(error: &AppError) -> CallToolResult {
+    let text = format!("{}: {}", error.code(), error.message());
+    CallToolResult::error(vec![ContentBlock::text(text)])
+}
+
+/// Arguments are parsed here rather than by rmcp's `Parameters` so that a
+/// malformed call is a tool error (`BAD_USER_INPUT: …`) the model reads and
+/// corrects, not a JSON-RPC error that clients tend to hide from it.
+fn parse_arguments<A: DeserializeOwned>(tool: &str, arguments: JsonObject) -> AppResult<A> {
+    serde_json::from_value(serde_json::Value::Object(arguments)).map_err(|error| {
+        AppError::BadUserInput(format!(
+            "Invalid arguments for {tool}: {error}; see the tool's input schema"
+        ))
+    })
+}
+
+/// The JSON schema of a tool's arguments. A type rmcp refuses (one that is
+/// not an object) would be a bug that the unit tests catch; falling back to
+/// the plain schema keeps the server from panicking over it at start.
+fn input<T: JsonSchema + 'static>() -> Arc<JsonObject> {
+    schema_for_input::<T>().unwrap_or_else(|_| schema_for_type::<T>())
+}
+
+fn output<T: JsonSchema + 'static>() -> Arc<JsonObject> {
+    schema_for_output::<T>()
+}
+
+/// `id` as a UUID, named by its MCP parameter when it is not one.
+fn optional_id(parameter: &str, id: Option<&str>) -> AppResult<Option<Uuid>> {
+    id.map(|id| parse_id(parameter, id)).transpose()
+}
+
+/// The MCP server: one per request (it is stateless), cheap to clone.
+#[derive(Clone)]
+pub struct PlanTools {
+    services: Services,
+    tool_router: Arc<ToolRouter<PlanTools>>,
+}
+
+#[tool_router]
+impl PlanTools {
+    pub fn new(services: Services) -> PlanTools {
+        PlanTools {
+            services,
+            tool_router: Arc::new(Self::tool_router()),
+        }
+    }
+
+    #[tool(description = CREATE_PLAN, input_schema = input::<CreatePlanArgs>(), output_schema = output::<PlanResult>())]
+    async fn create_plan(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("create_plan", &request, arguments, |viewer, args| {
+            self.create_plan_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = LIST_PLANS, input_schema = input::<ListPlansArgs>(), output_schema = output::<PlanListResult>(), annotations(read_only_hint = true))]
+    async fn list_plans(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("list_plans", &request, arguments, |viewer, args| {
+            self.list_plans_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = GET_PLAN, input_schema = input::<GetPlanArgs>(), output_schema = output::<PlanResult>(), annotations(read_only_hint = true))]
+    async fn get_plan(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("get_plan", &request, arguments, |viewer, args| {
+            self.get_plan_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = UPDATE_PLAN, input_schema = input::<UpdatePlanArgs>(), output_schema = output::<PlanResult>())]
+    async fn update_plan(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("update_plan", &request, arguments, |viewer, args| {
+            self.update_plan_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = SET_PLAN_STATUS, input_schema = input::<SetPlanStatusArgs>(), output_schema = output::<PlanChangeResult>())]
+    async fn set_plan_status(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("set_plan_status", &request, arguments, |viewer, args| {
+            self.set_plan_status_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = CLAIM_PLAN, input_schema = input::<ClaimPlanArgs>(), output_schema = output::<PlanResult>())]
+    async fn claim_plan(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("claim_plan", &request, arguments, |viewer, args| {
+            self.claim_plan_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = RELEASE_PLAN, input_schema = input::<ReleasePlanArgs>(), output_schema = output::<PlanChangeResult>())]
+    async fn release_plan(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("release_plan", &request, arguments, |viewer, args| {
+            self.release_plan_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = SUBMIT_WORK, input_schema = input::<SubmitWorkArgs>(), output_schema = output::<PlanChangeResult>())]
+    async fn submit_work(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("submit_work", &request, arguments, |viewer, args| {
+            self.submit_work_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = CREATE_FEATURE, input_schema = input::<CreateFeatureArgs>(), output_schema = output::<FeatureResult>())]
+    async fn create_feature(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("create_feature", &request, arguments, |viewer, args| {
+            self.create_feature_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = LIST_FEATURES, input_schema = input::<ListFeaturesArgs>(), output_schema = output::<FeatureListResult>(), annotations(read_only_hint = true))]
+    async fn list_features(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("list_features", &request, arguments, |viewer, args| {
+            self.list_features_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = GET_FEATURE, input_schema = input::<GetFeatureArgs>(), output_schema = output::<FeatureResult>(), annotations(read_only_hint = true))]
+    async fn get_feature(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("get_feature", &request, arguments, |viewer, args| {
+            self.get_feature_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = UPDATE_FEATURE, input_schema = input::<UpdateFeatureArgs>(), output_schema = output::<FeatureResult>())]
+    async fn update_feature(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("update_feature", &request, arguments, |viewer, args| {
+            self.update_feature_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = LIST_FEATURE_VERSIONS, input_schema = input::<ListFeatureVersionsArgs>(), output_schema = output::<VersionListResult>(), annotations(read_only_hint = true))]
+    async fn list_feature_versions(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run(
+            "list_feature_versions",
+            &request,
+            arguments,
+            |viewer, args| self.list_feature_versions_reply(viewer, args),
+        )
+        .await
+    }
+
+    #[tool(description = LIST_PROJECTS, input_schema = schema_for_empty_input(), output_schema = output::<ProjectListResult>(), annotations(read_only_hint = true))]
+    async fn list_projects(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("list_projects", &request, arguments, |viewer, _: NoArgs| {
+            self.list_projects_reply(viewer)
+        })
+        .await
+    }
+}
+
+#[tool_handler(
+    router = self.tool_router,
+    name = "plangraph",
+    instructions = "plangraph: plan-driven development. Projects hold features (what to build) and implementation plans (how to build it). A plan moves draft -> ready -> claimed -> in_progress -> review -> completed; completing it creates a new feature version. Typical flow: list_projects, get_feature, create_plan, set_plan_status ready, list_plans status_filter ready, get_plan, claim_plan, update_plan as you work, submit_work. Ids are UUIDs. Errors start with a code: FORBIDDEN, NOT_FOUND, CONFLICT, INVALID_TRANSITION, BAD_USER_INPUT."
+)]
+impl ServerHandler for PlanTools {}
+
+impl PlanTools {
+    /// Parses the arguments, finds the caller, runs `work` and turns its
+    /// outcome into a tool result; every tool goes through here.
+    async fn run<A, F, Fut>(
+        &self,
+        tool: &'static str,
+        request: &Parts,
+        arguments: JsonObject,
+        work: F,
+    ) -> CallToolResult
+    where
+        A: DeserializeOwned,
+        F: FnOnce(Viewer, A) -> Fut,
+        Fut: Future<Output = AppResult<Reply>>,
+    {
+        let started = Instant::now();
+        let outcome = async {
+            let args = parse_arguments::<A>(tool, arguments)?;
+            let viewer = self.viewer(request).await?;
+            work(viewer, args).await
+        }
+        .await;
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match outcome {
+            Ok(reply) => {
+                tracing::info!(tool, duration_ms, "mcp tool call");
+                reply.into_result()
+            }
+            Err(error) => {
+                tracing::info!(tool, duration_ms, error = error.code(), "mcp tool call");
+                error_result(&error)
+            }
+        }
+    }
+
+    /// The caller: the API key's user, which `/mcp`'s middleware authenticated
+    /// from this very request's `Authorization` header and left in its
+    /// extensions. Should the tools ever be served without that middleware,
+    /// the header is authenticated here instead, so no call runs anonymously.
+    async fn viewer(&self, request: &Parts) -> AppResult<Viewer> {
+        match request.extensions.get::<Viewer>() {
+            Some(viewer) => Ok(viewer.clone()),
+            None => super::authenticate(&self.services, &request.headers).await,
+        }
+    }
+
+    /// A spec document from the store, as `Plan.spec` and `Feature.spec` read it.
+    async fn spec_text(&self, key: &str) -> AppResult<String> {
+        let bytes = self.services.specs.get(key).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn one_plan(&self, plan: &plan::Model, more_users: &[Uuid]) -> AppResult<Related> {
+        Related::of_plans(&self.services, std::slice::from_ref(plan), more_users).await
+    }
+
+    async fn create_plan_reply(&self, viewer: Viewer, args: CreatePlanArgs) -> AppResult<Reply> {
+        let status = match args.status {
+            InitialStatus::Draft => PlanStatus::Draft,
+            InitialStatus::Ready => PlanStatus::Ready,
+        };
+        let plan = self
+            .services
+            .create_plan(
+                &viewer,
+                &args.feature_id,
+                &args.title,
+                args.description,
+                &args.spec_content,
+                status,
+            )
+            .await?;
+        let view = self.one_plan(&plan, &[]).await?.plan_view(&plan)?;
+        let mut text = Text::headline("✓ Implementation Plan created successfully!");
+        text.field("Plan", &plan.title)
+            .field("ID", plan.id)
+            .field("Feature ID", plan.feature_id)
+            .field("Status", status.as_str())
+            .optional_field("Description", plan.description.as_deref())
+            .field("Created", text_time(plan.created_at))
+            .blank();
+        text.line(match status {
+            PlanStatus::Draft => {
+                "The plan is in draft status. Review the specification and mark it as ready when you're satisfied."
+            }
+            _ => "The plan is ready: workers can claim it now.",
+        });
+        Reply::new(&text, &PlanResult { plan: view })
+    }
+
+    async fn list_plans_reply(&self, viewer: Viewer, args: ListPlansArgs) -> AppResult<Reply> {
+        let status = args.status_filter.map(PlanStatus::from);
+        let filter = PlanFilter {
+            project: optional_id("project_id", args.project_id.as_deref())?,
+            feature: optional_id("feature_id", args.feature_id.as_deref())?,
+            statuses: status.into_iter().collect(),
+            ..PlanFilter::default()
+        };
+        let window = Window::new(Some(LIST_LIMIT), None, None, None, false)?;
+        let (page, total) = futures::try_join!(
+            self.services
+                .list_plans(&viewer, &filter, PlanSort::CreatedAt, &window),
+            self.services.count_plans(&viewer, &filter),
+        )?;
+        let plans = page.rows;
+        let related = Related::of_plans(&self.services, &plans, &[]).await?;
+        let views = plans
+            .iter()
+            .map(|plan| related.plan_view(plan))
+            .collect::<AppResult<Vec<_>>>()?;
+        let feature_title = match (filter.feature, plans.first()) {
+            (Some(_), Some(plan)) => Some(related.feature(plan.feature_id)?.title.as_str()),
+            _ => None,
+        };
+        let mut text = Text::headline(format!(
+            "✓ {} ({total}):",
+            list_heading(status, feature_title)
+        ));
+        if plans.is_empty() {
+            text.line("No plans match.");
+        }
+        for (number, plan) in plans.iter().enumerate() {
+            let feature = related.feature(plan.feature_id)?;
+            let project = related.project(plan.project_id)?;
+            let status = status_of(plan)?;
+            text.line(format!("{}. {}", number + 1, plan.title))
+                .line(format!("   ID: {}", plan.id))
+                .line(format!(
+                    "   Feature: {} (v{})",
+                    feature.title, feature.current_version
+                ))
+                .line(format!("   Project: {}", project.name))
+                .line(format!("   Status: {}", status.as_str()));
+            if let Some(claimer) = plan.claimed_by {
+                text.line(format!("   Claimed by: {}", related.user(claimer)?.email));
+            }
+            if let Some(at) = plan.claimed_at {
+                text.line(format!("   Claimed at: {}", text_time(at)));
+            }
+            if status.is_worked_on() {
+                text.line(format!(
+                    "   Last Activity: {}",
+                    text_time(plan.last_activity_at)
+                ));
+            }
+            if let Some(version) = plan.implemented_version {
+                text.line(format!("   Implemented Version: v{version}"));
+            }
+            text.line(format!("   Created: {}", text_time(plan.created_at)))
+                .blank();
+        }
+        let truncated = total > plans.len() as u64;
+        if truncated {
+            text.line(format!(
+                "Showing the first {} of {total}; narrow the list with project_id, feature_id or status_filter.",
+                plans.len()
+            ));
+        }
+        Reply::new(
+            &text,
+            &PlanListResult {
+                plans: views,
+                total,
+                truncated,
+            },
+        )
+    }
+
+    async fn get_plan_reply(&self, viewer: Viewer, args: GetPlanArgs) -> AppResult<Reply> {
+        let plan = self.services.plan(&viewer, &args.plan_id).await?;
+        let (related, spec) =
+            futures::try_join!(self.one_plan(&plan, &[]), self.spec_text(&plan.spec_key))?;
+        let feature = related.feature(plan.feature_id)?;
+        let mut text = Text::headline(format!("✓ Plan: {}", plan.title));
+        text.field("ID", plan.id)
+            .field("Feature", format!("{} ({})", feature.title, feature.id))
+            .field("Project", &related.project(plan.project_id)?.name)
+            .field("Status", status_of(&plan)?.as_str());
+        if let Some(claimer) = plan.claimed_by {
+            text.field("Claimed by", &related.user(claimer)?.email)
+                .optional_field("Claimed at", plan.claimed_at.map(text_time))
+                .field("Last Activity", text_time(plan.last_activity_at));
+        }
+        if let Some(submitter) = plan.submitted_by {
+            text.field("Submitted by", &related.user(submitter)?.email);
+        }
+        text.optional_field(
+            "Implemented Version",
+            plan.implemented_version
+                .map(|version| format!("v{version}")),
+        )
+        .field("Created", text_time(plan.created_at))
+        .field("Updated", text_time(plan.updated_at));
+        if let Some(description) = &plan.description {
+            text.block("Description", description);
+        }
+        text.blank()
+            .line("Specification Content:")
+            .blank()
+            .line(spec.trim_end());
+        if let Some(artifacts) = &plan.work_artifacts {
+            text.block("Work Artifacts", artifacts);
+        }
+        let mut view = related.plan_view(&plan)?;
+        view.spec_content = Some(spec);
+        Reply::new(&text, &PlanResult { plan: view })
+    }
+
+    async fn update_plan_reply(&self, viewer: Viewer, args: UpdatePlanArgs) -> AppResult<Reply> {
+        let plan = self
+            .services
+            .update_plan(&viewer, &args.plan_id, &args.spec_content)
+            .await?;
+        let mut view = self.one_plan(&plan, &[]).await?.plan_view(&plan)?;
+        view.spec_content = Some(args.spec_content);
+        let mut text = Text::headline("✓ Plan updated successfully!");
+        text.field("Plan", &plan.title)
+            .field("ID", plan.id)
+            .field("Status", status_of(&plan)?.as_str())
+            .field("Last Activity", text_time(plan.last_activity_at))
+            .field("Updated", text_time(plan.updated_at))
+            .blank()
+            .line("The plan specification has been updated with your latest progress.");
+        Reply::new(&text, &PlanResult { plan: view })
+    }
+
+    async fn set_plan_status_reply(
+        &self,
+        viewer: Viewer,
+        args: SetPlanStatusArgs,
+    ) -> AppResult<Reply> {
+        // Read first only to say what the status was; the change itself is
+        // decided on fresh state by the service.
+        let before = self.services.plan(&viewer, &args.plan_id).await?;
+        let outcome = self
+            .services
+            .set_plan_status(&viewer, &args.plan_id, args.status.into())
+            .await?;
+        let (plan, version) = (outcome.plan, outcome.version);
+        let implementer: Vec<Uuid> = version.iter().filter_map(|v| v.implemented_by).collect();
+        let related = self.one_plan(&plan, &implementer).await?;
+        let status = status_of(&plan)?;
+        let completed = status == PlanStatus::Completed;
+        let mut text = Text::headline(if completed {
+            "✓ Plan completed!"
+        } else {
+            "✓ Plan status updated!"
+        });
+        text.field("Plan", &plan.title)
+            .field("ID", plan.id)
+            .field(
+                "Status",
+                format!("{} (was: {})", status.as_str(), before.status),
+            )
+            .field("Updated", text_time(plan.updated_at));
+        if let Some(version) = &version {
+            text.field(
+                "Implemented Version",
+                format!("v{} (created)", version.version),
+            );
+        }
+        text.blank();
+        match status {
+            PlanStatus::Completed => {
+                text.line(
+                    "A new feature version has been created and linked to this implementation.",
+                )
+                .line("The plan is now released and available for reference.");
+            }
+            PlanStatus::Ready => {
+                text.line("The plan is now available for workers to claim.");
+            }
+            PlanStatus::Draft => {
+                text.line("The plan is back in draft; workers cannot claim it until it is marked ready again.");
+            }
+            PlanStatus::InProgress => {
+                let worker = plan
+                    .claimed_by
+                    .map(|id| related.user(id).map(|user| user.email.clone()))
+                    .transpose()?
+                    .unwrap_or_default();
+                text.line(format!(
+                    "The plan is back in progress; the claim returned to {worker}."
+                ));
+            }
+            PlanStatus::Failed => {
+                text.line("The plan is marked failed and its claim released; its artifacts are kept for reference.");
+            }
+            _ => {}
+        }
+        self.change_reply(&text, &related, &plan, &before, version.as_ref())
+    }
+
+    async fn claim_plan_reply(&self, viewer: Viewer, args: ClaimPlanArgs) -> AppResult<Reply> {
+        let plan = self.services.claim_plan(&viewer, &args.plan_id).await?;
+        let related = self.one_plan(&plan, &[]).await?;
+        let feature = related.feature(plan.feature_id)?;
+        let mut text = Text::headline("✓ Plan claimed successfully!");
+        text.field("Plan", &plan.title)
+            .field("ID", plan.id)
+            .field("Feature", format!("{} ({})", feature.title, feature.id))
+            .field("Status", status_of(&plan)?.as_str())
+            .field("Claimed by", format!("you ({})", viewer.user.email))
+            .optional_field("Claimed at", plan.claimed_at.map(text_time))
+            .blank()
+            .line("You can now start working on this plan. Update the plan spec as you make progress.");
+        let view = related.plan_view(&plan)?;
+        Reply::new(&text, &PlanResult { plan: view })
+    }
+
+    async fn release_plan_reply(&self, viewer: Viewer, args: ReleasePlanArgs) -> AppResult<Reply> {
+        let before = self.services.plan(&viewer, &args.plan_id).await?;
+        let plan = self.services.release_plan(&viewer, &args.plan_id).await?;
+        let related = self.one_plan(&plan, &[]).await?;
+        let mut text = Text::headline("✓ Plan released successfully!");
+        text.field("Plan", &plan.title)
+            .field("ID", plan.id)
+            .field(
+                "Status",
+                format!("{} (was: {})", status_of(&plan)?.as_str(), before.status),
+            )
+            .field("Claimed by", "null")
+            .field("Updated", text_time(plan.updated_at))
+            .blank()
+            .line("The plan is now available for other workers to claim.");
+        self.change_reply(&text, &related, &plan, &before, None)
+    }
+
+    async fn submit_work_reply(&self, viewer: Viewer, args: SubmitWorkArgs) -> AppResult<Reply> {
+        let target = match args.status {
+            SubmitStatus::Review => SubmitTarget::Review,
+            SubmitStatus::Completed => SubmitTarget::Completed,
+        };
+        let before = self.services.plan(&viewer, &args.plan_id).await?;
+        let outcome = self
+            .services
+            .submit_work(&viewer, &args.plan_id, &args.artifacts_markdown, target)
+            .await?;
+        let (plan, version) = (outcome.plan, outcome.version);
+        let implementer: Vec<Uuid> = version.iter().filter_map(|v| v.implemented_by).collect();
+        let related = self.one_plan(&plan, &implementer).await?;
+        let status = format!("{} (was: {})", status_of(&plan)?.as_str(), before.status);
+        let text = match &version {
+            None => {
+                let mut text = Text::headline("✓ Work submitted for review!");
+                text.field("Plan", &plan.title)
+                    .field("ID", plan.id)
+                    .field("Status", status)
+                    .field("Last Activity", text_time(plan.last_activity_at))
+                    .field("Updated", text_time(plan.updated_at))
+                    .block("Work Artifacts", &args.artifacts_markdown)
+                    .blank()
+                    .line("The plan is now awaiting approval. Once approved, use set_plan_status to mark it completed.");
+                text
+            }
+            Some(version) => {
+                let feature = related.feature(plan.feature_id)?;
+                let implementer = version
+                    .implemented_by
+                    .map(|id| related.user(id).map(|user| user.email.clone()))
+                    .transpose()?
+                    .unwrap_or_default();
+                let mut text = Text::headline("✓ Implementation completed!");
+                text.field("Plan", &plan.title)
+                    .field("ID", plan.id)
+                    .field("Status", status)
+                    .field(
+                        "Implemented Version",
+                        format!("v{} (created automatically)", version.version),
+                    )
+                    .field("Updated", text_time(plan.updated_at))
+                    .blank()
+                    .line("A new feature version has been created:")
+                    .line(format!("- Feature: {}", feature.title))
+                    .line(format!("- Version: v{}", version.version))
+                    .line(format!("- Implemented by: {implementer}"))
+                    .line(format!(
+                        "- Implementation timestamp: {}",
+                        text_time(version.created_at)
+                    ))
+                    .blank()
+                    .line("The implementation is now part of the feature history.");
+                text
+            }
+        };
+        self.change_reply(&text, &related, &plan, &before, version.as_ref())
+    }
+
+    fn change_reply(
+        &self,
+        text: &Text,
+        related: &Related,
+        plan: &plan::Model,
+        before: &plan::Model,
+        version: Option<&entity::feature_version::Model>,
+    ) -> AppResult<Reply> {
+        let plans = HashMap::from([(plan.id, plan.clone())]);
+        let result = PlanChangeResult {
+            plan: related.plan_view(plan)?,
+            previous_status: status_of(before)?.into(),
+            feature_version: version
+                .map(|version| related.version_view(version, &plans))
+                .transpose()?,
+        };
+        Reply::new(text, &result)
+    }
+
+    async fn create_feature_reply(
+        &self,
+        viewer: Viewer,
+        args: CreateFeatureArgs,
+    ) -> AppResult<Reply> {
+        let feature = self
+            .services
+            .create_feature(
+                &viewer,
+                &args.project_id,
+                &args.title,
+                args.description,
+                &args.spec_content,
+            )
+            .await?;
+        let project = self.services.find_project(feature.project_id).await?;
+        let mut text = Text::headline("✓ Feature created successfully!");
+        text.field("Feature", &feature.title)
+            .field("ID", feature.id)
+            .field("Project", format!("{} ({})", project.name, project.id))
+            .field("Version", format!("v{}", feature.current_version))
+            .optional_field("Description", feature.description.as_deref())
+            .field("Created", text_time(feature.created_at))
+            .blank()
+            .line(format!(
+                "Write implementation plans for it with create_plan (feature_id: {}).",
+                feature.id
+            ));
+        let view = feature_view(&feature, &project, &HashMap::new(), None);
+        Reply::new(&text, &FeatureResult { feature: view })
+    }
+
+    async fn list_features_reply(
+        &self,
+        viewer: Viewer,
+        args: ListFeaturesArgs,
+    ) -> AppResult<Reply> {
+        let project = self.services.project(&viewer, &args.project_id).await?;
+        let window = Window::new(Some(LIST_LIMIT), None, None, None, false)?;
+        let (page, total) = futures::try_join!(
+            self.services.list_features(project.id, &window),
+            self.services.count_features(project.id),
+        )?;
+        let features = page.rows;
+        let ids: Vec<Uuid> = features.iter().map(|feature| feature.id).collect();
+        let counts = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.services.plan_counts_by_feature(&ids).await?
+        };
+        let mut text = Text::headline(format!("✓ Features of {} ({total}):", project.name));
+        if features.is_empty() {
+            text.line("No features yet; add one with create_feature.");
+        }
+        let mut views = Vec::with_capacity(features.len());
+        for (number, feature) in features.iter().enumerate() {
+            let view = feature_view(feature, &project, &counts, None);
+            text.line(format!("{}. {}", number + 1, feature.title))
+                .line(format!("   ID: {}", feature.id))
+                .line(format!("   Version: v{}", feature.current_version))
+                .line(format!("   Plans: {}", counts_text(&view.plan_counts)))
+                .line(format!("   Updated: {}", text_time(feature.updated_at)))
+                .blank();
+            views.push(view);
+        }
+        let truncated = total > features.len() as u64;
+        if truncated {
+            text.line(format!(
+                "Showing the first {} of {total} features.",
+                features.len()
+            ));
+        }
+        Reply::new(
+            &text,
+            &FeatureListResult {
+                features: views,
+                total,
+                truncated,
+            },
+        )
+    }
+
+    async fn get_feature_reply(&self, viewer: Viewer, args: GetFeatureArgs) -> AppResult<Reply> {
+        let feature = self.services.feature(&viewer, &args.feature_id).await?;
+        let ids = [feature.id];
+        let (project, counts, spec) = futures::try_join!(
+            self.services.find_project(feature.project_id),
+            self.services.plan_counts_by_feature(&ids),
+            self.spec_text(&feature.spec_key),
+        )?;
+        let view = feature_view(&feature, &project, &counts, Some(spec.clone()));
+        let mut text = Text::headline(format!("✓ Feature: {}", feature.title));
+        text.field("ID", feature.id)
+            .field("Project", format!("{} ({})", project.name, project.id))
+            .field("Version", format!("v{}", feature.current_version))
+            .field("Plans", counts_text(&view.plan_counts))
+            .field("Created", text_time(feature.created_at))
+            .field("Updated", text_time(feature.updated_at));
+        if let Some(description) = &feature.description {
+            text.block("Description", description);
+        }
+        text.blank()
+            .line("Specification Content:")
+            .blank()
+            .line(spec.trim_end());
+        Reply::new(&text, &FeatureResult { feature: view })
+    }
+
+    async fn update_feature_reply(
+        &self,
+        viewer: Viewer,
+        args: UpdateFeatureArgs,
+    ) -> AppResult<Reply> {
+        let update = FeatureUpdate {
+            title: args.title,
+            description: args.description,
+            spec_content: Some(args.spec_content),
+            new_version: args.new_version,
+        };
+        let feature = self
+            .services
+            .update_feature(&viewer, &args.feature_id, update)
+            .await?;
+        let project = self.services.find_project(feature.project_id).await?;
+        let version = feature.current_version;
+        let mut text = Text::headline(if args.new_version {
+            format!("✓ Feature updated: version v{version} created!")
+        } else {
+            "✓ Feature updated successfully!".to_owned()
+        });
+        text.field("Feature", &feature.title)
+            .field("ID", feature.id)
+            .field(
+                "Version",
+                if args.new_version {
+                    format!("v{version} (created)")
+                } else {
+                    format!("v{version} (amended)")
+                },
+            )
+            .field("Updated", text_time(feature.updated_at))
+            .blank()
+            .line(if args.new_version {
+                "The new version carries this specification; earlier versions keep theirs."
+            } else {
+                "The current version's specification was replaced; pass new_version: true to keep the old one as history."
+            });
+        let view = feature_view(&feature, &project, &HashMap::new(), None);
+        Reply::new(&text, &FeatureResult { feature: view })
+    }
+
+    async fn list_feature_versions_reply(
+        &self,
+        viewer: Viewer,
+        args: ListFeatureVersionsArgs,
+    ) -> AppResult<Reply> {
+        let feature = self.services.feature(&viewer, &args.feature_id).await?;
+        let versions = self.services.versions_of(feature.id).await?;
+        let plan_ids: Vec<Uuid> = versions
+            .iter()
+            .filter_map(|version| version.implemented_by_plan_id)
+            .collect();
+        let people: Vec<Uuid> = versions
+            .iter()
+            .filter_map(|version| version.implemented_by)
+            .collect();
+        let (plans, related) = futures::try_join!(
+            self.services.plans_by_ids(&plan_ids),
+            Related::of_plans(&self.services, &[], &people),
+        )?;
+        let plans: HashMap<Uuid, plan::Model> =
+            plans.into_iter().map(|plan| (plan.id, plan)).collect();
+        let mut text = Text::headline(format!(
+            "✓ Versions of {} ({}):",
+            feature.title,
+            versions.len()
+        ));
+        let mut views = Vec::with_capacity(versions.len());
+        for version in &versions {
+            let view = related.version_view(version, &plans)?;
+            text.line(format!("v{}", version.version));
+            match &view.implemented_by_plan {
+                Some(plan) => text.line(format!("   Plan: {} ({})", plan.title, plan.id)),
+                None if version.version == 1 => {
+                    text.line("   Plan: none (the feature's first version)")
+                }
+                None => text.line("   Plan: none (created with update_feature)"),
+            };
+            if let Some(person) = &view.implemented_by {
+                text.line(format!("   Implemented by: {}", person.email));
+            }
+            text.line(format!("   Created: {}", text_time(version.created_at)))
+                .blank();
+            views.push(view);
+        }
+        let result = VersionListResult {
+            feature: FeatureRef {
+                id: feature.id.to_string(),
+                title: feature.title.clone(),
+                current_version: feature.current_version,
+            },
+            versions: views,
+        };
+        Reply::new(&text, &result)
+    }
+
+    async fn list_projects_reply(&self, viewer: Viewer) -> AppResult<Reply> {
+        let projects = self.services.projects_of(&viewer).await?;
+        let ids: Vec<Uuid> = projects.iter().map(|project| project.id).collect();
+        let roles = futures::future::try_join_all(
+            ids.iter().map(|id| self.services.role_in(*id, viewer.id())),
+        );
+        let (counts, roles) = if ids.is_empty() {
+            (HashMap::new(), Vec::new())
+        } else {
+            futures::try_join!(self.services.plan_counts_by_project(&ids), roles)?
+        };
+        let mut text = Text::headline(format!("✓ Your Projects ({}):", projects.len()));
+        if projects.is_empty() {
+            text.line("You are not a member of any project yet; ask a project owner to add you.");
+        }
+        let mut views = Vec::with_capacity(projects.len());
+        for (number, (project, role)) in projects.iter().zip(roles).enumerate() {
+            let role = role.map(|role| role.as_str().to_owned());
+            let view = project_view(project, role.clone(), &counts);
+            text.line(format!("{}. {}", number + 1, project.name))
+                .line(format!("   ID: {}", project.id))
+                .line(format!("   Role: {}", role.as_deref().unwrap_or("none")))
+                .line(format!("   Plans: {}", counts_text(&view.plan_counts)));
+            if let Some(description) = &project.description {
+                text.line(format!("   Description: {description}"));
+            }
+            text.line(format!("   Created: {}", text_time(project.created_at)))
+                .blank();
+            views.push(view);
+        }
+        Reply::new(&text, &ProjectListResult { projects: views })
+    }
+}
+
+/// `Available Plans`, `Stalled Plans for User Authentication`, … as the
+/// seed's examples head their lists.
+fn list_heading(status: Option<PlanStatus>, feature_title: Option<&str>) -> String {
+    let base = match status {
+        None => "Plans",
+        Some(PlanStatus::Draft) => "Draft Plans",
+        Some(PlanStatus::Ready) => "Available Plans",
+        Some(PlanStatus::Claimed) => "Claimed Plans",
+        Some(PlanStatus::InProgress) => "In-Progress Plans",
+        Some(PlanStatus::Stalled) => "Stalled Plans",
+        Some(PlanStatus::Review) => "Plans in Review",
+        Some(PlanStatus::Completed) => "Completed Plans",
+        Some(PlanStatus::Failed) => "Failed Plans",
+    };
+    match feature_title {
+        Some(title) => format!("{base} for {title}"),
+        None => base.to_owned(),
+    }
+}
+
+fn feature_view(
+    feature: &feature::Model,
+    project: &project::Model,
+    counts: &HashMap<Uuid, HashMap<PlanStatus, u64>>,
+    spec_content: Option<String>,
+) -> FeatureView {
+    FeatureView {
+        id: feature.id.to_string(),
+        title: feature.title.clone(),
+        description: feature.description.clone(),
+        project: ProjectRef {
+            id: project.id.to_string(),
+            name: project.name.clone(),
+        },
+        current_version: feature.current_version,
+        plan_counts: counts_by_name(counts.get(&feature.id)),
+        created_at: json_time(feature.created_at),
+        updated_at: json_time(feature.updated_at),
+        spec_content,
+    }
+}
+
+fn project_view(
+    project: &project::Model,
+    role: Option<String>,
+    counts: &HashMap<Uuid, HashMap<PlanStatus, u64>>,
+) -> ProjectView {
+    ProjectView {
+        id: project.id.to_string(),
+        name: project.name.clone(),
+        description: project.description.clone(),
+        role,
+        plan_counts: counts_by_name(counts.get(&project.id)),
+        created_at: json_time(project.created_at),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// rmcp accepts every argument type as an input schema (a JSON object),
+    /// so `input` never falls back.
+    #[test]
+    fn every_argument_type_is_a_valid_input_schema() {
+        assert!(schema_for_input::<CreatePlanArgs>().is_ok());
+        assert!(schema_for_input::<ListPlansArgs>().is_ok());
+        assert!(schema_for_input::<GetPlanArgs>().is_ok());
+        assert!(schema_for_input::<UpdatePlanArgs>().is_ok());
+        assert!(schema_for_input::<SetPlanStatusArgs>().is_ok());
+        assert!(schema_for_input::<ClaimPlanArgs>().is_ok());
+        assert!(schema_for_input::<ReleasePlanArgs>().is_ok());
+        assert!(schema_for_input::<SubmitWorkArgs>().is_ok());
+        assert!(schema_for_input::<CreateFeatureArgs>().is_ok());
+        assert!(schema_for_input::<ListFeaturesArgs>().is_ok());
+        assert!(schema_for_input::<GetFeatureArgs>().is_ok());
+        assert!(schema_for_input::<UpdateFeatureArgs>().is_ok());
+        assert!(schema_for_input::<ListFeatureVersionsArgs>().is_ok());
+        assert!(schema_for_input::<NoArgs>().is_ok());
+    }
+
+    /// MCP statuses are the workflow's own spellings, for every status.
+    #[test]
+    fn statuses_are_spelled_as_in_the_workflow() {
+        for status in PlanStatus::ALL {
+            let spelled = serde_json::to_value(Status::from(status)).expect("serializes");
+            assert_eq!(spelled, status.as_str());
+            let parsed: Status = serde_json::from_value(spelled).expect("parses");
+            assert_eq!(PlanStatus::from(parsed), status);
+        }
+    }
+
+    #[test]
+    fn malformed_arguments_are_bad_user_input() {
+        let arguments = serde_json::json!({ "plan_id": "x", "status": "done" });
+        let serde_json::Value::Object(arguments) = arguments else {
+            unreachable!("an object literal");
+        };
+        let error = parse_arguments::<SetPlanStatusArgs>("set_plan_status", arguments)
+            .expect_err("unknown status");
+        assert_eq!(error.code(), "BAD_USER_INPUT");
+        assert!(
+            error.message().contains("unknown variant `done`"),
+            "{}",
+            error.message()
+        );
+    }
+}

@@ -1,0 +1,795 @@
+//! The seed's plan tools over MCP at `/mcp`, driven by rmcp's own client
+//! (Streamable HTTP) against the real server, as an AI assistant would.
+
+mod common;
+
+use std::time::Duration;
+
+use common::ws::{PLAN_EVENTS, Subscriber};
+use common::*;
+use rmcp::model::{CallToolRequestParams, CallToolResult, Tool};
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+
+/// Every tool the server offers: the seed's eight plus what plans need.
+const TOOLS: [&str; 14] = [
+    "create_plan",
+    "list_plans",
+    "get_plan",
+    "update_plan",
+    "set_plan_status",
+    "claim_plan",
+    "release_plan",
+    "submit_work",
+    "create_feature",
+    "list_features",
+    "get_feature",
+    "update_feature",
+    "list_feature_versions",
+    "list_projects",
+];
+
+/// An MCP client acting with one API key.
+struct Agent {
+    client: RunningService<RoleClient, ()>,
+}
+
+impl Agent {
+    async fn try_connect(
+        server: &Server,
+        key: &str,
+    ) -> Result<Agent, rmcp::service::ClientInitializeError> {
+        let config =
+            StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", server.base_url))
+                .auth_header(key);
+        // rmcp's client shares the reqwest 0.13 that the GCS crates build
+        // without a TLS crypto provider; the server installs ring the same way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let transport = StreamableHttpClientTransport::from_config(config);
+        let client = ().serve(transport).await?;
+        Ok(Agent { client })
+    }
+
+    async fn connect(server: &Server, client: &Client) -> Agent {
+        Agent::try_connect(server, client.key())
+            .await
+            .expect("MCP handshake")
+    }
+
+    async fn tools(&self) -> Vec<Tool> {
+        self.client.list_all_tools().await.expect("tools/list")
+    }
+
+    async fn call(&self, tool: &str, arguments: Value) -> CallToolResult {
+        let Value::Object(arguments) = arguments else {
+            panic!("tool arguments are a JSON object");
+        };
+        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
+        self.client
+            .call_tool(params)
+            .await
+            .unwrap_or_else(|error| panic!("tools/call {tool} answered: {error}"))
+    }
+
+    /// A call that must succeed: its text and its structured content.
+    async fn ok(&self, tool: &str, arguments: Value) -> (String, Value) {
+        let result = self.call(tool, arguments).await;
+        let text = text_of(&result);
+        assert_ne!(result.is_error, Some(true), "{tool} failed: {text}");
+        let data = result
+            .structured_content
+            .unwrap_or_else(|| panic!("{tool} returned no structured content: {text}"));
+        (text, data)
+    }
+
+    /// A call that must be a tool error (`isError: true`): its text.
+    async fn error(&self, tool: &str, arguments: Value) -> String {
+        let result = self.call(tool, arguments).await;
+        let text = text_of(&result);
+        assert_eq!(result.is_error, Some(true), "{tool} should fail: {text}");
+        text
+    }
+}
+
+fn text_of(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|content| content.as_text())
+        .map(|content| content.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn assert_lines(text: &str, expected: &[&str]) {
+    for line in expected {
+        assert!(
+            text.lines().any(|candidate| candidate == *line),
+            "missing line {line:?} in:\n{text}"
+        );
+    }
+}
+
+/// The names in a JSON array of strings or the keys of an object, sorted.
+fn names_in(value: &Value) -> Vec<String> {
+    let mut names: Vec<String> = match value {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|item| item.as_str().map(str::to_owned))
+            .collect(),
+        Value::Object(object) => object.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    names.sort_unstable();
+    names
+}
+
+fn id_of(data: &Value) -> String {
+    data["plan"]["id"].as_str().expect("plan id").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_list_shows_every_tool_with_its_schema() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let agent = Agent::connect(&server, &team.worker).await;
+
+    let tools = agent.tools().await;
+
+    let mut names: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
+    names.sort_unstable();
+    let mut expected = TOOLS.to_vec();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    for tool in &tools {
+        let description = tool.description.as_deref().unwrap_or_default();
+        assert!(description.len() > 40, "{} needs a description", tool.name);
+        let input = Value::Object((*tool.input_schema).clone());
+        assert_eq!(input["type"], "object", "{}", tool.name);
+        // Self-contained: some assistants' tool-calling APIs refuse `$ref`.
+        assert!(
+            !input.to_string().contains("$ref"),
+            "{} input schema: {input}",
+            tool.name
+        );
+        assert!(
+            tool.output_schema.is_some(),
+            "{} has an output schema",
+            tool.name
+        );
+        let properties = input["properties"].as_object().cloned().unwrap_or_default();
+        for (name, property) in properties {
+            assert!(
+                property["description"]
+                    .as_str()
+                    .is_some_and(|d| !d.is_empty()),
+                "{}.{name} needs a description",
+                tool.name
+            );
+        }
+    }
+    let tool = |name: &str| {
+        tools
+            .iter()
+            .find(|tool| tool.name == name)
+            .expect("listed")
+            .clone()
+    };
+    let create = tool("create_plan");
+    let schema = Value::Object((*create.input_schema).clone());
+    assert_eq!(
+        names_in(&schema["required"]),
+        ["feature_id", "spec_content", "title"]
+    );
+    assert_eq!(
+        schema["properties"]["status"]["enum"],
+        json!(["draft", "ready"])
+    );
+    assert_eq!(schema["properties"]["status"]["default"], "draft");
+    assert_eq!(
+        schema["properties"]["feature_id"]["description"],
+        "UUID of the feature this plan implements"
+    );
+    assert!(create.description.unwrap_or_default().starts_with(
+        "Create a new implementation plan for a feature. Plans contain technical specifications"
+    ));
+    let set_status = Value::Object((*tool("set_plan_status").input_schema).clone());
+    assert_eq!(
+        set_status["properties"]["status"]["enum"],
+        json!([
+            "draft",
+            "ready",
+            "claimed",
+            "in_progress",
+            "stalled",
+            "review",
+            "completed",
+            "failed"
+        ])
+    );
+    let submit = Value::Object((*tool("submit_work").input_schema).clone());
+    assert_eq!(
+        submit["properties"]["status"]["enum"],
+        json!(["review", "completed"])
+    );
+    assert_eq!(
+        names_in(&submit["required"]),
+        ["artifacts_markdown", "plan_id", "status"]
+    );
+    let list = Value::Object((*tool("list_plans").input_schema).clone());
+    assert_eq!(
+        names_in(&list["properties"]),
+        ["feature_id", "project_id", "status_filter"]
+    );
+    assert_eq!(names_in(&list["required"]), Vec::<String>::new());
+    let update_feature = Value::Object((*tool("update_feature").input_schema).clone());
+    assert_eq!(
+        names_in(&update_feature["required"]),
+        ["feature_id", "spec_content"]
+    );
+    assert_eq!(
+        update_feature["properties"]["new_version"]["default"],
+        false
+    );
+    let read_only = |name: &str| {
+        tool(name)
+            .annotations
+            .and_then(|annotations| annotations.read_only_hint)
+    };
+    assert_eq!(read_only("get_plan"), Some(true));
+    assert_eq!(read_only("list_plans"), Some(true));
+    assert_eq!(read_only("claim_plan"), None);
+}
+
+/// The seed's "Common Use Cases", each through MCP tool calls only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_use_cases_run_end_to_end() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let owner = Agent::connect(&server, &team.owner).await;
+    let worker = Agent::connect(&server, &team.worker).await;
+    let spec = "# OAuth 2.0 Implementation Plan\n\n## Technical Approach\nUse Passport.js.";
+
+    // Creating and publishing plans.
+    let (text, data) = owner
+        .ok(
+            "create_plan",
+            json!({
+                "feature_id": team.feature,
+                "title": "OAuth 2.0 Implementation",
+                "description": "Passport.js with Google and email flows",
+                "spec_content": spec,
+            }),
+        )
+        .await;
+    let oauth = id_of(&data);
+    assert!(text.starts_with("✓ Implementation Plan created successfully!\n\n"));
+    assert_lines(
+        &text,
+        &[
+            "Plan: OAuth 2.0 Implementation",
+            &format!("ID: {oauth}"),
+            &format!("Feature ID: {}", team.feature),
+            "Status: draft",
+            "Description: Passport.js with Google and email flows",
+        ],
+    );
+    assert_eq!(data["plan"]["status"], "draft");
+    assert_eq!(data["plan"]["feature"]["title"], "User Authentication");
+    let (text, data) = owner
+        .ok(
+            "set_plan_status",
+            json!({ "plan_id": oauth, "status": "ready" }),
+        )
+        .await;
+    assert!(text.starts_with("✓ Plan status updated!"));
+    assert_lines(&text, &["Status: ready (was: draft)"]);
+    assert!(text.ends_with("The plan is now available for workers to claim."));
+    assert_eq!(data["previous_status"], "draft");
+    assert_eq!(data["plan"]["status"], "ready");
+    let (_, data) = owner
+        .ok(
+            "create_plan",
+            json!({
+                "feature_id": team.feature,
+                "title": "WebSocket Notifications",
+                "spec_content": "# WebSockets\nRedis pub/sub.",
+                "status": "ready",
+            }),
+        )
+        .await;
+    let websocket = id_of(&data);
+
+    // Finding and claiming work.
+    let (text, data) = worker
+        .ok("list_plans", json!({ "status_filter": "ready" }))
+        .await;
+    assert!(text.starts_with("✓ Available Plans (2):\n\n1. OAuth 2.0 Implementation\n"));
+    assert_lines(
+        &text,
+        &[
+            &format!("   ID: {oauth}"),
+            "   Feature: User Authentication (v1)",
+            "   Project: Task Manager",
+            "   Status: ready",
+            "2. WebSocket Notifications",
+        ],
+    );
+    assert_eq!(data["total"], 2);
+    assert_eq!(data["plans"][0]["id"], oauth.as_str());
+    let (text, data) = worker.ok("get_plan", json!({ "plan_id": oauth })).await;
+    assert!(text.starts_with("✓ Plan: OAuth 2.0 Implementation\n\n"));
+    assert_lines(
+        &text,
+        &[
+            &format!("Feature: User Authentication ({})", team.feature),
+            "Project: Task Manager",
+            "Status: ready",
+            "Specification Content:",
+            "## Technical Approach",
+        ],
+    );
+    assert_eq!(data["plan"]["spec_content"], spec);
+    let (text, data) = worker.ok("claim_plan", json!({ "plan_id": oauth })).await;
+    assert!(text.starts_with("✓ Plan claimed successfully!"));
+    assert_lines(
+        &text,
+        &[
+            "Plan: OAuth 2.0 Implementation",
+            &format!("Feature: User Authentication ({})", team.feature),
+            "Status: claimed",
+            "Claimed by: you (worker@example.com)",
+        ],
+    );
+    assert_eq!(data["plan"]["claimed_by"]["email"], "worker@example.com");
+
+    // Tracking progress: the first update moves the plan to in_progress.
+    let progress = "# OAuth\n\nGoogle routes and sessions are done.";
+    let (text, data) = worker
+        .ok(
+            "update_plan",
+            json!({ "plan_id": oauth, "spec_content": progress }),
+        )
+        .await;
+    assert!(text.starts_with("✓ Plan updated successfully!"));
+    assert_lines(&text, &["Status: in_progress"]);
+    assert_eq!(data["plan"]["status"], "in_progress");
+    let seen = team.owner.ok(GET_PLAN, json!({ "id": oauth })).await;
+    assert_eq!(seen["plan"]["status"], "IN_PROGRESS");
+    assert_eq!(seen["plan"]["spec"], progress);
+    assert_eq!(
+        seen["plan"]["lastActivityAt"],
+        data["plan"]["last_activity_at"]
+    );
+
+    // Submitting for review, then completing through set_plan_status.
+    let artifacts = "## Pull Request\nhttps://github.com/user/repo/pull/123";
+    let (text, data) = worker
+        .ok(
+            "submit_work",
+            json!({ "plan_id": oauth, "artifacts_markdown": artifacts, "status": "review" }),
+        )
+        .await;
+    assert!(text.starts_with("✓ Work submitted for review!"));
+    assert_lines(
+        &text,
+        &[
+            "Status: review (was: in_progress)",
+            "Work Artifacts:",
+            "https://github.com/user/repo/pull/123",
+        ],
+    );
+    assert_eq!(data["feature_version"], Value::Null);
+    assert_eq!(data["plan"]["claimed_by"], Value::Null);
+    let (text, data) = owner
+        .ok(
+            "set_plan_status",
+            json!({ "plan_id": oauth, "status": "completed" }),
+        )
+        .await;
+    assert!(text.starts_with("✓ Plan completed!"));
+    assert_lines(
+        &text,
+        &[
+            "Status: completed (was: review)",
+            "Implemented Version: v2 (created)",
+        ],
+    );
+    assert_eq!(data["feature_version"]["version"], 2);
+    assert_eq!(
+        data["feature_version"]["implemented_by"]["email"],
+        "worker@example.com"
+    );
+    assert_eq!(data["plan"]["implemented_version"], 2);
+
+    // Submitting directly as completed.
+    worker
+        .ok("claim_plan", json!({ "plan_id": websocket }))
+        .await;
+    let (text, data) = worker
+        .ok(
+            "submit_work",
+            json!({ "plan_id": websocket, "artifacts_markdown": "Merged to main", "status": "completed" }),
+        )
+        .await;
+    assert!(text.starts_with("✓ Implementation completed!"));
+    assert_lines(
+        &text,
+        &[
+            "Status: completed (was: claimed)",
+            "Implemented Version: v3 (created automatically)",
+            "- Feature: User Authentication",
+            "- Version: v3",
+            "- Implemented by: worker@example.com",
+        ],
+    );
+    assert_eq!(data["feature_version"]["version"], 3);
+
+    // Releasing a claim, and failing a plan.
+    let (_, data) = owner
+        .ok(
+            "create_plan",
+            json!({ "feature_id": team.feature, "title": "Password Reset", "spec_content": "# Reset", "status": "ready" }),
+        )
+        .await;
+    let reset = id_of(&data);
+    worker.ok("claim_plan", json!({ "plan_id": reset })).await;
+    let (text, data) = worker.ok("release_plan", json!({ "plan_id": reset })).await;
+    assert!(text.starts_with("✓ Plan released successfully!"));
+    assert_lines(&text, &["Status: ready (was: claimed)", "Claimed by: null"]);
+    assert_eq!(data["plan"]["claimed_by"], Value::Null);
+    worker.ok("claim_plan", json!({ "plan_id": reset })).await;
+    let (text, _) = owner
+        .ok(
+            "set_plan_status",
+            json!({ "plan_id": reset, "status": "failed" }),
+        )
+        .await;
+    assert_lines(&text, &["Status: failed (was: claimed)"]);
+
+    // Filtering plans by feature, and the version history they produced.
+    let (text, data) = worker
+        .ok("list_plans", json!({ "feature_id": team.feature }))
+        .await;
+    assert!(text.starts_with("✓ Plans for User Authentication (3):"));
+    assert_lines(
+        &text,
+        &[
+            "   Status: completed",
+            "   Implemented Version: v2",
+            "   Implemented Version: v3",
+            "   Status: failed",
+        ],
+    );
+    assert_eq!(data["total"], 3);
+    let (text, data) = worker
+        .ok(
+            "list_feature_versions",
+            json!({ "feature_id": team.feature }),
+        )
+        .await;
+    assert!(text.starts_with("✓ Versions of User Authentication (3):"));
+    assert_lines(
+        &text,
+        &[
+            &format!("   Plan: OAuth 2.0 Implementation ({oauth})"),
+            "   Implemented by: worker@example.com",
+        ],
+    );
+    assert_eq!(
+        data["versions"][1]["implemented_by_plan"]["id"],
+        oauth.as_str()
+    );
+}
+
+/// "Handling Stalled Plans": the sweeper stalls an idle claim; the worker
+/// releases one and a member puts the other back to ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_plans_go_back_to_ready() {
+    let server = Server::start_with(
+        Backend::Sqlite,
+        &["--stale-after", "1s", "--sweep-every", "200ms"],
+    )
+    .await;
+    let team = Team::new(&server).await;
+    let owner = Agent::connect(&server, &team.owner).await;
+    let worker = Agent::connect(&server, &team.worker).await;
+    let first = team.plan("WebSocket Notifications", "READY").await;
+    let second = team.plan("Profile CRUD", "READY").await;
+    worker.ok("claim_plan", json!({ "plan_id": first })).await;
+    worker.ok("claim_plan", json!({ "plan_id": second })).await;
+
+    let watcher = &worker;
+    let text = eventually(Duration::from_secs(20), || async move {
+        let (text, data) = watcher
+            .ok("list_plans", json!({ "status_filter": "stalled" }))
+            .await;
+        (data["total"] == 2).then_some(text)
+    })
+    .await;
+    assert!(text.starts_with("✓ Stalled Plans (2):"));
+    assert_lines(&text, &["   Claimed by: worker@example.com"]);
+    assert!(text.contains("   Last Activity: "));
+
+    let (text, _) = worker.ok("release_plan", json!({ "plan_id": first })).await;
+    assert_lines(&text, &["Status: ready (was: stalled)"]);
+    let (text, data) = owner
+        .ok(
+            "set_plan_status",
+            json!({ "plan_id": second, "status": "ready" }),
+        )
+        .await;
+    assert_lines(&text, &["Status: ready (was: stalled)"]);
+    assert_eq!(data["plan"]["claimed_by"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_tool_errors_starting_with_their_code() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let owner = Agent::connect(&server, &team.owner).await;
+    let worker = Agent::connect(&server, &team.worker).await;
+    let viewer = Agent::connect(&server, &team.viewer).await;
+    let outsider = Agent::connect(&server, &team.outsider).await;
+    let ready = team.plan("OAuth", "READY").await;
+    let draft = team.plan("2FA", "DRAFT").await;
+    worker.ok("claim_plan", json!({ "plan_id": ready })).await;
+
+    let text = owner.error("claim_plan", json!({ "plan_id": ready })).await;
+    assert!(
+        text.starts_with("CONFLICT: Plan already claimed by another user"),
+        "{text}"
+    );
+    let text = outsider
+        .error("claim_plan", json!({ "plan_id": ready }))
+        .await;
+    assert_eq!(text, "FORBIDDEN: You are not a member of this project");
+    let text = viewer
+        .error(
+            "set_plan_status",
+            json!({ "plan_id": draft, "status": "ready" }),
+        )
+        .await;
+    assert!(text.starts_with("FORBIDDEN: Viewers can read"), "{text}");
+    let text = owner
+        .error(
+            "set_plan_status",
+            json!({ "plan_id": draft, "status": "completed" }),
+        )
+        .await;
+    assert!(text.starts_with("INVALID_TRANSITION: "), "{text}");
+    assert!(
+        text.contains("allowed next statuses from DRAFT: READY"),
+        "{text}"
+    );
+    let missing = "0192f0c1-7c1e-7a4e-9c1a-1b2c3d4e5f60";
+    let text = worker
+        .error("get_plan", json!({ "plan_id": missing }))
+        .await;
+    assert_eq!(text, format!("NOT_FOUND: No plan with id {missing}"));
+    let text = worker
+        .error("get_plan", json!({ "plan_id": "plan_abc123" }))
+        .await;
+    assert!(text.starts_with("BAD_USER_INPUT: "), "{text}");
+    assert!(text.contains("not a valid id"), "{text}");
+    let text = owner
+        .error(
+            "set_plan_status",
+            json!({ "plan_id": draft, "status": "done" }),
+        )
+        .await;
+    assert!(
+        text.starts_with("BAD_USER_INPUT: Invalid arguments for set_plan_status"),
+        "{text}"
+    );
+    let text = worker.error("claim_plan", json!({})).await;
+    assert!(
+        text.starts_with("BAD_USER_INPUT: ") && text.contains("missing field `plan_id`"),
+        "{text}"
+    );
+    let text = worker
+        .error(
+            "update_plan",
+            json!({ "plan_id": ready, "spec_content": " " }),
+        )
+        .await;
+    assert!(text.starts_with("BAD_USER_INPUT: "), "{text}");
+    let text = worker
+        .error("list_plans", json!({ "status": "ready" }))
+        .await;
+    assert!(
+        text.starts_with("BAD_USER_INPUT: ") && text.contains("unknown field `status`"),
+        "{text}"
+    );
+
+    // Nothing above changed the plans.
+    let seen = team.owner.ok(GET_PLAN, json!({ "id": ready })).await;
+    assert_eq!(seen["plan"]["claimedBy"]["email"], "worker@example.com");
+    let seen = team.owner.ok(GET_PLAN, json!({ "id": draft })).await;
+    assert_eq!(seen["plan"]["status"], "DRAFT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_valid_key_are_refused_with_http_401() {
+    let server = Server::start(Backend::Sqlite).await;
+    let http = reqwest::Client::new();
+    let initialize = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": { "name": "curl", "version": "1" }
+        }
+    });
+    let bad_key = format!("pg_00000000_{}", "0".repeat(40));
+    let headers = [
+        None,
+        Some("Bearer pg_nonsense".to_owned()),
+        Some(format!("Bearer {bad_key}")),
+        Some("Basic dXNlcjpwYXNz".to_owned()),
+    ];
+    for authorization in headers {
+        let mut request = http
+            .post(format!("{}/mcp", server.base_url))
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize);
+        if let Some(value) = &authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.expect("answer");
+        assert_eq!(response.status(), 401, "{authorization:?}");
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(challenge.starts_with("Bearer"), "{challenge:?}");
+        let body: Value = response.json().await.expect("JSON body");
+        assert_eq!(body["error"]["code"], "UNAUTHENTICATED");
+    }
+    assert!(Agent::try_connect(&server, &bad_key).await.is_err());
+
+    // The same request with a valid key is served.
+    let response = http
+        .post(format!("{}/mcp", server.base_url))
+        .header("accept", "application/json, text/event-stream")
+        .bearer_auth(server.bootstrap_key.as_deref().expect("admin key"))
+        .json(&initialize)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+}
+
+/// A change made over MCP goes through the same services and event bus as
+/// GraphQL: a live board sees it at once, and a query right after shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_over_mcp_reach_graphql_queries_and_subscribers() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let worker = Agent::connect(&server, &team.worker).await;
+    let plan = team.plan("OAuth", "READY").await;
+    let mut board = Subscriber::connect(&server.base_url, team.owner.key()).await;
+    board
+        .subscribe(PLAN_EVENTS, json!({ "projectId": team.project }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    worker.ok("claim_plan", json!({ "plan_id": plan })).await;
+
+    let event = board.next_event().await;
+    assert_eq!(event["kind"], "CLAIMED");
+    assert_eq!(event["actor"]["email"], "worker@example.com");
+    assert_eq!(event["plan"]["id"], plan.as_str());
+    let seen = team.owner.ok(GET_PLAN, json!({ "id": plan })).await;
+    assert_eq!(seen["plan"]["status"], "CLAIMED");
+    assert_eq!(seen["plan"]["claimedBy"]["email"], "worker@example.com");
+}
+
+/// Features and projects: what an assistant reads before writing plans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feature_tools_create_read_and_version_features() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let owner = Agent::connect(&server, &team.owner).await;
+    let viewer = Agent::connect(&server, &team.viewer).await;
+
+    let (text, data) = viewer.ok("list_projects", json!({})).await;
+    assert!(text.starts_with("✓ Your Projects (1):\n\n1. Task Manager"));
+    assert_lines(
+        &text,
+        &[&format!("   ID: {}", team.project), "   Role: viewer"],
+    );
+    assert_eq!(data["projects"][0]["role"], "viewer");
+
+    let (text, data) = owner
+        .ok(
+            "create_feature",
+            json!({
+                "project_id": team.project,
+                "title": "Real-time Notifications",
+                "spec_content": "# Notifications\nPush changes to browsers.",
+            }),
+        )
+        .await;
+    let feature = data["feature"]["id"]
+        .as_str()
+        .expect("feature id")
+        .to_owned();
+    assert!(text.starts_with("✓ Feature created successfully!"));
+    assert_lines(&text, &["Feature: Real-time Notifications", "Version: v1"]);
+    team.plan_of(&feature, "WebSocket Notifications", "READY")
+        .await;
+
+    let (text, data) = viewer
+        .ok("list_features", json!({ "project_id": team.project }))
+        .await;
+    assert!(text.starts_with("✓ Features of Task Manager (2):"));
+    assert_lines(
+        &text,
+        &["2. Real-time Notifications", "   Plans: 1 (1 ready)"],
+    );
+    assert_eq!(data["features"][1]["plan_counts"], json!({ "ready": 1 }));
+
+    let (text, data) = viewer
+        .ok("get_feature", json!({ "feature_id": feature }))
+        .await;
+    assert!(text.starts_with("✓ Feature: Real-time Notifications"));
+    assert_lines(
+        &text,
+        &["Specification Content:", "Push changes to browsers."],
+    );
+    assert_eq!(
+        data["feature"]["spec_content"],
+        "# Notifications\nPush changes to browsers."
+    );
+
+    let (text, _) = owner
+        .ok(
+            "update_feature",
+            json!({ "feature_id": feature, "spec_content": "# Notifications\nAlso email." }),
+        )
+        .await;
+    assert_lines(&text, &["Version: v1 (amended)"]);
+    let (text, data) = owner
+        .ok(
+            "update_feature",
+            json!({
+                "feature_id": feature,
+                "spec_content": "# Notifications v2\nAnd SMS.",
+                "title": "Notifications",
+                "new_version": true,
+            }),
+        )
+        .await;
+    assert!(text.starts_with("✓ Feature updated: version v2 created!"));
+    assert_eq!(data["feature"]["current_version"], 2);
+    let (text, data) = viewer
+        .ok("list_feature_versions", json!({ "feature_id": feature }))
+        .await;
+    assert!(text.starts_with("✓ Versions of Notifications (2):"));
+    assert_eq!(data["versions"][1]["version"], 2);
+    let text = viewer
+        .error(
+            "update_feature",
+            json!({ "feature_id": feature, "spec_content": "# Mine" }),
+        )
+        .await;
+    assert!(text.starts_with("FORBIDDEN: "), "{text}");
+
+    let seen = team
+        .owner
+        .ok(
+            "query($id: ID!) { feature(id: $id) { title currentVersion spec } }",
+            json!({ "id": feature }),
+        )
+        .await;
+    assert_eq!(
+        seen["feature"],
+        json!({ "title": "Notifications", "currentVersion": 2, "spec": "# Notifications v2\nAnd SMS." })
+    );
+}
