@@ -148,6 +148,9 @@ impl SpecStore for GcsSpecStore {
             .write_object(&self.bucket, &object, Bytes::copy_from_slice(bytes))
             .set_if_generation_match(0)
             .set_content_type(SPEC_CONTENT_TYPE)
+            // Always one request: a spec is at most --max-spec-bytes, and a
+            // resumable session would cost a second round trip for nothing.
+            .with_resumable_upload_threshold(usize::MAX)
             .send_buffered();
         match self.within("write", write).await? {
             Ok(_) => Ok(PutOutcome::Written),

@@ -763,12 +763,24 @@ pub struct PrivateGcs {
     pub gcs: Gcs,
     port: u16,
     binary: PathBuf,
-    data: tempfile::TempDir,
+    /// `None` keeps objects in memory (faster; lost on restart).
+    data: Option<tempfile::TempDir>,
     child: Option<Child>,
 }
 
 impl PrivateGcs {
+    /// Objects on disk: they survive `restart`.
     pub async fn start() -> Option<PrivateGcs> {
+        PrivateGcs::launch(true).await
+    }
+
+    /// Objects in memory, as the suite-wide emulator keeps them: less work
+    /// per request, for benchmarks that never restart it.
+    pub async fn start_in_memory() -> Option<PrivateGcs> {
+        PrivateGcs::launch(false).await
+    }
+
+    async fn launch(on_disk: bool) -> Option<PrivateGcs> {
         let Some(binary) = gcs_emulator_binary() else {
             return gcs_missing(&format!(
                 "the fake-gcs-server binary ({GCS_EMULATOR_VAR} or under {GCS_EMULATOR_VENV})"
@@ -782,7 +794,7 @@ impl PrivateGcs {
             gcs: Gcs::at(&format!("http://127.0.0.1:{port}")),
             port,
             binary,
-            data: tempfile::tempdir().expect("temp dir"),
+            data: on_disk.then(|| tempfile::tempdir().expect("temp dir")),
             child: None,
         };
         emulator.restart().await;
@@ -799,12 +811,17 @@ impl PrivateGcs {
 
     /// Starts the emulator (again) on its port and waits until it answers.
     pub async fn restart(&mut self) {
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .args(["-scheme", "http", "-host", "127.0.0.1"])
-            .args(["-port", &self.port.to_string(), "-log-level", "warn"])
-            .args(["-backend", "filesystem"])
-            .arg("-filesystem-root")
-            .arg(self.data.path())
+            .args(["-port", &self.port.to_string(), "-log-level", "warn"]);
+        match &self.data {
+            Some(data) => command
+                .args(["-backend", "filesystem", "-filesystem-root"])
+                .arg(data.path()),
+            None => command.args(["-backend", "memory"]),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
