@@ -85,6 +85,16 @@ pub struct Config {
     #[arg(long, env = "PLANGRAPH_MAX_SPEC_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_spec_bytes: usize,
 
+    /// Longest accepted description (projects, features, plans), in characters.
+    /// Titles are capped at 255 characters by the schema.
+    #[arg(
+        long,
+        env = "PLANGRAPH_MAX_DESCRIPTION_CHARS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub max_description_chars: usize,
+
     /// Largest accepted HTTP request body, in bytes.
     #[arg(long, env = "PLANGRAPH_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024, global = true)]
     pub max_body_bytes: usize,

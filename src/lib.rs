@@ -151,6 +151,7 @@ pub async fn services(config: &Config) -> Result<Services, StartupError> {
     let specs = spec_store(config).await?;
     let limits = Limits {
         max_spec_bytes: config.max_spec_bytes,
+        max_description_chars: config.max_description_chars,
         ..Limits::default()
     };
     let on_postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;

@@ -418,6 +418,17 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
         long.message()
     );
 
+    let long_description = "d".repeat(10_001);
+    let reply = team
+        .owner
+        .send(
+            "mutation($f: ID!, $d: String) { createPlan(featureId: $f, title: \"t\", description: $d, specContent: \"s\") { id } }",
+            json!({ "f": team.feature, "d": long_description }),
+        )
+        .await;
+    assert_eq!(reply.code(), "BAD_USER_INPUT");
+    assert!(reply.message().contains("10000"), "{}", reply.message());
+
     let too_big = "x".repeat(1024 * 1024 + 1);
     let reply = team
         .owner
