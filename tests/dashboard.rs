@@ -214,14 +214,8 @@ async fn plan_counts_per_status(backend: Backend) {
     team.plan_in("e", "COMPLETED").await;
     let other = team
         .owner
-        .ok(
-            CREATE_FEATURE,
-            json!({ "projectId": team.project, "title": "Other", "spec": "# o" }),
-        )
-        .await["createFeature"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+        .create_feature(&team.project, "Other", "# o")
+        .await;
     team.plan_of(&other, "f", "DRAFT").await;
     let counts = "draft ready claimed inProgress stalled review completed failed total";
     let query = format!(

@@ -184,31 +184,13 @@ async fn filters_by_project_feature_and_plan(backend: Backend) {
     let team = Team::new(&server).await;
     let other_feature = team
         .owner
-        .ok(
-            CREATE_FEATURE,
-            json!({ "projectId": team.project, "title": "Other", "spec": "# o" }),
-        )
-        .await["createFeature"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let other_project = team
-        .owner
-        .ok(CREATE_PROJECT, json!({ "name": "Elsewhere" }))
-        .await["createProject"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+        .create_feature(&team.project, "Other", "# o")
+        .await;
+    let other_project = team.owner.create_project("Elsewhere").await;
     let elsewhere_feature = team
         .owner
-        .ok(
-            CREATE_FEATURE,
-            json!({ "projectId": other_project, "title": "Far", "spec": "# f" }),
-        )
-        .await["createFeature"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+        .create_feature(&other_project, "Far", "# f")
+        .await;
     let target = team.plan("target", "READY").await;
 
     let mut by_project = Subscriber::connect(&server.base_url, team.owner.key()).await;
@@ -256,23 +238,11 @@ async fn filters_by_project_feature_and_plan(backend: Backend) {
 async fn members_see_only_their_projects(backend: Backend) {
     let server = Server::start(backend).await;
     let team = Team::new(&server).await;
-    let own_project = team
-        .outsider
-        .ok(CREATE_PROJECT, json!({ "name": "Mine" }))
-        .await["createProject"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let own_project = team.outsider.create_project("Mine").await;
     let own_feature = team
         .outsider
-        .ok(
-            CREATE_FEATURE,
-            json!({ "projectId": own_project, "title": "Mine", "spec": "# m" }),
-        )
-        .await["createFeature"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+        .create_feature(&own_project, "Mine", "# m")
+        .await;
 
     let mut outsider = Subscriber::connect(&server.base_url, team.outsider.key()).await;
     let forbidden = outsider

@@ -400,14 +400,8 @@ async fn filter_plans_by_feature_and_status(backend: Backend) {
     let team = Team::new(&server).await;
     let other_feature = team
         .owner
-        .ok(
-            CREATE_FEATURE,
-            json!({ "projectId": team.project, "title": "Notifications", "spec": "# N" }),
-        )
-        .await["createFeature"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+        .create_feature(&team.project, "Notifications", "# N")
+        .await;
     let mut auth_plans = Vec::new();
     for index in 0..5 {
         auth_plans.push(team.plan(&format!("Auth {index}"), "READY").await);

@@ -381,6 +381,25 @@ impl Client {
         })
     }
 
+    /// Creates a project and returns its id.
+    pub async fn create_project(&self, name: &str) -> String {
+        let data = self.ok(CREATE_PROJECT, json!({ "name": name })).await;
+        data["createProject"]["id"]
+            .as_str()
+            .expect("project id")
+            .to_owned()
+    }
+
+    /// Creates a feature and returns its id.
+    pub async fn create_feature(&self, project: &str, title: &str, spec: &str) -> String {
+        let vars = json!({ "projectId": project, "title": title, "spec": spec });
+        let data = self.ok(CREATE_FEATURE, vars).await;
+        data["createFeature"]["id"]
+            .as_str()
+            .expect("feature id")
+            .to_owned()
+    }
+
     /// Runs an operation that must succeed and returns its `data`.
     pub async fn ok(&self, query: &str, variables: Value) -> Value {
         let reply = self.send(query, variables).await;
@@ -445,12 +464,7 @@ impl Team {
         let worker = server.user("worker@example.com").await;
         let viewer = server.user("viewer@example.com").await;
         let outsider = server.user("outsider@example.com").await;
-        let project = owner
-            .ok(CREATE_PROJECT, json!({ "name": "Task Manager" }))
-            .await["createProject"]["id"]
-            .as_str()
-            .expect("project id")
-            .to_owned();
+        let project = owner.create_project("Task Manager").await;
         for (email, role) in [
             ("worker@example.com", "MEMBER"),
             ("viewer@example.com", "VIEWER"),
@@ -463,14 +477,13 @@ impl Team {
                 .await;
         }
         let feature = owner
-            .ok(
-                CREATE_FEATURE,
-                json!({ "projectId": project, "title": "User Authentication", "spec": "# Auth\nUsers sign in." }),
+            .create_feature(
+                &project,
+                "User Authentication",
+                "# Auth
+Users sign in.",
             )
-            .await["createFeature"]["id"]
-            .as_str()
-            .expect("feature id")
-            .to_owned();
+            .await;
         Team {
             owner,
             worker,
