@@ -144,10 +144,7 @@ pub async fn spec_store(config: &Config) -> Result<SharedSpecStore, StartupError
 
 /// Database, spec store and services, ready to serve or to run a CLI command.
 pub async fn services(config: &Config) -> Result<Services, StartupError> {
-    let mut db = connect_database(config).await?;
-    let database_metrics = Arc::new(metrics::DatabaseMetrics::default());
-    let recorder = Arc::clone(&database_metrics);
-    db.set_metric_callback(move |info| recorder.record(info));
+    let db = connect_database(config).await?;
     let specs = spec_store(config).await?;
     let limits = Limits {
         max_spec_bytes: config.max_spec_bytes,
@@ -156,9 +153,7 @@ pub async fn services(config: &Config) -> Result<Services, StartupError> {
     };
     let on_postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
     let events = EventBus::new(config.subscriber_buffer, on_postgres);
-    let mut services = Services::new(db, specs, events, limits);
-    services.database_metrics = database_metrics;
-    Ok(services)
+    Ok(Services::new(db, specs, events, limits))
 }
 
 /// The HTTP application for these services.

@@ -103,20 +103,25 @@ impl WriteTransaction {
 }
 
 impl Services {
+    /// Also hooks the statement counters into `db`, so every statement the
+    /// services run is counted.
     pub fn new(
-        db: DatabaseConnection,
+        mut db: DatabaseConnection,
         specs: SharedSpecStore,
         events: EventBus,
         limits: Limits,
     ) -> Services {
         let write_lock =
             (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        let database_metrics = Arc::new(DatabaseMetrics::default());
+        let recorder = Arc::clone(&database_metrics);
+        db.set_metric_callback(move |info| recorder.record(info));
         Services {
             db,
             specs,
             events,
             limits,
-            database_metrics: Arc::default(),
+            database_metrics,
             write_lock,
         }
     }
