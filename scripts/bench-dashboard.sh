@@ -8,8 +8,12 @@
 #   feature with title, status, claimer, feature, project, last activity; no
 #   spec) at 1, 16 and 64 connections; one response of each server is checked
 #   for `data` without `errors` before and after the load.
-# Prints requests/s, p50 and p99 per server and level, the ratios, and whether
-# the issue's goals are met; removes everything it started, database included.
+# Prints requests/s, p50 and p99 per server and level, the CPU each request
+# cost (server process, and PostgreSQL backends of the benchmark database),
+# the ratios, and whether the issue's goals are met; removes everything it
+# started, database included. The CPU columns stay meaningful when other work
+# shares the machine; throughput and latency do not, so the load average is
+# printed too.
 #
 # Knobs (environment): BENCH_DURATION (10s), BENCH_WARMUP (3s),
 # BENCH_CONNECTIONS ("1 16 64"), BENCH_NPM_DIR (/var/tmp/plangraph-bench: npm
@@ -125,7 +129,10 @@ HELLO_PORT="$(free_port)"
 PIDS+=($!)
 
 TARGETS=(plangraph postgraphile hello)
-declare -A URL AUTH BODY
+declare -A URL AUTH BODY SERVER_PID
+SERVER_PID[plangraph]="${PIDS[0]}"
+SERVER_PID[postgraphile]="${PIDS[1]}"
+SERVER_PID[hello]="${PIDS[2]}"
 URL[plangraph]="http://127.0.0.1:$PLANGRAPH_PORT/graphql"
 URL[postgraphile]="http://127.0.0.1:$POSTGRAPHILE_PORT/graphql"
 URL[hello]="http://127.0.0.1:$HELLO_PORT/graphql"
@@ -207,6 +214,26 @@ done
 # --- load
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
+CLK_TCK="$(getconf CLK_TCK)"
+# CPU time (clock ticks) of one process, and "pid ticks" of each PostgreSQL
+# backend serving the benchmark database. Backends come and go with the pools
+# (node-postgres closes idle ones after 10 s), so the database's share of a run
+# is the sum of per-backend differences: new backends count from 0, backends
+# that exited during the run are left out.
+process_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+database_ticks() {
+  psql "$PG_ADMIN_URL" -tAX -c "SELECT pid FROM pg_stat_activity WHERE datname = '$DB_NAME'" |
+    while read -r pid; do
+      awk -v pid="$pid" '{ print pid, $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || true
+    done
+}
+database_ticks_since() {
+  database_ticks | awk -v before="$1" '
+    BEGIN { while ((getline line < before) > 0) { split(line, f, " "); start[f[1]] = f[2] } }
+    { sum += $2 - ($1 in start ? start[$1] : 0) }
+    END { print sum + 0 }'
+}
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 run_wrk() {
   local target=$1 connections=$2 duration=$3
   # One wrk thread: on a small machine every core wrk takes is one the
@@ -219,12 +246,17 @@ for target in "${TARGETS[@]}"; do
   run_wrk "$target" 16 "$WARMUP" >/dev/null
   for connections in "${LEVELS[@]}"; do
     say "$target: $connections connection(s) for $DURATION"
+    server_before="$(process_ticks "${SERVER_PID[$target]}")"
+    database_ticks >"$WORK/database-ticks"
     result="$(run_wrk "$target" "$connections" "$DURATION" | awk '$1 == "RESULT"')"
     [ -n "$result" ] || fail "wrk printed no result for $target at $connections connections"
-    printf '%s\t%s\t%s\n' "$target" "$connections" "${result#RESULT }" >>"$RESULTS"
+    server_ms=$((($(process_ticks "${SERVER_PID[$target]}") - server_before) * 1000 / CLK_TCK))
+    database_ms=$(($(database_ticks_since "$WORK/database-ticks") * 1000 / CLK_TCK))
+    printf '%s\t%s\t%s\t%s\t%s\n' "$target" "$connections" "${result#RESULT }" "$server_ms" "$database_ms" >>"$RESULTS"
   done
   check_response "$target" "after the load"
 done
+LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- report
 say "done"
@@ -232,23 +264,28 @@ echo "plangraph dashboard-read benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
 echo "plangraph $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+local changes') (release), PostGraphile $("$NODE" -p 'require(process.argv[1]).version' "$NPM_DIR/node_modules/postgraphile/package.json") on Node $("$NODE" --version), PostgreSQL $(psql "$PG_ADMIN_URL" -tAX -c 'SHOW server_version' | awk '{ print $1 }'), $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }') (1 thread), all on this machine"
 echo "data: $(head -n 1 "$WORK/seed.out" | sed 's/^Seeded demo data in [0-9.]*s: //')"
+echo "load average (1/5/15 min) before the load: $LOAD_BEFORE, after: $LOAD_AFTER"
 echo "query: 50 plans of one feature ($FEATURE_PLANS plans) with title status claimedBy{email} feature{title} project{name} lastActivityAt; $DURATION per level after a $WARMUP warm-up"
 python3 - "$RESULTS" <<'PY'
 import sys
 rows = {}
 for line in open(sys.argv[1]):
-    target, connections, rps, p50, p99, non2xx, socket, requests = line.split()
+    target, connections, rps, p50, p99, non2xx, socket, requests, server_ms, database_ms = line.split()
+    requests = max(int(requests), 1)
     rows[(target, int(connections))] = dict(
         rps=float(rps), p50=int(p50) / 1000, p99=int(p99) / 1000,
-        errors=int(non2xx) + int(socket), requests=int(requests))
+        errors=int(non2xx) + int(socket), requests=requests,
+        server_cpu=int(server_ms) / requests, database_cpu=int(database_ms) / requests)
 levels = sorted({connections for _, connections in rows})
 print()
-print(f"{'server':<13}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+print(f"{'server':<13}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+      f"{'server CPU ms/req':>19}{'db CPU ms/req':>15}")
 for target in ("plangraph", "postgraphile", "hello"):
     for connections in levels:
         row = rows.get((target, connections))
         if row:
-            print(f"{target:<13}{connections:>6}{row['rps']:>10.0f}{row['p50']:>9.2f}{row['p99']:>9.2f}{row['errors']:>8}")
+            print(f"{target:<13}{connections:>6}{row['rps']:>10.0f}{row['p50']:>9.2f}{row['p99']:>9.2f}{row['errors']:>8}"
+                  f"{row['server_cpu']:>19.3f}{row['database_cpu']:>15.3f}")
 print()
 print(f"{'conns':>6}{'plangraph/PostGraphile':>24}{'plangraph/hello':>17}   (requests/s)")
 for connections in levels:

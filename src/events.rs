@@ -30,9 +30,9 @@ use crate::workflow::{EventKind, PlanStatus};
 use entity::{plan, plan_event, user};
 
 /// The PostgreSQL channel the events are announced on.
-const CHANNEL: &str = "plangraph_plan_events";
+pub(crate) const CHANNEL: &str = "plangraph_plan_events";
 /// Serializes event-id assignment with commit order on PostgreSQL ("plan_evt").
-const EVENT_ORDER_LOCK: i64 = 0x706c_616e_5f65_7674;
+pub(crate) const EVENT_ORDER_LOCK: i64 = 0x706c_616e_5f65_7674;
 /// Largest number of events read per catch-up query.
 const CATCH_UP_BATCH: u64 = 500;
 

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::{Services, now};
 use crate::error::{AppError, AppResult};
+use crate::events::{CHANNEL as EVENT_CHANNEL, EVENT_ORDER_LOCK};
 use crate::storage::{SpecOwner, spec_key};
 use crate::workflow::{EventKind, PlanStatus, Role};
 use entity::{feature, feature_version, plan, plan_event, project, project_member, user};
@@ -381,10 +382,6 @@ impl Services {
         txn.commit().await
     }
 }
-
-/// Must equal the lock and channel in `crate::events`, which keeps them private.
-const EVENT_ORDER_LOCK: i64 = 0x706c_616e_5f65_7674;
-const EVENT_CHANNEL: &str = "plangraph_plan_events";
 
 async fn insert_chunked<A, M>(connection: &impl ConnectionTrait, rows: Vec<M>) -> AppResult<()>
 where
