@@ -296,7 +296,11 @@ test(
 
     await page.keyboard.press('Escape');
     await page.waitForSelector('#detail', { state: 'hidden' });
-    assert.equal(await page.evaluate(() => document.activeElement.dataset.planId), plan, 'focus returns to the card');
+    // The dialog's `close` event (which puts focus back on the card, even one
+    // re-rendered by a live update meanwhile) fires a moment after it hides.
+    await eventually(async () =>
+      assert.equal(await page.evaluate(() => document.activeElement?.dataset?.planId), plan, 'focus returns to the card'),
+    );
     assert.deepEqual(page.errors, []);
   }),
 );
