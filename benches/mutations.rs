@@ -38,14 +38,7 @@ async fn main() {
     let mut agents = Vec::new();
     for index in 0..64 {
         let email = format!("bench{index}@example.com");
-        let agent = servers[0].user(&email).await;
-        team.owner
-            .ok(
-                ADD_MEMBER,
-                json!({ "projectId": team.project, "email": email }),
-            )
-            .await;
-        agents.push(agent);
+        agents.push(team.new_member(&servers[0], &email).await);
     }
     println!(
         "plangraph mutation benchmark: PostgreSQL, 2 instances, {} cores",

@@ -301,13 +301,7 @@ async fn perform(fixture: &Fixture, operation: &str, caller: Caller) -> Reply {
 async fn every_operation_for_every_caller(backend: Backend) {
     let server = Server::start(backend).await;
     let team = Team::new(&server).await;
-    let bystander = server.user("bystander@example.com").await;
-    team.owner
-        .ok(
-            ADD_MEMBER,
-            json!({ "projectId": team.project, "email": "bystander@example.com" }),
-        )
-        .await;
+    let bystander = team.new_member(&server, "bystander@example.com").await;
     let revoked = server.user("revoked@example.com").await;
     let keys = revoked.ok("{ apiKeys { id } }", json!({})).await;
     revoked

@@ -20,13 +20,7 @@ async fn agents(servers: &[Server], team: &Team, count: usize) -> Vec<Vec<Client
     let mut agents = Vec::new();
     for index in 0..count {
         let email = format!("agent{index}@example.com");
-        let agent = servers[0].user(&email).await;
-        team.owner
-            .ok(
-                ADD_MEMBER,
-                json!({ "projectId": team.project, "email": email }),
-            )
-            .await;
+        let agent = team.new_member(&servers[0], &email).await;
         agents.push(
             servers
                 .iter()

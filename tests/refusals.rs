@@ -140,14 +140,7 @@ async fn concurrent_claims_have_exactly_one_winner(backend: Backend) {
     let mut claimers = vec![team.owner.clone(), team.worker.clone()];
     for index in 0..3 {
         let email = format!("agent{index}@example.com");
-        let agent = server.user(&email).await;
-        team.owner
-            .ok(
-                ADD_MEMBER,
-                json!({ "projectId": team.project, "email": email }),
-            )
-            .await;
-        claimers.push(agent);
+        claimers.push(team.new_member(&server, &email).await);
     }
     let plan = team.plan("hot plan", "READY").await;
     let attempts = (0..25).map(|index| {

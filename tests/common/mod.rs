@@ -494,6 +494,14 @@ Users sign in.",
         }
     }
 
+    /// A new user, added to the team's project as a member.
+    pub async fn new_member(&self, server: &Server, email: &str) -> Client {
+        let member = server.user(email).await;
+        let vars = json!({ "projectId": self.project, "email": email });
+        self.owner.ok(ADD_MEMBER, vars).await;
+        member
+    }
+
     /// A plan of the team's feature, created by the owner in `status`.
     pub async fn plan(&self, title: &str, status: &str) -> String {
         self.plan_of(&self.feature, title, status).await
