@@ -137,7 +137,7 @@ async fn execute(
         request = request.data(viewer);
     }
     let started = std::time::Instant::now();
-    let (kind, name) = operation_of(&request);
+    let (kind, name) = operation_of(&mut request);
     let mut result = state.schema.execute(request).await;
     for error in &mut result.errors {
         give_code(error);
@@ -216,7 +216,7 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
             .finish();
         return Html(page).into_response();
     }
-    let request = match async_graphql::http::parse_query_string(query_string) {
+    let mut request = match async_graphql::http::parse_query_string(query_string) {
         Ok(request) => request,
         Err(error) => {
             let error = AppError::BadUserInput(format!(
@@ -225,7 +225,7 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
             return error_response(StatusCode::BAD_REQUEST, &error);
         }
     };
-    if operation_of(&request).0 == "mutation" {
+    if operation_of(&mut request).0 == "mutation" {
         let error = AppError::BadUserInput("Mutations must be sent with POST, not GET".into());
         let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, &error);
         response
@@ -238,13 +238,16 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
 
 /// The kind and (bounded) name of the operation a request would run. A
 /// document that does not parse counts as a query; execution reports the error.
-fn operation_of(request: &async_graphql::Request) -> (&'static str, String) {
+/// The parsed document stays in the request, so execution does not parse
+/// the query a second time.
+fn operation_of(request: &mut async_graphql::Request) -> (&'static str, String) {
     use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let name = operation_label(request.operation_name.as_deref());
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+    let wanted = request.operation_name.clone();
+    let name = operation_label(wanted.as_deref());
+    let Ok(document) = request.parsed_query() else {
         return ("query", name);
     };
-    let (operation_type, name) = match (&document.operations, request.operation_name.as_deref()) {
+    let (operation_type, name) = match (&document.operations, wanted.as_deref()) {
         (DocumentOperations::Single(operation), _) => (Some(operation.node.ty), name),
         (DocumentOperations::Multiple(operations), Some(wanted)) => (
             operations.get(wanted).map(|operation| operation.node.ty),

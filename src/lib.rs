@@ -60,6 +60,12 @@ pub async fn connect_database(config: &Config) -> Result<DatabaseConnection, Sta
     options
         .max_connections(config.database_max_connections)
         .acquire_timeout(config.database_acquire_timeout)
+        // sqlx pings every connection when it returns to the pool, so a
+        // connection that goes idle is known to work; pinging it again on
+        // every acquire would add a round trip to each statement. Only one
+        // idle long enough to have been cut off (a database restart, a
+        // network outage) is checked before use.
+        .test_before_acquire_if_idle_for(std::time::Duration::from_secs(1))
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|options| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};

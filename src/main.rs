@@ -9,6 +9,12 @@ use plangraph::config::Config;
 use plangraph::service::Services;
 use plangraph::shutdown::Shutdown;
 
+/// A GraphQL response is built from many small allocations on every worker
+/// thread at once; glibc's allocator spent a fifth of the dashboard
+/// benchmark's server CPU in malloc/free and on its arena locks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "plangraph",
