@@ -60,11 +60,13 @@ pub struct Config {
     #[arg(long, env = "PLANGRAPH_GCS_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
     pub gcs_timeout: Duration,
 
-    /// Most spec objects read from the store at once for one batch (a page of specs).
+    /// Most spec objects read from the store at once for one batch (a page of
+    /// specs). The default is the largest page, so a page of specs costs one
+    /// round trip to the store, not several.
     #[arg(
         long,
         env = "PLANGRAPH_SPEC_FETCH_CONCURRENCY",
-        default_value = "16",
+        default_value = "100",
         global = true
     )]
     pub spec_fetch_concurrency: std::num::NonZeroUsize,
@@ -273,7 +275,7 @@ mod tests {
     #[test]
     fn spec_reads_default_to_a_bounded_batch_and_cache() {
         let config = Cli::parse_from(["plangraph"]).config;
-        assert_eq!(config.spec_fetch_concurrency.get(), 16);
+        assert_eq!(config.spec_fetch_concurrency.get(), 100);
         assert_eq!(config.spec_cache_bytes, 64 * 1024 * 1024);
         assert_eq!(config.gcs_timeout, Duration::from_secs(10));
         assert_eq!(config.gcs_endpoint, None);

@@ -96,6 +96,12 @@ impl SpecStore for CachedSpecStore {
         self.load(key).await
     }
 
+    async fn cached(&self, key: &str) -> Option<Bytes> {
+        let bytes = self.cache.get(key).await?;
+        self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+        Some(bytes)
+    }
+
     /// Cached objects are answered at once; the misses go to the store as
     /// one batch of concurrent reads. A missing object is left out of the
     /// result (its field reports it) instead of failing the whole page; an

@@ -76,6 +76,13 @@ pub trait SpecStore: Send + Sync {
             .await
     }
 
+    /// The object if it is already in memory, without any I/O. Lets a
+    /// resolver answer a cached spec at once instead of waiting out a
+    /// DataLoader batch window; the default (no memory) says `None`.
+    async fn cached(&self, _key: &str) -> Option<Bytes> {
+        None
+    }
+
     /// Cheap reachability check for `/readyz`.
     async fn check(&self) -> Result<(), StoreError>;
 
