@@ -30,7 +30,10 @@ read -r -a LEVELS <<<"${BENCH_CONNECTIONS:-1 16 64}"
 NPM_DIR="${BENCH_NPM_DIR:-/var/tmp/plangraph-bench}"
 PG_ADMIN_URL="postgres://postgres@127.0.0.1:5432/postgres"
 DB_NAME="plangraph_bench_$(date +%s)_$$"
-DB_URL="postgres://postgres@127.0.0.1:5432/$DB_NAME"
+# Plain TCP to PostgreSQL for every server: node-postgres (PostGraphile) does
+# not use TLS unless told to, while sqlx would negotiate it with this
+# machine's PostgreSQL; both sides should pay the same for the transport.
+DB_URL="postgres://postgres@127.0.0.1:5432/$DB_NAME?sslmode=disable"
 
 say() { printf '== %s\n' "$*" >&2; }
 fail() {

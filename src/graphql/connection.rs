@@ -9,13 +9,14 @@ use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::loaders::prime;
 use super::loaders::{FeatureId, FeaturePlanCounts, FeatureVersions, ProjectId, SpecKey, UserId};
 use super::types::{Feature, Plan};
 use super::{loaders, services, viewer};
 use crate::error::{AppError, AppResult};
 use crate::service::pagination::{Page, Position, SortValue, Window};
-use crate::service::plans::{PlanFilter, PlanSort};
-use entity::{feature, plan};
+use crate::service::plans::{PlanFilter, PlanJoins, PlanRow, PlanSort};
+use entity::feature;
 
 /// Sort keys of plan lists.
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
@@ -168,9 +169,11 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
-/// A page of a list.
+/// A page of a list. Cursors are encoded only when a client asks for them:
+/// a dashboard reading `nodes` never pays for fifty of them.
 pub struct Connection<N> {
-    items: Vec<(String, N)>,
+    sort: &'static str,
+    items: Vec<(Position, N)>,
     has_next_page: bool,
     has_previous_page: bool,
     total: Total,
@@ -180,14 +183,16 @@ impl<N> Connection<N> {
     fn from_page<M>(
         page: Page<M>,
         total: Total,
-        cursor: impl Fn(&M) -> String,
+        sort: &'static str,
+        position: impl Fn(&M) -> Position,
         node: impl Fn(M) -> N,
     ) -> Self {
         Connection {
+            sort,
             items: page
                 .rows
                 .into_iter()
-                .map(|row| (cursor(&row), node(row)))
+                .map(|row| (position(&row), node(row)))
                 .collect(),
             has_next_page: page.has_next_page,
             has_previous_page: page.has_previous_page,
@@ -209,23 +214,29 @@ where
     async fn edges(&self) -> Vec<Edge<N>> {
         self.items
             .iter()
-            .map(|(cursor, node)| Edge {
-                cursor: cursor.clone(),
+            .map(|(position, node)| Edge {
+                cursor: encode_cursor(self.sort, position),
                 node: node.clone(),
             })
             .collect()
     }
     /// The items of this page, without cursors.
-    async fn nodes(&self) -> Vec<N> {
-        self.items.iter().map(|(_, node)| node.clone()).collect()
+    async fn nodes(&self) -> Vec<&N> {
+        self.items.iter().map(|(_, node)| node).collect()
     }
     /// Where this page sits in the whole list.
     async fn page_info(&self) -> PageInfo {
         PageInfo {
             has_next_page: self.has_next_page,
             has_previous_page: self.has_previous_page,
-            start_cursor: self.items.first().map(|(cursor, _)| cursor.clone()),
-            end_cursor: self.items.last().map(|(cursor, _)| cursor.clone()),
+            start_cursor: self
+                .items
+                .first()
+                .map(|(position, _)| encode_cursor(self.sort, position)),
+            end_cursor: self
+                .items
+                .last()
+                .map(|(position, _)| encode_cursor(self.sort, position)),
         }
     }
     /// How many items the whole list has (all pages, same filters).
@@ -251,15 +262,21 @@ pub async fn load_plans(
     let name = sort_name(sort);
     let descending = order.direction == OrderDirection::Desc;
     let window = window(arguments, name, sort == PlanSort::Title, descending)?;
+    let joins = PlanJoins {
+        feature: row_field_selected(ctx, "feature"),
+        project: row_field_selected(ctx, "project"),
+        claimer: row_field_selected(ctx, "claimedBy"),
+    };
     let page = services(ctx)
-        .list_plans(viewer(ctx)?, &filter, sort, &window)
+        .list_plans(viewer(ctx)?, &filter, sort, &window, joins)
         .await?;
     prime_plan_rows(ctx, &page.rows).await?;
     Ok(Connection::from_page(
         page,
         Total::Plans(filter),
-        |plan| encode_cursor(name, &sort.position(plan)),
-        Plan,
+        name,
+        |row| sort.position(&row.plan),
+        |row| Plan(row.plan),
     ))
 }
 
@@ -276,12 +293,10 @@ pub async fn load_features(
     Ok(Connection::from_page(
         page,
         Total::Features(project),
-        |feature| {
-            let position = Position {
-                value: SortValue::Time(feature.created_at),
-                id: feature.id,
-            };
-            encode_cursor(SORT, &position)
+        SORT,
+        |feature| Position {
+            value: SortValue::Time(feature.created_at),
+            id: feature.id,
         },
         Feature,
     ))
@@ -294,83 +309,81 @@ fn row_field_selected(ctx: &Context<'_>, field: &str) -> bool {
         || look.field("edges").field("node").field(field).exists()
 }
 
-/// Loads, in one batch per relation, everything the selected row fields
-/// need, into the request's loader caches. Without this the rows' fields
-/// still batch through the loaders, but a batch closes 1 ms after its first
-/// key, so a slow-to-resolve page could split into several queries; priming
-/// makes the statement count independent of page size and timing.
-async fn prime_plan_rows(ctx: &Context<'_>, plans: &[plan::Model]) -> AppResult<()> {
-    let loaders = loaders(ctx);
-    let mut users = Vec::new();
-    for (field, pick) in [
-        (
-            "claimedBy",
-            (|plan: &plan::Model| plan.claimed_by) as fn(&plan::Model) -> Option<Uuid>,
-        ),
-        ("submittedBy", |plan| plan.submitted_by),
-        ("createdBy", |plan| Some(plan.created_by)),
-    ] {
-        if row_field_selected(ctx, field) {
-            users.extend(plans.iter().filter_map(pick).map(UserId));
-        }
+/// The keys a selected field needs, collected before any await: iterators
+/// borrowing the rows would keep the resolver's future from being `Send`.
+fn keys_if<M, K>(selected: bool, rows: &[M], key: impl Fn(&M) -> K) -> Vec<K> {
+    if selected {
+        rows.iter().map(key).collect()
+    } else {
+        Vec::new()
     }
-    let features = row_field_selected(ctx, "feature").then(|| {
-        plans
-            .iter()
-            .map(|plan| FeatureId(plan.feature_id))
-            .collect::<Vec<_>>()
+}
+
+/// Puts everything the selected row fields need into the request's loader
+/// caches, so that the rows' fields are answered from memory: what the page
+/// statement joined is fed in as it is, the rest is loaded in one query per
+/// relation, all at once. Without this the fields still batch through the
+/// loaders, but each batch first waits 1 ms for more keys and a
+/// slow-to-resolve page could split into several queries; priming makes the
+/// statement count independent of page size and timing, and costs no waiting.
+async fn prime_plan_rows(ctx: &Context<'_>, rows: &[PlanRow]) -> AppResult<()> {
+    let loaders = loaders(ctx);
+    let db = &loaders.db;
+    db.feed_many(rows.iter().filter_map(|row| {
+        let feature = row.feature.clone()?;
+        Some((FeatureId(feature.id), feature))
+    }))
+    .await;
+    db.feed_many(rows.iter().filter_map(|row| {
+        let project = row.project.clone()?;
+        Some((ProjectId(project.id), project))
+    }))
+    .await;
+    db.feed_many(rows.iter().filter_map(|row| {
+        let claimer = row.claimer.clone()?;
+        Some((UserId(claimer.id), claimer))
+    }))
+    .await;
+    let selected = |field| row_field_selected(ctx, field);
+    let mut users = keys_if(selected("submittedBy"), rows, |row| row.plan.submitted_by);
+    users.extend(keys_if(selected("createdBy"), rows, |row| {
+        Some(row.plan.created_by)
+    }));
+    let users: Vec<UserId> = users.into_iter().flatten().map(UserId).collect();
+    let specs = keys_if(selected("spec"), rows, |row| {
+        SpecKey(row.plan.spec_key.clone())
     });
-    let projects = row_field_selected(ctx, "project").then(|| {
-        plans
-            .iter()
-            .map(|plan| ProjectId(plan.project_id))
-            .collect::<Vec<_>>()
-    });
-    let specs = row_field_selected(ctx, "spec").then(|| {
-        plans
-            .iter()
-            .map(|plan| SpecKey(plan.spec_key.clone()))
-            .collect::<Vec<_>>()
-    });
-    let users = async {
-        if users.is_empty() {
-            return Ok(());
+    let (users, ()) = futures::join!(
+        prime(db, users),
+        // A store outage must fail only the `spec` fields (they ask again
+        // and report it at their paths), never the page.
+        async {
+            let _ = loaders.prime_specs(specs).await;
         }
-        loaders.db.load_many(users).await.map(drop)
-    };
-    let features = async {
-        match features {
-            Some(keys) => loaders.db.load_many(keys).await.map(drop),
-            None => Ok(()),
-        }
-    };
-    let projects = async {
-        match projects {
-            Some(keys) => loaders.db.load_many(keys).await.map(drop),
-            None => Ok(()),
-        }
-    };
-    // A store outage must fail only the `spec` fields (they retry and report
-    // it at their paths), never the page.
-    let specs = async {
-        if let Some(keys) = specs {
-            let _ = loaders.specs.load_many(keys).await;
-        }
-    };
-    let (users, features, projects, ()) = futures::join!(users, features, projects, specs);
-    users.and(features).and(projects)
+    );
+    users
 }
 
 async fn prime_feature_rows(ctx: &Context<'_>, features: &[feature::Model]) -> AppResult<()> {
     let loaders = loaders(ctx);
-    let ids = || features.iter().map(|feature| feature.id);
-    if row_field_selected(ctx, "planCounts") {
-        loaders.db.load_many(ids().map(FeaturePlanCounts)).await?;
-    }
-    if row_field_selected(ctx, "versions") {
-        loaders.db.load_many(ids().map(FeatureVersions)).await?;
-    }
-    Ok(())
+    let selected = |field| row_field_selected(ctx, field);
+    let counts = keys_if(selected("planCounts"), features, |feature| {
+        FeaturePlanCounts(feature.id)
+    });
+    let versions = keys_if(selected("versions"), features, |feature| {
+        FeatureVersions(feature.id)
+    });
+    let specs = keys_if(selected("spec"), features, |feature| {
+        SpecKey(feature.spec_key.clone())
+    });
+    let (counts, versions, ()) = futures::join!(
+        prime(&loaders.db, counts),
+        prime(&loaders.db, versions),
+        async {
+            let _ = loaders.prime_specs(specs).await;
+        }
+    );
+    counts.and(versions)
 }
 
 #[cfg(test)]

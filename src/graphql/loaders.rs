@@ -2,14 +2,16 @@
 //! batch of rows, not once per row. Loaders live for one request only, so
 //! they never serve another user's data or anything stale.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use uuid::Uuid;
 
 use crate::error::AppError;
 use crate::service::Services;
+use crate::storage::SpecStore;
 use crate::workflow::PlanStatus;
 use entity::{feature, feature_version, plan, project, user};
 
@@ -50,7 +52,9 @@ pub struct SpecLoader {
 /// front (see `connection.rs`) and the rows' fields then read from the cache.
 pub struct Loaders {
     pub db: DataLoader<DbLoader, HashMapCache>,
-    pub specs: DataLoader<SpecLoader, HashMapCache>,
+    specs: DataLoader<SpecLoader, HashMapCache>,
+    /// A list of this request put its specs into `specs` (see [`Loaders::prime_specs`]).
+    specs_primed: AtomicBool,
 }
 
 impl Loaders {
@@ -64,7 +68,31 @@ impl Loaders {
         Loaders {
             db: DataLoader::with_cache(db, tokio::spawn, HashMapCache::default()),
             specs: DataLoader::with_cache(specs, tokio::spawn, HashMapCache::default()),
+            specs_primed: AtomicBool::new(false),
         }
+    }
+
+    /// Loads the specs of a list's rows at once into the request's cache
+    /// (cached objects from memory, the rest in one concurrent batch).
+    pub async fn prime_specs(&self, keys: Vec<SpecKey>) -> Result<(), AppError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.specs_primed.store(true, Ordering::Relaxed);
+        prime(&self.specs, keys).await
+    }
+
+    /// The text of one spec field. Once a list has primed the request's
+    /// specs they are read from its cache; otherwise an object already in
+    /// the store's memory is answered at once, without waiting out the
+    /// DataLoader's batch window, and only the rest are batched.
+    pub async fn spec(&self, store: &dyn SpecStore, key: &str) -> Result<Option<String>, AppError> {
+        if !self.specs_primed.load(Ordering::Relaxed)
+            && let Some(bytes) = store.cached(key).await
+        {
+            return Ok(Some(spec_text(&bytes)));
+        }
+        self.specs.load_one(SpecKey(key.to_owned())).await
     }
 
     /// Rows may change when a mutation runs: forget them, so that the
@@ -79,6 +107,31 @@ impl Loaders {
         self.db.clear::<FeaturePlanCounts>();
         self.db.clear::<ProjectPlanCounts>();
     }
+}
+
+/// Loads `keys` at once into `loader`'s request cache, so the fields that
+/// ask for them next are answered from it. A list knows every key its rows
+/// need as soon as it has the rows; going through `load_many` would wait out
+/// the DataLoader's batch window (1 ms) for nothing.
+pub async fn prime<L, K>(
+    loader: &DataLoader<L, HashMapCache>,
+    keys: impl IntoIterator<Item = K>,
+) -> Result<(), L::Error>
+where
+    L: Loader<K>,
+    K: Send + Sync + Hash + Eq + Clone + 'static,
+{
+    let keys: Vec<K> = keys
+        .into_iter()
+        .collect::<HashSet<K>>()
+        .into_iter()
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let values = loader.loader().load(&keys).await?;
+    loader.feed_many(values).await;
+    Ok(())
 }
 
 fn index_by<K: Eq + Hash, V>(rows: Vec<V>, key: impl Fn(&V) -> K) -> HashMap<K, V> {
@@ -196,7 +249,13 @@ impl Loader<SpecKey> for SpecLoader {
         let objects = self.services.specs.get_many(&keys).await?;
         Ok(objects
             .into_iter()
-            .map(|(key, bytes)| (SpecKey(key), String::from_utf8_lossy(&bytes).into_owned()))
+            .map(|(key, bytes)| (SpecKey(key), spec_text(&bytes)))
             .collect())
     }
+}
+
+/// Specs are stored as the UTF-8 they were written as; a damaged object
+/// still reads, with replacement characters where its bytes are not UTF-8.
+pub fn spec_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }

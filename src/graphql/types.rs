@@ -12,8 +12,7 @@ use super::connection::{
     FeatureConnection, PageArguments, PlanConnection, PlanOrder, load_features, load_plans,
 };
 use super::loaders::{
-    FeatureId, FeaturePlanCounts, FeatureVersions, PlanId, ProjectId, ProjectPlanCounts, SpecKey,
-    UserId,
+    FeatureId, FeaturePlanCounts, FeatureVersions, PlanId, ProjectId, ProjectPlanCounts, UserId,
 };
 use super::{loaders, services, viewer};
 use crate::error::{AppError, AppResult};
@@ -141,8 +140,7 @@ async fn optional_user(ctx: &Context<'_>, id: Option<uuid::Uuid>) -> AppResult<O
 
 async fn spec_text(ctx: &Context<'_>, key: &str) -> AppResult<String> {
     loaders(ctx)
-        .specs
-        .load_one(SpecKey(key.to_owned()))
+        .spec(services(ctx).specs.as_ref(), key)
         .await?
         .ok_or_else(|| AppError::Internal(format!("spec object {key} is missing")))
 }

@@ -28,7 +28,7 @@ use super::views::{
 use crate::error::{AppError, AppResult};
 use crate::service::features::FeatureUpdate;
 use crate::service::pagination::Window;
-use crate::service::plans::{PlanFilter, PlanSort, status_of};
+use crate::service::plans::{PlanFilter, PlanJoins, PlanSort, status_of};
 use crate::service::{Services, Viewer, parse_id};
 use crate::workflow::{PlanStatus, SubmitTarget};
 use entity::{feature, plan, project};
@@ -613,11 +613,16 @@ impl PlanTools {
         };
         let window = Window::new(Some(LIST_LIMIT), None, None, None, false)?;
         let (page, total) = futures::try_join!(
-            self.services
-                .list_plans(&viewer, &filter, PlanSort::CreatedAt, &window),
+            self.services.list_plans(
+                &viewer,
+                &filter,
+                PlanSort::CreatedAt,
+                &window,
+                PlanJoins::default()
+            ),
             self.services.count_plans(&viewer, &filter),
         )?;
-        let plans = page.rows;
+        let plans: Vec<_> = page.rows.into_iter().map(|row| row.plan).collect();
         let related = Related::of_plans(&self.services, &plans, &[]).await?;
         let views = plans
             .iter()

@@ -305,6 +305,10 @@ impl Services {
             self.insert_project_batch(batch).await?;
         }
         data.plans_by_status = by_status.into_iter().collect();
+        // Fresh planner statistics, as a database in use has them (autovacuum
+        // would take a minute to get there): without them PostgreSQL guesses
+        // a table of 10 000 plans holds a handful and picks poor plans.
+        self.db.execute_unprepared("ANALYZE").await?;
         Ok(data)
     }
 

@@ -115,6 +115,18 @@ where
     E: EntityTrait,
     E::Column: ColumnTrait + Copy,
 {
+    let rows = windowed(query, sort, id, window).all(db).await?;
+    Ok(page_of(rows, window))
+}
+
+/// `query` limited to the window, sorted by `sort` then `id`, reading one
+/// row beyond the page to learn whether more follow. Columns are qualified
+/// with their table, so the query may join other tables.
+pub fn windowed<E>(query: Select<E>, sort: E::Column, id: E::Column, window: &Window) -> Select<E>
+where
+    E: EntityTrait,
+    E::Column: ColumnTrait + Copy,
+{
     // Walking backward means reading the list in the opposite order.
     let reading_descending = window.descending != window.backward;
     let mut query = query;
@@ -126,28 +138,30 @@ where
     } else {
         Order::Asc
     };
-    let mut rows = query
+    query
         .order_by(sort, order.clone())
         .order_by(id, order)
         .limit(window.size + 1)
-        .all(db)
-        .await?;
+}
+
+/// The page from the rows a [`windowed`] query returned.
+pub fn page_of<R>(mut rows: Vec<R>, window: &Window) -> Page<R> {
     let more = rows.len() as u64 > window.size;
     rows.truncate(window.size as usize);
     let has_cursor = window.cursor.is_some();
     if window.backward {
         rows.reverse();
-        Ok(Page {
+        Page {
             rows,
             has_next_page: has_cursor,
             has_previous_page: more,
-        })
+        }
     } else {
-        Ok(Page {
+        Page {
             rows,
             has_next_page: more,
             has_previous_page: has_cursor,
-        })
+        }
     }
 }
 
@@ -159,7 +173,10 @@ fn beyond<C: ColumnTrait + Copy>(
     descending: bool,
 ) -> SimpleExpr {
     let value: sea_orm::Value = position.value.clone().into();
-    let (sort_column, id_column) = (Expr::col(sort), Expr::col(id));
+    let (sort_column, id_column) = (
+        Expr::col(sort.as_column_ref()),
+        Expr::col(id.as_column_ref()),
+    );
     if descending {
         sort_column
             .clone()
