@@ -37,6 +37,11 @@ use tower::ServiceExt;
 use plangraph::config::Config;
 use plangraph::shutdown::Shutdown;
 
+/// The server binary's allocator (see `src/main.rs`), so that time measured
+/// in this process is what the server would spend.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PLANS: usize = 50;
 const SAMPLES: usize = 40;
 const FRESH_SAMPLES: usize = 15;
