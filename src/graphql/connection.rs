@@ -9,8 +9,9 @@ use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::loaders::prime;
-use super::loaders::{FeatureId, FeaturePlanCounts, FeatureVersions, ProjectId, SpecKey, UserId};
+use super::loaders::{
+    FeatureId, FeaturePlanCounts, FeatureVersions, ProjectId, SpecKey, UserId, prime,
+};
 use super::types::{Feature, Plan};
 use super::{loaders, services, viewer};
 use crate::error::{AppError, AppResult};
@@ -267,10 +268,10 @@ pub async fn load_plans(
         project: row_field_selected(ctx, "project"),
         claimer: row_field_selected(ctx, "claimedBy"),
     };
-    let page = services(ctx)
+    let mut page = services(ctx)
         .list_plans(viewer(ctx)?, &filter, sort, &window, joins)
         .await?;
-    prime_plan_rows(ctx, &page.rows).await?;
+    prime_plan_rows(ctx, &mut page.rows).await?;
     Ok(Connection::from_page(
         page,
         Total::Plans(filter),
@@ -326,21 +327,21 @@ fn keys_if<M, K>(selected: bool, rows: &[M], key: impl Fn(&M) -> K) -> Vec<K> {
 /// loaders, but each batch first waits 1 ms for more keys and a
 /// slow-to-resolve page could split into several queries; priming makes the
 /// statement count independent of page size and timing, and costs no waiting.
-async fn prime_plan_rows(ctx: &Context<'_>, rows: &[PlanRow]) -> AppResult<()> {
+async fn prime_plan_rows(ctx: &Context<'_>, rows: &mut [PlanRow]) -> AppResult<()> {
     let loaders = loaders(ctx);
     let db = &loaders.db;
-    db.feed_many(rows.iter().filter_map(|row| {
-        let feature = row.feature.clone()?;
+    db.feed_many(rows.iter_mut().filter_map(|row| {
+        let feature = row.feature.take()?;
         Some((FeatureId(feature.id), feature))
     }))
     .await;
-    db.feed_many(rows.iter().filter_map(|row| {
-        let project = row.project.clone()?;
+    db.feed_many(rows.iter_mut().filter_map(|row| {
+        let project = row.project.take()?;
         Some((ProjectId(project.id), project))
     }))
     .await;
-    db.feed_many(rows.iter().filter_map(|row| {
-        let claimer = row.claimer.clone()?;
+    db.feed_many(rows.iter_mut().filter_map(|row| {
+        let claimer = row.claimer.take()?;
         Some((UserId(claimer.id), claimer))
     }))
     .await;
