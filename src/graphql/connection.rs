@@ -2,6 +2,8 @@
 //! stable ordering with the id as tie-breaker, and a `totalCount` computed only
 //! when a client asks for it.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, Enum, InputObject, Object, OutputType, SimpleObject};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -299,7 +301,7 @@ pub async fn load_features(
             value: SortValue::Time(feature.created_at),
             id: feature.id,
         },
-        Feature,
+        Feature::from,
     ))
 }
 
@@ -332,17 +334,17 @@ async fn prime_plan_rows(ctx: &Context<'_>, rows: &mut [PlanRow]) -> AppResult<(
     let db = &loaders.db;
     db.feed_many(rows.iter_mut().filter_map(|row| {
         let feature = row.feature.take()?;
-        Some((FeatureId(feature.id), feature))
+        Some((FeatureId(feature.id), Arc::new(feature)))
     }))
     .await;
     db.feed_many(rows.iter_mut().filter_map(|row| {
         let project = row.project.take()?;
-        Some((ProjectId(project.id), project))
+        Some((ProjectId(project.id), Arc::new(project)))
     }))
     .await;
     db.feed_many(rows.iter_mut().filter_map(|row| {
         let claimer = row.claimer.take()?;
-        Some((UserId(claimer.id), claimer))
+        Some((UserId(claimer.id), Arc::new(claimer)))
     }))
     .await;
     let selected = |field| row_field_selected(ctx, field);

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
@@ -138,42 +139,44 @@ fn index_by<K: Eq + Hash, V>(rows: Vec<V>, key: impl Fn(&V) -> K) -> HashMap<K, 
     rows.into_iter().map(|row| (key(&row), row)).collect()
 }
 
+/// Rows that many fields of a page show (the feature of fifty plans) are
+/// shared, not copied for each field that asks.
+fn shared_by<K: Eq + Hash, V>(rows: Vec<V>, key: impl Fn(&V) -> K) -> HashMap<K, Arc<V>> {
+    rows.into_iter()
+        .map(|row| (key(&row), Arc::new(row)))
+        .collect()
+}
+
 impl Loader<UserId> for DbLoader {
-    type Value = user::Model;
+    type Value = Arc<user::Model>;
     type Error = AppError;
 
-    async fn load(&self, keys: &[UserId]) -> Result<HashMap<UserId, user::Model>, AppError> {
+    async fn load(&self, keys: &[UserId]) -> Result<HashMap<UserId, Self::Value>, AppError> {
         let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
         let rows = self.services.users_by_ids(&ids).await?;
-        Ok(index_by(rows, |row| UserId(row.id)))
+        Ok(shared_by(rows, |row| UserId(row.id)))
     }
 }
 
 impl Loader<FeatureId> for DbLoader {
-    type Value = feature::Model;
+    type Value = Arc<feature::Model>;
     type Error = AppError;
 
-    async fn load(
-        &self,
-        keys: &[FeatureId],
-    ) -> Result<HashMap<FeatureId, feature::Model>, AppError> {
+    async fn load(&self, keys: &[FeatureId]) -> Result<HashMap<FeatureId, Self::Value>, AppError> {
         let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
         let rows = self.services.features_by_ids(&ids).await?;
-        Ok(index_by(rows, |row| FeatureId(row.id)))
+        Ok(shared_by(rows, |row| FeatureId(row.id)))
     }
 }
 
 impl Loader<ProjectId> for DbLoader {
-    type Value = project::Model;
+    type Value = Arc<project::Model>;
     type Error = AppError;
 
-    async fn load(
-        &self,
-        keys: &[ProjectId],
-    ) -> Result<HashMap<ProjectId, project::Model>, AppError> {
+    async fn load(&self, keys: &[ProjectId]) -> Result<HashMap<ProjectId, Self::Value>, AppError> {
         let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
         let rows = self.services.projects_by_ids(&ids).await?;
-        Ok(index_by(rows, |row| ProjectId(row.id)))
+        Ok(shared_by(rows, |row| ProjectId(row.id)))
     }
 }
 

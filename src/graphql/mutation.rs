@@ -46,7 +46,7 @@ impl MutationRoot {
             )
             .await?;
         Ok(CreatedUser {
-            user: User(created.user),
+            user: User::from(created.user),
             api_key: ApiKey(created.key.key),
             secret: created.key.token,
         })
@@ -62,7 +62,7 @@ impl MutationRoot {
         let project = writing(ctx)
             .create_project(viewer(ctx)?, &name, description)
             .await?;
-        Ok(Project(project))
+        Ok(Project::from(project))
     }
 
     /// Owners only: adds an existing user to the project, or changes their role.
@@ -116,7 +116,7 @@ impl MutationRoot {
                 &spec_content,
             )
             .await?;
-        Ok(Feature(feature))
+        Ok(Feature::from(feature))
     }
 
     /// Edits a feature. By default the current version is amended; with
@@ -143,7 +143,7 @@ impl MutationRoot {
         let feature = writing(ctx)
             .update_feature(viewer(ctx)?, &feature_id, update)
             .await?;
-        Ok(Feature(feature))
+        Ok(Feature::from(feature))
     }
 
     /// Creates an implementation plan for a feature, in DRAFT (default) or READY.

@@ -17,7 +17,7 @@ pub struct QueryRoot;
 impl QueryRoot {
     /// You: the user the API key belongs to.
     async fn viewer(&self, ctx: &Context<'_>) -> AppResult<User> {
-        Ok(User(viewer(ctx)?.user.clone()))
+        Ok(User::from(viewer(ctx)?.user.clone()))
     }
 
     /// Your API keys (without secrets), oldest first.
@@ -29,7 +29,7 @@ impl QueryRoot {
     /// Projects you are a member of, oldest first.
     async fn projects(&self, ctx: &Context<'_>) -> AppResult<Vec<Project>> {
         let projects = services(ctx).projects_of(viewer(ctx)?).await?;
-        Ok(projects.into_iter().map(Project).collect())
+        Ok(projects.into_iter().map(Project::from).collect())
     }
 
     /// One project; FORBIDDEN unless you are a member.
@@ -39,7 +39,7 @@ impl QueryRoot {
         #[graphql(desc = "The project's id.")] id: ID,
     ) -> AppResult<Project> {
         let project = services(ctx).project(viewer(ctx)?, &id).await?;
-        Ok(Project(project))
+        Ok(Project::from(project))
     }
 
     /// One feature; FORBIDDEN unless you are a member of its project.
@@ -49,7 +49,7 @@ impl QueryRoot {
         #[graphql(desc = "The feature's id.")] id: ID,
     ) -> AppResult<Feature> {
         let feature = services(ctx).feature(viewer(ctx)?, &id).await?;
-        Ok(Feature(feature))
+        Ok(Feature::from(feature))
     }
 
     /// One plan with everything about it (ask for `spec` to get the markdown).

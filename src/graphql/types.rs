@@ -145,7 +145,13 @@ async fn spec_text(ctx: &Context<'_>, key: &str) -> AppResult<String> {
         .ok_or_else(|| AppError::Internal(format!("spec object {key} is missing")))
 }
 
-pub struct User(pub user::Model);
+pub struct User(pub Arc<user::Model>);
+
+impl From<user::Model> for User {
+    fn from(row: user::Model) -> Self {
+        User(Arc::new(row))
+    }
+}
 
 /// A person or agent with API keys.
 #[Object]
@@ -223,7 +229,13 @@ pub struct CreatedApiKey {
     pub secret: String,
 }
 
-pub struct Project(pub project::Model);
+pub struct Project(pub Arc<project::Model>);
+
+impl From<project::Model> for Project {
+    fn from(row: project::Model) -> Self {
+        Project(Arc::new(row))
+    }
+}
 
 /// A team's space: features, plans and members.
 #[Object]
@@ -314,7 +326,13 @@ impl ProjectMember {
 }
 
 #[derive(Clone)]
-pub struct Feature(pub feature::Model);
+pub struct Feature(pub Arc<feature::Model>);
+
+impl From<feature::Model> for Feature {
+    fn from(row: feature::Model) -> Self {
+        Feature(Arc::new(row))
+    }
+}
 
 /// Something to build. Its spec says what; plans say how. Every completed plan
 /// cuts a new version.
@@ -611,7 +629,7 @@ impl PlanEvent {
     /// Who made the change; null when the system did (the stale sweeper).
     async fn actor(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
         match self {
-            PlanEvent::Live(live) => Ok(live.actor.clone().map(User)),
+            PlanEvent::Live(live) => Ok(live.actor.clone().map(User::from)),
             PlanEvent::Stored(event) => optional_user(ctx, event.actor_id).await,
         }
     }
