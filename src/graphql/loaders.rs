@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::error::AppError;
 use crate::service::Services;
-use crate::storage::SpecStore;
+use crate::storage::{SpecStore, spec_text};
 use crate::workflow::PlanStatus;
 use entity::{feature, feature_version, plan, project, user};
 
@@ -255,10 +255,4 @@ impl Loader<SpecKey> for SpecLoader {
             .map(|(key, bytes)| (SpecKey(key), spec_text(&bytes)))
             .collect())
     }
-}
-
-/// Specs are stored as the UTF-8 they were written as; a damaged object
-/// still reads, with replacement characters where its bytes are not UTF-8.
-pub fn spec_text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }

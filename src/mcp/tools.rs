@@ -562,7 +562,7 @@ impl PlanTools {
     /// A spec document from the store, as `Plan.spec` and `Feature.spec` read it.
     async fn spec_text(&self, key: &str) -> AppResult<String> {
         let bytes = self.services.specs.get(key).await?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        Ok(crate::storage::spec_text(&bytes))
     }
 
     async fn one_plan(&self, plan: &plan::Model, more_users: &[Uuid]) -> AppResult<Related> {

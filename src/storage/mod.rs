@@ -95,6 +95,13 @@ pub trait SpecStore: Send + Sync {
 
 pub type SharedSpecStore = Arc<dyn SpecStore>;
 
+/// A spec object's text, the same for every reader (GraphQL and MCP). Specs
+/// are stored as the UTF-8 they were written as; a damaged object still
+/// reads, with replacement characters where its bytes are not UTF-8.
+pub fn spec_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// What a spec row records about its object.
 #[derive(Debug, Clone)]
 pub struct StoredSpec {
