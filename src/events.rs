@@ -13,6 +13,10 @@
 //!   the id, so ids are drawn in the order transactions commit; `NOTIFY` in the
 //!   same transaction wakes one `LISTEN` connection per instance, which reads
 //!   the new rows and fans them out locally. Every instance sees every event.
+//!
+//! Changes to who may see what (memberships, key revocations) travel the same
+//! ordered path as [`BusMessage::AccessChanged`], so a live subscriber re-checks
+//! its access before it is handed any event committed after the change.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +37,8 @@ use entity::{plan, plan_event, user};
 pub(crate) const CHANNEL: &str = "plangraph_plan_events";
 /// Serializes event-id assignment with commit order on PostgreSQL ("plan_evt").
 pub(crate) const EVENT_ORDER_LOCK: i64 = 0x706c_616e_5f65_7674;
+/// Payload prefix of an access-change notification; an event's payload is its id.
+const ACCESS_PREFIX: &str = "access:";
 /// Largest number of events read per catch-up query.
 const CATCH_UP_BATCH: u64 = 500;
 
@@ -45,12 +51,22 @@ pub struct LiveEvent {
     pub actor: Option<user::Model>,
 }
 
+/// What the bus carries, in commit order.
+#[derive(Debug, Clone)]
+pub enum BusMessage {
+    Event(Arc<LiveEvent>),
+    /// This user's memberships or API keys changed; `None` when this instance
+    /// may have missed such changes (its database listener reconnected), so
+    /// anyone's might have.
+    AccessChanged(Option<Uuid>),
+}
+
 /// In-process fan-out of committed events. Sending never waits for receivers:
 /// each receiver has a bounded window (the channel capacity) and one that falls
 /// further behind is told so and must resume from the table.
 #[derive(Clone)]
 pub struct EventBus {
-    sender: broadcast::Sender<Arc<LiveEvent>>,
+    sender: broadcast::Sender<BusMessage>,
     /// On PostgreSQL the database listener is the only publisher, so that local
     /// and remote changes arrive through the same ordered path.
     fed_by_database: bool,
@@ -65,7 +81,7 @@ impl EventBus {
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<BusMessage> {
         self.sender.subscribe()
     }
 
@@ -76,11 +92,23 @@ impl EventBus {
         }
     }
 
+    /// Called by the service layer right after committing a change to `user`'s
+    /// access, in commit order like events.
+    pub fn publish_access_change(&self, user: Uuid) {
+        if !self.fed_by_database {
+            self.announce_access_change(Some(user));
+        }
+    }
+
     fn send(&self, events: impl IntoIterator<Item = LiveEvent>) {
         for event in events {
             // No receivers is normal: nobody is watching.
-            let _ = self.sender.send(Arc::new(event));
+            let _ = self.sender.send(BusMessage::Event(Arc::new(event)));
         }
+    }
+
+    fn announce_access_change(&self, user: Option<Uuid>) {
+        let _ = self.sender.send(BusMessage::AccessChanged(user));
     }
 }
 
@@ -119,6 +147,18 @@ pub async fn record(
             .await?;
     }
     Ok(event)
+}
+
+/// Inside a transaction that changes `user`'s access (a membership, a key):
+/// on PostgreSQL the announcement is queued with the transaction's commit, in
+/// commit order with the events, for every instance's listener.
+pub async fn record_access_change(connection: &impl ConnectionTrait, user: Uuid) -> AppResult<()> {
+    if connection.get_database_backend() == DbBackend::Postgres {
+        connection
+            .execute_unprepared(&format!("NOTIFY {CHANNEL}, '{ACCESS_PREFIX}{user}'"))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Committed events after `after`, oldest first, at most `limit`.
@@ -205,29 +245,71 @@ pub async fn run_postgres_listener(url: String, db: DatabaseConnection, bus: Eve
             continue;
         }
         tracing::debug!("event listener connected");
+        // Listening already: whatever commits from now on is announced. What
+        // was announced while nobody listened is lost, access changes
+        // included, so every subscriber re-checks its access before it is
+        // handed the events committed meanwhile.
+        bus.announce_access_change(None);
+        last_published = catch_up(&db, &bus, last_published, None).await;
         loop {
-            // Listening already: whatever commits from now on is announced.
-            last_published = catch_up(&db, &bus, last_published).await;
-            match listener.try_recv().await {
-                // A notification: read everything new (it may cover several).
-                Ok(Some(_)) => {}
-                // The connection dropped and sqlx re-listened; catch up next turn.
-                Ok(None) => tracing::info!("event listener reconnected"),
+            let first = match listener.try_recv().await {
+                Ok(Some(notification)) => notification,
+                Ok(None) => {
+                    tracing::info!("event listener reconnected");
+                    bus.announce_access_change(None);
+                    last_published = catch_up(&db, &bus, last_published, None).await;
+                    continue;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "event listener lost its connection; reconnecting");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     break;
                 }
+            };
+            // Notifications arrive in commit order. Events are read only up
+            // to the newest id announced so far, never past an access change
+            // still to be announced, so no subscriber receives an event
+            // committed after a change to its access before the change itself.
+            let mut announced_up_to = None;
+            let mut next = Some(first);
+            while let Some(notification) = next {
+                match notification.payload().strip_prefix(ACCESS_PREFIX) {
+                    Some(user) => {
+                        if let Some(up_to) = announced_up_to.take() {
+                            last_published = catch_up(&db, &bus, last_published, Some(up_to)).await;
+                        }
+                        // An unreadable user id makes everyone re-check.
+                        bus.announce_access_change(user.parse().ok());
+                    }
+                    None => {
+                        let id = notification.payload().parse().unwrap_or(i64::MAX);
+                        announced_up_to = announced_up_to.max(Some(id));
+                    }
+                }
+                next = listener.next_buffered();
+            }
+            if let Some(up_to) = announced_up_to {
+                last_published = catch_up(&db, &bus, last_published, Some(up_to)).await;
             }
         }
     }
 }
 
-/// Publishes every committed event after `last_published`; returns the new
-/// high-water mark. Read errors are retried until the database answers.
-async fn catch_up(db: &DatabaseConnection, bus: &EventBus, mut last_published: i64) -> i64 {
+/// Publishes every committed event after `last_published` (up to id `up_to`
+/// when given); returns the new high-water mark. Read errors are retried until
+/// the database answers.
+async fn catch_up(
+    db: &DatabaseConnection,
+    bus: &EventBus,
+    mut last_published: i64,
+    up_to: Option<i64>,
+) -> i64 {
     loop {
-        let batch = match events_after(db, last_published, CATCH_UP_BATCH, |query| query).await {
+        let batch = events_after(db, last_published, CATCH_UP_BATCH, |query| match up_to {
+            Some(id) => query.filter(plan_event::Column::Id.lte(id)),
+            None => query,
+        });
+        let batch = match batch.await {
             Ok(batch) => batch,
             Err(error) => {
                 tracing::warn!(?error, "event catch-up failed; retrying");

@@ -20,6 +20,7 @@ on_both_databases!(
     the_legacy_protocol_works,
     shutdown_completes_subscriptions,
     a_change_on_one_instance_reaches_subscribers_on_another,
+    live_subscriptions_follow_membership_and_key_changes,
 );
 
 fn summary(event: &Value) -> (String, Value, String, Value) {
@@ -565,5 +566,104 @@ async fn a_change_on_one_instance_reaches_subscribers_on_another(backend: Backen
         board.next_event().await["kind"],
         "CLAIMED",
         "local changes arrive too, in order"
+    );
+}
+
+/// The next delivery other than a `complete`, which must be the error ending
+/// subscription `id`; returns its code.
+async fn ending_error(subscriber: &mut Subscriber, id: &str) -> String {
+    loop {
+        match subscriber.next_delivery(Duration::from_secs(15)).await {
+            Some((_, Delivery::Complete)) => continue,
+            Some((delivered, Delivery::Errors(errors))) if delivered == id => {
+                return errors[0]["extensions"]["code"]
+                    .as_str()
+                    .expect("code")
+                    .to_owned();
+            }
+            other => panic!("expected an error for subscription {id}, got {other:?}"),
+        }
+    }
+}
+
+/// Access changes made on one instance reach live subscriptions on another
+/// (on SQLite: the same server) before any event committed after them:
+/// joining a project shows its events without resubscribing, leaving it stops
+/// them (and ends a subscription filtered to it), revoking the key ends them all.
+async fn live_subscriptions_follow_membership_and_key_changes(backend: Backend) {
+    let servers = Server::instances(backend, &[]).await;
+    let (first, last) = (&servers[0], &servers[servers.len() - 1]);
+    let team = Team::new(first).await;
+    let own_project = team.outsider.create_project("Mine").await;
+    let own_feature = team
+        .outsider
+        .create_feature(&own_project, "Mine", "# m")
+        .await;
+    let outsider_id = team.outsider.ok("{ viewer { id } }", json!({})).await["viewer"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut everything = Subscriber::connect(&last.base_url, team.outsider.key()).await;
+    let everything_id = everything.subscribe(PLAN_EVENTS, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    team.owner
+        .ok(
+            ADD_MEMBER,
+            json!({ "projectId": team.project, "email": "outsider@example.com", "role": "VIEWER" }),
+        )
+        .await;
+    let joined = team.plan("after joining", "READY").await;
+    assert_eq!(
+        everything.next_event().await["plan"]["id"],
+        joined.as_str(),
+        "a project joined after subscribing is followed"
+    );
+
+    let mut filtered = Subscriber::connect(&last.base_url, team.outsider.key()).await;
+    let filtered_id = filtered
+        .subscribe(PLAN_EVENTS, json!({ "projectId": team.project }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    team.owner
+        .ok(
+            "mutation($projectId: ID!, $userId: ID!) { removeProjectMember(projectId: $projectId, userId: $userId) }",
+            json!({ "projectId": team.project, "userId": outsider_id }),
+        )
+        .await;
+    assert_eq!(ending_error(&mut filtered, &filtered_id).await, "FORBIDDEN");
+    team.plan("after leaving", "READY").await;
+    let own = team
+        .outsider
+        .ok(
+            CREATE_PLAN,
+            json!({ "featureId": own_feature, "title": "still visible", "spec": "# v" }),
+        )
+        .await["createPlan"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(
+        everything.next_event().await["plan"]["id"],
+        own.as_str(),
+        "no event of a project left behind is delivered"
+    );
+
+    let keys = team.outsider.ok("{ apiKeys { id } }", json!({})).await;
+    team.outsider
+        .ok(
+            "mutation($id: ID!) { revokeApiKey(id: $id) { id } }",
+            json!({ "id": keys["apiKeys"][0]["id"] }),
+        )
+        .await;
+    assert_eq!(
+        ending_error(&mut everything, &everything_id).await,
+        "UNAUTHENTICATED"
+    );
+    let again = everything.subscribe(PLAN_EVENTS, json!({})).await;
+    assert_eq!(
+        ending_error(&mut everything, &again).await,
+        "UNAUTHENTICATED",
+        "a connection opened before the revocation starts no new subscription"
     );
 }

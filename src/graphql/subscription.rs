@@ -8,9 +8,9 @@ use tokio::sync::broadcast::error::RecvError;
 use super::types::PlanEvent;
 use super::{services, viewer};
 use crate::error::{AppError, AppResult};
-use crate::events::latest_event_id;
+use crate::events::{BusMessage, latest_event_id};
 use crate::observability::ActiveSubscription;
-use crate::service::subscriptions::parse_cursor;
+use crate::service::subscriptions::{EventFilters, parse_cursor};
 use crate::shutdown::Shutdown;
 
 /// Events read from the log per query while replaying.
@@ -27,7 +27,10 @@ impl SubscriptionRoot {
     /// change. With `after`, first replays every event committed after that
     /// cursor, then continues live. Without it, only new events. A subscriber
     /// that falls too far behind gets a RESUME_REQUIRED error naming the cursor
-    /// to resubscribe from.
+    /// to resubscribe from. Without filters the subscription follows your
+    /// memberships as they change; one filtered to a project you are removed
+    /// from ends with an error, and revoking the connection's API key ends
+    /// every subscription on it with UNAUTHENTICATED.
     async fn plan_events(
         &self,
         ctx: &Context<'_>,
@@ -38,20 +41,19 @@ impl SubscriptionRoot {
         after: Option<String>,
     ) -> Result<impl Stream<Item = AppResult<PlanEvent>> + use<>, AppError> {
         let services = services(ctx).clone();
-        let viewer = viewer(ctx)?;
-        let scope = services
-            .event_scope(
-                viewer,
-                project_id.as_ref().map(|id| id.as_str()),
-                feature_id.as_ref().map(|id| id.as_str()),
-                plan_id.as_ref().map(|id| id.as_str()),
-            )
-            .await?;
+        let viewer = viewer(ctx)?.clone();
+        let filters = EventFilters {
+            project_id: project_id.map(|id| id.0),
+            feature_id: feature_id.map(|id| id.0),
+            plan_id: plan_id.map(|id| id.0),
+        };
         let after = after.as_deref().map(parse_cursor).transpose()?;
         let shutdown = ctx.data_unchecked::<Shutdown>().clone();
-        // Subscribe before replaying: an event committed during the replay is
-        // then both replayed and buffered, and the id check drops the copy.
+        // Subscribe before anything is read: an event committed during the
+        // replay is then both replayed and buffered, and the id check drops
+        // the copy; an access change after the scope below is seen in the loop.
         let mut live = services.events.subscribe();
+        let mut scope = services.event_scope(&viewer, &filters).await?;
         // Without `after`, "new" means after the newest event right now.
         let start = match after {
             Some(cursor) => cursor,
@@ -78,6 +80,14 @@ impl SubscriptionRoot {
                     if complete {
                         break;
                     }
+                    // A long replay re-checks access between pages.
+                    match services.event_scope(&viewer, &filters).await {
+                        Ok(current) => scope = current,
+                        Err(error) => {
+                            yield Err(error);
+                            return;
+                        }
+                    }
                 }
             }
             loop {
@@ -86,13 +96,27 @@ impl SubscriptionRoot {
                     () = shutdown.begun() => return,
                 };
                 match received {
-                    Ok(event) => {
+                    Ok(BusMessage::Event(event)) => {
                         if event.event.id <= last_seen {
                             continue;
                         }
                         last_seen = event.event.id;
                         if scope.matches(&event.event) {
                             yield Ok(PlanEvent::Live(event));
+                        }
+                    }
+                    Ok(BusMessage::AccessChanged(user)) => {
+                        if user.is_some_and(|user| user != viewer.id()) {
+                            continue;
+                        }
+                        // Everything after this message was committed after
+                        // the change: the new scope applies to all of it.
+                        match services.event_scope(&viewer, &filters).await {
+                            Ok(current) => scope = current,
+                            Err(error) => {
+                                yield Err(error);
+                                return;
+                            }
                         }
                     }
                     Err(RecvError::Lagged(_)) => {

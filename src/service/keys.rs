@@ -84,7 +84,7 @@ impl Services {
         let mut active = key.into_active_model();
         active.revoked_at = Set(Some(now()));
         let key = active.update(&*txn).await?;
-        txn.commit().await?;
+        txn.commit_access_change(&self.events, key.user_id).await?;
         Ok(key)
     }
 
@@ -131,6 +131,26 @@ impl Services {
                 .await?;
             txn.commit().await?;
         }
-        Ok(Viewer { user })
+        Ok(Viewer {
+            user,
+            key_id: key.id,
+        })
+    }
+
+    /// For connections that authenticated once and stay open: refuses a key
+    /// revoked since, with the message a fresh request would get.
+    pub async fn require_active_key(&self, viewer: &Viewer) -> AppResult<()> {
+        let active = api_key::Entity::find_by_id(viewer.key_id)
+            .filter(api_key::Column::RevokedAt.is_null())
+            .one(&self.db)
+            .await?
+            .is_some();
+        if active {
+            Ok(())
+        } else {
+            Err(AppError::Unauthenticated(
+                "The API key of this connection was revoked; reconnect with an active key".into(),
+            ))
+        }
     }
 }

@@ -21,7 +21,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
-use crate::events::{EventBus, LiveEvent};
+use crate::events::{self, EventBus, LiveEvent};
 use crate::metrics::DatabaseMetrics;
 use crate::storage::SharedSpecStore;
 use crate::workflow::Role;
@@ -61,6 +61,8 @@ pub struct Services {
 #[derive(Debug, Clone)]
 pub struct Viewer {
     pub user: user::Model,
+    /// The API key the caller authenticated with.
+    pub key_id: Uuid,
 }
 
 impl Viewer {
@@ -98,6 +100,17 @@ impl WriteTransaction {
         let WriteTransaction { txn, _lock } = self;
         txn.commit().await?;
         bus.publish_committed(events);
+        Ok(())
+    }
+
+    /// Commits a change to `user`'s access (a membership, a key) and announces
+    /// it, in commit order with the events, so that the user's live
+    /// subscriptions re-check what they may see before their next event.
+    pub async fn commit_access_change(self, bus: &EventBus, user: Uuid) -> AppResult<()> {
+        events::record_access_change(&self.txn, user).await?;
+        let WriteTransaction { txn, _lock } = self;
+        txn.commit().await?;
+        bus.publish_access_change(user);
         Ok(())
     }
 }

@@ -41,7 +41,7 @@ impl Services {
         }
         .insert(&*txn)
         .await?;
-        txn.commit().await?;
+        txn.commit_access_change(&self.events, viewer.id()).await?;
         Ok(project)
     }
 
@@ -119,7 +119,7 @@ impl Services {
                 .await?
             }
         };
-        txn.commit().await?;
+        txn.commit_access_change(&self.events, user.id).await?;
         Ok(member)
     }
 
@@ -149,7 +149,7 @@ impl Services {
         project_member::Entity::delete_by_id((project.id, user_id))
             .exec(&*txn)
             .await?;
-        txn.commit().await?;
+        txn.commit_access_change(&self.events, user_id).await?;
         Ok(true)
     }
 

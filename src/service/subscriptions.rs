@@ -10,8 +10,16 @@ use crate::error::{AppError, AppResult};
 use crate::events::events_after;
 use entity::{plan_event, project_member};
 
+/// The ids a subscriber filtered by, as sent.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilters {
+    pub project_id: Option<String>,
+    pub feature_id: Option<String>,
+    pub plan_id: Option<String>,
+}
+
 /// The events one subscription delivers: its filters, intersected with the
-/// projects the subscriber belonged to when it subscribed.
+/// projects the subscriber belongs to (re-resolved whenever that changes).
 #[derive(Debug, Clone)]
 pub struct EventScope {
     projects: HashSet<Uuid>,
@@ -44,20 +52,23 @@ pub fn parse_cursor(cursor: &str) -> AppResult<i64> {
 }
 
 impl Services {
-    /// Resolves and authorizes a subscription's filters. A filter naming
-    /// something outside the viewer's projects is `FORBIDDEN`.
+    /// Resolves and authorizes a subscription's filters, at subscribe time and
+    /// again whenever the subscriber's access changes: a revoked key is
+    /// `UNAUTHENTICATED`, a filter naming something outside the viewer's
+    /// projects is `FORBIDDEN`.
     pub async fn event_scope(
         &self,
         viewer: &Viewer,
-        project_id: Option<&str>,
-        feature_id: Option<&str>,
-        plan_id: Option<&str>,
+        filters: &EventFilters,
     ) -> AppResult<EventScope> {
+        // A WebSocket authenticates once, at connection_init; its key may have
+        // been revoked since.
+        self.require_active_key(viewer).await?;
         let mut named_projects = HashSet::new();
-        if let Some(id) = project_id {
+        if let Some(id) = &filters.project_id {
             named_projects.insert(self.project(viewer, id).await?.id);
         }
-        let feature = match feature_id {
+        let feature = match &filters.feature_id {
             Some(id) => {
                 let feature = self.feature(viewer, id).await?;
                 named_projects.insert(feature.project_id);
@@ -65,7 +76,7 @@ impl Services {
             }
             None => None,
         };
-        let plan = match plan_id {
+        let plan = match &filters.plan_id {
             Some(id) => {
                 let plan = self.plan(viewer, id).await?;
                 named_projects.insert(plan.project_id);
