@@ -70,6 +70,15 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
         "plangraph_auth_failures_total",
         "Requests with a refused API key."
     );
+    metrics::describe_counter!(
+        "plangraph_mcp_tool_calls_total",
+        "MCP tool calls by tool and result (ok, or the error's code)."
+    );
+    metrics::describe_histogram!(
+        "plangraph_mcp_tool_call_duration_seconds",
+        metrics::Unit::Seconds,
+        "MCP tool call latency."
+    );
     Some(handle)
 }
 
@@ -109,6 +118,21 @@ pub fn record_operation(kind: &'static str, name: &str, duration: Duration, code
     for code in codes {
         metrics::counter!("plangraph_graphql_errors_total", "code" => code.clone()).increment(1);
     }
+}
+
+/// Records one MCP tool call: the log line and its metrics. `error` is the
+/// code of the error it ended with, if any.
+pub fn record_tool_call(tool: &'static str, duration: Duration, error: Option<&'static str>) {
+    let duration_ms = duration.as_secs_f64() * 1000.0;
+    match error {
+        None => tracing::info!(tool, duration_ms, "mcp tool call"),
+        Some(code) => tracing::info!(tool, duration_ms, error = code, "mcp tool call"),
+    }
+    let result = error.unwrap_or("ok");
+    metrics::counter!("plangraph_mcp_tool_calls_total", "tool" => tool, "result" => result)
+        .increment(1);
+    metrics::histogram!("plangraph_mcp_tool_call_duration_seconds", "tool" => tool)
+        .record(duration.as_secs_f64());
 }
 
 /// Counts an open subscription for as long as it lives.

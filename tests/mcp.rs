@@ -610,6 +610,37 @@ async fn refusals_are_tool_errors_starting_with_their_code() {
     assert_eq!(seen["plan"]["claimedBy"]["email"], "worker@example.com");
     let seen = team.owner.ok(GET_PLAN, json!({ "id": draft })).await;
     assert_eq!(seen["plan"]["status"], "DRAFT");
+
+    // Every call above is counted by tool and result.
+    let metrics = reqwest::get(format!("{}/metrics", server.base_url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let calls = |tool: &str, result: &str| {
+        metrics
+            .lines()
+            .find(|line| {
+                line.starts_with("plangraph_mcp_tool_calls_total{")
+                    && line.contains(&format!("tool=\"{tool}\""))
+                    && line.contains(&format!("result=\"{result}\""))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    assert_eq!(calls("claim_plan", "ok").as_deref(), Some("1"), "{metrics}");
+    assert_eq!(calls("claim_plan", "CONFLICT").as_deref(), Some("1"));
+    assert_eq!(calls("claim_plan", "FORBIDDEN").as_deref(), Some("1"));
+    assert_eq!(calls("claim_plan", "BAD_USER_INPUT").as_deref(), Some("1"));
+    assert_eq!(
+        calls("set_plan_status", "INVALID_TRANSITION").as_deref(),
+        Some("1")
+    );
+    assert_eq!(calls("get_plan", "NOT_FOUND").as_deref(), Some("1"));
+    assert!(
+        metrics.contains("plangraph_mcp_tool_call_duration_seconds_bucket{tool=\"claim_plan\"")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,7 @@ use super::views::{
     counts_by_name, counts_text, json_time, text_time,
 };
 use crate::error::{AppError, AppResult};
+use crate::observability;
 use crate::service::features::FeatureUpdate;
 use crate::service::pagination::Window;
 use crate::service::plans::{PlanFilter, PlanJoins, PlanSort, status_of};
@@ -535,16 +536,11 @@ impl PlanTools {
             work(viewer, args).await
         }
         .await;
-        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let error = outcome.as_ref().err().map(AppError::code);
+        observability::record_tool_call(tool, started.elapsed(), error);
         match outcome {
-            Ok(reply) => {
-                tracing::info!(tool, duration_ms, "mcp tool call");
-                reply.into_result()
-            }
-            Err(error) => {
-                tracing::info!(tool, duration_ms, error = error.code(), "mcp tool call");
-                error_result(&error)
-            }
+            Ok(reply) => reply.into_result(),
+            Err(error) => error_result(&error),
         }
     }
 
