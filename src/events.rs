@@ -254,11 +254,12 @@ pub async fn run_postgres_listener(url: String, db: DatabaseConnection, bus: Eve
         loop {
             let first = match listener.try_recv().await {
                 Ok(Some(notification)) => notification,
+                // The connection dropped. sqlx would re-listen on the next
+                // call, but a fresh listener lets the catch-up above run
+                // strictly after listening again.
                 Ok(None) => {
-                    tracing::info!("event listener reconnected");
-                    bus.announce_access_change(None);
-                    last_published = catch_up(&db, &bus, last_published, None).await;
-                    continue;
+                    tracing::info!("event listener lost its connection; reconnecting");
+                    break;
                 }
                 Err(error) => {
                     tracing::warn!(%error, "event listener lost its connection; reconnecting");

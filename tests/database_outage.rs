@@ -3,8 +3,10 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::ws::*;
 use common::*;
 use serde_json::{Value, json};
 
@@ -80,6 +82,83 @@ async fn requests_fail_clearly_during_an_outage_and_recover_after() {
     );
     assert_eq!(readyz().await.0, 200);
     admin.ok(CREATE_PROJECT, json!({ "name": "after" })).await;
+}
+
+/// Notifications sent while an instance's event listener is disconnected are
+/// lost, access changes included. After it reconnects, every live
+/// subscription there re-checks its access before it is handed the events
+/// committed during the gap: here a member removed meanwhile (through another
+/// instance) gets the gap's events of the project still theirs, not of the
+/// one they left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_recheck_access_after_the_listener_reconnects() {
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let database = Database::create(backend).await;
+    let direct = Server::launch(Arc::clone(&database), vec![]).await;
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let name = database
+        .url()
+        .expect("url")
+        .rsplit('/')
+        .next()
+        .expect("name")
+        .to_owned();
+    let url = format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port);
+    let proxied = Server::launch(database, vec!["--database-url".into(), url]).await;
+    let team = Team::new(&direct).await;
+    team.owner
+        .ok(
+            ADD_MEMBER,
+            json!({ "projectId": team.project, "email": "outsider@example.com", "role": "VIEWER" }),
+        )
+        .await;
+    let own_project = team.outsider.create_project("Mine").await;
+    let own_feature = team
+        .outsider
+        .create_feature(&own_project, "Mine", "# m")
+        .await;
+    let outsider_id = team.outsider.ok("{ viewer { id } }", json!({})).await["viewer"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut board = Subscriber::connect(&proxied.base_url, team.outsider.key()).await;
+    board.subscribe(PLAN_EVENTS, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = team.plan("before the cut", "READY").await;
+    assert_eq!(board.next_event().await["plan"]["id"], before.as_str());
+
+    proxy.cut();
+    team.owner
+        .ok(
+            "mutation($projectId: ID!, $userId: ID!) { removeProjectMember(projectId: $projectId, userId: $userId) }",
+            json!({ "projectId": team.project, "userId": outsider_id }),
+        )
+        .await;
+    team.plan("during the cut", "READY").await;
+    let own = team
+        .outsider
+        .ok(
+            CREATE_PLAN,
+            json!({ "featureId": own_feature, "title": "still mine", "spec": "# s" }),
+        )
+        .await["createPlan"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // Long enough for the proxied instance's pool to test (and replace) its
+    // cut connections before reusing them.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.restore();
+
+    let delivered = board.next_event().await;
+    assert_eq!(
+        delivered["plan"]["id"],
+        own.as_str(),
+        "the first event after the gap is the one still visible: {delivered}"
+    );
+    board.expect_nothing(Duration::from_millis(500)).await;
 }
 
 #[tokio::test]

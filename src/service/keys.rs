@@ -137,8 +137,8 @@ impl Services {
         })
     }
 
-    /// For connections that authenticated once and stay open: refuses a key
-    /// revoked since, with the message a fresh request would get.
+    /// For connections that authenticated once and stay open (WebSockets):
+    /// refuses a key revoked since.
     pub async fn require_active_key(&self, viewer: &Viewer) -> AppResult<()> {
         let active = api_key::Entity::find_by_id(viewer.key_id)
             .filter(api_key::Column::RevokedAt.is_null())
