@@ -235,10 +235,9 @@ async fn perform(fixture: &Fixture, operation: &str, caller: Caller) -> Reply {
             team.owner
                 .ok(ADD_MEMBER, json!({ "projectId": project, "email": extra }))
                 .await;
-            let query = "mutation($projectId: ID!, $userId: ID!) { removeProjectMember(projectId: $projectId, userId: $userId) }";
             client
                 .send(
-                    query,
+                    REMOVE_MEMBER,
                     json!({ "projectId": project, "userId": created["createUser"]["user"]["id"] }),
                 )
                 .await

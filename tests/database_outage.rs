@@ -17,14 +17,7 @@ async fn requests_fail_clearly_during_an_outage_and_recover_after() {
     };
     let database = Database::create(backend).await;
     let proxy = Proxy::start("127.0.0.1:5432").await;
-    let name = database
-        .url()
-        .expect("url")
-        .rsplit('/')
-        .next()
-        .expect("name")
-        .to_owned();
-    let url = format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port);
+    let url = proxy.database_url(&database);
     let server = Server::launch(
         database,
         vec![
@@ -98,14 +91,7 @@ async fn subscriptions_recheck_access_after_the_listener_reconnects() {
     let database = Database::create(backend).await;
     let direct = Server::launch(Arc::clone(&database), vec![]).await;
     let proxy = Proxy::start("127.0.0.1:5432").await;
-    let name = database
-        .url()
-        .expect("url")
-        .rsplit('/')
-        .next()
-        .expect("name")
-        .to_owned();
-    let url = format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port);
+    let url = proxy.database_url(&database);
     let proxied = Server::launch(database, vec!["--database-url".into(), url]).await;
     let team = Team::new(&direct).await;
     team.owner
@@ -119,10 +105,7 @@ async fn subscriptions_recheck_access_after_the_listener_reconnects() {
         .outsider
         .create_feature(&own_project, "Mine", "# m")
         .await;
-    let outsider_id = team.outsider.ok("{ viewer { id } }", json!({})).await["viewer"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let outsider_id = team.outsider.user_id().await;
     let mut board = Subscriber::connect(&proxied.base_url, team.outsider.key()).await;
     board.subscribe(PLAN_EVENTS, json!({})).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -132,21 +115,12 @@ async fn subscriptions_recheck_access_after_the_listener_reconnects() {
     proxy.cut();
     team.owner
         .ok(
-            "mutation($projectId: ID!, $userId: ID!) { removeProjectMember(projectId: $projectId, userId: $userId) }",
+            REMOVE_MEMBER,
             json!({ "projectId": team.project, "userId": outsider_id }),
         )
         .await;
     team.plan("during the cut", "READY").await;
-    let own = team
-        .outsider
-        .ok(
-            CREATE_PLAN,
-            json!({ "featureId": own_feature, "title": "still mine", "spec": "# s" }),
-        )
-        .await["createPlan"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let own = team.outsider.create_plan(&own_feature, "still mine").await;
     // Long enough for the proxied instance's pool to test (and replace) its
     // cut connections before reusing them.
     tokio::time::sleep(Duration::from_millis(1500)).await;

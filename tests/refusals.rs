@@ -466,10 +466,9 @@ async fn project_membership_rules(backend: Backend) {
         ]
     );
     let owner_id = listed["project"]["members"][0]["user"]["id"].clone();
-    let remove = "mutation($projectId: ID!, $userId: ID!) { removeProjectMember(projectId: $projectId, userId: $userId) }";
     let last_owner = json!({ "projectId": team.project, "userId": owner_id });
     assert_eq!(
-        team.owner.code(remove, last_owner).await,
+        team.owner.code(REMOVE_MEMBER, last_owner).await,
         "CONFLICT",
         "the last owner stays"
     );
@@ -482,7 +481,7 @@ async fn project_membership_rules(backend: Backend) {
     let removed = team
         .owner
         .ok(
-            remove,
+            REMOVE_MEMBER,
             json!({ "projectId": team.project, "userId": viewer_id }),
         )
         .await;

@@ -259,16 +259,7 @@ async fn members_see_only_their_projects(backend: Backend) {
     outsider.subscribe(PLAN_EVENTS, json!({})).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     team.plan("secret", "READY").await;
-    let mine = team
-        .outsider
-        .ok(
-            CREATE_PLAN,
-            json!({ "featureId": own_feature, "title": "visible", "spec": "# v" }),
-        )
-        .await["createPlan"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let mine = team.outsider.create_plan(&own_feature, "visible").await;
     let event = loop {
         match outsider.next_delivery(Duration::from_secs(10)).await {
             Some((_, Delivery::Complete)) => continue,
@@ -599,10 +590,7 @@ async fn live_subscriptions_follow_membership_and_key_changes(backend: Backend) 
         .outsider
         .create_feature(&own_project, "Mine", "# m")
         .await;
-    let outsider_id = team.outsider.ok("{ viewer { id } }", json!({})).await["viewer"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let outsider_id = team.outsider.user_id().await;
     let mut everything = Subscriber::connect(&last.base_url, team.outsider.key()).await;
     let everything_id = everything.subscribe(PLAN_EVENTS, json!({})).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -627,7 +615,7 @@ async fn live_subscriptions_follow_membership_and_key_changes(backend: Backend) 
     tokio::time::sleep(Duration::from_millis(300)).await;
     team.owner
         .ok(
-            "mutation($projectId: ID!, $userId: ID!) { removeProjectMember(projectId: $projectId, userId: $userId) }",
+            REMOVE_MEMBER,
             json!({ "projectId": team.project, "userId": outsider_id }),
         )
         .await;
@@ -635,14 +623,8 @@ async fn live_subscriptions_follow_membership_and_key_changes(backend: Backend) 
     team.plan("after leaving", "READY").await;
     let own = team
         .outsider
-        .ok(
-            CREATE_PLAN,
-            json!({ "featureId": own_feature, "title": "still visible", "spec": "# v" }),
-        )
-        .await["createPlan"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+        .create_plan(&own_feature, "still visible")
+        .await;
     assert_eq!(
         everything.next_event().await["plan"]["id"],
         own.as_str(),

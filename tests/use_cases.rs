@@ -89,17 +89,10 @@ async fn find_and_claim_work(backend: Backend) {
         .worker
         .ok(
             "query($me: ID) { plans(claimedBy: $me) { totalCount } }",
-            json!({ "me": worker_id(&team).await }),
+            json!({ "me": team.worker.user_id().await }),
         )
         .await;
     assert_eq!(mine["plans"]["totalCount"], 1);
-}
-
-async fn worker_id(team: &Team) -> String {
-    team.worker.ok("{ viewer { id } }", json!({})).await["viewer"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned()
 }
 
 async fn track_progress(backend: Backend) {

@@ -400,6 +400,22 @@ impl Client {
             .to_owned()
     }
 
+    /// Creates a DRAFT plan and returns its id.
+    pub async fn create_plan(&self, feature: &str, title: &str) -> String {
+        let vars = json!({ "featureId": feature, "title": title, "spec": format!("# {title}") });
+        let data = self.ok(CREATE_PLAN, vars).await;
+        data["createPlan"]["id"]
+            .as_str()
+            .expect("plan id")
+            .to_owned()
+    }
+
+    /// The id of the user this client authenticates as.
+    pub async fn user_id(&self) -> String {
+        let data = self.ok("{ viewer { id } }", json!({})).await;
+        data["viewer"]["id"].as_str().expect("user id").to_owned()
+    }
+
     /// Runs an operation that must succeed and returns its `data`.
     pub async fn ok(&self, query: &str, variables: Value) -> Value {
         let reply = self.send(query, variables).await;
@@ -430,6 +446,8 @@ pub const CREATE_PLAN: &str = "mutation($featureId: ID!, $title: String!, $spec:
     createPlan(featureId: $featureId, title: $title, specContent: $spec, status: $status) { id status } }";
 pub const ADD_MEMBER: &str = "mutation($projectId: ID!, $email: String!, $role: ProjectRole) {
     addProjectMember(projectId: $projectId, email: $email, role: $role) { role } }";
+pub const REMOVE_MEMBER: &str = "mutation($projectId: ID!, $userId: ID!) {
+    removeProjectMember(projectId: $projectId, userId: $userId) }";
 pub const SET_STATUS: &str = "mutation($planId: ID!, $status: PlanStatus!) {
     setPlanStatus(planId: $planId, status: $status) { id status claimedBy { email } implementedVersion workArtifacts } }";
 pub const CLAIM: &str = "mutation($planId: ID!) { claimPlan(planId: $planId) {
@@ -629,6 +647,13 @@ impl Proxy {
 
     pub fn restore(&self) {
         self.cut.send_replace(false);
+    }
+
+    /// `database`'s URL, through this proxy.
+    pub fn database_url(&self, database: &Database) -> String {
+        let url = database.url().expect("a PostgreSQL database");
+        let name = url.rsplit('/').next().expect("database name");
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 }
 
