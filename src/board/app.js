@@ -218,7 +218,9 @@ async function openBoard() {
   $('board').setAttribute('aria-busy', 'true');
   try {
     const latest = await gql(key, LATEST_CURSOR);
-    const cursor = latest.plans.nodes[0]?.events.at(-1)?.cursor ?? null;
+    // No plan visible means no event visible yet: replaying from the very
+    // start then delivers exactly what is committed while the board loads.
+    const cursor = latest.plans.nodes[0]?.events.at(-1)?.cursor ?? '0';
     const [features, plans] = await Promise.all([
       pageAll(key, FEATURES, { projectId }, (data) => data.project.features),
       pageAll(key, PLANS, { projectId, featureId }, (data) => data.plans),

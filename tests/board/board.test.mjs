@@ -213,20 +213,38 @@ test(
 );
 
 test(
-  'a key revoked while the page is open signs it out when the socket reconnects (close 4403)',
+  'a key revoked while the page is open signs it out at once',
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    await team.plan('OAuth 2.0', 'READY');
+    const page = await openPage(browser);
+    await signIn(page, server, team.owner);
+
+    // The open socket authenticated earlier; the server ends its subscription.
+    await server.gql(team.owner, `mutation($id: ID!) { revokeApiKey(id: $id) { id } }`, { id: team.ownerKeyId });
+
+    await page.waitForSelector('#signin-error:has-text("not accepted")', { timeout: 10_000 });
+    assert.equal(await page.isVisible('#key'), true);
+    assert.equal(await page.evaluate(() => localStorage.length), 0);
+    assert.deepEqual(page.errors, []);
+  }),
+);
+
+test(
+  'a key the server no longer knows signs the page out when the socket reconnects (close 4403)',
   TIMEOUT,
   withServer(async (holder) => {
     const team = await createTeam(holder.server);
-    await team.plan('OAuth 2.0', 'READY');
     const page = await openPage(browser);
     await signIn(page, holder.server, team.owner);
-    await holder.server.gql(team.owner, `mutation($id: ID!) { revokeApiKey(id: $id) { id } }`, { id: team.ownerKeyId });
 
-    // The open socket authenticated earlier; the next connection is refused.
-    holder.server = await holder.server.restart();
+    // A different database behind the same address: the page's key is unknown there.
+    const { port } = holder.server;
+    await holder.server.destroy();
+    holder.server = await Server.start({ port });
 
     await page.waitForSelector('#signin-error:has-text("not accepted")', { timeout: 20_000 });
-    assert.equal(await page.isVisible('#key'), true);
     assert.equal(await page.evaluate(() => localStorage.length), 0);
     assert.deepEqual(page.errors, []);
   }),
@@ -343,5 +361,32 @@ test(
       assert.deepEqual(page.errors, []);
       await page.context().close();
     }
+  }),
+);
+
+test(
+  'a board with no plan visible yet misses nothing created while it loads',
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    const page = await openPage(browser);
+    // The plans page is answered without the plan, which is created between
+    // that answer and the subscription: only a replay can show it.
+    let createdBehindTheLoad = false;
+    await page.route('**/graphql', async (route) => {
+      if (createdBehindTheLoad || !(route.request().postData() ?? '').includes('BoardPlans')) {
+        return route.continue();
+      }
+      const response = await route.fetch();
+      await team.plan('Created while the board loads', 'READY');
+      createdBehindTheLoad = true;
+      return route.fulfill({ response });
+    });
+
+    await signIn(page, server, team.owner);
+
+    assert.ok(createdBehindTheLoad);
+    await eventually(async () => assert.deepEqual(await cardTitles(page, 'READY'), ['Created while the board loads']));
+    assert.deepEqual(page.errors, []);
   }),
 );
