@@ -390,3 +390,25 @@ test(
     assert.deepEqual(page.errors, []);
   }),
 );
+
+test(
+  'a member removed from the project while the page is open sees an explanation instead of the board',
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    await team.plan('OAuth 2.0', 'READY');
+    const page = await openPage(browser);
+    await signIn(page, server, team.worker);
+    assert.deepEqual(await cardTitles(page, 'READY'), ['OAuth 2.0']);
+    const { viewer } = await server.gql(team.worker, '{ viewer { id } }');
+
+    await server.gql(team.owner, `mutation($p: ID!, $u: ID!) { removeProjectMember(projectId: $p, userId: $u) }`, {
+      p: team.project,
+      u: viewer.id,
+    });
+
+    await page.waitForSelector('#notice:has-text("not a member of this project")', { timeout: 10_000 });
+    assert.equal(await page.isVisible('#board'), false);
+    assert.deepEqual(page.errors, []);
+  }),
+);
