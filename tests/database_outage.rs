@@ -100,11 +100,7 @@ async fn subscriptions_recheck_access_after_the_listener_reconnects() {
             json!({ "projectId": team.project, "email": "outsider@example.com", "role": "VIEWER" }),
         )
         .await;
-    let own_project = team.outsider.create_project("Mine").await;
-    let own_feature = team
-        .outsider
-        .create_feature(&own_project, "Mine", "# m")
-        .await;
+    let own_feature = team.outsiders_own_feature().await;
     let outsider_id = team.outsider.user_id().await;
     let mut board = Subscriber::connect(&proxied.base_url, team.outsider.key()).await;
     board.subscribe(PLAN_EVENTS, json!({})).await;

@@ -612,34 +612,22 @@ async fn refusals_are_tool_errors_starting_with_their_code() {
     assert_eq!(seen["plan"]["status"], "DRAFT");
 
     // Every call above is counted by tool and result.
-    let metrics = reqwest::get(format!("{}/metrics", server.base_url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = server.metrics().await;
     let calls = |tool: &str, result: &str| {
-        metrics
-            .lines()
-            .find(|line| {
-                line.starts_with("plangraph_mcp_tool_calls_total{")
-                    && line.contains(&format!("tool=\"{tool}\""))
-                    && line.contains(&format!("result=\"{result}\""))
-            })
-            .and_then(|line| line.rsplit(' ').next())
-            .map(str::to_owned)
+        metrics.get(&format!(
+            "plangraph_mcp_tool_calls_total{{tool=\"{tool}\",result=\"{result}\"}}"
+        ))
     };
-    assert_eq!(calls("claim_plan", "ok").as_deref(), Some("1"), "{metrics}");
-    assert_eq!(calls("claim_plan", "CONFLICT").as_deref(), Some("1"));
-    assert_eq!(calls("claim_plan", "FORBIDDEN").as_deref(), Some("1"));
-    assert_eq!(calls("claim_plan", "BAD_USER_INPUT").as_deref(), Some("1"));
+    assert_eq!(calls("claim_plan", "ok"), 1.0);
+    assert_eq!(calls("claim_plan", "CONFLICT"), 1.0);
+    assert_eq!(calls("claim_plan", "FORBIDDEN"), 1.0);
+    assert_eq!(calls("claim_plan", "BAD_USER_INPUT"), 1.0);
+    assert_eq!(calls("set_plan_status", "INVALID_TRANSITION"), 1.0);
+    assert_eq!(calls("get_plan", "NOT_FOUND"), 1.0);
     assert_eq!(
-        calls("set_plan_status", "INVALID_TRANSITION").as_deref(),
-        Some("1")
-    );
-    assert_eq!(calls("get_plan", "NOT_FOUND").as_deref(), Some("1"));
-    assert!(
-        metrics.contains("plangraph_mcp_tool_call_duration_seconds_bucket{tool=\"claim_plan\"")
+        metrics.get("plangraph_mcp_tool_call_duration_seconds_count{tool=\"claim_plan\"}"),
+        4.0,
+        "every claim_plan call is timed"
     );
 }
 

@@ -239,11 +239,7 @@ async fn filters_by_project_feature_and_plan(backend: Backend) {
 async fn members_see_only_their_projects(backend: Backend) {
     let server = Server::start(backend).await;
     let team = Team::new(&server).await;
-    let own_project = team.outsider.create_project("Mine").await;
-    let own_feature = team
-        .outsider
-        .create_feature(&own_project, "Mine", "# m")
-        .await;
+    let own_feature = team.outsiders_own_feature().await;
 
     let mut outsider = Subscriber::connect(&server.base_url, team.outsider.key()).await;
     let forbidden = outsider
@@ -585,11 +581,7 @@ async fn live_subscriptions_follow_membership_and_key_changes(backend: Backend) 
     let servers = Server::instances(backend, &[]).await;
     let (first, last) = (&servers[0], &servers[servers.len() - 1]);
     let team = Team::new(first).await;
-    let own_project = team.outsider.create_project("Mine").await;
-    let own_feature = team
-        .outsider
-        .create_feature(&own_project, "Mine", "# m")
-        .await;
+    let own_feature = team.outsiders_own_feature().await;
     let outsider_id = team.outsider.user_id().await;
     let mut everything = Subscriber::connect(&last.base_url, team.outsider.key()).await;
     let everything_id = everything.subscribe(PLAN_EVENTS, json!({})).await;

@@ -5,6 +5,19 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_initial;
 mod m20261125_000002_plan_list_order;
 
+/// An index named `name` on `columns` of `table`, created only if missing.
+fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement {
+    let mut statement = Index::create();
+    statement
+        .name(name)
+        .table(Alias::new(table))
+        .if_not_exists();
+    for column in columns {
+        statement.col(Alias::new(*column));
+    }
+    statement.to_owned()
+}
+
 pub struct Migrator;
 
 #[async_trait::async_trait]

@@ -1,5 +1,7 @@
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::index;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -22,18 +24,6 @@ fn foreign_key(from: &str, column: &str, to: &str) -> ForeignKeyCreateStatement 
         .to(Alias::new(to), Alias::new("id"))
         .on_delete(ForeignKeyAction::Restrict)
         .to_owned()
-}
-
-fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement {
-    let mut statement = Index::create();
-    statement
-        .name(name)
-        .table(Alias::new(table))
-        .if_not_exists();
-    for column in columns {
-        statement.col(Alias::new(*column));
-    }
-    statement.to_owned()
 }
 
 #[async_trait::async_trait]

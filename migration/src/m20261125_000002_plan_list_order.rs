@@ -1,5 +1,7 @@
 use sea_orm_migration::prelude::*;
 
+use crate::index;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -16,16 +18,7 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for (name, parent) in INDEXES {
             manager
-                .create_index(
-                    Index::create()
-                        .name(name)
-                        .table(Alias::new("plans"))
-                        .col(Alias::new(parent))
-                        .col(Alias::new("created_at"))
-                        .col(Alias::new("id"))
-                        .if_not_exists()
-                        .to_owned(),
-                )
+                .create_index(index("plans", name, &[parent, "created_at", "id"]))
                 .await?;
         }
         Ok(())

@@ -520,6 +520,12 @@ Users sign in.",
         member
     }
 
+    /// A feature in a project of the outsider's own, outside the team's.
+    pub async fn outsiders_own_feature(&self) -> String {
+        let project = self.outsider.create_project("Mine").await;
+        self.outsider.create_feature(&project, "Mine", "# m").await
+    }
+
     /// A plan of the team's feature, created by the owner in `status`.
     pub async fn plan(&self, title: &str, status: &str) -> String {
         self.plan_of(&self.feature, title, status).await
