@@ -137,6 +137,53 @@ pub struct Config {
     )]
     pub max_query_complexity: usize,
 
+    /// Most fields a query document may select once its fragments are expanded
+    /// (aliases count): bounds the work of validating a small document whose
+    /// fragments spread each other many times over.
+    #[arg(
+        long,
+        env = "PLANGRAPH_MAX_QUERY_FIELDS",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub max_query_fields: usize,
+
+    /// Most bytes of specs and work artifacts one response (or one
+    /// subscription event) may carry: bounds the memory of one request.
+    #[arg(long, env = "PLANGRAPH_MAX_RESPONSE_DOCUMENT_BYTES", default_value_t = 16 * 1024 * 1024, global = true)]
+    pub max_response_document_bytes: usize,
+
+    /// Longest a query may run before it is stopped (mutations run to the end).
+    #[arg(long, env = "PLANGRAPH_QUERY_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub query_timeout: Duration,
+
+    /// Most operations (subscriptions included) open at once on one WebSocket.
+    #[arg(
+        long,
+        env = "PLANGRAPH_MAX_OPERATIONS_PER_CONNECTION",
+        default_value_t = 100,
+        global = true
+    )]
+    pub max_operations_per_connection: usize,
+
+    /// Most WebSocket connections one API key may hold open on this instance.
+    #[arg(
+        long,
+        env = "PLANGRAPH_MAX_CONNECTIONS_PER_KEY",
+        default_value_t = 50,
+        global = true
+    )]
+    pub max_connections_per_key: usize,
+
+    /// Serve `/metrics` on this separate address (e.g. 127.0.0.1:9090)
+    /// instead of the main one, so it can be kept off the public network.
+    #[arg(long, env = "PLANGRAPH_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Require `Authorization: Bearer <token>` on `/metrics`.
+    #[arg(long, env = "PLANGRAPH_METRICS_TOKEN", global = true)]
+    pub metrics_token: Option<MetricsToken>,
+
     /// Live events a subscriber may fall behind by before its subscription is
     /// ended with an error asking it to resume from its last cursor.
     #[arg(
@@ -150,6 +197,26 @@ pub struct Config {
     /// How often idle WebSocket connections get a keep-alive ping.
     #[arg(long, env = "PLANGRAPH_WS_KEEPALIVE", default_value = "15s", value_parser = parse_duration, global = true)]
     pub ws_keepalive: Duration,
+}
+
+/// The bearer token that guards `/metrics`; never printed, not even in `Debug`.
+#[derive(Clone)]
+pub struct MetricsToken(pub String);
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("MetricsToken(…)")
+    }
+}
+
+impl std::str::FromStr for MetricsToken {
+    type Err = String;
+    fn from_str(text: &str) -> Result<MetricsToken, String> {
+        if text.trim().len() < 16 {
+            return Err("the metrics token must be at least 16 characters".into());
+        }
+        Ok(MetricsToken(text.trim().to_owned()))
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -22,6 +22,8 @@ pub enum AppError {
     },
     BadUserInput(String),
     StorageUnavailable(String),
+    /// A query ran longer than the server allows and was stopped.
+    Timeout(String),
     /// A subscriber fell further behind the live stream than its buffer
     /// allows; it resumes losslessly by subscribing again from its cursor.
     ResumeRequired {
@@ -44,6 +46,7 @@ impl AppError {
             AppError::InvalidTransition { .. } => "INVALID_TRANSITION",
             AppError::BadUserInput(_) => "BAD_USER_INPUT",
             AppError::StorageUnavailable(_) => "STORAGE_UNAVAILABLE",
+            AppError::Timeout(_) => "TIMEOUT",
             AppError::ResumeRequired { .. } => "RESUME_REQUIRED",
             AppError::DatabaseUnavailable | AppError::Internal(_) => "INTERNAL",
         }
@@ -57,7 +60,8 @@ impl AppError {
             | AppError::NotFound(message)
             | AppError::Conflict(message)
             | AppError::InvalidTransition { message, .. }
-            | AppError::BadUserInput(message) => message.clone(),
+            | AppError::BadUserInput(message)
+            | AppError::Timeout(message) => message.clone(),
             AppError::StorageUnavailable(_) => {
                 "The spec store is unavailable; try again shortly".into()
             }
@@ -160,6 +164,15 @@ impl ErrorExtensions for AppError {
                 extensions.set("lastCursor", last_cursor.as_str());
             }
         })
+    }
+}
+
+impl AppError {
+    /// For errors raised outside a resolver (before or around execution).
+    pub fn into_server_error(self) -> async_graphql::ServerError {
+        let mut error = async_graphql::ServerError::new(self.message(), None);
+        error.extensions = self.extend().extensions;
+        error
     }
 }
 

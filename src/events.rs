@@ -39,6 +39,8 @@ pub(crate) const CHANNEL: &str = "plangraph_plan_events";
 pub(crate) const EVENT_ORDER_LOCK: i64 = 0x706c_616e_5f65_7674;
 /// Payload prefix of an access-change notification; an event's payload is its id.
 const ACCESS_PREFIX: &str = "access:";
+/// Access changes a connection may fall behind by; one that lags re-checks.
+const ACCESS_CHANGES_BUFFER: usize = 256;
 /// Largest number of events read per catch-up query.
 const CATCH_UP_BATCH: u64 = 500;
 
@@ -67,6 +69,10 @@ pub enum BusMessage {
 #[derive(Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<BusMessage>,
+    /// Access changes alone, for connections that act on nothing else (a
+    /// WebSocket closes when its key is revoked) and should not be woken by
+    /// every event.
+    access: broadcast::Sender<Option<Uuid>>,
     /// On PostgreSQL the database listener is the only publisher, so that local
     /// and remote changes arrive through the same ordered path.
     fed_by_database: bool,
@@ -75,14 +81,22 @@ pub struct EventBus {
 impl EventBus {
     pub fn new(capacity: usize, fed_by_database: bool) -> EventBus {
         let (sender, _) = broadcast::channel(capacity);
+        let (access, _) = broadcast::channel(ACCESS_CHANGES_BUFFER);
         EventBus {
             sender,
+            access,
             fed_by_database,
         }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<BusMessage> {
         self.sender.subscribe()
+    }
+
+    /// Users whose memberships or keys changed (`None`: possibly anyone's).
+    /// A receiver that lags must assume anyone's did.
+    pub fn access_changes(&self) -> broadcast::Receiver<Option<Uuid>> {
+        self.access.subscribe()
     }
 
     /// Called by the service layer right after a commit, in commit order.
@@ -109,6 +123,7 @@ impl EventBus {
 
     fn announce_access_change(&self, user: Option<Uuid>) {
         let _ = self.sender.send(BusMessage::AccessChanged(user));
+        let _ = self.access.send(user);
     }
 }
 

@@ -14,10 +14,12 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use subtle::ConstantTimeEq;
+
 use crate::auth::bearer_token;
+use crate::config::MetricsToken;
 use crate::error::AppError;
 use crate::graphql::AppSchema;
-use crate::graphql::loaders::Loaders;
 use crate::observability::{operation_label, record_operation};
 use crate::service::{Services, Viewer};
 use crate::shutdown::Shutdown;
@@ -30,22 +32,58 @@ pub struct HttpState {
     pub shutdown: Shutdown,
     /// Period of keep-alive pings on idle WebSocket connections.
     pub ws_keepalive: std::time::Duration,
-    /// The Prometheus recorder, when this process installed one.
-    pub metrics: Option<PrometheusHandle>,
+    /// WebSocket connections open per API key.
+    pub connections_per_key: crate::websocket::ConnectionsPerKey,
+    /// How `/metrics` is served.
+    pub metrics: MetricsEndpoint,
+    /// Which operation names get metric series of their own.
+    pub operation_series: std::sync::Arc<crate::observability::OperationSeries>,
     /// Serve GraphiQL to browsers.
     pub playground: bool,
     /// Browser origins allowed by CORS.
     pub cors_origins: Vec<String>,
 }
 
+/// `/metrics`: the Prometheus recorder (when this process installed one) and
+/// how the endpoint is guarded.
+#[derive(Clone)]
+pub struct MetricsEndpoint {
+    pub handle: Option<PrometheusHandle>,
+    /// Required as `Authorization: Bearer <token>` when set.
+    pub token: Option<MetricsToken>,
+    /// Served on its own address (`--metrics-listen`), not beside the API.
+    pub separate: bool,
+}
+
+#[derive(Clone)]
+struct MetricsState {
+    services: Services,
+    endpoint: MetricsEndpoint,
+}
+
+/// A router with only `/metrics`.
+pub fn metrics_router<S: Clone + Send + Sync + 'static>(
+    services: Services,
+    endpoint: MetricsEndpoint,
+) -> Router<S> {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(MetricsState { services, endpoint })
+}
+
+/// The `x-request-id` header, which the server sets on every request and response.
+const REQUEST_ID: &str = "x-request-id";
+
 pub fn router(state: HttpState) -> Router {
     let max_body_bytes = state.max_body_bytes;
+    let metrics = (!state.metrics.separate)
+        .then(|| metrics_router(state.services.clone(), state.metrics.clone()));
     let cors = cors(&state.cors_origins);
-    let request_id = HeaderName::from_static("x-request-id");
+    let request_id = HeaderName::from_static(REQUEST_ID);
     let tracing = TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
         let id = request
             .headers()
-            .get("x-request-id")
+            .get(REQUEST_ID)
             .and_then(|value| value.to_str().ok())
             .unwrap_or_default();
         tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
@@ -55,7 +93,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/graphql/ws", get(crate::websocket::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .merge(metrics.unwrap_or_default())
         .merge(crate::board::routes())
         .nest_service(
             "/mcp",
@@ -70,7 +108,28 @@ pub fn router(state: HttpState) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(tracing)
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        // Before an id is kept, logged and echoed, it must be harmless.
+        .layer(axum::middleware::map_request(drop_unsafe_request_id))
         .with_state(state)
+}
+
+/// A client's request id is logged and echoed, so one that could forge log
+/// lines or break a header (control characters, quotes, great length) is
+/// dropped; the server then makes its own.
+async fn drop_unsafe_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
+    let safe = |id: &[u8]| {
+        !id.is_empty()
+            && id.len() <= 128
+            && id
+                .iter()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"-_.:".contains(byte))
+    };
+    if let Some(id) = request.headers().get(REQUEST_ID)
+        && !safe(id.as_bytes())
+    {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    request
 }
 
 /// Dashboards on other origins must be named with `--cors-origin`; none are
@@ -123,7 +182,7 @@ async fn authenticate(
 async fn execute(
     state: &HttpState,
     headers: &HeaderMap,
-    request: async_graphql::Request,
+    mut request: async_graphql::Request,
 ) -> Response {
     let viewer = match authenticate(&state.services, headers).await {
         Ok(viewer) => viewer,
@@ -132,16 +191,12 @@ async fn execute(
         }
         Err(error) => return error_response(StatusCode::SERVICE_UNAVAILABLE, &error),
     };
-    let mut request = request.data(Loaders::new(&state.services));
     if let Some(viewer) = viewer {
         request = request.data(viewer);
     }
     let started = std::time::Instant::now();
     let (kind, name) = operation_of(&mut request);
-    let mut result = state.schema.execute(request).await;
-    for error in &mut result.errors {
-        give_code(error);
-    }
+    let result = state.schema.execute(request).await;
     let codes: Vec<String> = result
         .errors
         .iter()
@@ -154,21 +209,11 @@ async fn execute(
         })
         .map(|code| code.trim_matches('"').to_owned())
         .collect();
-    record_operation(kind, &name, started.elapsed(), &codes);
+    let series = state.operation_series.series(&name);
+    record_operation(kind, &name, series, started.elapsed(), &codes);
     let mut response = Json(result).into_response();
     no_store(&mut response);
     response
-}
-
-/// Every error a client sees carries `extensions.code`. Ours already do; the
-/// rest come from async-graphql itself — syntax errors, unknown fields,
-/// wrongly typed variables, depth and complexity limits — and are all the
-/// client's to fix.
-fn give_code(error: &mut async_graphql::ServerError) {
-    let extensions = error.extensions.get_or_insert_with(Default::default);
-    if extensions.get("code").is_none() {
-        extensions.set("code", "BAD_USER_INPUT");
-    }
 }
 
 async fn graphql_post(
@@ -288,16 +333,35 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 
 /// Prometheus text exposition. The spec store counters live with the store's
 /// cache, so every backend (gcs, fs, memory) is measured alike.
-async fn metrics(State(state): State<HttpState>) -> Response {
-    let mut body = state
-        .services
+async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.endpoint.token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(bearer_token)
+            .unwrap_or_default();
+        let matches: bool = presented.as_bytes().ct_eq(token.0.as_bytes()).into();
+        if !matches {
+            let mut response = (
+                StatusCode::UNAUTHORIZED,
+                "metrics need Authorization: Bearer <the --metrics-token>\n",
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    let services = &state.services;
+    let mut body = services
         .specs
         .metrics()
         .map(|metrics| metrics.prometheus_text())
         .unwrap_or_default();
-    body.push_str(&state.services.database_metrics.prometheus_text());
-    record_pool_usage(&state.services.db);
-    if let Some(handle) = &state.metrics {
+    body.push_str(&services.database_metrics.prometheus_text());
+    record_pool_usage(&services.db);
+    if let Some(handle) = &state.endpoint.handle {
         body.push_str(&handle.render());
     }
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");

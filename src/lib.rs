@@ -162,7 +162,8 @@ pub async fn services(config: &Config) -> Result<Services, StartupError> {
     Ok(Services::new(db, specs, events, limits))
 }
 
-/// The HTTP application for these services.
+/// The HTTP application for these services. `/metrics` is part of it unless
+/// `--metrics-listen` moves it to [`metrics_app`].
 pub fn app(
     config: &Config,
     services: Services,
@@ -172,6 +173,10 @@ pub fn app(
     let limits = graphql::QueryLimits {
         max_depth: config.max_query_depth,
         max_complexity: config.max_query_complexity,
+        max_fields: config.max_query_fields,
+        max_document_bytes: config.max_response_document_bytes,
+        query_timeout: config.query_timeout,
+        max_operations_per_connection: config.max_operations_per_connection,
     };
     let schema = graphql::build_schema(
         services.clone(),
@@ -179,16 +184,39 @@ pub fn app(
         limits,
         !config.no_playground,
     );
+    let metrics = http::MetricsEndpoint {
+        handle: metrics,
+        token: config.metrics_token.clone(),
+        separate: config.metrics_listen.is_some(),
+    };
     http::router(http::HttpState {
         schema,
         services,
         max_body_bytes: config.max_body_bytes,
         shutdown,
         ws_keepalive: config.ws_keepalive,
+        connections_per_key: websocket::ConnectionsPerKey::new(config.max_connections_per_key),
         metrics,
+        operation_series: Arc::default(),
         playground: !config.no_playground,
         cors_origins: config.cors_origins.clone(),
     })
+}
+
+/// `/metrics` alone, for the separate address of `--metrics-listen`.
+pub fn metrics_app(
+    config: &Config,
+    services: Services,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> axum::Router {
+    http::metrics_router(
+        services,
+        http::MetricsEndpoint {
+            handle: metrics,
+            token: config.metrics_token.clone(),
+            separate: true,
+        },
+    )
 }
 
 /// Background work of a serving instance: the stale sweeper, and on

@@ -256,6 +256,23 @@ async fn serve(config: Config) -> Result<(), StartupError> {
     let background = plangraph::spawn_background_tasks(&config, &services);
     let shutdown = Shutdown::default();
     let metrics = plangraph::observability::install_metrics();
+    if let Some(metrics_address) = config.metrics_listen {
+        let metrics_listener = tokio::net::TcpListener::bind(metrics_address)
+            .await
+            .map_err(|error| {
+                StartupError(format!("cannot listen on {metrics_address}: {error}"))
+            })?;
+        let bound = metrics_listener
+            .local_addr()
+            .map_err(|error| StartupError(format!("cannot read the metrics address: {error}")))?;
+        let metrics_app = plangraph::metrics_app(&config, services.clone(), metrics.clone());
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(metrics_listener, metrics_app).await {
+                tracing::error!(%error, "the metrics listener stopped");
+            }
+        });
+        println!("plangraph: metrics on http://{bound}/metrics");
+    }
     let app = plangraph::app(&config, services, shutdown.clone(), metrics);
     println!("plangraph: listening on http://{address}/graphql");
     let signal = shutdown.clone();

@@ -2,6 +2,8 @@
 //! error codes — never spec contents or keys) inside a per-request span that
 //! carries the request id; Prometheus metrics through the `metrics` facade.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -98,8 +100,56 @@ pub fn operation_label(name: Option<&str>) -> String {
     }
 }
 
-/// Records one executed operation: the log line and its metrics.
-pub fn record_operation(kind: &'static str, name: &str, duration: Duration, codes: &[String]) {
+/// The operation names that get metric series of their own: the first
+/// `limit` distinct names seen (a server's clients use a handful); any
+/// further name is counted as `other`, so a client sending ever new names
+/// cannot grow `/metrics` without bound.
+pub struct OperationSeries {
+    limit: usize,
+    known: Mutex<HashSet<String>>,
+}
+
+impl OperationSeries {
+    pub fn new(limit: usize) -> OperationSeries {
+        OperationSeries {
+            limit,
+            known: Mutex::default(),
+        }
+    }
+
+    /// The series label for an operation labelled `label` in logs.
+    pub fn series<'a>(&self, label: &'a str) -> &'a str {
+        let mut known = self
+            .known
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if known.contains(label) {
+            return label;
+        }
+        if known.len() < self.limit {
+            known.insert(label.to_owned());
+            return label;
+        }
+        "other"
+    }
+}
+
+impl Default for OperationSeries {
+    /// Room for the operations of a few dashboards and scripts.
+    fn default() -> OperationSeries {
+        OperationSeries::new(200)
+    }
+}
+
+/// Records one executed operation: the log line (with the operation's own
+/// label) and its metrics (under its bounded `series`).
+pub fn record_operation(
+    kind: &'static str,
+    name: &str,
+    series: &str,
+    duration: Duration,
+    codes: &[String],
+) {
     let milliseconds = duration.as_secs_f64() * 1000.0;
     if codes.is_empty() {
         tracing::info!(
@@ -111,7 +161,7 @@ pub fn record_operation(kind: &'static str, name: &str, duration: Duration, code
     } else {
         tracing::info!(operation = name, kind, duration_ms = milliseconds, errors = ?codes, "graphql operation");
     }
-    let labels = [("kind", kind.to_owned()), ("operation", name.to_owned())];
+    let labels = [("kind", kind.to_owned()), ("operation", series.to_owned())];
     metrics::counter!("plangraph_graphql_requests_total", &labels).increment(1);
     metrics::histogram!("plangraph_graphql_request_duration_seconds", &labels)
         .record(duration.as_secs_f64());
@@ -161,5 +211,14 @@ mod tests {
         assert_eq!(operation_label(Some("Dashboard_1")), "Dashboard_1");
         assert_eq!(operation_label(Some("weird name!")), "other");
         assert_eq!(operation_label(Some(&"x".repeat(65))), "other");
+    }
+
+    #[test]
+    fn operation_series_stop_growing_at_their_limit() {
+        let series = OperationSeries::new(2);
+        assert_eq!(series.series("A"), "A");
+        assert_eq!(series.series("B"), "B");
+        assert_eq!(series.series("C"), "other");
+        assert_eq!(series.series("A"), "A");
     }
 }

@@ -4,9 +4,13 @@
 //! graphql-ws); this module adds what it leaves to the server: authentication
 //! in `connection_init` with the close codes the protocol prescribes (4401
 //! subscribe before init, 4403 bad key, 4408 no init in time), keep-alive
-//! pings, and a clean close on shutdown.
+//! pings, a clean close on shutdown, and bounds: so many connections per API
+//! key, and a connection whose key is revoked is closed at once (4403), on
+//! every instance, since revocations travel the event bus.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_graphql::Data;
@@ -17,10 +21,12 @@ use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
 
 use crate::auth::bearer_token;
 use crate::error::AppError;
-use crate::graphql::loaders::Loaders;
+use crate::graphql::guard::SocketSession;
 use crate::http::HttpState;
 use crate::service::Viewer;
 
@@ -28,8 +34,9 @@ use crate::service::Viewer;
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest message a client may send (a subscribe with its query).
 const MAX_CLIENT_MESSAGE: usize = 256 * 1024;
-/// How long pending `complete` messages get to flush at shutdown.
-const SHUTDOWN_FLUSH: Duration = Duration::from_millis(300);
+/// How long a closing connection waits for its operations' last messages
+/// (`complete` at shutdown, the errors of a revocation).
+const CLOSE_FLUSH: Duration = Duration::from_millis(300);
 
 pub async fn upgrade(
     State(state): State<HttpState>,
@@ -94,6 +101,70 @@ async fn authenticate(state: &HttpState, init: &Value) -> Result<Viewer, AppErro
     state.services.authenticate(token).await
 }
 
+/// Open connections per API key on this instance, so that one key (a leaked
+/// one, or a runaway script) cannot hold every socket the server can keep.
+#[derive(Clone)]
+pub struct ConnectionsPerKey {
+    limit: usize,
+    open: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+impl ConnectionsPerKey {
+    pub fn new(limit: usize) -> ConnectionsPerKey {
+        ConnectionsPerKey {
+            limit,
+            open: Arc::default(),
+        }
+    }
+
+    /// Counts a connection of `key` until the returned slot is dropped, or
+    /// `None` when the key has its limit open already.
+    fn open(&self, key: Uuid) -> Option<ConnectionSlot> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(key).or_default();
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(ConnectionSlot {
+            key,
+            registry: self.clone(),
+        })
+    }
+}
+
+struct ConnectionSlot {
+    key: Uuid,
+    registry: ConnectionsPerKey,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .registry
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// What the connection loop reacts to next.
+enum Step {
+    Outgoing(Option<WsMessage>),
+    KeepAlive,
+    AccessChanged(Result<Option<Uuid>, RecvError>),
+    ShuttingDown,
+}
+
 async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols) {
     let _connection = state.shutdown.track_connection();
     let (mut sink, mut source) = socket.split();
@@ -141,9 +212,20 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
         }
     };
 
+    let Some(_slot) = state.connections_per_key.open(viewer.key_id) else {
+        let reason = format!(
+            "Too many connections for this API key; the limit is {}",
+            state.connections_per_key.limit
+        );
+        let _ = sink.send(close(1008, &reason)).await;
+        return;
+    };
+    // Before anything else can happen on this connection: a revocation
+    // committed from here on is seen by the loop below.
+    let mut access_changes = state.services.events.access_changes();
     let mut data = Data::default();
-    data.insert(viewer);
-    data.insert(Loaders::new(&state.services));
+    data.insert(viewer.clone());
+    data.insert(SocketSession::new(viewer.clone()));
     let incoming = futures::stream::iter([init_bytes]).chain(
         source
             .take_while(|message| {
@@ -168,28 +250,75 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
     let shutdown = state.shutdown.clone();
     let shutting_down = shutdown.begun();
     tokio::pin!(shutting_down);
+    let mut watching_access = true;
     loop {
-        let message = tokio::select! {
-            message = outgoing.next() => message,
-            _ = keepalive.tick() => Some(WsMessage::Text(keepalive_message.clone())),
-            () = &mut shutting_down => {
-                // Subscriptions end on shutdown; let their `complete` messages out.
-                while let Ok(Some(message)) = tokio::time::timeout(SHUTDOWN_FLUSH, outgoing.next()).await {
-                    if send(&mut sink, message).await.is_err() {
-                        return;
-                    }
-                }
-                let _ = sink.send(close(1001, "Server shutting down")).await;
+        let step = tokio::select! {
+            message = outgoing.next() => Step::Outgoing(message),
+            _ = keepalive.tick() => Step::KeepAlive,
+            change = access_changes.recv(), if watching_access => Step::AccessChanged(change),
+            () = &mut shutting_down => Step::ShuttingDown,
+        };
+        let message = match step {
+            Step::Outgoing(Some(message)) => message,
+            Step::Outgoing(None) => {
+                let _ = sink.send(close(1000, "Normal closure")).await;
                 return;
             }
-        };
-        let Some(message) = message else {
-            let _ = sink.send(close(1000, "Normal closure")).await;
-            return;
+            Step::KeepAlive => WsMessage::Text(keepalive_message.clone()),
+            Step::AccessChanged(Ok(Some(user))) if user != viewer.id() => continue,
+            Step::AccessChanged(Err(RecvError::Closed)) => {
+                // The server is going away; nothing more will be announced.
+                watching_access = false;
+                continue;
+            }
+            Step::AccessChanged(_) => {
+                if key_revoked(&state, &viewer).await {
+                    // The subscriptions end with UNAUTHENTICATED by
+                    // themselves; let those errors out before closing.
+                    let reason = "Forbidden: the API key was revoked";
+                    flush_and_close(&mut sink, &mut outgoing, close(4403, reason)).await;
+                    return;
+                }
+                continue;
+            }
+            Step::ShuttingDown => {
+                // Subscriptions end on shutdown; let their `complete` messages out.
+                let closing = close(1001, "Server shutting down");
+                flush_and_close(&mut sink, &mut outgoing, closing).await;
+                return;
+            }
         };
         if send(&mut sink, message).await.is_err() {
             return;
         }
+    }
+}
+
+/// Sends what the operations still have to say (until they fall quiet for a
+/// moment), then the close frame.
+async fn flush_and_close(
+    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    outgoing: &mut (impl futures::Stream<Item = WsMessage> + Unpin),
+    closing: Message,
+) {
+    while let Ok(Some(message)) = tokio::time::timeout(CLOSE_FLUSH, outgoing.next()).await {
+        if send(sink, message).await.is_err() {
+            return;
+        }
+    }
+    let _ = sink.send(closing).await;
+}
+
+/// Whether the connection's key is known to be revoked now. A database
+/// error keeps the connection: every operation re-checks the key anyway.
+async fn key_revoked(state: &HttpState, viewer: &Viewer) -> bool {
+    match state.services.require_active_key(viewer).await {
+        Err(AppError::Unauthenticated(_)) => true,
+        Err(error) => {
+            tracing::warn!(?error, "cannot re-check a WebSocket's API key");
+            false
+        }
+        Ok(()) => false,
     }
 }
 

@@ -344,7 +344,17 @@ async fn statements_per_page_do_not_grow_with_page_size(backend: Backend) {
 }
 
 async fn oversized_and_malformed_queries_are_refused_clearly(backend: Backend) {
-    let server = Server::start_with(backend, &["--max-query-depth", "8"]).await;
+    // Complexity is generous here so that depth is the limit this query hits.
+    let server = Server::start_with(
+        backend,
+        &[
+            "--max-query-depth",
+            "8",
+            "--max-query-complexity",
+            "1000000",
+        ],
+    )
+    .await;
     let team = Team::new(&server).await;
     let deep = "{ plans { nodes { feature { project { features { nodes { project { features { nodes { title } } } } } } } } } }";
     let reply = team.viewer.send(deep, json!({})).await;

@@ -15,7 +15,7 @@ use super::loaders::{
     FeatureId, FeaturePlanCounts, FeatureVersions, ProjectId, SpecKey, UserId, prime,
 };
 use super::types::{Feature, Plan};
-use super::{loaders, services, viewer};
+use super::{document_budget, loaders, services, viewer};
 use crate::error::{AppError, AppResult};
 use crate::service::pagination::{Page, Position, SortValue, Window};
 use crate::service::plans::{PlanFilter, PlanJoins, PlanRow, PlanSort};
@@ -353,7 +353,12 @@ async fn prime_plan_rows(ctx: &Context<'_>, rows: &mut [PlanRow]) -> AppResult<(
         Some(row.plan.created_by)
     }));
     let users: Vec<UserId> = users.into_iter().flatten().map(UserId).collect();
-    let specs = keys_if(selected("spec"), rows, |row| {
+    // Read ahead only what the response may carry; over budget, the
+    // fields refuse one by one and nothing more is loaded.
+    let spec_bytes: i64 = rows.iter().map(|row| row.plan.spec_size).sum();
+    let affordable =
+        usize::try_from(spec_bytes).is_ok_and(|bytes| document_budget(ctx).fits(bytes));
+    let specs = keys_if(selected("spec") && affordable, rows, |row| {
         SpecKey(row.plan.spec_key.clone())
     });
     let (users, ()) = futures::join!(

@@ -108,6 +108,15 @@ impl Loaders {
         self.db.clear::<FeaturePlanCounts>();
         self.db.clear::<ProjectPlanCounts>();
     }
+
+    /// Forgets everything, specs included: a subscription resolves each event
+    /// with fresh loaders, so neither its memory nor the age of what it shows
+    /// grows with the number of events.
+    pub fn forget_all(&self) {
+        self.forget_rows();
+        self.specs.clear::<SpecKey>();
+        self.specs_primed.store(false, Ordering::Relaxed);
+    }
 }
 
 /// Loads `keys` at once into `loader`'s request cache, so the fields that

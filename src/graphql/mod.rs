@@ -1,28 +1,25 @@
 //! The GraphQL schema: roots, object types and per-request loaders.
 
 pub mod connection;
+pub mod guard;
+pub mod limits;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
 pub mod subscription;
 pub mod types;
 
+use std::sync::Arc;
+
 use async_graphql::{Context, Schema};
 
+pub use self::limits::QueryLimits;
 use crate::error::{AppError, AppResult};
 use crate::service::{Services, Viewer};
 use crate::shutdown::Shutdown;
 
 pub type AppSchema =
     Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
-
-/// Bounds on what one query may ask for, so a hostile or careless query gets
-/// an error instead of a slow response.
-#[derive(Debug, Clone, Copy)]
-pub struct QueryLimits {
-    pub max_depth: usize,
-    pub max_complexity: usize,
-}
 
 pub fn build_schema(
     services: Services,
@@ -37,6 +34,7 @@ pub fn build_schema(
     )
     .data(services)
     .data(shutdown)
+    .extension(guard::OperationGuard::new(limits))
     .limit_depth(limits.max_depth)
     .limit_complexity(limits.max_complexity);
     if introspection {
@@ -61,8 +59,14 @@ pub(crate) fn services<'a>(ctx: &Context<'a>) -> &'a Services {
     ctx.data_unchecked::<Services>()
 }
 
-pub(crate) fn loaders<'a>(ctx: &Context<'a>) -> &'a loaders::Loaders {
-    ctx.data_unchecked::<loaders::Loaders>()
+/// The operation's loaders; every operation gets its own (see `guard.rs`).
+pub(crate) fn loaders<'a>(ctx: &Context<'a>) -> &'a Arc<loaders::Loaders> {
+    ctx.data_unchecked::<Arc<loaders::Loaders>>()
+}
+
+/// What the operation may still spend on specs and work artifacts.
+pub(crate) fn document_budget<'a>(ctx: &Context<'a>) -> &'a Arc<limits::DocumentBudget> {
+    ctx.data_unchecked::<Arc<limits::DocumentBudget>>()
 }
 
 /// The services, for a mutation: the request's loaders forget cached rows first.

@@ -21,12 +21,14 @@ impl QueryRoot {
     }
 
     /// Your API keys (without secrets), oldest first.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
     async fn api_keys(&self, ctx: &Context<'_>) -> AppResult<Vec<ApiKey>> {
         let keys = services(ctx).api_keys_of(viewer(ctx)?).await?;
         Ok(keys.into_iter().map(ApiKey).collect())
     }
 
     /// Projects you are a member of, oldest first.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
     async fn projects(&self, ctx: &Context<'_>) -> AppResult<Vec<Project>> {
         let projects = services(ctx).projects_of(viewer(ctx)?).await?;
         Ok(projects.into_iter().map(Project::from).collect())
@@ -64,6 +66,7 @@ impl QueryRoot {
 
     /// Plans of your projects, filtered, ordered and paged (default: oldest
     /// first, 20 per page). Plans of projects you are not a member of never appear.
+    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
     async fn plans(
         &self,
         ctx: &Context<'_>,
@@ -117,6 +120,7 @@ impl QueryRoot {
 
     /// A feature's versions, oldest first, each linked to the plan and person
     /// that produced it.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
     async fn feature_versions(
         &self,
         ctx: &Context<'_>,

@@ -6,7 +6,7 @@ use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::types::PlanEvent;
-use super::{services, viewer};
+use super::{document_budget, loaders, services, viewer};
 use crate::error::{AppError, AppResult};
 use crate::events::{BusMessage, latest_event_id};
 use crate::observability::ActiveSubscription;
@@ -49,6 +49,14 @@ impl SubscriptionRoot {
         };
         let after = after.as_deref().map(parse_cursor).transpose()?;
         let shutdown = ctx.data_unchecked::<Shutdown>().clone();
+        // Each event is resolved afresh: what the previous one loaded is
+        // forgotten and its document budget starts over.
+        let loaders = loaders(ctx).clone();
+        let budget = document_budget(ctx).clone();
+        let fresh = move || {
+            loaders.forget_all();
+            budget.reset();
+        };
         // Subscribe before anything is read: an event committed during the
         // replay is then both replayed and buffered, and the id check drops
         // the copy; an access change after the scope below is seen in the loop.
@@ -75,6 +83,7 @@ impl SubscriptionRoot {
                     let complete = (page.len() as u64) < REPLAY_PAGE;
                     for event in page {
                         last_seen = event.id;
+                        fresh();
                         yield Ok(PlanEvent::Stored(event));
                     }
                     if complete {
@@ -102,6 +111,7 @@ impl SubscriptionRoot {
                         }
                         last_seen = event.event.id;
                         if scope.matches(&event.event) {
+                            fresh();
                             yield Ok(PlanEvent::Live(event));
                         }
                     }

@@ -14,7 +14,7 @@ use super::connection::{
 use super::loaders::{
     FeatureId, FeaturePlanCounts, FeatureVersions, PlanId, ProjectId, ProjectPlanCounts, UserId,
 };
-use super::{loaders, services, viewer};
+use super::{document_budget, loaders, services, viewer};
 use crate::error::{AppError, AppResult};
 use crate::events::LiveEvent;
 use crate::service::plans::PlanFilter;
@@ -138,11 +138,19 @@ async fn optional_user(ctx: &Context<'_>, id: Option<uuid::Uuid>) -> AppResult<O
     }
 }
 
-async fn spec_text(ctx: &Context<'_>, key: &str) -> AppResult<String> {
+async fn load_spec(ctx: &Context<'_>, key: &str) -> AppResult<String> {
     loaders(ctx)
         .spec(services(ctx).specs.as_ref(), key)
         .await?
         .ok_or_else(|| AppError::Internal(format!("spec object {key} is missing")))
+}
+
+/// A spec's text, charged to the operation's document budget once its
+/// size is known.
+async fn spec_text(ctx: &Context<'_>, key: &str) -> AppResult<String> {
+    let text = load_spec(ctx, key).await?;
+    document_budget(ctx).charge(text.len())?;
+    Ok(text)
 }
 
 pub struct User(pub Arc<user::Model>);
@@ -271,11 +279,13 @@ impl Project {
         Ok(role.map(Into::into))
     }
     /// Everyone with access, oldest membership first.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
     async fn members(&self, ctx: &Context<'_>) -> AppResult<Vec<ProjectMember>> {
         let members = services(ctx).members(self.0.id).await?;
         Ok(members.into_iter().map(ProjectMember).collect())
     }
     /// The project's features, oldest first, one page at a time.
+    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
     async fn features(
         &self,
         ctx: &Context<'_>,
@@ -356,6 +366,7 @@ impl Feature {
     }
     /// The current spec (markdown), fetched from the spec store only when asked for.
     /// Null, with a `STORAGE_UNAVAILABLE` error at this path, while the store is down.
+    #[graphql(complexity = "crate::graphql::limits::DOCUMENT_COMPLEXITY")]
     async fn spec(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
         spec_text(ctx, &self.0.spec_key).await.map(Some)
     }
@@ -371,6 +382,7 @@ impl Feature {
     }
     /// This feature's plans, filtered, ordered and paged.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
     async fn plans(
         &self,
         ctx: &Context<'_>,
@@ -413,6 +425,7 @@ impl Feature {
         Ok(PlanCounts::from(counts.unwrap_or_default()))
     }
     /// Every version, oldest first.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
     async fn versions(&self, ctx: &Context<'_>) -> AppResult<Vec<FeatureVersion>> {
         let versions = loaders(ctx).db.load_one(FeatureVersions(self.0.id)).await?;
         Ok(versions
@@ -457,6 +470,7 @@ impl FeatureVersion {
     }
     /// The feature's spec (markdown) as of this version.
     /// Null, with a `STORAGE_UNAVAILABLE` error at this path, while the store is down.
+    #[graphql(complexity = "crate::graphql::limits::DOCUMENT_COMPLEXITY")]
     async fn spec(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
         spec_text(ctx, &self.0.spec_key).await.map(Some)
     }
@@ -501,8 +515,11 @@ impl Plan {
     }
     /// The technical spec (markdown), fetched from the spec store only when asked for.
     /// Null, with a `STORAGE_UNAVAILABLE` error at this path, while the store is down.
+    #[graphql(complexity = "crate::graphql::limits::DOCUMENT_COMPLEXITY")]
     async fn spec(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
-        spec_text(ctx, &self.0.spec_key).await.map(Some)
+        // Its size is on the row: a request over budget never loads it.
+        document_budget(ctx).charge(usize::try_from(self.0.spec_size).unwrap_or(usize::MAX))?;
+        load_spec(ctx, &self.0.spec_key).await.map(Some)
     }
     /// SHA-256 (hex) of the current spec.
     async fn spec_sha256(&self) -> &str {
@@ -513,8 +530,11 @@ impl Plan {
         self.0.spec_size
     }
     /// What the worker submitted (PR links, notes), as markdown.
-    async fn work_artifacts(&self) -> Option<&str> {
-        self.0.work_artifacts.as_deref()
+    #[graphql(complexity = "crate::graphql::limits::DOCUMENT_COMPLEXITY")]
+    async fn work_artifacts(&self, ctx: &Context<'_>) -> AppResult<Option<&str>> {
+        let artifacts = self.0.work_artifacts.as_deref();
+        document_budget(ctx).charge(artifacts.map_or(0, str::len))?;
+        Ok(artifacts)
     }
     /// Who holds the plan; null when nobody does.
     async fn claimed_by(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
@@ -580,6 +600,7 @@ impl Plan {
             .ok_or_else(|| AppError::Internal("plan without project".into()))
     }
     /// The plan's audit trail, oldest first.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
     async fn events(&self, ctx: &Context<'_>) -> AppResult<Vec<PlanEvent>> {
         let events = services(ctx).events_of(self.0.id).await?;
         Ok(events.into_iter().map(PlanEvent::Stored).collect())

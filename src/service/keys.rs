@@ -48,12 +48,9 @@ pub(super) async fn insert_key(
 
 impl Services {
     pub async fn create_api_key(&self, viewer: &Viewer, label: &str) -> AppResult<CreatedKey> {
-        let label = self.validate_title(label).map_err(|_| {
-            AppError::BadUserInput(format!(
-                "label must be 1 to {} characters",
-                self.limits.max_title_chars
-            ))
-        })?;
+        let label = self
+            .validate_title(label)
+            .map_err(super::projects::rename_field("label"))?;
         self.create_key_for(viewer.id(), &label).await
     }
 

@@ -33,6 +33,9 @@ pub struct Limits {
     pub max_spec_bytes: usize,
     pub max_title_chars: usize,
     pub max_description_chars: usize,
+    /// Longest title search: a search scans titles with LIKE, which costs
+    /// in proportion to the pattern.
+    pub max_search_chars: usize,
 }
 
 impl Default for Limits {
@@ -41,6 +44,7 @@ impl Default for Limits {
             max_spec_bytes: 1024 * 1024,
             max_title_chars: 255,
             max_description_chars: 10_000,
+            max_search_chars: 200,
         }
     }
 }
@@ -180,6 +184,9 @@ impl Services {
 
     pub fn validate_title(&self, title: &str) -> AppResult<String> {
         let title = title.trim();
+        if title.contains('\0') {
+            return Err(nul_refused("title"));
+        }
         if title.is_empty() {
             return Err(AppError::BadUserInput("title must not be empty".into()));
         }
@@ -194,6 +201,12 @@ impl Services {
 
     pub fn validate_description(&self, description: Option<String>) -> AppResult<Option<String>> {
         let limit = self.limits.max_description_chars;
+        if description
+            .as_deref()
+            .is_some_and(|text| text.contains('\0'))
+        {
+            return Err(nul_refused("description"));
+        }
         match description {
             Some(text) if text.chars().count() > limit => Err(AppError::BadUserInput(format!(
                 "description is too long: at most {limit} characters"
@@ -208,6 +221,9 @@ impl Services {
         if content.trim().is_empty() {
             return Err(AppError::BadUserInput(format!("{field} must not be empty")));
         }
+        if content.contains('\0') {
+            return Err(nul_refused(field));
+        }
         let limit = self.limits.max_spec_bytes;
         if content.len() > limit {
             return Err(AppError::BadUserInput(format!(
@@ -217,6 +233,28 @@ impl Services {
         }
         Ok(())
     }
+
+    /// A title search, bounded; `None` when there is nothing to search for.
+    pub fn validate_search<'a>(&self, search: Option<&'a str>) -> AppResult<Option<&'a str>> {
+        let Some(search) = search.map(str::trim).filter(|text| !text.is_empty()) else {
+            return Ok(None);
+        };
+        if search.contains('\0') {
+            return Err(nul_refused("search"));
+        }
+        let limit = self.limits.max_search_chars;
+        if search.chars().count() > limit {
+            return Err(AppError::BadUserInput(format!(
+                "search is too long: at most {limit} characters"
+            )));
+        }
+        Ok(Some(search))
+    }
+}
+
+/// Text with a NUL character: PostgreSQL cannot store it, and no person means it.
+pub(crate) fn nul_refused(field: &str) -> AppError {
+    AppError::BadUserInput(format!("{field} must not contain NUL characters (\\u0000)"))
 }
 
 /// Now, at the precision both databases store (microseconds), so a value

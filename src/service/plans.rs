@@ -536,6 +536,7 @@ impl Services {
         window: &Window,
         joins: PlanJoins,
     ) -> AppResult<Page<PlanRow>> {
+        self.validate_search(filter.search.as_deref())?;
         let query = windowed(
             visible_plans(viewer, filter),
             sort.column(),
@@ -591,6 +592,7 @@ impl Services {
     }
 
     pub async fn count_plans(&self, viewer: &Viewer, filter: &PlanFilter) -> AppResult<u64> {
+        self.validate_search(filter.search.as_deref())?;
         Ok(visible_plans(viewer, filter).count(&self.db).await?)
     }
 

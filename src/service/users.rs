@@ -43,6 +43,7 @@ impl Services {
     ) -> AppResult<CreatedUser> {
         let email = normalize_email(email)?;
         let display_name = match display_name.map(|name| name.trim().to_owned()) {
+            Some(name) if name.contains('\0') => return Err(super::nul_refused("displayName")),
             Some(name) if name.chars().count() > self.limits.max_title_chars => {
                 return Err(AppError::BadUserInput(format!(
                     "displayName is too long: at most {} characters",
@@ -110,12 +111,19 @@ impl Services {
 
 /// Emails compare case-insensitively; store them lower-cased and trimmed.
 fn normalize_email(email: &str) -> AppResult<String> {
+    const MAX_EMAIL_BYTES: usize = 320;
     let email = email.trim().to_lowercase();
-    let plausible = email.len() <= 320
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
-        && !email.chars().any(char::is_whitespace);
+    if email.len() > MAX_EMAIL_BYTES {
+        return Err(AppError::BadUserInput(format!(
+            "The email is too long: at most {MAX_EMAIL_BYTES} bytes"
+        )));
+    }
+    let plausible = email
+        .split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !email
+            .chars()
+            .any(|character| character.is_whitespace() || character.is_control());
     if plausible {
         Ok(email)
     } else {
