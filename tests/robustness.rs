@@ -55,7 +55,7 @@ fn generate(random: &mut Random, feature: &str) -> (Vec<u8>, &'static str) {
         "application/graphql",
         "multipart/form-data",
     ]);
-    let body = match random.below(8) {
+    let body = match random.below(11) {
         // A valid document with characters deleted, duplicated or inserted.
         0 | 1 => {
             let mut query: Vec<char> = random.pick(&SEEDS).chars().collect();
@@ -125,6 +125,47 @@ fn generate(random: &mut Random, feature: &str) -> (Vec<u8>, &'static str) {
         6 => (0..random.below(512))
             .map(|_| random.next() as u8)
             .collect(),
+        // Fragments spreading each other many times over.
+        8 => {
+            let (levels, fan) = (1 + random.below(8), 1 + random.below(12));
+            let mut query = String::from("{ ...F0 }");
+            for level in 0..levels {
+                let spreads = format!("...F{} ", level + 1).repeat(fan);
+                query.push_str(&format!(" fragment F{level} on QueryRoot {{ {spreads} }}"));
+            }
+            let leaf = random.pick(&[
+                "__typename",
+                "plans { nodes { spec } }",
+                "projects { name }",
+            ]);
+            query.push_str(&format!(" fragment F{levels} on QueryRoot {{ {leaf} }}"));
+            json!({ "query": query }).to_string().into_bytes()
+        }
+        // Many aliases of one field.
+        9 => {
+            let count = *random.pick(&[10, 500, 2_500, 10_000]);
+            let field = random.pick(&[
+                "__typename",
+                "viewer { email }",
+                "plans(first: 100) { nodes { title spec } }",
+            ]);
+            let aliases: String = (0..count).map(|n| format!("a{n}: {field} ")).collect();
+            json!({ "query": format!("{{ {aliases} }}") })
+                .to_string()
+                .into_bytes()
+        }
+        // Lists nested in lists, with any page size.
+        10 => {
+            let depth = 1 + random.below(5);
+            let mut query = String::from("title");
+            for _ in 0..depth {
+                let page = random.pick(&["0", "1", "20", "100", "1000", "-5"]);
+                query = format!("plans(first: {page}) {{ nodes {{ feature {{ {query} }} }} }}");
+            }
+            json!({ "query": format!("{{ {query} }}") })
+                .to_string()
+                .into_bytes()
+        }
         // JSON that is not a GraphQL request.
         _ => random
             .pick(&[
@@ -180,6 +221,10 @@ async fn survives_random_and_malformed_requests(backend: Backend) {
             assert!(
                 error["extensions"]["code"].is_string(),
                 "case {case}: error without code: {error}"
+            );
+            assert_ne!(
+                error["extensions"]["code"], "INTERNAL",
+                "case {case}: a client's mistake is never the server's: {error}"
             );
             let message = error["message"].as_str().unwrap_or_default();
             assert!(

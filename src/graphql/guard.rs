@@ -6,7 +6,7 @@
 //!   bound and serve rows changed since).
 //! - An operation on a WebSocket re-checks the connection's API key, so a key
 //!   revoked after `connection_init` stops working on open sockets too.
-//! - The document's expanded size is checked before validation expands it.
+//! - The document's expanded size is checked before anything expands it.
 //! - A WebSocket may have only so many operations open at once.
 //! - A query that runs too long is stopped.
 //! - Every error leaves with an `extensions.code`: async-graphql's own
@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
-    NextRequest, NextSubscribe, NextValidation,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest, NextRequest,
+    NextSubscribe, NextValidation,
 };
-use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Variables};
+use async_graphql::parser::types::OperationType;
+use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
@@ -163,7 +163,7 @@ impl Extension for OperationChecks {
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
-        request: Request,
+        mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         let services = ctx.data_unchecked::<Services>();
@@ -173,30 +173,25 @@ impl Extension for OperationChecks {
                 .await
                 .map_err(refuse)?;
         }
+        // Measured here, before async-graphql's own checks: they already
+        // walk the document with every fragment expanded. The parse is kept
+        // in the request and not repeated; a document that does not parse is
+        // left for async-graphql to report.
+        if let Ok(document) = request.parsed_query() {
+            expanded_field_count(document, self.limits.max_fields)
+                .map_err(|limit| refuse(too_many_fields(limit)))?;
+            let only_queries = document
+                .operations
+                .iter()
+                .all(|(_, operation)| operation.node.ty == OperationType::Query);
+            self.only_queries.store(only_queries, Ordering::Relaxed);
+        }
         let request = request
             .data(Arc::new(Loaders::new(services)))
             .data(Arc::new(DocumentBudget::new(
                 self.limits.max_document_bytes,
             )));
         next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        expanded_field_count(&document, self.limits.max_fields)
-            .map_err(|limit| refuse(too_many_fields(limit)))?;
-        let only_queries = document
-            .operations
-            .iter()
-            .all(|(_, operation)| operation.node.ty == OperationType::Query);
-        self.only_queries.store(only_queries, Ordering::Relaxed);
-        Ok(document)
     }
 
     async fn validation(

@@ -895,6 +895,11 @@ impl PrivateGcs {
 pub struct Metrics(std::collections::BTreeMap<String, f64>);
 
 impl Metrics {
+    /// Every sample's name with its labels.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+
     pub fn get(&self, name: &str) -> f64 {
         *self
             .0

@@ -138,6 +138,20 @@ impl Subscriber {
         id
     }
 
+    /// Ends operation `id` from the client's side.
+    pub async fn complete(&mut self, id: &str) {
+        let kind = if self.protocol == TRANSPORT_WS {
+            "complete"
+        } else {
+            "stop"
+        };
+        let message = json!({ "id": id, "type": kind });
+        self.socket
+            .send(Message::text(message.to_string()))
+            .await
+            .expect("send complete");
+    }
+
     /// The next message for any subscription, answering pings on the way.
     pub async fn next_delivery(&mut self, limit: Duration) -> Option<(String, Delivery)> {
         let deadline = tokio::time::Instant::now() + limit;
