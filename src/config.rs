@@ -137,6 +137,11 @@ pub struct Config {
     )]
     pub max_query_complexity: usize,
 
+    /// Longest query document, in bytes (values belong in variables, which
+    /// only the body limit bounds): bounds the work of parsing one.
+    #[arg(long, env = "PLANGRAPH_MAX_QUERY_BYTES", default_value_t = 128 * 1024, global = true)]
+    pub max_query_bytes: usize,
+
     /// Most fields a query document may select once its fragments are expanded
     /// (aliases count): bounds the work of validating a small document whose
     /// fragments spread each other many times over.

@@ -29,6 +29,8 @@ pub struct HttpState {
     pub schema: AppSchema,
     pub services: Services,
     pub max_body_bytes: usize,
+    /// Longer query documents are refused unparsed (by the schema's guard).
+    pub max_query_bytes: usize,
     pub shutdown: Shutdown,
     /// Period of keep-alive pings on idle WebSocket connections.
     pub ws_keepalive: std::time::Duration,
@@ -195,7 +197,7 @@ async fn execute(
         request = request.data(viewer);
     }
     let started = std::time::Instant::now();
-    let (kind, name) = operation_of(&mut request);
+    let (kind, name) = operation_of(&mut request, state.max_query_bytes);
     let result = state.schema.execute(request).await;
     let codes: Vec<String> = result
         .errors
@@ -270,7 +272,7 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
             return error_response(StatusCode::BAD_REQUEST, &error);
         }
     };
-    if operation_of(&mut request).0 == "mutation" {
+    if operation_of(&mut request, state.max_query_bytes).0 == "mutation" {
         let error = AppError::BadUserInput("Mutations must be sent with POST, not GET".into());
         let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, &error);
         response
@@ -285,10 +287,16 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
 /// document that does not parse counts as a query; execution reports the error.
 /// The parsed document stays in the request, so execution does not parse
 /// the query a second time.
-fn operation_of(request: &mut async_graphql::Request) -> (&'static str, String) {
+fn operation_of(
+    request: &mut async_graphql::Request,
+    max_query_bytes: usize,
+) -> (&'static str, String) {
     use async_graphql::parser::types::{DocumentOperations, OperationType};
     let wanted = request.operation_name.clone();
     let name = operation_label(wanted.as_deref());
+    if request.query.len() > max_query_bytes {
+        return ("query", name);
+    }
     let Ok(document) = request.parsed_query() else {
         return ("query", name);
     };

@@ -171,6 +171,7 @@ pub fn app(
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> axum::Router {
     let limits = graphql::QueryLimits {
+        max_query_bytes: config.max_query_bytes,
         max_depth: config.max_query_depth,
         max_complexity: config.max_query_complexity,
         max_fields: config.max_query_fields,
@@ -193,6 +194,7 @@ pub fn app(
         schema,
         services,
         max_body_bytes: config.max_body_bytes,
+        max_query_bytes: config.max_query_bytes,
         shutdown,
         ws_keepalive: config.ws_keepalive,
         connections_per_key: websocket::ConnectionsPerKey::new(config.max_connections_per_key),

@@ -77,6 +77,10 @@ async fn a_fragment_fan_out_is_refused_before_it_expands(backend: Backend) {
     let aliases: String = (0..2001).map(|n| format!("a{n}: __typename ")).collect();
     let reply = attacker.send(&format!("{{ {aliases} }}"), json!({})).await;
     assert_refused_naming(&reply, "--max-query-fields");
+    // A long document is refused before it is parsed; values belong in variables.
+    let padded = format!("{{ __typename }} # {}", "x".repeat(200 * 1024));
+    let reply = attacker.send(&padded, json!({})).await;
+    assert_refused_naming(&reply, "--max-query-bytes");
     let fits: String = (0..50).map(|n| format!("a{n}: __typename ")).collect();
     let reply = attacker.send(&format!("{{ {fits} }}"), json!({})).await;
     assert_eq!(reply.data["a49"], "QueryRoot", "{reply:?}");

@@ -143,7 +143,7 @@ fn generate(random: &mut Random, feature: &str) -> (Vec<u8>, &'static str) {
         }
         // Many aliases of one field.
         9 => {
-            let count = *random.pick(&[10, 500, 2_500, 10_000]);
+            let count = *random.pick(&[10, 500, 2_500]);
             let field = random.pick(&[
                 "__typename",
                 "viewer { email }",

@@ -1,61 +1,20 @@
-//! Relay-style connections: opaque cursors, `first/after` and `last/before`,
-//! stable ordering with the id as tie-breaker, and a `totalCount` computed only
-//! when a client asks for it.
+//! Relay-style connections of any node type: opaque cursors, `first/after`
+//! and `last/before`, stable ordering with the id as tie-breaker, and a
+//! `totalCount` computed only when a client asks for it. Which rows a list
+//! holds is the list's business (`types/lists.rs`); this module knows no
+//! object type.
 
-use std::sync::Arc;
+use std::borrow::Cow;
 
-use async_graphql::{Context, Enum, InputObject, Object, OutputType, SimpleObject};
+use async_graphql::{Context, Object, OutputType, SimpleObject, TypeName};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::loaders::{
-    FeatureId, FeaturePlanCounts, FeatureVersions, ProjectId, SpecKey, UserId, prime,
-};
-use super::types::{Feature, Plan};
-use super::{document_budget, loaders, services, viewer};
 use crate::error::{AppError, AppResult};
 use crate::service::pagination::{Page, Position, SortValue, Window};
-use crate::service::plans::{PlanFilter, PlanJoins, PlanRow, PlanSort};
-use entity::feature;
-
-/// Sort keys of plan lists.
-#[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
-#[graphql(remote = "crate::service::plans::PlanSort")]
-pub enum PlanOrderField {
-    /// When the plan was created (the default).
-    #[default]
-    CreatedAt,
-    /// When anything about the plan last changed.
-    UpdatedAt,
-    /// Last claimer activity.
-    LastActivityAt,
-    /// Title, alphabetically.
-    Title,
-}
-
-/// Sort direction.
-#[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OrderDirection {
-    /// Smallest first (the default).
-    #[default]
-    Asc,
-    /// Largest first.
-    Desc,
-}
-
-/// How to order a plan list; ties are broken by id, so the order is stable.
-#[derive(InputObject, Clone, Copy, Default)]
-pub struct PlanOrder {
-    /// What to sort by.
-    #[graphql(default)]
-    pub field: PlanOrderField,
-    /// Which way.
-    #[graphql(default)]
-    pub direction: OrderDirection,
-}
 
 /// The Relay paging arguments of one list field.
 pub struct PageArguments {
@@ -76,15 +35,6 @@ struct CursorData {
     value: String,
     #[serde(rename = "i")]
     id: Uuid,
-}
-
-fn sort_name(sort: PlanSort) -> &'static str {
-    match sort {
-        PlanSort::CreatedAt => "created_at",
-        PlanSort::UpdatedAt => "updated_at",
-        PlanSort::LastActivityAt => "last_activity_at",
-        PlanSort::Title => "title",
-    }
 }
 
 fn encode_cursor(sort: &str, position: &Position) -> String {
@@ -124,7 +74,7 @@ fn decode_cursor(argument: &str, cursor: &str, sort: &str, textual: bool) -> App
     Ok(Position { value, id: data.id })
 }
 
-fn window(
+pub fn window(
     arguments: PageArguments,
     sort: &str,
     textual: bool,
@@ -140,18 +90,16 @@ fn window(
     Window::new(arguments.first, after, arguments.last, before, descending)
 }
 
-/// Where `totalCount` comes from, evaluated only when selected.
-enum Total {
-    Plans(PlanFilter),
-    Features(Uuid),
+/// Counts the whole list behind a page, for `totalCount`; asked only when
+/// a client selects it.
+#[async_trait::async_trait]
+pub trait CountAll: Send + Sync {
+    async fn count_all(&self, ctx: &Context<'_>) -> AppResult<u64>;
 }
 
 /// A position in a list.
 #[derive(SimpleObject)]
-#[graphql(
-    concrete(name = "PlanEdge", params(Plan)),
-    concrete(name = "FeatureEdge", params(Feature))
-)]
+#[graphql(name_type)]
 pub struct Edge<N: OutputType> {
     /// Opaque position of this item; pass it as `after` or `before`.
     pub cursor: String,
@@ -179,13 +127,13 @@ pub struct Connection<N> {
     items: Vec<(Position, N)>,
     has_next_page: bool,
     has_previous_page: bool,
-    total: Total,
+    total: Box<dyn CountAll>,
 }
 
 impl<N> Connection<N> {
-    fn from_page<M>(
+    pub fn from_page<M>(
         page: Page<M>,
-        total: Total,
+        total: Box<dyn CountAll>,
         sort: &'static str,
         position: impl Fn(&M) -> Position,
         node: impl Fn(M) -> N,
@@ -205,10 +153,7 @@ impl<N> Connection<N> {
 }
 
 /// One page of a list, Relay style.
-#[Object(
-    concrete(name = "PlanConnection", params(Plan)),
-    concrete(name = "FeatureConnection", params(Feature))
-)]
+#[Object(name_type)]
 impl<N: OutputType + Clone> Connection<N>
 where
     Edge<N>: OutputType,
@@ -244,69 +189,26 @@ where
     }
     /// How many items the whole list has (all pages, same filters).
     async fn total_count(&self, ctx: &Context<'_>) -> AppResult<u64> {
-        match &self.total {
-            Total::Plans(filter) => services(ctx).count_plans(viewer(ctx)?, filter).await,
-            Total::Features(project) => services(ctx).count_features(*project).await,
-        }
+        self.total.count_all(ctx).await
     }
 }
 
-pub type PlanConnection = Connection<Plan>;
-pub type FeatureConnection = Connection<Feature>;
-
-/// One page of the viewer's plans matching `filter`.
-pub async fn load_plans(
-    ctx: &Context<'_>,
-    filter: PlanFilter,
-    order: PlanOrder,
-    arguments: PageArguments,
-) -> AppResult<PlanConnection> {
-    let sort: PlanSort = order.field.into();
-    let name = sort_name(sort);
-    let descending = order.direction == OrderDirection::Desc;
-    let window = window(arguments, name, sort == PlanSort::Title, descending)?;
-    let joins = PlanJoins {
-        feature: row_field_selected(ctx, "feature"),
-        project: row_field_selected(ctx, "project"),
-        claimer: row_field_selected(ctx, "claimedBy"),
-    };
-    let mut page = services(ctx)
-        .list_plans(viewer(ctx)?, &filter, sort, &window, joins)
-        .await?;
-    prime_plan_rows(ctx, &mut page.rows).await?;
-    Ok(Connection::from_page(
-        page,
-        Total::Plans(filter),
-        name,
-        |row| sort.position(&row.plan),
-        |row| Plan(row.plan),
-    ))
+/// `PlanEdge`, `FeatureEdge`, …
+impl<N: OutputType> TypeName for Edge<N> {
+    fn type_name() -> Cow<'static, str> {
+        format!("{}Edge", N::type_name()).into()
+    }
 }
 
-/// One page of a project's features, oldest first.
-pub async fn load_features(
-    ctx: &Context<'_>,
-    project: Uuid,
-    arguments: PageArguments,
-) -> AppResult<FeatureConnection> {
-    const SORT: &str = "feature_created_at";
-    let window = window(arguments, SORT, false, false)?;
-    let page = services(ctx).list_features(project, &window).await?;
-    prime_feature_rows(ctx, &page.rows).await?;
-    Ok(Connection::from_page(
-        page,
-        Total::Features(project),
-        SORT,
-        |feature| Position {
-            value: SortValue::Time(feature.created_at),
-            id: feature.id,
-        },
-        Feature::from,
-    ))
+/// `PlanConnection`, `FeatureConnection`, …
+impl<N: OutputType> TypeName for Connection<N> {
+    fn type_name() -> Cow<'static, str> {
+        format!("{}Connection", N::type_name()).into()
+    }
 }
 
 /// Whether the client selected `field` on the rows of this connection.
-fn row_field_selected(ctx: &Context<'_>, field: &str) -> bool {
+pub fn row_field_selected(ctx: &Context<'_>, field: &str) -> bool {
     let look = ctx.look_ahead();
     look.field("nodes").field(field).exists()
         || look.field("edges").field("node").field(field).exists()
@@ -314,84 +216,12 @@ fn row_field_selected(ctx: &Context<'_>, field: &str) -> bool {
 
 /// The keys a selected field needs, collected before any await: iterators
 /// borrowing the rows would keep the resolver's future from being `Send`.
-fn keys_if<M, K>(selected: bool, rows: &[M], key: impl Fn(&M) -> K) -> Vec<K> {
+pub fn keys_if<M, K>(selected: bool, rows: &[M], key: impl Fn(&M) -> K) -> Vec<K> {
     if selected {
         rows.iter().map(key).collect()
     } else {
         Vec::new()
     }
-}
-
-/// Puts everything the selected row fields need into the request's loader
-/// caches, so that the rows' fields are answered from memory: what the page
-/// statement joined is fed in as it is, the rest is loaded in one query per
-/// relation, all at once. Without this the fields still batch through the
-/// loaders, but each batch first waits 1 ms for more keys and a
-/// slow-to-resolve page could split into several queries; priming makes the
-/// statement count independent of page size and timing, and costs no waiting.
-async fn prime_plan_rows(ctx: &Context<'_>, rows: &mut [PlanRow]) -> AppResult<()> {
-    let loaders = loaders(ctx);
-    let db = &loaders.db;
-    db.feed_many(rows.iter_mut().filter_map(|row| {
-        let feature = row.feature.take()?;
-        Some((FeatureId(feature.id), Arc::new(feature)))
-    }))
-    .await;
-    db.feed_many(rows.iter_mut().filter_map(|row| {
-        let project = row.project.take()?;
-        Some((ProjectId(project.id), Arc::new(project)))
-    }))
-    .await;
-    db.feed_many(rows.iter_mut().filter_map(|row| {
-        let claimer = row.claimer.take()?;
-        Some((UserId(claimer.id), Arc::new(claimer)))
-    }))
-    .await;
-    let selected = |field| row_field_selected(ctx, field);
-    let mut users = keys_if(selected("submittedBy"), rows, |row| row.plan.submitted_by);
-    users.extend(keys_if(selected("createdBy"), rows, |row| {
-        Some(row.plan.created_by)
-    }));
-    let users: Vec<UserId> = users.into_iter().flatten().map(UserId).collect();
-    // Read ahead only what the response may carry; over budget, the
-    // fields refuse one by one and nothing more is loaded.
-    let spec_bytes: i64 = rows.iter().map(|row| row.plan.spec_size).sum();
-    let affordable =
-        usize::try_from(spec_bytes).is_ok_and(|bytes| document_budget(ctx).fits(bytes));
-    let specs = keys_if(selected("spec") && affordable, rows, |row| {
-        SpecKey(row.plan.spec_key.clone())
-    });
-    let (users, ()) = futures::join!(
-        prime(db, users),
-        // A store outage must fail only the `spec` fields (they ask again
-        // and report it at their paths), never the page.
-        async {
-            let _ = loaders.prime_specs(specs).await;
-        }
-    );
-    users
-}
-
-async fn prime_feature_rows(ctx: &Context<'_>, features: &[feature::Model]) -> AppResult<()> {
-    let loaders = loaders(ctx);
-    let selected = |field| row_field_selected(ctx, field);
-    let counts = keys_if(selected("planCounts"), features, |feature| {
-        FeaturePlanCounts(feature.id)
-    });
-    let versions = keys_if(selected("versions"), features, |feature| {
-        FeatureVersions(feature.id)
-    });
-    let specs = keys_if(selected("spec"), features, |feature| {
-        SpecKey(feature.spec_key.clone())
-    });
-    let (counts, versions, ()) = futures::join!(
-        prime(&loaders.db, counts),
-        prime(&loaders.db, versions),
-        async {
-            let _ = loaders.prime_specs(specs).await;
-        }
-    );
-    counts.and(versions)
 }
 
 #[cfg(test)]

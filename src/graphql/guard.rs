@@ -25,7 +25,9 @@ use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResu
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-use super::limits::{DocumentBudget, QueryLimits, expanded_field_count, too_many_fields};
+use super::limits::{
+    DocumentBudget, QueryLimits, expanded_field_count, query_too_long, too_many_fields,
+};
 use super::loaders::Loaders;
 use crate::error::AppError;
 use crate::service::{Services, Viewer};
@@ -172,6 +174,10 @@ impl Extension for OperationChecks {
                 .require_active_key(&session.viewer)
                 .await
                 .map_err(refuse)?;
+        }
+        let max_bytes = self.limits.max_query_bytes;
+        if request.query.len() > max_bytes {
+            return Err(refuse(query_too_long(max_bytes)));
         }
         // Measured here, before async-graphql's own checks: they already
         // walk the document with every fragment expanded. The parse is kept

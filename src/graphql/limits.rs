@@ -21,6 +21,8 @@ use crate::error::{AppError, AppResult};
 /// Bounds on what one operation may ask for. Each refusal names its limit.
 #[derive(Debug, Clone, Copy)]
 pub struct QueryLimits {
+    /// Longest query document, in bytes: parsing costs in proportion to it.
+    pub max_query_bytes: usize,
     /// Deepest selection nesting.
     pub max_depth: usize,
     /// Largest complexity: fields weighted by cost, lists multiplied by their page size.
@@ -38,6 +40,7 @@ pub struct QueryLimits {
 impl Default for QueryLimits {
     fn default() -> QueryLimits {
         QueryLimits {
+            max_query_bytes: 128 * 1024,
             max_depth: 16,
             max_complexity: 5000,
             max_fields: 2000,
@@ -179,6 +182,13 @@ impl DocumentBudget {
             self.limit
         ))
     }
+}
+
+/// The error for a query document longer than the server parses.
+pub fn query_too_long(limit: usize) -> AppError {
+    AppError::BadUserInput(format!(
+        "The query document is longer than {limit} bytes, the server's limit (--max-query-bytes); send large values as variables, or split the query"
+    ))
 }
 
 /// The error for a document that expands to too many fields.

@@ -2,8 +2,11 @@
 
 use async_graphql::{Context, ID, Object};
 
-use super::connection::{PageArguments, PlanConnection, PlanOrder, load_plans};
-use super::types::{ApiKey, DateTime, Feature, FeatureVersion, Plan, PlanStatus, Project, User};
+use super::connection::PageArguments;
+use super::types::{
+    ApiKey, DateTime, Feature, FeatureVersion, Plan, PlanConnection, PlanOrder, PlanStatus,
+    Project, User, load_plans,
+};
 use super::{id, services, viewer};
 use crate::error::AppResult;
 use crate::service::plans::PlanFilter;

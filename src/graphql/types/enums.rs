@@ -1,0 +1,82 @@
+//! The schema's enums: the workflow's own, spelled as GraphQL clients see them.
+
+use async_graphql::Enum;
+
+use crate::error::{AppError, AppResult};
+use crate::workflow;
+
+/// Where a plan is in the workflow:
+/// DRAFT → READY → CLAIMED → IN_PROGRESS → REVIEW → COMPLETED, or STALLED / FAILED.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "PlanStatus", remote = "crate::workflow::PlanStatus")]
+pub enum PlanStatus {
+    /// Being written; not yet offered to workers.
+    Draft,
+    /// Published and waiting for a worker to claim it.
+    Ready,
+    /// A worker claimed it and has not reported progress yet.
+    Claimed,
+    /// The claimer is working on it (each updatePlan moves it here).
+    InProgress,
+    /// No activity for longer than the stale threshold; the claim is kept.
+    Stalled,
+    /// Work submitted and awaiting approval.
+    Review,
+    /// Done; a feature version records the implementation. Final.
+    Completed,
+    /// Abandoned as failed; artifacts are kept. Final.
+    Failed,
+}
+
+/// Where `submitWork` sends a plan.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::workflow::SubmitTarget")]
+pub enum SubmitStatus {
+    /// Needs approval: the plan waits in REVIEW.
+    Review,
+    /// Work is already on main: the plan completes and a feature version is cut.
+    Completed,
+}
+
+/// A member's rights in a project.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::workflow::Role")]
+pub enum ProjectRole {
+    /// Everything a member can do, plus managing members, releasing others'
+    /// claims and failing others' plans.
+    Owner,
+    /// Creates and works on features and plans.
+    Member,
+    /// Reads only.
+    Viewer,
+}
+
+/// What happened to a plan, as recorded in its audit trail.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::workflow::EventKind")]
+pub enum PlanEventKind {
+    /// The plan was created.
+    Created,
+    /// The spec was replaced (updatePlan).
+    Updated,
+    /// A status change without a more specific kind (e.g. DRAFT → READY).
+    StatusChanged,
+    /// A worker claimed the plan.
+    Claimed,
+    /// The claim was released and the plan is READY again.
+    Released,
+    /// Work was submitted for review.
+    Submitted,
+    /// The plan completed and a feature version was cut.
+    Completed,
+    /// The stale sweeper marked the plan STALLED.
+    Stalled,
+    /// The plan was marked FAILED.
+    Failed,
+}
+
+pub(super) fn status(value: &str) -> AppResult<PlanStatus> {
+    workflow::PlanStatus::parse(value)
+        .map(Into::into)
+        .ok_or_else(|| AppError::Internal(format!("unknown status {value:?} in the database")))
+}

@@ -1,0 +1,123 @@
+use std::sync::Arc;
+
+use async_graphql::{Context, ID, Object};
+
+use super::{
+    DateTime, FeatureVersion, PlanConnection, PlanCounts, PlanOrder, PlanStatus, Project, at,
+    load_plans, spec_text,
+};
+use crate::error::{AppError, AppResult};
+use crate::graphql::connection::PageArguments;
+use crate::graphql::loaders;
+use crate::graphql::loaders::{FeaturePlanCounts, FeatureVersions, ProjectId};
+use crate::service::plans::PlanFilter;
+use entity::feature;
+
+#[derive(Clone)]
+pub struct Feature(pub Arc<feature::Model>);
+
+impl From<feature::Model> for Feature {
+    fn from(row: feature::Model) -> Self {
+        Feature(Arc::new(row))
+    }
+}
+
+/// Something to build. Its spec says what; plans say how. Every completed plan
+/// cuts a new version.
+#[Object]
+impl Feature {
+    /// Stable id (UUID).
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Short title.
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    /// Longer description.
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+    /// The latest version number (v1 on creation).
+    async fn current_version(&self) -> i32 {
+        self.0.current_version
+    }
+    /// The current spec (markdown), fetched from the spec store only when asked for.
+    /// Null, with a `STORAGE_UNAVAILABLE` error at this path, while the store is down.
+    #[graphql(complexity = "crate::graphql::limits::DOCUMENT_COMPLEXITY")]
+    async fn spec(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
+        spec_text(ctx, &self.0.spec_key).await.map(Some)
+    }
+    /// The project this feature belongs to.
+    async fn project(&self, ctx: &Context<'_>) -> AppResult<Project> {
+        let project = loaders(ctx)
+            .db
+            .load_one(ProjectId(self.0.project_id))
+            .await?;
+        project
+            .map(Project)
+            .ok_or_else(|| AppError::Internal("feature without project".into()))
+    }
+    /// This feature's plans, filtered, ordered and paged.
+    #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
+    async fn plans(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only plans in any of these statuses.")] status: Option<Vec<PlanStatus>>,
+        #[graphql(desc = "Only plans whose title contains this text (any case).")] search: Option<
+            String,
+        >,
+        #[graphql(desc = "Sort order; default oldest first.")] order_by: Option<PlanOrder>,
+        #[graphql(desc = "Page size from the start: 0 to 100, default 20.")] first: Option<i32>,
+        #[graphql(desc = "Continue after this cursor (a previous page's endCursor).")]
+        after: Option<String>,
+        #[graphql(desc = "Page size from the end: 0 to 100.")] last: Option<i32>,
+        #[graphql(desc = "Continue before this cursor (a previous page's startCursor).")]
+        before: Option<String>,
+    ) -> AppResult<PlanConnection> {
+        let filter = PlanFilter {
+            feature: Some(self.0.id),
+            statuses: status
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            search,
+            ..PlanFilter::default()
+        };
+        let arguments = PageArguments {
+            first,
+            after,
+            last,
+            before,
+        };
+        load_plans(ctx, filter, order_by.unwrap_or_default(), arguments).await
+    }
+    /// How many of this feature's plans are in each status.
+    async fn plan_counts(&self, ctx: &Context<'_>) -> AppResult<PlanCounts> {
+        let counts = loaders(ctx)
+            .db
+            .load_one(FeaturePlanCounts(self.0.id))
+            .await?;
+        Ok(PlanCounts::from(counts.unwrap_or_default()))
+    }
+    /// Every version, oldest first.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
+    async fn versions(&self, ctx: &Context<'_>) -> AppResult<Vec<FeatureVersion>> {
+        let versions = loaders(ctx).db.load_one(FeatureVersions(self.0.id)).await?;
+        Ok(versions
+            .unwrap_or_default()
+            .into_iter()
+            .map(FeatureVersion)
+            .collect())
+    }
+    /// When the feature was created.
+    async fn created_at(&self) -> DateTime {
+        at(self.0.created_at)
+    }
+    /// When the feature last changed (including a new version).
+    async fn updated_at(&self) -> DateTime {
+        at(self.0.updated_at)
+    }
+}

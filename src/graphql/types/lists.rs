@@ -1,0 +1,211 @@
+//! The lists of the schema: plans and features, one page at a time, with
+//! what their rows show loaded up front.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Enum, InputObject};
+use uuid::Uuid;
+
+use super::{Feature, Plan};
+use crate::error::AppResult;
+use crate::graphql::connection::{
+    Connection, CountAll, PageArguments, keys_if, row_field_selected, window,
+};
+use crate::graphql::loaders::{
+    FeatureId, FeaturePlanCounts, FeatureVersions, ProjectId, SpecKey, UserId, prime,
+};
+use crate::graphql::{document_budget, loaders, services, viewer};
+use crate::service::pagination::{Position, SortValue};
+use crate::service::plans::{PlanFilter, PlanJoins, PlanRow, PlanSort};
+use entity::feature;
+
+/// Sort keys of plan lists.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
+#[graphql(remote = "crate::service::plans::PlanSort")]
+pub enum PlanOrderField {
+    /// When the plan was created (the default).
+    #[default]
+    CreatedAt,
+    /// When anything about the plan last changed.
+    UpdatedAt,
+    /// Last claimer activity.
+    LastActivityAt,
+    /// Title, alphabetically.
+    Title,
+}
+
+/// Sort direction.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OrderDirection {
+    /// Smallest first (the default).
+    #[default]
+    Asc,
+    /// Largest first.
+    Desc,
+}
+
+/// How to order a plan list; ties are broken by id, so the order is stable.
+#[derive(InputObject, Clone, Copy, Default)]
+pub struct PlanOrder {
+    /// What to sort by.
+    #[graphql(default)]
+    pub field: PlanOrderField,
+    /// Which way.
+    #[graphql(default)]
+    pub direction: OrderDirection,
+}
+
+fn sort_name(sort: PlanSort) -> &'static str {
+    match sort {
+        PlanSort::CreatedAt => "created_at",
+        PlanSort::UpdatedAt => "updated_at",
+        PlanSort::LastActivityAt => "last_activity_at",
+        PlanSort::Title => "title",
+    }
+}
+
+pub type PlanConnection = Connection<Plan>;
+pub type FeatureConnection = Connection<Feature>;
+
+/// `totalCount` of a plan list: the viewer's plans matching the filter.
+struct PlanTotal(PlanFilter);
+
+#[async_trait::async_trait]
+impl CountAll for PlanTotal {
+    async fn count_all(&self, ctx: &Context<'_>) -> AppResult<u64> {
+        services(ctx).count_plans(viewer(ctx)?, &self.0).await
+    }
+}
+
+/// `totalCount` of a project's features.
+struct FeatureTotal(Uuid);
+
+#[async_trait::async_trait]
+impl CountAll for FeatureTotal {
+    async fn count_all(&self, ctx: &Context<'_>) -> AppResult<u64> {
+        services(ctx).count_features(self.0).await
+    }
+}
+
+/// One page of the viewer's plans matching `filter`.
+pub async fn load_plans(
+    ctx: &Context<'_>,
+    filter: PlanFilter,
+    order: PlanOrder,
+    arguments: PageArguments,
+) -> AppResult<PlanConnection> {
+    let sort: PlanSort = order.field.into();
+    let name = sort_name(sort);
+    let descending = order.direction == OrderDirection::Desc;
+    let window = window(arguments, name, sort == PlanSort::Title, descending)?;
+    let joins = PlanJoins {
+        feature: row_field_selected(ctx, "feature"),
+        project: row_field_selected(ctx, "project"),
+        claimer: row_field_selected(ctx, "claimedBy"),
+    };
+    let mut page = services(ctx)
+        .list_plans(viewer(ctx)?, &filter, sort, &window, joins)
+        .await?;
+    prime_plan_rows(ctx, &mut page.rows).await?;
+    Ok(Connection::from_page(
+        page,
+        Box::new(PlanTotal(filter)),
+        name,
+        |row| sort.position(&row.plan),
+        |row| Plan(row.plan),
+    ))
+}
+
+/// One page of a project's features, oldest first.
+pub async fn load_features(
+    ctx: &Context<'_>,
+    project: Uuid,
+    arguments: PageArguments,
+) -> AppResult<FeatureConnection> {
+    const SORT: &str = "feature_created_at";
+    let window = window(arguments, SORT, false, false)?;
+    let page = services(ctx).list_features(project, &window).await?;
+    prime_feature_rows(ctx, &page.rows).await?;
+    Ok(Connection::from_page(
+        page,
+        Box::new(FeatureTotal(project)),
+        SORT,
+        |feature| Position {
+            value: SortValue::Time(feature.created_at),
+            id: feature.id,
+        },
+        Feature::from,
+    ))
+}
+
+/// Puts everything the selected row fields need into the request's loader
+/// caches, so that the rows' fields are answered from memory: what the page
+/// statement joined is fed in as it is, the rest is loaded in one query per
+/// relation, all at once. Without this the fields still batch through the
+/// loaders, but each batch first waits 1 ms for more keys and a
+/// slow-to-resolve page could split into several queries; priming makes the
+/// statement count independent of page size and timing, and costs no waiting.
+async fn prime_plan_rows(ctx: &Context<'_>, rows: &mut [PlanRow]) -> AppResult<()> {
+    let loaders = loaders(ctx);
+    let db = &loaders.db;
+    db.feed_many(rows.iter_mut().filter_map(|row| {
+        let feature = row.feature.take()?;
+        Some((FeatureId(feature.id), Arc::new(feature)))
+    }))
+    .await;
+    db.feed_many(rows.iter_mut().filter_map(|row| {
+        let project = row.project.take()?;
+        Some((ProjectId(project.id), Arc::new(project)))
+    }))
+    .await;
+    db.feed_many(rows.iter_mut().filter_map(|row| {
+        let claimer = row.claimer.take()?;
+        Some((UserId(claimer.id), Arc::new(claimer)))
+    }))
+    .await;
+    let selected = |field| row_field_selected(ctx, field);
+    let mut users = keys_if(selected("submittedBy"), rows, |row| row.plan.submitted_by);
+    users.extend(keys_if(selected("createdBy"), rows, |row| {
+        Some(row.plan.created_by)
+    }));
+    let users: Vec<UserId> = users.into_iter().flatten().map(UserId).collect();
+    // Read ahead only what the response may carry; over budget, the
+    // fields refuse one by one and nothing more is loaded.
+    let spec_bytes: i64 = rows.iter().map(|row| row.plan.spec_size).sum();
+    let affordable =
+        usize::try_from(spec_bytes).is_ok_and(|bytes| document_budget(ctx).fits(bytes));
+    let specs = keys_if(selected("spec") && affordable, rows, |row| {
+        SpecKey(row.plan.spec_key.clone())
+    });
+    let (users, ()) = futures::join!(
+        prime(db, users),
+        // A store outage must fail only the `spec` fields (they ask again
+        // and report it at their paths), never the page.
+        async {
+            let _ = loaders.prime_specs(specs).await;
+        }
+    );
+    users
+}
+
+async fn prime_feature_rows(ctx: &Context<'_>, features: &[feature::Model]) -> AppResult<()> {
+    let loaders = loaders(ctx);
+    let selected = |field| row_field_selected(ctx, field);
+    let counts = keys_if(selected("planCounts"), features, |feature| {
+        FeaturePlanCounts(feature.id)
+    });
+    let versions = keys_if(selected("versions"), features, |feature| {
+        FeatureVersions(feature.id)
+    });
+    let specs = keys_if(selected("spec"), features, |feature| {
+        SpecKey(feature.spec_key.clone())
+    });
+    let (counts, versions, ()) = futures::join!(
+        prime(&loaders.db, counts),
+        prime(&loaders.db, versions),
+        async {
+            let _ = loaders.prime_specs(specs).await;
+        }
+    );
+    counts.and(versions)
+}

@@ -1,0 +1,135 @@
+use async_graphql::{Context, ID, Object, SimpleObject};
+
+use super::{
+    DateTime, Feature, FeatureVersion, PlanEvent, PlanStatus, Project, User, at, load_spec,
+    optional_user, status, user_by_id,
+};
+use crate::error::{AppError, AppResult};
+use crate::graphql::loaders::{FeatureId, ProjectId};
+use crate::graphql::{document_budget, loaders, services};
+use entity::plan;
+
+#[derive(Clone)]
+pub struct Plan(pub plan::Model);
+
+/// How to build (part of) a feature, and where that work stands.
+#[Object]
+impl Plan {
+    /// Stable id (UUID).
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Short title.
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    /// Brief description of the approach.
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+    /// Workflow status.
+    async fn status(&self) -> AppResult<PlanStatus> {
+        status(&self.0.status)
+    }
+    /// The technical spec (markdown), fetched from the spec store only when asked for.
+    /// Null, with a `STORAGE_UNAVAILABLE` error at this path, while the store is down.
+    #[graphql(complexity = "crate::graphql::limits::DOCUMENT_COMPLEXITY")]
+    async fn spec(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
+        // Its size is on the row: a request over budget never loads it.
+        document_budget(ctx).charge(usize::try_from(self.0.spec_size).unwrap_or(usize::MAX))?;
+        load_spec(ctx, &self.0.spec_key).await.map(Some)
+    }
+    /// SHA-256 (hex) of the current spec.
+    async fn spec_sha256(&self) -> &str {
+        &self.0.spec_sha256
+    }
+    /// Size of the current spec in bytes.
+    async fn spec_size(&self) -> i64 {
+        self.0.spec_size
+    }
+    /// What the worker submitted (PR links, notes), as markdown.
+    #[graphql(complexity = "crate::graphql::limits::DOCUMENT_COMPLEXITY")]
+    async fn work_artifacts(&self, ctx: &Context<'_>) -> AppResult<Option<&str>> {
+        let artifacts = self.0.work_artifacts.as_deref();
+        document_budget(ctx).charge(artifacts.map_or(0, str::len))?;
+        Ok(artifacts)
+    }
+    /// Who holds the plan; null when nobody does.
+    async fn claimed_by(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
+        optional_user(ctx, self.0.claimed_by).await
+    }
+    /// When the current claim was taken.
+    async fn claimed_at(&self) -> Option<DateTime> {
+        self.0.claimed_at.map(at)
+    }
+    /// Who submitted the work.
+    async fn submitted_by(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
+        optional_user(ctx, self.0.submitted_by).await
+    }
+    /// The feature version number this plan's completion created.
+    async fn implemented_version(&self) -> Option<i32> {
+        self.0.implemented_version
+    }
+    /// The feature version this plan's completion created.
+    async fn implemented_feature_version(
+        &self,
+        ctx: &Context<'_>,
+    ) -> AppResult<Option<FeatureVersion>> {
+        let Some(version) = self.0.implemented_version else {
+            return Ok(None);
+        };
+        let found = services(ctx).version_of(self.0.feature_id, version).await?;
+        Ok(found.map(FeatureVersion))
+    }
+    /// Last claimer activity; the stale sweeper compares against it.
+    async fn last_activity_at(&self) -> DateTime {
+        at(self.0.last_activity_at)
+    }
+    /// Who created the plan.
+    async fn created_by(&self, ctx: &Context<'_>) -> AppResult<User> {
+        user_by_id(ctx, self.0.created_by).await
+    }
+    /// When the plan was created.
+    async fn created_at(&self) -> DateTime {
+        at(self.0.created_at)
+    }
+    /// When anything about the plan last changed.
+    async fn updated_at(&self) -> DateTime {
+        at(self.0.updated_at)
+    }
+    /// The feature this plan implements.
+    async fn feature(&self, ctx: &Context<'_>) -> AppResult<Feature> {
+        let feature = loaders(ctx)
+            .db
+            .load_one(FeatureId(self.0.feature_id))
+            .await?;
+        feature
+            .map(Feature)
+            .ok_or_else(|| AppError::Internal("plan without feature".into()))
+    }
+    /// The project the plan belongs to.
+    async fn project(&self, ctx: &Context<'_>) -> AppResult<Project> {
+        let project = loaders(ctx)
+            .db
+            .load_one(ProjectId(self.0.project_id))
+            .await?;
+        project
+            .map(Project)
+            .ok_or_else(|| AppError::Internal("plan without project".into()))
+    }
+    /// The plan's audit trail, oldest first.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
+    async fn events(&self, ctx: &Context<'_>) -> AppResult<Vec<PlanEvent>> {
+        let events = services(ctx).events_of(self.0.id).await?;
+        Ok(events.into_iter().map(PlanEvent::Stored).collect())
+    }
+}
+
+/// What `submitWork` did.
+#[derive(SimpleObject)]
+pub struct SubmitWorkResult {
+    /// The plan after submission.
+    pub plan: Plan,
+    /// The feature version created, when the plan was submitted as COMPLETED.
+    pub feature_version: Option<FeatureVersion>,
+}

@@ -1,0 +1,75 @@
+use std::sync::Arc;
+
+use async_graphql::{Context, Object};
+
+use super::{DateTime, Plan, PlanEventKind, PlanStatus, User, at, optional_user, status};
+use crate::error::{AppError, AppResult};
+use crate::events::LiveEvent;
+use crate::graphql::loaders;
+use crate::graphql::loaders::PlanId;
+use crate::workflow;
+use entity::plan_event;
+
+/// An event read from the log, or a live one that arrives with its plan and
+/// actor already loaded (shared by every subscriber, so fan-out costs no
+/// queries per subscriber).
+pub enum PlanEvent {
+    Stored(plan_event::Model),
+    Live(Arc<LiveEvent>),
+}
+
+impl PlanEvent {
+    fn record(&self) -> &plan_event::Model {
+        match self {
+            PlanEvent::Stored(event) => event,
+            PlanEvent::Live(live) => &live.event,
+        }
+    }
+}
+
+/// One recorded change of a plan.
+#[Object]
+impl PlanEvent {
+    /// Position in the event log; increases with every event. Pass the last one
+    /// you received as `planEvents(after:)` to resume without gaps.
+    async fn cursor(&self) -> String {
+        self.record().id.to_string()
+    }
+    /// What happened.
+    async fn kind(&self) -> AppResult<PlanEventKind> {
+        let kind = &self.record().kind;
+        workflow::EventKind::parse(kind)
+            .map(Into::into)
+            .ok_or_else(|| AppError::Internal(format!("unknown event kind {kind:?}")))
+    }
+    /// Status before the change; null when the plan was created.
+    async fn from_status(&self) -> AppResult<Option<PlanStatus>> {
+        self.record().from_status.as_deref().map(status).transpose()
+    }
+    /// Status after the change.
+    async fn to_status(&self) -> AppResult<PlanStatus> {
+        status(&self.record().to_status)
+    }
+    /// Who made the change; null when the system did (the stale sweeper).
+    async fn actor(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
+        match self {
+            PlanEvent::Live(live) => Ok(live.actor.clone().map(User::from)),
+            PlanEvent::Stored(event) => optional_user(ctx, event.actor_id).await,
+        }
+    }
+    /// When it happened.
+    async fn at(&self) -> DateTime {
+        at(self.record().at)
+    }
+    /// The plan as it is when the event is delivered (so a replayed or
+    /// delayed event shows the plan's latest state, not a historical copy).
+    async fn plan(&self, ctx: &Context<'_>) -> AppResult<Plan> {
+        let event = match self {
+            PlanEvent::Live(live) => return Ok(Plan(live.plan.clone())),
+            PlanEvent::Stored(event) => event,
+        };
+        let plan = loaders(ctx).db.load_one(PlanId(event.plan_id)).await?;
+        plan.map(Plan)
+            .ok_or_else(|| AppError::Internal("event without plan".into()))
+    }
+}

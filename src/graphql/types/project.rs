@@ -1,0 +1,111 @@
+use std::sync::Arc;
+
+use async_graphql::{Context, ID, Object};
+
+use super::{
+    DateTime, FeatureConnection, PlanCounts, ProjectRole, User, at, load_features, user_by_id,
+};
+use crate::error::{AppError, AppResult};
+use crate::graphql::connection::PageArguments;
+use crate::graphql::loaders::ProjectPlanCounts;
+use crate::graphql::{loaders, services, viewer};
+use crate::workflow;
+use entity::{project, project_member};
+
+pub struct Project(pub Arc<project::Model>);
+
+impl From<project::Model> for Project {
+    fn from(row: project::Model) -> Self {
+        Project(Arc::new(row))
+    }
+}
+
+/// A team's space: features, plans and members.
+#[Object]
+impl Project {
+    /// Stable id (UUID).
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Project name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// What the project is about.
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+    /// Who created the project.
+    async fn created_by(&self, ctx: &Context<'_>) -> AppResult<User> {
+        user_by_id(ctx, self.0.created_by).await
+    }
+    /// When the project was created.
+    async fn created_at(&self) -> DateTime {
+        at(self.0.created_at)
+    }
+    /// When the project itself was last changed.
+    async fn updated_at(&self) -> DateTime {
+        at(self.0.updated_at)
+    }
+    /// Your role in this project.
+    async fn viewer_role(&self, ctx: &Context<'_>) -> AppResult<Option<ProjectRole>> {
+        let viewer = viewer(ctx)?;
+        let role = services(ctx).role_in(self.0.id, viewer.id()).await?;
+        Ok(role.map(Into::into))
+    }
+    /// Everyone with access, oldest membership first.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
+    async fn members(&self, ctx: &Context<'_>) -> AppResult<Vec<ProjectMember>> {
+        let members = services(ctx).members(self.0.id).await?;
+        Ok(members.into_iter().map(ProjectMember).collect())
+    }
+    /// The project's features, oldest first, one page at a time.
+    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
+    async fn features(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size from the start: 0 to 100, default 20.")] first: Option<i32>,
+        #[graphql(desc = "Continue after this cursor (a previous page's endCursor).")]
+        after: Option<String>,
+        #[graphql(desc = "Page size from the end: 0 to 100.")] last: Option<i32>,
+        #[graphql(desc = "Continue before this cursor (a previous page's startCursor).")]
+        before: Option<String>,
+    ) -> AppResult<FeatureConnection> {
+        let arguments = PageArguments {
+            first,
+            after,
+            last,
+            before,
+        };
+        load_features(ctx, self.0.id, arguments).await
+    }
+    /// How many of the project's plans are in each status.
+    async fn plan_counts(&self, ctx: &Context<'_>) -> AppResult<PlanCounts> {
+        let counts = loaders(ctx)
+            .db
+            .load_one(ProjectPlanCounts(self.0.id))
+            .await?;
+        Ok(PlanCounts::from(counts.unwrap_or_default()))
+    }
+}
+
+pub struct ProjectMember(pub project_member::Model);
+
+/// A user's membership in a project.
+#[Object]
+impl ProjectMember {
+    /// The member.
+    async fn user(&self, ctx: &Context<'_>) -> AppResult<User> {
+        user_by_id(ctx, self.0.user_id).await
+    }
+    /// What the member may do.
+    async fn role(&self) -> AppResult<ProjectRole> {
+        workflow::Role::parse(&self.0.role)
+            .map(Into::into)
+            .ok_or_else(|| AppError::Internal(format!("unknown role {:?}", self.0.role)))
+    }
+    /// When the user joined the project.
+    async fn added_at(&self) -> DateTime {
+        at(self.0.created_at)
+    }
+}
