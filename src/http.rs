@@ -1,17 +1,22 @@
 //! The axum router: `/graphql` (POST, GET, GraphiQL), `/graphql/ws`,
 //! `/mcp` (MCP tools for assistants), `/healthz`, `/readyz`.
 
+mod page;
+
+pub use page::{StyleNonce, html_page};
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::bearer_token;
@@ -57,6 +62,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::board::routes())
+        .merge(crate::playground::routes(state.playground))
         .nest_service(
             "/mcp",
             crate::mcp::service(state.services.clone(), max_body_bytes),
@@ -65,6 +71,11 @@ pub fn router(state: HttpState) -> Router {
         // Dashboard pages of JSON compress several-fold.
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(cors)
+        // No response is ever read as a type other than the one it declares.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         // Outermost: every request gets an id (kept if the client sent one),
         // a span carrying it, and the id echoed back.
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -210,11 +221,7 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
         .and_then(|value| value.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"));
     if wants_html && !query_string.contains("query=") && state.playground {
-        let page = async_graphql::http::GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("plangraph")
-            .finish();
-        return Html(page).into_response();
+        return crate::playground::page();
     }
     let mut request = match async_graphql::http::parse_query_string(query_string) {
         Ok(request) => request,
