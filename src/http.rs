@@ -1,6 +1,7 @@
 //! The axum router: `/graphql` (POST, GET, GraphiQL), `/graphql/ws`,
 //! `/mcp` (MCP tools for assistants), `/healthz`, `/readyz`.
 
+mod graphql_over_http;
 mod page;
 
 pub use page::{StyleNonce, html_page};
@@ -23,6 +24,7 @@ use crate::auth::bearer_token;
 use crate::error::AppError;
 use crate::graphql::AppSchema;
 use crate::graphql::loaders::Loaders;
+use crate::http::graphql_over_http::{MediaType, get_request, require_json_body};
 use crate::observability::{operation_label, record_operation};
 use crate::service::{Services, Viewer};
 use crate::shutdown::Shutdown;
@@ -100,12 +102,8 @@ fn cors(origins: &[String]) -> CorsLayer {
 
 /// A GraphQL-shaped error for requests that never reached execution, so
 /// clients parse every failure the same way.
-fn error_response(status: StatusCode, error: &AppError) -> Response {
-    let body = json!({
-        "data": null,
-        "errors": [{ "message": error.message(), "extensions": { "code": error.code() } }],
-    });
-    let mut response = (status, Json(body)).into_response();
+fn error_response(media: MediaType, status: StatusCode, error: &AppError) -> Response {
+    let mut response = media.error(status, error);
     no_store(&mut response);
     response
 }
@@ -136,12 +134,13 @@ async fn execute(
     headers: &HeaderMap,
     request: async_graphql::Request,
 ) -> Response {
+    let media = MediaType::negotiate(headers);
     let viewer = match authenticate(&state.services, headers).await {
         Ok(viewer) => viewer,
         Err(error @ AppError::Unauthenticated(_)) => {
-            return error_response(StatusCode::UNAUTHORIZED, &error);
+            return error_response(media, StatusCode::UNAUTHORIZED, &error);
         }
-        Err(error) => return error_response(StatusCode::SERVICE_UNAVAILABLE, &error),
+        Err(error) => return error_response(media, StatusCode::SERVICE_UNAVAILABLE, &error),
     };
     let mut request = request.data(Loaders::new(&state.services));
     if let Some(viewer) = viewer {
@@ -166,7 +165,7 @@ async fn execute(
         .map(|code| code.trim_matches('"').to_owned())
         .collect();
     record_operation(kind, &name, started.elapsed(), &codes);
-    let mut response = Json(result).into_response();
+    let mut response = media.result(result);
     no_store(&mut response);
     response
 }
@@ -187,6 +186,7 @@ async fn graphql_post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let media = MediaType::negotiate(&headers);
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -194,21 +194,24 @@ async fn graphql_post(
                 "The request body is too large; the limit is {} bytes",
                 state.max_body_bytes
             ));
-            return error_response(StatusCode::PAYLOAD_TOO_LARGE, &error);
+            return error_response(media, StatusCode::PAYLOAD_TOO_LARGE, &error);
         }
         Err(rejection) => {
             let error =
                 AppError::BadUserInput(format!("Could not read the request body: {rejection}"));
-            return error_response(StatusCode::BAD_REQUEST, &error);
+            return error_response(media, StatusCode::BAD_REQUEST, &error);
         }
     };
+    if let Err(error) = require_json_body(&headers) {
+        return error_response(media, StatusCode::BAD_REQUEST, &error);
+    }
     let request = match serde_json::from_slice::<async_graphql::Request>(&body) {
         Ok(request) => request,
         Err(error) => {
             let error = AppError::BadUserInput(format!(
                 "The body is not a GraphQL request: {error}. Send JSON like {{\"query\": \"{{ viewer {{ email }} }}\"}}"
             ));
-            return error_response(StatusCode::BAD_REQUEST, &error);
+            return error_response(media, StatusCode::BAD_REQUEST, &error);
         }
     };
     execute(&state, &headers, request).await
@@ -223,18 +226,19 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
     if wants_html && !query_string.contains("query=") && state.playground {
         return crate::playground::page();
     }
-    let mut request = match async_graphql::http::parse_query_string(query_string) {
+    let media = MediaType::negotiate(&headers);
+    let mut request = match get_request(&uri) {
         Ok(request) => request,
         Err(error) => {
             let error = AppError::BadUserInput(format!(
                 "Could not read the query string: {error}. Use /graphql?query=…&variables=…"
             ));
-            return error_response(StatusCode::BAD_REQUEST, &error);
+            return error_response(media, StatusCode::BAD_REQUEST, &error);
         }
     };
     if operation_of(&mut request).0 == "mutation" {
         let error = AppError::BadUserInput("Mutations must be sent with POST, not GET".into());
-        let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, &error);
+        let mut response = error_response(media, StatusCode::METHOD_NOT_ALLOWED, &error);
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
