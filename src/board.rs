@@ -27,7 +27,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route(
             "/board",
-            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
+            get(|| async { crate::http::html_page(INDEX, None) }),
         )
         .route(
             "/board/app.js",

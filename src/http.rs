@@ -1,17 +1,23 @@
 //! The axum router: `/graphql` (POST, GET, GraphiQL), `/graphql/ws`,
 //! `/mcp` (MCP tools for assistants), `/healthz`, `/readyz`.
 
+mod graphql_over_http;
+mod page;
+
+pub use page::{StyleNonce, html_page};
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use subtle::ConstantTimeEq;
@@ -20,6 +26,7 @@ use crate::auth::bearer_token;
 use crate::config::MetricsToken;
 use crate::error::AppError;
 use crate::graphql::AppSchema;
+use crate::http::graphql_over_http::{MediaType, get_request, require_json_body};
 use crate::observability::{operation_label, record_operation};
 use crate::service::{Services, Viewer};
 use crate::shutdown::Shutdown;
@@ -97,6 +104,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .merge(metrics.unwrap_or_default())
         .merge(crate::board::routes())
+        .merge(crate::playground::routes(state.playground))
         .nest_service(
             "/mcp",
             crate::mcp::service(state.services.clone(), max_body_bytes),
@@ -105,6 +113,11 @@ pub fn router(state: HttpState) -> Router {
         // Dashboard pages of JSON compress several-fold.
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(cors)
+        // No response is ever read as a type other than the one it declares.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         // Outermost: every request gets an id (kept if the client sent one),
         // a span carrying it, and the id echoed back.
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -150,12 +163,8 @@ fn cors(origins: &[String]) -> CorsLayer {
 
 /// A GraphQL-shaped error for requests that never reached execution, so
 /// clients parse every failure the same way.
-fn error_response(status: StatusCode, error: &AppError) -> Response {
-    let body = json!({
-        "data": null,
-        "errors": [{ "message": error.message(), "extensions": { "code": error.code() } }],
-    });
-    let mut response = (status, Json(body)).into_response();
+fn error_response(media: MediaType, status: StatusCode, error: &AppError) -> Response {
+    let mut response = media.error(status, error);
     no_store(&mut response);
     response
 }
@@ -186,12 +195,13 @@ async fn execute(
     headers: &HeaderMap,
     mut request: async_graphql::Request,
 ) -> Response {
+    let media = MediaType::negotiate(headers);
     let viewer = match authenticate(&state.services, headers).await {
         Ok(viewer) => viewer,
         Err(error @ AppError::Unauthenticated(_)) => {
-            return error_response(StatusCode::UNAUTHORIZED, &error);
+            return error_response(media, StatusCode::UNAUTHORIZED, &error);
         }
-        Err(error) => return error_response(StatusCode::SERVICE_UNAVAILABLE, &error),
+        Err(error) => return error_response(media, StatusCode::SERVICE_UNAVAILABLE, &error),
     };
     if let Some(viewer) = viewer {
         request = request.data(viewer);
@@ -213,7 +223,7 @@ async fn execute(
         .collect();
     let series = state.operation_series.series(&name);
     record_operation(kind, &name, series, started.elapsed(), &codes);
-    let mut response = Json(result).into_response();
+    let mut response = media.result(result);
     no_store(&mut response);
     response
 }
@@ -223,6 +233,7 @@ async fn graphql_post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let media = MediaType::negotiate(&headers);
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -230,21 +241,24 @@ async fn graphql_post(
                 "The request body is too large; the limit is {} bytes",
                 state.max_body_bytes
             ));
-            return error_response(StatusCode::PAYLOAD_TOO_LARGE, &error);
+            return error_response(media, StatusCode::PAYLOAD_TOO_LARGE, &error);
         }
         Err(rejection) => {
             let error =
                 AppError::BadUserInput(format!("Could not read the request body: {rejection}"));
-            return error_response(StatusCode::BAD_REQUEST, &error);
+            return error_response(media, StatusCode::BAD_REQUEST, &error);
         }
     };
+    if let Err(error) = require_json_body(&headers) {
+        return error_response(media, StatusCode::BAD_REQUEST, &error);
+    }
     let request = match serde_json::from_slice::<async_graphql::Request>(&body) {
         Ok(request) => request,
         Err(error) => {
             let error = AppError::BadUserInput(format!(
                 "The body is not a GraphQL request: {error}. Send JSON like {{\"query\": \"{{ viewer {{ email }} }}\"}}"
             ));
-            return error_response(StatusCode::BAD_REQUEST, &error);
+            return error_response(media, StatusCode::BAD_REQUEST, &error);
         }
     };
     execute(&state, &headers, request).await
@@ -257,24 +271,21 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
         .and_then(|value| value.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"));
     if wants_html && !query_string.contains("query=") && state.playground {
-        let page = async_graphql::http::GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("plangraph")
-            .finish();
-        return Html(page).into_response();
+        return crate::playground::page();
     }
-    let mut request = match async_graphql::http::parse_query_string(query_string) {
+    let media = MediaType::negotiate(&headers);
+    let mut request = match get_request(&uri) {
         Ok(request) => request,
         Err(error) => {
             let error = AppError::BadUserInput(format!(
                 "Could not read the query string: {error}. Use /graphql?query=…&variables=…"
             ));
-            return error_response(StatusCode::BAD_REQUEST, &error);
+            return error_response(media, StatusCode::BAD_REQUEST, &error);
         }
     };
     if operation_of(&mut request, state.max_query_bytes).0 == "mutation" {
         let error = AppError::BadUserInput("Mutations must be sent with POST, not GET".into());
-        let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, &error);
+        let mut response = error_response(media, StatusCode::METHOD_NOT_ALLOWED, &error);
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));

@@ -13,6 +13,7 @@ pub mod http;
 pub mod mcp;
 pub mod metrics;
 pub mod observability;
+pub mod playground;
 pub mod service;
 pub mod shutdown;
 pub mod storage;

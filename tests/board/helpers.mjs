@@ -222,3 +222,45 @@ export async function signIn(page, server, key) {
   await page.click('button[type="submit"]');
   await page.waitForSelector('#live[data-state="live"]', { timeout: 10_000 });
 }
+
+/**
+ * Collects the page's Content-Security-Policy violations (directive and
+ * blocked URI) in `page.cspViolations`, across navigations.
+ */
+export async function recordCspViolations(page) {
+  page.cspViolations = [];
+  await page.exposeFunction('reportCspViolation', (violation) => page.cspViolations.push(violation));
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (event) =>
+      window.reportCspViolation(`${event.effectiveDirective} ${event.blockedURI}`),
+    );
+  });
+}
+
+/**
+ * Lets the page reach `server` only: every other request is aborted and
+ * listed in the returned array (WebSockets are listed too; same-origin ones
+ * are allowed). Data URLs never reach the network and are not seen here.
+ */
+export async function blockOutside(page, server) {
+  const attempted = [];
+  await page.context().route('**/*', (route) => {
+    const url = route.request().url();
+    if (new URL(url).origin === server.url) return route.continue();
+    attempted.push(url);
+    return route.abort('blockedbyclient');
+  });
+  page.on('websocket', (socket) => {
+    if (new URL(socket.url()).host !== new URL(server.url).host) attempted.push(socket.url());
+  });
+  return attempted;
+}
+
+/** Replaces the text of a CodeMirror editor by typing, as a person would. */
+export async function typeInto(page, editor, text) {
+  await page.click(`${editor} .CodeMirror`);
+  await page.keyboard.press('Control+A');
+  await page.keyboard.press('Delete');
+  await page.keyboard.type(text);
+  return page.$eval(`${editor} .CodeMirror`, (element) => element.CodeMirror.getValue());
+}
