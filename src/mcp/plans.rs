@@ -1,38 +1,25 @@
-//! The tools: the seed's names, snake_case parameters, descriptions and
-//! texts. Each tool parses its arguments, calls one service use case (the
-//! same as the GraphQL mutation or query of that name) and formats the
-//! result; the workflow rules stay in `workflow.rs` and `service/`.
+//! The seed's eight plan tools: create_plan, list_plans, get_plan,
+//! update_plan, set_plan_status, claim_plan, release_plan, submit_work.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::Arc;
-use std::time::Instant;
 
 use axum::http::request::Parts;
-use rmcp::handler::server::common::schema_for_empty_input;
-use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::{
-    Extension, schema_for_input, schema_for_output, schema_for_type,
-};
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use rmcp::handler::server::tool::Extension;
+use rmcp::model::{CallToolResult, JsonObject};
 use rmcp::schemars::{self, JsonSchema};
-use rmcp::{ServerHandler, tool, tool_handler, tool_router};
-use serde::de::DeserializeOwned;
+use rmcp::{tool, tool_router};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::views::{
-    FeatureRef, FeatureView, PlanView, ProjectRef, ProjectView, Related, Status, Text, VersionView,
-    counts_by_name, counts_text, json_time, text_time,
-};
-use crate::error::{AppError, AppResult};
-use crate::observability;
-use crate::service::features::FeatureUpdate;
+use super::Tools;
+use super::call::{Reply, input, output};
+use super::views::{PlanView, Related, Status, Text, VersionView, text_time};
+use crate::error::AppResult;
 use crate::service::pagination::Window;
 use crate::service::plans::{PlanFilter, PlanJoins, PlanSort, status_of};
-use crate::service::{Services, Viewer, parse_id};
+use crate::service::{Viewer, parse_id};
 use crate::workflow::{PlanStatus, SubmitTarget};
-use entity::{feature, plan, project};
+use entity::plan;
 
 /// The longest list one call returns (the service's largest page); the
 /// text says so when there is more, and filters narrow the list.
@@ -46,13 +33,6 @@ const SET_PLAN_STATUS: &str = "Change plan status following valid status transit
 const CLAIM_PLAN: &str = "Claim an available implementation plan to work on it. Plan must be in ready status and not already claimed by another user.";
 const RELEASE_PLAN: &str = "Release a claimed plan back to ready status, allowing other users to claim it. Useful when you need to abandon work without completing it. Only the claimer or a project owner can release a plan.";
 const SUBMIT_WORK: &str = "Submit completed work for an implementation plan with artifacts and choose target status. Automatically creates a new feature version when status is set to completed. Only the claimer can submit; the claim is released.";
-const CREATE_FEATURE: &str = "Create a feature (what to build) in a project, with its specification in markdown. A feature starts at version v1; every completed plan creates the next version. Write implementation plans for it with create_plan.";
-const LIST_FEATURES: &str = "List the features of a project with their current version and how many plans they have in each status.";
-const GET_FEATURE: &str = "Get a feature (what to build) with its full specification fetched from cloud storage. Read it before writing an implementation plan.";
-const UPDATE_FEATURE: &str = "Update a feature's specification, and optionally its title and description. By default this amends the current version; with new_version: true it creates the next version instead.";
-const LIST_FEATURE_VERSIONS: &str =
-    "List a feature's versions: which plan implemented each version, who did the work, and when.";
-const LIST_PROJECTS: &str = "List the projects you are a member of, with your role and how many plans each has per status. Start here to find project ids.";
 
 /// The status a new plan starts in.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema)]
@@ -150,60 +130,6 @@ struct SubmitWorkArgs {
     status: SubmitStatus,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct CreateFeatureArgs {
-    /// UUID of the project the feature belongs to
-    project_id: String,
-    /// Short descriptive title for the feature
-    title: String,
-    /// Brief summary of the feature
-    description: Option<String>,
-    /// What to build, in markdown: requirements and acceptance criteria (plans say how)
-    spec_content: String,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct ListFeaturesArgs {
-    /// UUID of the project whose features to list
-    project_id: String,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct GetFeatureArgs {
-    /// UUID of the feature to retrieve
-    feature_id: String,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct UpdateFeatureArgs {
-    /// UUID of the feature to update
-    feature_id: String,
-    /// The feature's new specification in markdown
-    spec_content: String,
-    /// New title; unchanged when omitted
-    title: Option<String>,
-    /// New description; unchanged when omitted
-    description: Option<String>,
-    /// true creates the next feature version with this spec; false (default) amends the current version
-    #[serde(default)]
-    new_version: bool,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct ListFeatureVersionsArgs {
-    /// UUID of the feature whose version history to list
-    feature_id: String,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct NoArgs {}
-
 /// One plan (create_plan, get_plan, update_plan, claim_plan).
 #[derive(Serialize, JsonSchema)]
 struct PlanResult {
@@ -230,111 +156,13 @@ struct PlanListResult {
     truncated: bool,
 }
 
-/// One feature (create_feature, get_feature, update_feature).
-#[derive(Serialize, JsonSchema)]
-struct FeatureResult {
-    feature: FeatureView,
-}
-
-/// list_features.
-#[derive(Serialize, JsonSchema)]
-struct FeatureListResult {
-    features: Vec<FeatureView>,
-    /// How many features the project has in all.
-    total: u64,
-    /// More features exist than this list holds.
-    truncated: bool,
-}
-
-/// list_feature_versions.
-#[derive(Serialize, JsonSchema)]
-struct VersionListResult {
-    feature: FeatureRef,
-    /// Oldest first.
-    versions: Vec<VersionView>,
-}
-
-/// list_projects.
-#[derive(Serialize, JsonSchema)]
-struct ProjectListResult {
-    projects: Vec<ProjectView>,
-}
-
-/// A tool's success: the seed's text for people and the JSON for programs.
-struct Reply {
-    text: String,
-    data: serde_json::Value,
-}
-
-impl Reply {
-    fn new(text: &Text, data: &impl Serialize) -> AppResult<Reply> {
-        let data = serde_json::to_value(data).map_err(|error| {
-            AppError::Internal(format!("cannot serialize a tool result: {error}"))
-        })?;
-        Ok(Reply {
-            text: text.finish(),
-            data,
-        })
-    }
-
-    fn into_result(self) -> CallToolResult {
-        let mut result = CallToolResult::structured(self.data);
-        result.content = vec![ContentBlock::text(self.text)];
-        result
-    }
-}
-
-/// A tool error the assistant sees and can act on (`isError: true`), its
-/// text starting with the code as the seed writes them:
-/// `CONFLICT: Plan already claimed by another user …`.
-fn error_result(error: &AppError) -> CallToolResult {
-    let text = format!("{}: {}", error.code(), error.message());
-    CallToolResult::error(vec![ContentBlock::text(text)])
-}
-
-/// Arguments are parsed here rather than by rmcp's `Parameters` so that a
-/// malformed call is a tool error (`BAD_USER_INPUT: …`) the model reads and
-/// corrects, not a JSON-RPC error that clients tend to hide from it.
-fn parse_arguments<A: DeserializeOwned>(tool: &str, arguments: JsonObject) -> AppResult<A> {
-    serde_json::from_value(serde_json::Value::Object(arguments)).map_err(|error| {
-        AppError::BadUserInput(format!(
-            "Invalid arguments for {tool}: {error}; see the tool's input schema"
-        ))
-    })
-}
-
-/// The JSON schema of a tool's arguments. A type rmcp refuses (one that is
-/// not an object) would be a bug that the unit tests catch; falling back to
-/// the plain schema keeps the server from panicking over it at start.
-fn input<T: JsonSchema + 'static>() -> Arc<JsonObject> {
-    schema_for_input::<T>().unwrap_or_else(|_| schema_for_type::<T>())
-}
-
-fn output<T: JsonSchema + 'static>() -> Arc<JsonObject> {
-    schema_for_output::<T>()
-}
-
 /// `id` as a UUID, named by its MCP parameter when it is not one.
 fn optional_id(parameter: &str, id: Option<&str>) -> AppResult<Option<Uuid>> {
     id.map(|id| parse_id(parameter, id)).transpose()
 }
 
-/// The MCP server: one per request (it is stateless), cheap to clone.
-#[derive(Clone)]
-pub struct PlanTools {
-    services: Services,
-    tool_router: Arc<ToolRouter<PlanTools>>,
-}
-
-#[tool_router]
-impl PlanTools {
-    pub fn new(services: Services) -> PlanTools {
-        PlanTools {
-            services,
-            tool_router: Arc::new(Self::tool_router()),
-        }
-    }
-
+#[tool_router(router = plan_tools, vis = "pub(super)")]
+impl Tools {
     #[tool(description = CREATE_PLAN, input_schema = input::<CreatePlanArgs>(), output_schema = output::<PlanResult>())]
     async fn create_plan(
         &self,
@@ -430,137 +258,9 @@ impl PlanTools {
         })
         .await
     }
-
-    #[tool(description = CREATE_FEATURE, input_schema = input::<CreateFeatureArgs>(), output_schema = output::<FeatureResult>())]
-    async fn create_feature(
-        &self,
-        Extension(request): Extension<Parts>,
-        arguments: JsonObject,
-    ) -> CallToolResult {
-        self.run("create_feature", &request, arguments, |viewer, args| {
-            self.create_feature_reply(viewer, args)
-        })
-        .await
-    }
-
-    #[tool(description = LIST_FEATURES, input_schema = input::<ListFeaturesArgs>(), output_schema = output::<FeatureListResult>(), annotations(read_only_hint = true))]
-    async fn list_features(
-        &self,
-        Extension(request): Extension<Parts>,
-        arguments: JsonObject,
-    ) -> CallToolResult {
-        self.run("list_features", &request, arguments, |viewer, args| {
-            self.list_features_reply(viewer, args)
-        })
-        .await
-    }
-
-    #[tool(description = GET_FEATURE, input_schema = input::<GetFeatureArgs>(), output_schema = output::<FeatureResult>(), annotations(read_only_hint = true))]
-    async fn get_feature(
-        &self,
-        Extension(request): Extension<Parts>,
-        arguments: JsonObject,
-    ) -> CallToolResult {
-        self.run("get_feature", &request, arguments, |viewer, args| {
-            self.get_feature_reply(viewer, args)
-        })
-        .await
-    }
-
-    #[tool(description = UPDATE_FEATURE, input_schema = input::<UpdateFeatureArgs>(), output_schema = output::<FeatureResult>())]
-    async fn update_feature(
-        &self,
-        Extension(request): Extension<Parts>,
-        arguments: JsonObject,
-    ) -> CallToolResult {
-        self.run("update_feature", &request, arguments, |viewer, args| {
-            self.update_feature_reply(viewer, args)
-        })
-        .await
-    }
-
-    #[tool(description = LIST_FEATURE_VERSIONS, input_schema = input::<ListFeatureVersionsArgs>(), output_schema = output::<VersionListResult>(), annotations(read_only_hint = true))]
-    async fn list_feature_versions(
-        &self,
-        Extension(request): Extension<Parts>,
-        arguments: JsonObject,
-    ) -> CallToolResult {
-        self.run(
-            "list_feature_versions",
-            &request,
-            arguments,
-            |viewer, args| self.list_feature_versions_reply(viewer, args),
-        )
-        .await
-    }
-
-    #[tool(description = LIST_PROJECTS, input_schema = schema_for_empty_input(), output_schema = output::<ProjectListResult>(), annotations(read_only_hint = true))]
-    async fn list_projects(
-        &self,
-        Extension(request): Extension<Parts>,
-        arguments: JsonObject,
-    ) -> CallToolResult {
-        self.run("list_projects", &request, arguments, |viewer, _: NoArgs| {
-            self.list_projects_reply(viewer)
-        })
-        .await
-    }
 }
 
-#[tool_handler(
-    router = self.tool_router,
-    name = "plangraph",
-    instructions = "plangraph: plan-driven development. Projects hold features (what to build) and implementation plans (how to build it). A plan moves draft -> ready -> claimed -> in_progress -> review -> completed; completing it creates a new feature version. Typical flow: list_projects, get_feature, create_plan, set_plan_status ready, list_plans status_filter ready, get_plan, claim_plan, update_plan as you work, submit_work. Ids are UUIDs. Errors start with a code: FORBIDDEN, NOT_FOUND, CONFLICT, INVALID_TRANSITION, BAD_USER_INPUT."
-)]
-impl ServerHandler for PlanTools {}
-
-impl PlanTools {
-    /// Parses the arguments, finds the caller, runs `work` and turns its
-    /// outcome into a tool result; every tool goes through here.
-    async fn run<A, F, Fut>(
-        &self,
-        tool: &'static str,
-        request: &Parts,
-        arguments: JsonObject,
-        work: F,
-    ) -> CallToolResult
-    where
-        A: DeserializeOwned,
-        F: FnOnce(Viewer, A) -> Fut,
-        Fut: Future<Output = AppResult<Reply>>,
-    {
-        let started = Instant::now();
-        let outcome = async {
-            let args = parse_arguments::<A>(tool, arguments)?;
-            let viewer = self.viewer(request).await?;
-            work(viewer, args).await
-        }
-        .await;
-        let error = outcome.as_ref().err().map(AppError::code);
-        observability::record_tool_call(tool, started.elapsed(), error);
-        match outcome {
-            Ok(reply) => reply.into_result(),
-            Err(error) => error_result(&error),
-        }
-    }
-
-    /// The caller: the API key's user, which `/mcp`'s middleware authenticated
-    /// from this very request's `Authorization` header and left in its
-    /// extensions. Should the tools ever be served without that middleware,
-    /// the header is authenticated here instead, so no call runs anonymously.
-    async fn viewer(&self, request: &Parts) -> AppResult<Viewer> {
-        match request.extensions.get::<Viewer>() {
-            Some(viewer) => Ok(viewer.clone()),
-            None => super::authenticate(&self.services, &request.headers).await,
-        }
-    }
-
-    /// A spec document from the store, as `Plan.spec` and `Feature.spec` read it.
-    async fn spec_text(&self, key: &str) -> AppResult<String> {
-        let bytes = self.services.specs.get(key).await?;
-        Ok(crate::storage::spec_text(&bytes))
-    }
-
+impl Tools {
     async fn one_plan(&self, plan: &plan::Model, more_users: &[Uuid]) -> AppResult<Related> {
         Related::of_plans(&self.services, std::slice::from_ref(plan), more_users).await
     }
@@ -920,245 +620,6 @@ impl PlanTools {
         };
         Reply::new(text, &result)
     }
-
-    async fn create_feature_reply(
-        &self,
-        viewer: Viewer,
-        args: CreateFeatureArgs,
-    ) -> AppResult<Reply> {
-        let feature = self
-            .services
-            .create_feature(
-                &viewer,
-                &args.project_id,
-                &args.title,
-                args.description,
-                &args.spec_content,
-            )
-            .await?;
-        let project = self.services.find_project(feature.project_id).await?;
-        let mut text = Text::headline("✓ Feature created successfully!");
-        text.field("Feature", &feature.title)
-            .field("ID", feature.id)
-            .field("Project", format!("{} ({})", project.name, project.id))
-            .field("Version", format!("v{}", feature.current_version))
-            .optional_field("Description", feature.description.as_deref())
-            .field("Created", text_time(feature.created_at))
-            .blank()
-            .line(format!(
-                "Write implementation plans for it with create_plan (feature_id: {}).",
-                feature.id
-            ));
-        let view = feature_view(&feature, &project, &HashMap::new(), None);
-        Reply::new(&text, &FeatureResult { feature: view })
-    }
-
-    async fn list_features_reply(
-        &self,
-        viewer: Viewer,
-        args: ListFeaturesArgs,
-    ) -> AppResult<Reply> {
-        let project = self.services.project(&viewer, &args.project_id).await?;
-        let window = Window::new(Some(LIST_LIMIT), None, None, None, false)?;
-        let (page, total) = futures::try_join!(
-            self.services.list_features(project.id, &window),
-            self.services.count_features(project.id),
-        )?;
-        let features = page.rows;
-        let ids: Vec<Uuid> = features.iter().map(|feature| feature.id).collect();
-        let counts = if ids.is_empty() {
-            HashMap::new()
-        } else {
-            self.services.plan_counts_by_feature(&ids).await?
-        };
-        let mut text = Text::headline(format!("✓ Features of {} ({total}):", project.name));
-        if features.is_empty() {
-            text.line("No features yet; add one with create_feature.");
-        }
-        let mut views = Vec::with_capacity(features.len());
-        for (number, feature) in features.iter().enumerate() {
-            let view = feature_view(feature, &project, &counts, None);
-            text.line(format!("{}. {}", number + 1, feature.title))
-                .line(format!("   ID: {}", feature.id))
-                .line(format!("   Version: v{}", feature.current_version))
-                .line(format!("   Plans: {}", counts_text(&view.plan_counts)))
-                .line(format!("   Updated: {}", text_time(feature.updated_at)))
-                .blank();
-            views.push(view);
-        }
-        let truncated = total > features.len() as u64;
-        if truncated {
-            text.line(format!(
-                "Showing the first {} of {total} features.",
-                features.len()
-            ));
-        }
-        Reply::new(
-            &text,
-            &FeatureListResult {
-                features: views,
-                total,
-                truncated,
-            },
-        )
-    }
-
-    async fn get_feature_reply(&self, viewer: Viewer, args: GetFeatureArgs) -> AppResult<Reply> {
-        let feature = self.services.feature(&viewer, &args.feature_id).await?;
-        let ids = [feature.id];
-        let (project, counts, spec) = futures::try_join!(
-            self.services.find_project(feature.project_id),
-            self.services.plan_counts_by_feature(&ids),
-            self.spec_text(&feature.spec_key),
-        )?;
-        let view = feature_view(&feature, &project, &counts, Some(spec.clone()));
-        let mut text = Text::headline(format!("✓ Feature: {}", feature.title));
-        text.field("ID", feature.id)
-            .field("Project", format!("{} ({})", project.name, project.id))
-            .field("Version", format!("v{}", feature.current_version))
-            .field("Plans", counts_text(&view.plan_counts))
-            .field("Created", text_time(feature.created_at))
-            .field("Updated", text_time(feature.updated_at));
-        if let Some(description) = &feature.description {
-            text.block("Description", description);
-        }
-        text.blank()
-            .line("Specification Content:")
-            .blank()
-            .line(spec.trim_end());
-        Reply::new(&text, &FeatureResult { feature: view })
-    }
-
-    async fn update_feature_reply(
-        &self,
-        viewer: Viewer,
-        args: UpdateFeatureArgs,
-    ) -> AppResult<Reply> {
-        let update = FeatureUpdate {
-            title: args.title,
-            description: args.description,
-            spec_content: Some(args.spec_content),
-            new_version: args.new_version,
-        };
-        let feature = self
-            .services
-            .update_feature(&viewer, &args.feature_id, update)
-            .await?;
-        let project = self.services.find_project(feature.project_id).await?;
-        let version = feature.current_version;
-        let mut text = Text::headline(if args.new_version {
-            format!("✓ Feature updated: version v{version} created!")
-        } else {
-            "✓ Feature updated successfully!".to_owned()
-        });
-        text.field("Feature", &feature.title)
-            .field("ID", feature.id)
-            .field(
-                "Version",
-                if args.new_version {
-                    format!("v{version} (created)")
-                } else {
-                    format!("v{version} (amended)")
-                },
-            )
-            .field("Updated", text_time(feature.updated_at))
-            .blank()
-            .line(if args.new_version {
-                "The new version carries this specification; earlier versions keep theirs."
-            } else {
-                "The current version's specification was replaced; pass new_version: true to keep the old one as history."
-            });
-        let view = feature_view(&feature, &project, &HashMap::new(), None);
-        Reply::new(&text, &FeatureResult { feature: view })
-    }
-
-    async fn list_feature_versions_reply(
-        &self,
-        viewer: Viewer,
-        args: ListFeatureVersionsArgs,
-    ) -> AppResult<Reply> {
-        let feature = self.services.feature(&viewer, &args.feature_id).await?;
-        let versions = self.services.versions_of(feature.id).await?;
-        let plan_ids: Vec<Uuid> = versions
-            .iter()
-            .filter_map(|version| version.implemented_by_plan_id)
-            .collect();
-        let people: Vec<Uuid> = versions
-            .iter()
-            .filter_map(|version| version.implemented_by)
-            .collect();
-        let (plans, related) = futures::try_join!(
-            self.services.plans_by_ids(&plan_ids),
-            Related::of_plans(&self.services, &[], &people),
-        )?;
-        let plans: HashMap<Uuid, plan::Model> =
-            plans.into_iter().map(|plan| (plan.id, plan)).collect();
-        let mut text = Text::headline(format!(
-            "✓ Versions of {} ({}):",
-            feature.title,
-            versions.len()
-        ));
-        let mut views = Vec::with_capacity(versions.len());
-        for version in &versions {
-            let view = related.version_view(version, &plans)?;
-            text.line(format!("v{}", version.version));
-            match &view.implemented_by_plan {
-                Some(plan) => text.line(format!("   Plan: {} ({})", plan.title, plan.id)),
-                None if version.version == 1 => {
-                    text.line("   Plan: none (the feature's first version)")
-                }
-                None => text.line("   Plan: none (created with update_feature)"),
-            };
-            if let Some(person) = &view.implemented_by {
-                text.line(format!("   Implemented by: {}", person.email));
-            }
-            text.line(format!("   Created: {}", text_time(version.created_at)))
-                .blank();
-            views.push(view);
-        }
-        let result = VersionListResult {
-            feature: FeatureRef {
-                id: feature.id.to_string(),
-                title: feature.title.clone(),
-                current_version: feature.current_version,
-            },
-            versions: views,
-        };
-        Reply::new(&text, &result)
-    }
-
-    async fn list_projects_reply(&self, viewer: Viewer) -> AppResult<Reply> {
-        let projects = self.services.projects_of(&viewer).await?;
-        let ids: Vec<Uuid> = projects.iter().map(|project| project.id).collect();
-        let roles = futures::future::try_join_all(
-            ids.iter().map(|id| self.services.role_in(*id, viewer.id())),
-        );
-        let (counts, roles) = if ids.is_empty() {
-            (HashMap::new(), Vec::new())
-        } else {
-            futures::try_join!(self.services.plan_counts_by_project(&ids), roles)?
-        };
-        let mut text = Text::headline(format!("✓ Your Projects ({}):", projects.len()));
-        if projects.is_empty() {
-            text.line("You are not a member of any project yet; ask a project owner to add you.");
-        }
-        let mut views = Vec::with_capacity(projects.len());
-        for (number, (project, role)) in projects.iter().zip(roles).enumerate() {
-            let role = role.map(|role| role.as_str().to_owned());
-            let view = project_view(project, role.clone(), &counts);
-            text.line(format!("{}. {}", number + 1, project.name))
-                .line(format!("   ID: {}", project.id))
-                .line(format!("   Role: {}", role.as_deref().unwrap_or("none")))
-                .line(format!("   Plans: {}", counts_text(&view.plan_counts)));
-            if let Some(description) = &project.description {
-                text.line(format!("   Description: {description}"));
-            }
-            text.line(format!("   Created: {}", text_time(project.created_at)))
-                .blank();
-            views.push(view);
-        }
-        Reply::new(&text, &ProjectListResult { projects: views })
-    }
 }
 
 /// `Available Plans`, `Stalled Plans for User Authentication`, … as the
@@ -1181,45 +642,11 @@ fn list_heading(status: Option<PlanStatus>, feature_title: Option<&str>) -> Stri
     }
 }
 
-fn feature_view(
-    feature: &feature::Model,
-    project: &project::Model,
-    counts: &HashMap<Uuid, HashMap<PlanStatus, u64>>,
-    spec_content: Option<String>,
-) -> FeatureView {
-    FeatureView {
-        id: feature.id.to_string(),
-        title: feature.title.clone(),
-        description: feature.description.clone(),
-        project: ProjectRef {
-            id: project.id.to_string(),
-            name: project.name.clone(),
-        },
-        current_version: feature.current_version,
-        plan_counts: counts_by_name(counts.get(&feature.id)),
-        created_at: json_time(feature.created_at),
-        updated_at: json_time(feature.updated_at),
-        spec_content,
-    }
-}
-
-fn project_view(
-    project: &project::Model,
-    role: Option<String>,
-    counts: &HashMap<Uuid, HashMap<PlanStatus, u64>>,
-) -> ProjectView {
-    ProjectView {
-        id: project.id.to_string(),
-        name: project.name.clone(),
-        description: project.description.clone(),
-        role,
-        plan_counts: counts_by_name(counts.get(&project.id)),
-        created_at: json_time(project.created_at),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use rmcp::handler::server::tool::schema_for_input;
+
+    use super::super::call::parse_arguments;
     use super::*;
 
     /// rmcp accepts every argument type as an input schema (a JSON object),
@@ -1234,15 +661,8 @@ mod tests {
         assert!(schema_for_input::<ClaimPlanArgs>().is_ok());
         assert!(schema_for_input::<ReleasePlanArgs>().is_ok());
         assert!(schema_for_input::<SubmitWorkArgs>().is_ok());
-        assert!(schema_for_input::<CreateFeatureArgs>().is_ok());
-        assert!(schema_for_input::<ListFeaturesArgs>().is_ok());
-        assert!(schema_for_input::<GetFeatureArgs>().is_ok());
-        assert!(schema_for_input::<UpdateFeatureArgs>().is_ok());
-        assert!(schema_for_input::<ListFeatureVersionsArgs>().is_ok());
-        assert!(schema_for_input::<NoArgs>().is_ok());
     }
 
-    /// MCP statuses are the workflow's own spellings, for every status.
     #[test]
     fn statuses_are_spelled_as_in_the_workflow() {
         for status in PlanStatus::ALL {
