@@ -16,7 +16,7 @@ use super::call::{Reply, input, output};
 use super::views::{PlanView, Related, Status, Text, VersionView, text_time};
 use crate::error::AppResult;
 use crate::service::pagination::Window;
-use crate::service::plans::{PlanFilter, PlanJoins, PlanSort, status_of};
+use crate::service::plans::{Outcome, PlanFilter, PlanJoins, PlanSort, status_of};
 use crate::service::{Viewer, parse_id};
 use crate::workflow::{PlanStatus, SubmitTarget};
 use entity::plan;
@@ -445,17 +445,14 @@ impl Tools {
         viewer: Viewer,
         args: SetPlanStatusArgs,
     ) -> AppResult<Reply> {
-        // Read first only to say what the status was; the change itself is
-        // decided on fresh state by the service.
-        let before = self.services.plan(&viewer, &args.plan_id).await?;
         let outcome = self
             .services
             .set_plan_status(&viewer, &args.plan_id, args.status.into())
             .await?;
-        let (plan, version) = (outcome.plan, outcome.version);
+        let (plan, version) = (&outcome.plan, &outcome.version);
         let implementer: Vec<Uuid> = version.iter().filter_map(|v| v.implemented_by).collect();
-        let related = self.one_plan(&plan, &implementer).await?;
-        let status = status_of(&plan)?;
+        let related = self.one_plan(plan, &implementer).await?;
+        let status = status_of(plan)?;
         let completed = status == PlanStatus::Completed;
         let mut text = Text::headline(if completed {
             "✓ Plan completed!"
@@ -464,12 +461,9 @@ impl Tools {
         });
         text.field("Plan", &plan.title)
             .field("ID", plan.id)
-            .field(
-                "Status",
-                format!("{} (was: {})", status.as_str(), before.status),
-            )
+            .field("Status", changed_status(&outcome)?)
             .field("Updated", text_time(plan.updated_at));
-        if let Some(version) = &version {
+        if let Some(version) = version {
             text.field(
                 "Implemented Version",
                 format!("v{} (created)", version.version),
@@ -504,7 +498,7 @@ impl Tools {
             }
             _ => {}
         }
-        self.change_reply(&text, &related, &plan, &before, version.as_ref())
+        change_reply(&text, &related, &outcome)
     }
 
     async fn claim_plan_reply(&self, viewer: Viewer, args: ClaimPlanArgs) -> AppResult<Reply> {
@@ -525,21 +519,18 @@ impl Tools {
     }
 
     async fn release_plan_reply(&self, viewer: Viewer, args: ReleasePlanArgs) -> AppResult<Reply> {
-        let before = self.services.plan(&viewer, &args.plan_id).await?;
-        let plan = self.services.release_plan(&viewer, &args.plan_id).await?;
-        let related = self.one_plan(&plan, &[]).await?;
+        let outcome = self.services.release_plan(&viewer, &args.plan_id).await?;
+        let plan = &outcome.plan;
+        let related = self.one_plan(plan, &[]).await?;
         let mut text = Text::headline("✓ Plan released successfully!");
         text.field("Plan", &plan.title)
             .field("ID", plan.id)
-            .field(
-                "Status",
-                format!("{} (was: {})", status_of(&plan)?.as_str(), before.status),
-            )
+            .field("Status", changed_status(&outcome)?)
             .field("Claimed by", "null")
             .field("Updated", text_time(plan.updated_at))
             .blank()
             .line("The plan is now available for other workers to claim.");
-        self.change_reply(&text, &related, &plan, &before, None)
+        change_reply(&text, &related, &outcome)
     }
 
     async fn submit_work_reply(&self, viewer: Viewer, args: SubmitWorkArgs) -> AppResult<Reply> {
@@ -547,16 +538,15 @@ impl Tools {
             SubmitStatus::Review => SubmitTarget::Review,
             SubmitStatus::Completed => SubmitTarget::Completed,
         };
-        let before = self.services.plan(&viewer, &args.plan_id).await?;
         let outcome = self
             .services
             .submit_work(&viewer, &args.plan_id, &args.artifacts_markdown, target)
             .await?;
-        let (plan, version) = (outcome.plan, outcome.version);
+        let (plan, version) = (&outcome.plan, &outcome.version);
         let implementer: Vec<Uuid> = version.iter().filter_map(|v| v.implemented_by).collect();
-        let related = self.one_plan(&plan, &implementer).await?;
-        let status = format!("{} (was: {})", status_of(&plan)?.as_str(), before.status);
-        let text = match &version {
+        let related = self.one_plan(plan, &implementer).await?;
+        let status = changed_status(&outcome)?;
+        let text = match version {
             None => {
                 let mut text = Text::headline("✓ Work submitted for review!");
                 text.field("Plan", &plan.title)
@@ -599,27 +589,35 @@ impl Tools {
                 text
             }
         };
-        self.change_reply(&text, &related, &plan, &before, version.as_ref())
+        change_reply(&text, &related, &outcome)
     }
+}
 
-    fn change_reply(
-        &self,
-        text: &Text,
-        related: &Related,
-        plan: &plan::Model,
-        before: &plan::Model,
-        version: Option<&entity::feature_version::Model>,
-    ) -> AppResult<Reply> {
-        let plans = HashMap::from([(plan.id, plan.clone())]);
-        let result = PlanChangeResult {
-            plan: related.plan_view(plan)?,
-            previous_status: status_of(before)?.into(),
-            feature_version: version
-                .map(|version| related.version_view(version, &plans))
-                .transpose()?,
-        };
-        Reply::new(text, &result)
-    }
+/// `ready (was: draft)`: where a change took the plan, and from where.
+fn changed_status(outcome: &Outcome) -> AppResult<String> {
+    let status = status_of(&outcome.plan)?;
+    Ok(format!(
+        "{} (was: {})",
+        status.as_str(),
+        outcome.previous.as_str()
+    ))
+}
+
+/// The reply of a status change: `text` with the plan, its previous status
+/// and the version the change cut, if any.
+fn change_reply(text: &Text, related: &Related, outcome: &Outcome) -> AppResult<Reply> {
+    let plan = &outcome.plan;
+    let plans = HashMap::from([(plan.id, plan.clone())]);
+    let result = PlanChangeResult {
+        plan: related.plan_view(plan)?,
+        previous_status: outcome.previous.into(),
+        feature_version: outcome
+            .version
+            .as_ref()
+            .map(|version| related.version_view(version, &plans))
+            .transpose()?,
+    };
+    Reply::new(text, &result)
 }
 
 /// `Available Plans`, `Stalled Plans for User Authentication`, … as the

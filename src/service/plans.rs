@@ -23,9 +23,12 @@ use crate::workflow::{
 };
 use entity::{feature, feature_version, plan, plan_event, project, user};
 
-/// A change's result: the plan as committed, and the version it cut, if any.
+/// A change's result: the plan as committed, the status it had just before
+/// (the one the committed update matched, so it is right under races), and
+/// the version it cut, if any.
 pub struct Outcome {
     pub plan: plan::Model,
+    pub previous: PlanStatus,
     pub version: Option<feature_version::Model>,
 }
 
@@ -315,9 +318,9 @@ impl Services {
         Ok(outcome.await?.plan)
     }
 
-    pub async fn release_plan(&self, viewer: &Viewer, plan_id: &str) -> AppResult<plan::Model> {
-        let outcome = self.change(viewer, plan_id, Action::Release, ChangeInput::default());
-        Ok(outcome.await?.plan)
+    pub async fn release_plan(&self, viewer: &Viewer, plan_id: &str) -> AppResult<Outcome> {
+        self.change(viewer, plan_id, Action::Release, ChangeInput::default())
+            .await
     }
 
     pub async fn submit_work(
@@ -483,7 +486,11 @@ impl Services {
         .await?;
         let live = live_event(event, &plan, Some(viewer));
         txn.commit_and_publish(&self.events, vec![live]).await?;
-        Ok(Some(Outcome { plan, version }))
+        Ok(Some(Outcome {
+            plan,
+            previous: transition.from,
+            version,
+        }))
     }
 
     /// The stale sweeper: claimed or in-progress plans with no activity since
