@@ -812,3 +812,35 @@ async fn feature_tools_create_read_and_version_features() {
         json!({ "title": "Notifications", "currentVersion": 2, "spec": "# Notifications v2\nAnd SMS." })
     );
 }
+
+/// list_projects reads each relation (projects, roles, plan counts) once,
+/// however many projects it lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_projects_costs_the_same_for_one_project_or_many() {
+    let server = Server::start_with(Backend::Sqlite, &["--sweep-every", "1h"]).await;
+    let team = Team::new(&server).await;
+    let worker = Agent::connect(&server, &team.worker).await;
+    worker.ok("list_projects", json!({})).await; // the key's last use is recorded now
+    let statements = || async { server.metrics().await.get("plangraph_db_statements_total") };
+    let mut costs = Vec::new();
+    for extra_projects in [0, 5] {
+        for index in 0..extra_projects {
+            team.worker
+                .create_project(&format!("Side project {index}"))
+                .await;
+        }
+        let before = statements().await;
+        let (_, data) = worker.ok("list_projects", json!({})).await;
+        costs.push(statements().await - before);
+        let roles: Vec<&str> = data["projects"]
+            .as_array()
+            .expect("projects")
+            .iter()
+            .filter_map(|project| project["role"].as_str())
+            .collect();
+        let mut expected = vec!["member"];
+        expected.extend(std::iter::repeat_n("owner", extra_projects));
+        assert_eq!(roles, expected);
+    }
+    assert_eq!(costs[0], costs[1], "statements per call: {costs:?}");
+}

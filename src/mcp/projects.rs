@@ -48,23 +48,23 @@ impl Tools {
 
 impl Tools {
     async fn list_projects_reply(&self, viewer: Viewer) -> AppResult<Reply> {
-        let projects = self.services.projects_of(&viewer).await?;
+        let (projects, roles) = futures::try_join!(
+            self.services.projects_of(&viewer),
+            self.services.roles_of(&viewer),
+        )?;
         let ids: Vec<Uuid> = projects.iter().map(|project| project.id).collect();
-        let roles = futures::future::try_join_all(
-            ids.iter().map(|id| self.services.role_in(*id, viewer.id())),
-        );
-        let (counts, roles) = if ids.is_empty() {
-            (HashMap::new(), Vec::new())
+        let counts = if ids.is_empty() {
+            HashMap::new()
         } else {
-            futures::try_join!(self.services.plan_counts_by_project(&ids), roles)?
+            self.services.plan_counts_by_project(&ids).await?
         };
         let mut text = Text::headline(format!("✓ Your Projects ({}):", projects.len()));
         if projects.is_empty() {
             text.line("You are not a member of any project yet; ask a project owner to add you.");
         }
         let mut views = Vec::with_capacity(projects.len());
-        for (number, (project, role)) in projects.iter().zip(roles).enumerate() {
-            let role = role.map(|role| role.as_str().to_owned());
+        for (number, project) in projects.iter().enumerate() {
+            let role = roles.get(&project.id).map(|role| role.as_str().to_owned());
             let view = project_view(project, role.clone(), &counts);
             text.line(format!("{}. {}", number + 1, project.name))
                 .line(format!("   ID: {}", project.id))
