@@ -7,7 +7,6 @@ use std::sync::Arc;
 use async_graphql::{Context, Enum, InputObject, Object, OutputType, SimpleObject};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -19,6 +18,7 @@ use super::{loaders, services, viewer};
 use crate::error::{AppError, AppResult};
 use crate::service::pagination::{Page, Position, SortValue, Window};
 use crate::service::plans::{PlanFilter, PlanJoins, PlanRow, PlanSort};
+use crate::service::{parse_rfc3339, rfc3339};
 use entity::feature;
 
 /// Sort keys of plan lists.
@@ -89,7 +89,7 @@ fn sort_name(sort: PlanSort) -> &'static str {
 
 fn encode_cursor(sort: &str, position: &Position) -> String {
     let value = match &position.value {
-        SortValue::Time(time) => time.to_rfc3339_opts(SecondsFormat::Micros, true),
+        SortValue::Time(time) => rfc3339(*time),
         SortValue::Text(text) => text.clone(),
     };
     let data = CursorData {
@@ -117,9 +117,7 @@ fn decode_cursor(argument: &str, cursor: &str, sort: &str, textual: bool) -> App
     let value = if textual {
         SortValue::Text(data.value)
     } else {
-        let time =
-            chrono::DateTime::parse_from_rfc3339(&data.value).map_err(|_| invalid("malformed"))?;
-        SortValue::Time(time.with_timezone(&Utc))
+        SortValue::Time(parse_rfc3339(&data.value).ok_or_else(|| invalid("malformed"))?)
     };
     Ok(Position { value, id: data.id })
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_graphql::{
     Context, Enum, ID, InputValueError, Object, Scalar, ScalarType, SimpleObject, Value,
 };
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 
 use super::connection::{
     FeatureConnection, PageArguments, PlanConnection, PlanOrder, load_features, load_plans,
@@ -18,6 +18,7 @@ use super::{loaders, services, viewer};
 use crate::error::{AppError, AppResult};
 use crate::events::LiveEvent;
 use crate::service::plans::PlanFilter;
+use crate::service::{parse_rfc3339, rfc3339};
 use crate::workflow;
 use entity::{api_key, feature, feature_version, plan, plan_event, project, project_member, user};
 
@@ -30,15 +31,15 @@ pub struct DateTime(pub chrono::DateTime<Utc>);
 impl ScalarType for DateTime {
     fn parse(value: Value) -> async_graphql::InputValueResult<Self> {
         match &value {
-            Value::String(text) => chrono::DateTime::parse_from_rfc3339(text)
-                .map(|parsed| DateTime(parsed.with_timezone(&Utc)))
-                .map_err(|_| InputValueError::custom("expected an RFC 3339 timestamp")),
+            Value::String(text) => parse_rfc3339(text)
+                .map(DateTime)
+                .ok_or_else(|| InputValueError::custom("expected an RFC 3339 timestamp")),
             _ => Err(InputValueError::expected_type(value)),
         }
     }
 
     fn to_value(&self) -> Value {
-        Value::String(self.0.to_rfc3339_opts(SecondsFormat::Micros, true))
+        Value::String(rfc3339(self.0))
     }
 }
 

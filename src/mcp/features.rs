@@ -15,12 +15,12 @@ use super::Tools;
 use super::call::{Reply, input, output};
 use super::views::{
     FeatureRef, FeatureView, ProjectRef, Related, Text, VersionView, counts_by_name, counts_text,
-    json_time, text_time,
+    text_time,
 };
 use crate::error::AppResult;
-use crate::service::Viewer;
 use crate::service::features::FeatureUpdate;
 use crate::service::pagination::Window;
+use crate::service::{Viewer, rfc3339};
 use crate::workflow::PlanStatus;
 use entity::{feature, plan, project};
 
@@ -398,8 +398,8 @@ fn feature_view(
         },
         current_version: feature.current_version,
         plan_counts: counts_by_name(counts.get(&feature.id)),
-        created_at: json_time(feature.created_at),
-        updated_at: json_time(feature.updated_at),
+        created_at: rfc3339(feature.created_at),
+        updated_at: rfc3339(feature.updated_at),
         spec_content,
     }
 }

@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use super::Tools;
 use super::call::{Reply, output};
-use super::views::{ProjectView, Text, counts_by_name, counts_text, json_time, text_time};
+use super::views::{ProjectView, Text, counts_by_name, counts_text, text_time};
 use crate::error::AppResult;
-use crate::service::Viewer;
+use crate::service::{Viewer, rfc3339};
 use crate::workflow::PlanStatus;
 use entity::project;
 
@@ -92,6 +92,6 @@ fn project_view(
         description: project.description.clone(),
         role,
         plan_counts: counts_by_name(counts.get(&project.id)),
-        created_at: json_time(project.created_at),
+        created_at: rfc3339(project.created_at),
     }
 }

@@ -12,7 +12,7 @@ pub mod users;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
     TransactionTrait,
@@ -223,6 +223,20 @@ impl Services {
 /// written and read back compares equal.
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
+}
+
+/// A timestamp as every interface writes it (GraphQL's `DateTime`, cursors,
+/// MCP's JSON): RFC 3339 in UTC with microseconds, the precision stored, so
+/// a program can compare values from anywhere, e.g. `2026-11-25T18:21:07.123456Z`.
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// A timestamp a client sent, in any offset, as UTC; `None` unless RFC 3339.
+pub fn parse_rfc3339(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|at| at.with_timezone(&Utc))
 }
 
 /// Parses a GraphQL `ID` argument, naming the argument when it is not a UUID.
