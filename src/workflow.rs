@@ -150,18 +150,6 @@ impl Action {
         ]);
         actions
     }
-
-    /// The GraphQL operation a person would use, for error messages.
-    pub fn operation(self) -> &'static str {
-        match self {
-            Action::SetStatus(_) => "setPlanStatus",
-            Action::Claim => "claimPlan",
-            Action::Release => "releasePlan",
-            Action::Update => "updatePlan",
-            Action::Submit(_) => "submitWork",
-            Action::MarkStale => "the stale sweeper",
-        }
-    }
 }
 
 /// What happens to `claimed_by` / `claimed_at`.

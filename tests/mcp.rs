@@ -87,10 +87,29 @@ impl Agent {
 
     /// A call that must be a tool error (`isError: true`): its text.
     async fn error(&self, tool: &str, arguments: Value) -> String {
+        self.refusal(tool, arguments).await.0
+    }
+
+    /// A call that must be a tool error: its text and the `error` object of
+    /// its structured content.
+    async fn refusal(&self, tool: &str, arguments: Value) -> (String, Value) {
         let result = self.call(tool, arguments).await;
         let text = text_of(&result);
         assert_eq!(result.is_error, Some(true), "{tool} should fail: {text}");
-        text
+        let error = result
+            .structured_content
+            .map(|content| content["error"].clone())
+            .unwrap_or_else(|| panic!("{tool} refused without structured content: {text}"));
+        assert_eq!(
+            text,
+            format!(
+                "{}: {}",
+                error["code"].as_str().unwrap_or("?"),
+                error["message"].as_str().unwrap_or("?")
+            ),
+            "the text and the structured error say the same"
+        );
+        (text, error)
     }
 }
 
@@ -560,10 +579,9 @@ async fn refusals_are_tool_errors_starting_with_their_code() {
             json!({ "plan_id": draft, "status": "completed" }),
         )
         .await;
-    assert!(text.starts_with("INVALID_TRANSITION: "), "{text}");
-    assert!(
-        text.contains("allowed next statuses from DRAFT: READY"),
-        "{text}"
+    assert_eq!(
+        text,
+        "INVALID_TRANSITION: Cannot set_plan_status to completed: the plan is draft; allowed next statuses from draft: ready"
     );
     let missing = "0192f0c1-7c1e-7a4e-9c1a-1b2c3d4e5f60";
     let text = worker
@@ -843,4 +861,69 @@ async fn list_projects_costs_the_same_for_one_project_or_many() {
         assert_eq!(roles, expected);
     }
     assert_eq!(costs[0], costs[1], "statements per call: {costs:?}");
+}
+
+/// Issue 21, item 1: over MCP an error names arguments, operations and
+/// statuses as the tools do; GraphQL keeps its own names for the same errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_speak_the_tools_vocabulary() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let worker = Agent::connect(&server, &team.worker).await;
+    let ready = team.plan("OAuth", "READY").await;
+
+    let (text, error) = worker
+        .refusal("get_plan", json!({ "plan_id": "plan_abc123" }))
+        .await;
+    assert_eq!(
+        text,
+        "BAD_USER_INPUT: plan_id \"plan_abc123\" is not a valid id; ids are UUIDs such as 0192f0c1-7c1e-7a4e-9c1a-1b2c3d4e5f60"
+    );
+    assert_eq!(error["argument"], "plan_id");
+    let text = worker
+        .error(
+            "update_plan",
+            json!({ "plan_id": ready, "spec_content": " " }),
+        )
+        .await;
+    assert_eq!(text, "BAD_USER_INPUT: spec_content must not be empty");
+    let text = worker
+        .error(
+            "submit_work",
+            json!({ "plan_id": ready, "artifacts_markdown": "", "status": "review" }),
+        )
+        .await;
+    assert_eq!(text, "BAD_USER_INPUT: artifacts_markdown must not be empty");
+    let text = worker
+        .error("list_plans", json!({ "feature_id": "feat_xyz789" }))
+        .await;
+    assert!(
+        text.starts_with("BAD_USER_INPUT: feature_id \"feat_xyz789\" is not a valid id"),
+        "{text}"
+    );
+    let (text, error) = worker
+        .refusal("release_plan", json!({ "plan_id": ready }))
+        .await;
+    assert!(
+        text.starts_with("INVALID_TRANSITION: Cannot release_plan: the plan is ready; "),
+        "{text}"
+    );
+    assert_eq!(error["current_status"], "ready");
+
+    // The same refusals over GraphQL, in GraphQL's names.
+    let reply = team.worker.send(RELEASE, json!({ "planId": ready })).await;
+    assert!(
+        reply
+            .message()
+            .starts_with("Cannot releasePlan: the plan is READY; "),
+        "{}",
+        reply.message()
+    );
+    assert_eq!(reply.errors[0]["extensions"]["currentStatus"], "READY");
+    let reply = team
+        .worker
+        .send(UPDATE_PLAN, json!({ "planId": ready, "spec": " " }))
+        .await;
+    assert_eq!(reply.message(), "specContent must not be empty");
+    assert_eq!(reply.errors[0]["extensions"]["argument"], "specContent");
 }

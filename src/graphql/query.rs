@@ -5,7 +5,7 @@ use async_graphql::{Context, ID, Object};
 use super::connection::{PageArguments, PlanConnection, PlanOrder, load_plans};
 use super::types::{ApiKey, DateTime, Feature, FeatureVersion, Plan, PlanStatus, Project, User};
 use super::{id, services, viewer};
-use crate::error::AppResult;
+use crate::error::{AppResult, Argument};
 use crate::service::plans::PlanFilter;
 
 pub struct QueryRoot;
@@ -88,11 +88,11 @@ impl QueryRoot {
         let filter = PlanFilter {
             project: project_id
                 .as_ref()
-                .map(|value| id("projectId", value))
+                .map(|value| id(Argument::ProjectId, value))
                 .transpose()?,
             feature: feature_id
                 .as_ref()
-                .map(|value| id("featureId", value))
+                .map(|value| id(Argument::FeatureId, value))
                 .transpose()?,
             statuses: status
                 .unwrap_or_default()
@@ -101,7 +101,7 @@ impl QueryRoot {
                 .collect(),
             claimed_by: claimed_by
                 .as_ref()
-                .map(|value| id("claimedBy", value))
+                .map(|value| id(Argument::ClaimedBy, value))
                 .transpose()?,
             updated_since: updated_since.map(|since| since.0),
             search,

@@ -12,10 +12,11 @@ use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
 use rmcp::schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::{Map, json};
 
 use super::Tools;
 use super::views::Text;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Interface};
 use crate::observability;
 use crate::service::Viewer;
 
@@ -43,12 +44,21 @@ impl Reply {
     }
 }
 
-/// A tool error the assistant sees and can act on (`isError: true`), its
-/// text starting with the code as the seed writes them:
-/// `CONFLICT: Plan already claimed by another user …`.
+/// A tool error the assistant sees and can act on (`isError: true`), in the
+/// seed's words: its text starts with the code (`CONFLICT: Plan already
+/// claimed by another user`), and its structured content holds the same
+/// code and message with the facts a program acts on:
+/// `{"error": {"code", "message", "current_status", …}}`.
 fn error_result(error: &AppError) -> CallToolResult {
-    let text = format!("{}: {}", error.code(), error.message());
-    CallToolResult::error(vec![ContentBlock::text(text)])
+    let message = error.message_for(Interface::Mcp);
+    let text = format!("{}: {message}", error.code());
+    let mut fields = Map::new();
+    fields.insert("code".into(), error.code().into());
+    fields.insert("message".into(), message.into());
+    fields.extend(error.details(Interface::Mcp));
+    let mut result = CallToolResult::structured_error(json!({ "error": fields }));
+    result.content = vec![ContentBlock::text(text)];
+    result
 }
 
 /// Arguments are parsed here rather than by rmcp's `Parameters` so that a

@@ -25,7 +25,7 @@ use rmcp::{ServerHandler, tool_handler};
 use serde_json::json;
 
 use crate::auth::bearer_token;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Interface};
 use crate::service::{Services, Viewer};
 
 /// The `/mcp` endpoint: the MCP service behind API-key authentication.
@@ -97,7 +97,8 @@ fn refusal(error: &AppError) -> Response {
         AppError::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let body = json!({ "error": { "code": error.code(), "message": error.message() } });
+    let body =
+        json!({ "error": { "code": error.code(), "message": error.message_for(Interface::Mcp) } });
     let mut response = (status, axum::Json(body)).into_response();
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(

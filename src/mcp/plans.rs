@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::Tools;
 use super::call::{Reply, input, output};
 use super::views::{PlanView, Related, Status, Text, VersionView, text_time};
-use crate::error::AppResult;
+use crate::error::{AppResult, Argument};
 use crate::service::pagination::Window;
 use crate::service::plans::{Outcome, PlanFilter, PlanJoins, PlanSort, status_of};
 use crate::service::{Viewer, parse_id};
@@ -157,8 +157,8 @@ struct PlanListResult {
 }
 
 /// `id` as a UUID, named by its MCP parameter when it is not one.
-fn optional_id(parameter: &str, id: Option<&str>) -> AppResult<Option<Uuid>> {
-    id.map(|id| parse_id(parameter, id)).transpose()
+fn optional_id(argument: Argument, id: Option<&str>) -> AppResult<Option<Uuid>> {
+    id.map(|id| parse_id(argument, id)).transpose()
 }
 
 #[tool_router(router = plan_tools, vis = "pub(super)")]
@@ -302,8 +302,8 @@ impl Tools {
     async fn list_plans_reply(&self, viewer: Viewer, args: ListPlansArgs) -> AppResult<Reply> {
         let status = args.status_filter.map(PlanStatus::from);
         let filter = PlanFilter {
-            project: optional_id("project_id", args.project_id.as_deref())?,
-            feature: optional_id("feature_id", args.feature_id.as_deref())?,
+            project: optional_id(Argument::ProjectId, args.project_id.as_deref())?,
+            feature: optional_id(Argument::FeatureId, args.feature_id.as_deref())?,
             statuses: status.into_iter().collect(),
             ..PlanFilter::default()
         };

@@ -20,7 +20,7 @@ use sea_orm::{
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Argument, InputProblem};
 use crate::events::{self, EventBus, LiveEvent};
 use crate::metrics::DatabaseMetrics;
 use crate::storage::SharedSpecStore;
@@ -204,16 +204,17 @@ impl Services {
     }
 
     /// Specs and work artifacts: markdown, non-empty, bounded.
-    pub fn validate_markdown(&self, field: &str, content: &str) -> AppResult<()> {
+    pub fn validate_markdown(&self, argument: Argument, content: &str) -> AppResult<()> {
         if content.trim().is_empty() {
-            return Err(AppError::BadUserInput(format!("{field} must not be empty")));
+            return Err(AppError::invalid(argument, InputProblem::Empty));
         }
         let limit = self.limits.max_spec_bytes;
         if content.len() > limit {
-            return Err(AppError::BadUserInput(format!(
-                "{field} is too large: {} bytes, the limit is {limit} bytes",
-                content.len()
-            )));
+            let bytes = content.len();
+            return Err(AppError::invalid(
+                argument,
+                InputProblem::TooLarge { bytes, limit },
+            ));
         }
         Ok(())
     }
@@ -239,11 +240,10 @@ pub fn parse_rfc3339(text: &str) -> Option<DateTime<Utc>> {
         .map(|at| at.with_timezone(&Utc))
 }
 
-/// Parses a GraphQL `ID` argument, naming the argument when it is not a UUID.
-pub fn parse_id(argument: &str, value: &str) -> AppResult<Uuid> {
+/// Parses an id argument, naming the argument when it is not a UUID.
+pub fn parse_id(argument: Argument, value: &str) -> AppResult<Uuid> {
     Uuid::parse_str(value.trim()).map_err(|_| {
-        AppError::BadUserInput(format!(
-            "{argument} {value:?} is not a valid id; ids are UUIDs such as 0192f0c1-7c1e-7a4e-9c1a-1b2c3d4e5f60"
-        ))
+        let value = value.to_owned();
+        AppError::invalid(argument, InputProblem::NotAnId { value })
     })
 }

@@ -15,7 +15,7 @@ use super::features::{VersionOrigin, cut_version};
 use super::pagination::{Page, Position, SortValue, Window, page_of, windowed};
 use super::projects::member_projects;
 use super::{Services, Viewer, WriteTransaction, now, parse_id};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Argument, InputProblem};
 use crate::events::{self, LiveEvent};
 use crate::storage::{SpecOwner, StoredSpec, store_spec};
 use crate::workflow::{
@@ -226,13 +226,14 @@ impl Services {
         let feature = self.feature(viewer, feature_id).await?;
         self.require_writer(viewer, feature.project_id).await?;
         if !matches!(status, PlanStatus::Draft | PlanStatus::Ready) {
-            return Err(AppError::BadUserInput(format!(
-                "A new plan starts as DRAFT or READY, not {status}"
-            )));
+            return Err(AppError::invalid(
+                Argument::Status,
+                InputProblem::NotAnInitialStatus(status),
+            ));
         }
         let title = self.validate_title(title)?;
         let description = self.validate_description(description)?;
-        self.validate_markdown("specContent", spec_content)?;
+        self.validate_markdown(Argument::SpecContent, spec_content)?;
         let id = Uuid::now_v7();
         let spec = store_spec(
             &*self.specs,
@@ -274,7 +275,7 @@ impl Services {
 
     /// A plan by id, for members of its project.
     pub async fn plan(&self, viewer: &Viewer, id: &str) -> AppResult<plan::Model> {
-        let plan = self.find_plan(parse_id("planId", id)?).await?;
+        let plan = self.find_plan(parse_id(Argument::PlanId, id)?).await?;
         self.require_member(viewer, plan.project_id).await?;
         Ok(plan)
     }
@@ -355,12 +356,12 @@ impl Services {
         action: Action,
         input: ChangeInput<'_>,
     ) -> AppResult<Outcome> {
-        let plan_id = parse_id("planId", plan_id)?;
+        let plan_id = parse_id(Argument::PlanId, plan_id)?;
         if let Some(spec) = input.spec_content {
-            self.validate_markdown("specContent", spec)?;
+            self.validate_markdown(Argument::SpecContent, spec)?;
         }
         if let Some(artifacts) = input.artifacts {
-            self.validate_markdown("artifactsMarkdown", artifacts)?;
+            self.validate_markdown(Argument::ArtifactsMarkdown, artifacts)?;
         }
         let mut stored_spec: Option<StoredSpec> = None;
         for _ in 0..MAX_ATTEMPTS {
@@ -371,14 +372,8 @@ impl Services {
                 is_claimer: plan.claimed_by == Some(viewer.id()),
                 is_submitter: plan.submitted_by == Some(viewer.id()),
             };
-            let transition = workflow::decide(status_of(&plan)?, action, actor).map_err(
-                |refusal| match refusal {
-                    Refusal::Conflict { .. } if plan.claimed_by == Some(viewer.id()) => {
-                        AppError::Conflict("You have already claimed this plan".into())
-                    }
-                    refusal => AppError::from_refusal(refusal),
-                },
-            )?;
+            let transition = workflow::decide(status_of(&plan)?, action, actor)
+                .map_err(|refusal| refused(refusal, &plan, viewer))?;
             if let (true, Some(content), None) =
                 (transition.replaces_spec, input.spec_content, &stored_spec)
             {
@@ -655,6 +650,26 @@ fn visible_plans(viewer: &Viewer, filter: &PlanFilter) -> Select<plan::Entity> {
         query = query.filter(Func::lower(title).like(pattern));
     }
     query
+}
+
+/// The error a workflow refusal of a change to `plan` by `viewer` is.
+fn refused(refusal: Refusal, plan: &plan::Model, viewer: &Viewer) -> AppError {
+    match refusal {
+        Refusal::InvalidTransition {
+            from,
+            requested,
+            allowed,
+        } => AppError::InvalidTransition {
+            current: from,
+            requested,
+            allowed,
+        },
+        Refusal::Conflict { .. } if plan.claimed_by == Some(viewer.id()) => {
+            AppError::Conflict("You have already claimed this plan".into())
+        }
+        Refusal::Conflict { message, .. } => AppError::Conflict(message),
+        Refusal::Forbidden(message) => AppError::Forbidden(message),
+    }
 }
 
 fn live_event(event: plan_event::Model, plan: &plan::Model, actor: Option<&Viewer>) -> LiveEvent {

@@ -9,7 +9,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{Services, Viewer, now, parse_id};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Argument};
 use crate::workflow::Role;
 use entity::{project, project_member, user};
 
@@ -71,7 +71,7 @@ impl Services {
 
     /// A project by id, for members only.
     pub async fn project(&self, viewer: &Viewer, id: &str) -> AppResult<project::Model> {
-        let id = parse_id("projectId", id)?;
+        let id = parse_id(Argument::ProjectId, id)?;
         let project = self.find_project(id).await?;
         self.require_member(viewer, project.id).await?;
         Ok(project)
@@ -147,7 +147,7 @@ impl Services {
         user_id: &str,
     ) -> AppResult<bool> {
         let project = self.project(viewer, project_id).await?;
-        let user_id = parse_id("userId", user_id)?;
+        let user_id = parse_id(Argument::UserId, user_id)?;
         if user_id != viewer.id() {
             self.require_owner(viewer, project.id).await?;
         }
