@@ -13,7 +13,7 @@ use async_graphql::ErrorExtensions;
 use sea_orm::DbErr;
 use serde_json::{Map, Value, json};
 
-use crate::workflow::{Action, PlanStatus};
+use crate::workflow::{Action, PlanStatus, Step};
 
 /// Deliberately not `Display`: async-graphql converts any `Display` type into an
 /// error without a code, so keeping it off makes `?` go through [`From`] below.
@@ -23,11 +23,12 @@ pub enum AppError {
     Forbidden(String),
     NotFound(String),
     Conflict(String),
-    /// `INVALID_TRANSITION`: the workflow has no such move from `current`.
+    /// `INVALID_TRANSITION`: the workflow has no such move from `current`;
+    /// `allowed` are the moves it has, each with the operation that makes it.
     InvalidTransition {
         current: PlanStatus,
         requested: Action,
-        allowed: Vec<PlanStatus>,
+        allowed: Vec<Step>,
     },
     BadUserInput(String),
     /// `BAD_USER_INPUT` about one argument, named as the interface spells it.
@@ -209,8 +210,19 @@ impl AppError {
                 current, allowed, ..
             } => {
                 details.insert(key("currentStatus"), status(*current));
-                let allowed = allowed.iter().map(|next| status(*next)).collect();
-                details.insert(key("allowedStatuses"), Value::Array(allowed));
+                let mut statuses: Vec<Value> = allowed.iter().map(|step| status(step.to)).collect();
+                statuses.dedup();
+                details.insert(key("allowedStatuses"), Value::Array(statuses));
+                let transitions = allowed
+                    .iter()
+                    .map(|step| {
+                        json!({
+                            "status": status(step.to),
+                            "operation": interface.operation(step.via),
+                        })
+                    })
+                    .collect();
+                details.insert(key("allowedTransitions"), Value::Array(transitions));
             }
             AppError::InvalidArgument { argument, .. } => {
                 details.insert(key("argument"), json!(argument.name(interface)));
@@ -232,12 +244,16 @@ impl AppError {
     }
 }
 
-/// `Cannot releasePlan: the plan is READY; allowed next statuses from READY: DRAFT, CLAIMED`.
+/// `Cannot setPlanStatus to IN_PROGRESS: the plan is CLAIMED; allowed next
+/// statuses from CLAIMED: READY via releasePlan, IN_PROGRESS via updatePlan,
+/// REVIEW/COMPLETED via submitWork, FAILED via setPlanStatus` — each status
+/// with the operation that reaches it, so that the refused target, when it
+/// is reachable at all, is not offered as if the refused call could make it.
 fn transition_message(
     interface: Interface,
     current: PlanStatus,
     requested: Action,
-    allowed: &[PlanStatus],
+    allowed: &[Step],
 ) -> String {
     let status = |status: PlanStatus| interface.status(status);
     let from = status(current);
@@ -248,8 +264,20 @@ fn transition_message(
     let allowed_text = if allowed.is_empty() {
         format!("{from} is final; nothing can follow it")
     } else {
-        let names: Vec<Cow<'static, str>> = allowed.iter().map(|next| status(*next)).collect();
-        format!("allowed next statuses from {from}: {}", names.join(", "))
+        // Grouped by operation, in the order their first status comes.
+        let mut groups: Vec<(Cow<'static, str>, Vec<Cow<'static, str>>)> = Vec::new();
+        for step in allowed {
+            let operation = interface.operation(step.via);
+            match groups.iter_mut().find(|(name, _)| *name == operation) {
+                Some((_, statuses)) => statuses.push(status(step.to)),
+                None => groups.push((operation, vec![status(step.to)])),
+            }
+        }
+        let groups: Vec<String> = groups
+            .into_iter()
+            .map(|(operation, statuses)| format!("{} via {operation}", statuses.join("/")))
+            .collect();
+        format!("allowed next statuses from {from}: {}", groups.join(", "))
     };
     format!(
         "Cannot {}{target}: the plan is {from}; {allowed_text}",
@@ -372,6 +400,46 @@ mod tests {
         for (spelled, expected) in cases {
             assert_eq!(spelled, expected);
         }
+    }
+
+    #[test]
+    fn a_refused_transition_says_which_operation_reaches_each_status() {
+        let from = PlanStatus::Claimed;
+        let error = AppError::InvalidTransition {
+            current: from,
+            requested: Action::SetStatus(PlanStatus::InProgress),
+            allowed: crate::workflow::steps_from(from),
+        };
+        assert_eq!(
+            error.message(),
+            "Cannot setPlanStatus to IN_PROGRESS: the plan is CLAIMED; allowed next statuses from CLAIMED: READY via releasePlan, IN_PROGRESS via updatePlan, REVIEW/COMPLETED via submitWork, FAILED via setPlanStatus"
+        );
+        assert_eq!(
+            error.message_for(Interface::Mcp),
+            "Cannot set_plan_status to in_progress: the plan is claimed; allowed next statuses from claimed: ready via release_plan, in_progress via update_plan, review/completed via submit_work, failed via set_plan_status"
+        );
+        let details = error.details(Interface::GraphQl);
+        assert_eq!(
+            details["allowedStatuses"],
+            json!(["READY", "IN_PROGRESS", "REVIEW", "COMPLETED", "FAILED"])
+        );
+        assert_eq!(
+            details["allowedTransitions"][1],
+            json!({ "status": "IN_PROGRESS", "operation": "updatePlan" })
+        );
+        let stalled = AppError::InvalidTransition {
+            current: PlanStatus::Stalled,
+            requested: Action::Claim,
+            allowed: crate::workflow::steps_from(PlanStatus::Stalled),
+        };
+        assert_eq!(
+            stalled.message_for(Interface::Mcp),
+            "Cannot claim_plan: the plan is stalled; allowed next statuses from stalled: ready/failed via set_plan_status, ready via release_plan, in_progress via update_plan, review/completed via submit_work"
+        );
+        assert_eq!(
+            stalled.details(Interface::Mcp)["allowed_statuses"],
+            json!(["ready", "in_progress", "review", "completed", "failed"])
+        );
     }
 
     #[test]

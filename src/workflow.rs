@@ -228,14 +228,22 @@ pub struct Transition {
     pub event: EventKind,
 }
 
+/// A move a project member can make from some status: the status it
+/// reaches and the action that reaches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub to: PlanStatus,
+    pub via: Action,
+}
+
 /// Why a change is refused. The service maps these to GraphQL error codes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// Not allowed from the current status; carries what is.
+    /// Not allowed from the current status; carries what is, and how.
     InvalidTransition {
         from: PlanStatus,
         requested: Action,
-        allowed: Vec<PlanStatus>,
+        allowed: Vec<Step>,
     },
     /// Claiming something that is not up for grabs.
     Conflict { from: PlanStatus, message: String },
@@ -250,17 +258,27 @@ pub fn decide(from: PlanStatus, action: Action, actor: Actor) -> Result<Transiti
     Ok(transition)
 }
 
+/// Every move a project member can request from `from` to another status,
+/// by target in workflow order: what an `INVALID_TRANSITION` error offers
+/// instead, so that it says how to reach each status, not only which.
+pub fn steps_from(from: PlanStatus) -> Vec<Step> {
+    let mut steps: Vec<Step> = Action::all()
+        .into_iter()
+        .filter(|action| *action != Action::MarkStale)
+        .filter_map(|action| {
+            let to = shape(from, action)?.to;
+            (to != from).then_some(Step { to, via: action })
+        })
+        .collect();
+    // Stable: moves to one status keep the order of `Action::all`.
+    steps.sort_by_key(|step| step.to);
+    steps
+}
+
 /// Statuses reachable from `from` by any request of a project member, in
 /// workflow order; this is the "allowed" list of an `INVALID_TRANSITION` error.
 pub fn allowed_next(from: PlanStatus) -> Vec<PlanStatus> {
-    let mut next: Vec<PlanStatus> = Action::all()
-        .into_iter()
-        .filter(|action| *action != Action::MarkStale)
-        .filter_map(|action| shape(from, action))
-        .map(|transition| transition.to)
-        .filter(|to| *to != from)
-        .collect();
-    next.sort();
+    let mut next: Vec<PlanStatus> = steps_from(from).iter().map(|step| step.to).collect();
     next.dedup();
     next
 }
@@ -370,7 +388,7 @@ fn refuse_shape(from: PlanStatus, action: Action) -> Refusal {
     Refusal::InvalidTransition {
         from,
         requested: action,
-        allowed: allowed_next(from),
+        allowed: steps_from(from),
     }
 }
 
@@ -521,7 +539,7 @@ mod tests {
                     }
                     (None, Err(Refusal::InvalidTransition { allowed, .. })) => {
                         assert_ne!(action, Action::Claim);
-                        assert_eq!(allowed, allowed_next(from), "{from:?} {action:?}");
+                        assert_eq!(allowed, steps_from(from), "{from:?} {action:?}");
                     }
                     (None, Err(Refusal::Conflict { .. })) => assert_eq!(action, Action::Claim),
                     (expected, result) => {
@@ -560,6 +578,37 @@ mod tests {
             vec![Ready, InProgress, Review, Completed, Failed]
         );
         assert_eq!(allowed_next(Review), vec![InProgress, Completed, Failed]);
+    }
+
+    #[test]
+    fn steps_are_the_tables_moves_to_another_status() {
+        for from in PlanStatus::ALL {
+            let expected: Vec<Step> = expected_table()
+                .into_iter()
+                .filter(|row| row.0 == from && row.1 != Action::MarkStale && row.2 != from)
+                .map(|row| Step {
+                    to: row.2,
+                    via: row.1,
+                })
+                .collect();
+            let steps = steps_from(from);
+            assert_eq!(steps.len(), expected.len(), "{from:?}: {steps:?}");
+            for step in &expected {
+                assert!(steps.contains(step), "{from:?}: {step:?} missing");
+            }
+            assert!(steps.windows(2).all(|pair| pair[0].to <= pair[1].to));
+        }
+        let step = |to, via| Step { to, via };
+        assert_eq!(
+            steps_from(Claimed),
+            vec![
+                step(Ready, Action::Release),
+                step(InProgress, Action::Update),
+                step(Review, Action::Submit(SubmitTarget::Review)),
+                step(Completed, Action::Submit(SubmitTarget::Completed)),
+                step(Failed, Action::SetStatus(Failed)),
+            ]
+        );
     }
 
     #[test]

@@ -581,7 +581,7 @@ async fn refusals_are_tool_errors_starting_with_their_code() {
         .await;
     assert_eq!(
         text,
-        "INVALID_TRANSITION: Cannot set_plan_status to completed: the plan is draft; allowed next statuses from draft: ready"
+        "INVALID_TRANSITION: Cannot set_plan_status to completed: the plan is draft; allowed next statuses from draft: ready via set_plan_status"
     );
     let missing = "0192f0c1-7c1e-7a4e-9c1a-1b2c3d4e5f60";
     let text = worker
@@ -926,4 +926,53 @@ async fn errors_speak_the_tools_vocabulary() {
         .await;
     assert_eq!(reply.message(), "specContent must not be empty");
     assert_eq!(reply.errors[0]["extensions"]["argument"], "specContent");
+}
+
+/// Issue 21, item 2: a refused transition says which operation reaches each
+/// status, so it never offers the refused move as if it were allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_transition_says_which_operation_reaches_each_status() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let worker = Agent::connect(&server, &team.worker).await;
+    let plan = team.plan_in("OAuth", "CLAIMED").await;
+
+    let (text, error) = worker
+        .refusal(
+            "set_plan_status",
+            json!({ "plan_id": plan, "status": "in_progress" }),
+        )
+        .await;
+
+    assert_eq!(
+        text,
+        "INVALID_TRANSITION: Cannot set_plan_status to in_progress: the plan is claimed; allowed next statuses from claimed: ready via release_plan, in_progress via update_plan, review/completed via submit_work, failed via set_plan_status"
+    );
+    assert_eq!(error["current_status"], "claimed");
+    assert_eq!(
+        error["allowed_transitions"],
+        json!([
+            { "status": "ready", "operation": "release_plan" },
+            { "status": "in_progress", "operation": "update_plan" },
+            { "status": "review", "operation": "submit_work" },
+            { "status": "completed", "operation": "submit_work" },
+            { "status": "failed", "operation": "set_plan_status" },
+        ])
+    );
+    let reply = team
+        .worker
+        .send(
+            SET_STATUS,
+            json!({ "planId": plan, "status": "IN_PROGRESS" }),
+        )
+        .await;
+    assert_eq!(
+        reply.errors[0]["extensions"]["allowedTransitions"][1],
+        json!({ "status": "IN_PROGRESS", "operation": "updatePlan" })
+    );
+    assert!(
+        reply.message().contains("IN_PROGRESS via updatePlan"),
+        "{}",
+        reply.message()
+    );
 }
