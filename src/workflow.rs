@@ -306,7 +306,10 @@ fn shape(from: PlanStatus, action: Action) -> Option<Transition> {
             event: EventKind::Claimed,
             ..base
         },
+        // The seed: update_plan "automatically updates last_activity_at",
+        // whoever holds the plan.
         (Draft | Ready, Action::Update) => Transition {
+            records_activity: true,
             replaces_spec: true,
             event: EventKind::Updated,
             ..base
@@ -653,7 +656,7 @@ mod tests {
             let transition = decide(from, Action::Update, MEMBER).expect("member may update");
             assert_eq!(transition.to, from);
             assert!(transition.replaces_spec);
-            assert!(!transition.records_activity);
+            assert!(transition.records_activity, "every update is activity");
         }
     }
 

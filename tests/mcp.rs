@@ -976,3 +976,31 @@ async fn a_refused_transition_says_which_operation_reaches_each_status() {
         reply.message()
     );
 }
+
+/// Issue 21, item 3: update_plan "automatically updates last_activity_at",
+/// also for a plan nobody has claimed yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_update_moves_last_activity() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let owner = Agent::connect(&server, &team.owner).await;
+    for status in ["DRAFT", "READY"] {
+        let plan = team.plan(&format!("{status} plan"), status).await;
+        let created = team.owner.ok(GET_PLAN, json!({ "id": plan })).await;
+
+        let (text, data) = owner
+            .ok(
+                "update_plan",
+                json!({ "plan_id": plan, "spec_content": "# Plan\nMore detail." }),
+            )
+            .await;
+
+        let updated = &data["plan"];
+        assert_eq!(updated["status"], status.to_lowercase());
+        assert_eq!(updated["last_activity_at"], updated["updated_at"]);
+        assert_ne!(
+            updated["last_activity_at"], created["plan"]["lastActivityAt"],
+            "{status}: {text}"
+        );
+    }
+}
