@@ -298,6 +298,10 @@ async fn the_seeds_use_cases_run_end_to_end() {
     );
     assert_eq!(data["plan"]["status"], "draft");
     assert_eq!(data["plan"]["feature"]["title"], "User Authentication");
+    assert_eq!(
+        data["plan"]["spec_content"], spec,
+        "issue 21, item 4: the created plan comes with its spec content"
+    );
     let (text, data) = owner
         .ok(
             "set_plan_status",

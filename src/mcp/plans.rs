@@ -281,7 +281,9 @@ impl Tools {
                 status,
             )
             .await?;
-        let view = self.one_plan(&plan, &[]).await?.plan_view(&plan)?;
+        let mut view = self.one_plan(&plan, &[]).await?.plan_view(&plan)?;
+        // The seed returns the created plan "with … spec content".
+        view.spec_content = Some(args.spec_content);
         let mut text = Text::headline("✓ Implementation Plan created successfully!");
         text.field("Plan", &plan.title)
             .field("ID", plan.id)

@@ -133,7 +133,7 @@ pub struct PlanView {
     pub last_activity_at: String,
     pub created_at: String,
     pub updated_at: String,
-    /// The full specification (markdown); only get_plan and update_plan include it.
+    /// The full specification (markdown); create_plan, get_plan and update_plan include it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec_content: Option<String>,
 }
