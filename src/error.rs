@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use async_graphql::ErrorExtensions;
 use sea_orm::DbErr;
 use serde_json::{Map, Value, json};
+use uuid::Uuid;
 
 use crate::workflow::{Action, PlanStatus, Step};
 
@@ -23,6 +24,13 @@ pub enum AppError {
     Forbidden(String),
     NotFound(String),
     Conflict(String),
+    /// `CONFLICT`: a claim of a plan that is not READY. The message is the
+    /// seed's sentence; the status and the claimer are details.
+    NotClaimable {
+        current: PlanStatus,
+        claimed_by: Option<Uuid>,
+        claimed_by_caller: bool,
+    },
     /// `INVALID_TRANSITION`: the workflow has no such move from `current`;
     /// `allowed` are the moves it has, each with the operation that makes it.
     InvalidTransition {
@@ -154,7 +162,7 @@ impl AppError {
             AppError::Unauthenticated(_) => "UNAUTHENTICATED",
             AppError::Forbidden(_) => "FORBIDDEN",
             AppError::NotFound(_) => "NOT_FOUND",
-            AppError::Conflict(_) => "CONFLICT",
+            AppError::Conflict(_) | AppError::NotClaimable { .. } => "CONFLICT",
             AppError::InvalidTransition { .. } => "INVALID_TRANSITION",
             AppError::BadUserInput(_) | AppError::InvalidArgument { .. } => "BAD_USER_INPUT",
             AppError::StorageUnavailable(_) => "STORAGE_UNAVAILABLE",
@@ -177,6 +185,22 @@ impl AppError {
             | AppError::NotFound(message)
             | AppError::Conflict(message)
             | AppError::BadUserInput(message) => message.clone(),
+            AppError::NotClaimable {
+                current,
+                claimed_by_caller,
+                ..
+            } => {
+                if *claimed_by_caller {
+                    "You have already claimed this plan".into()
+                } else if current.is_worked_on() {
+                    "Plan already claimed by another user".into()
+                } else {
+                    format!(
+                        "Plan not in {} status (may be already claimed or in progress)",
+                        interface.status(PlanStatus::Ready)
+                    )
+                }
+            }
             AppError::InvalidTransition {
                 current,
                 requested,
@@ -223,6 +247,15 @@ impl AppError {
                     })
                     .collect();
                 details.insert(key("allowedTransitions"), Value::Array(transitions));
+            }
+            AppError::NotClaimable {
+                current,
+                claimed_by,
+                ..
+            } => {
+                details.insert(key("currentStatus"), status(*current));
+                let claimer = claimed_by.map(|id| id.to_string());
+                details.insert(key("claimedBy"), json!(claimer));
             }
             AppError::InvalidArgument { argument, .. } => {
                 details.insert(key("argument"), json!(argument.name(interface)));

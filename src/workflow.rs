@@ -245,8 +245,9 @@ pub enum Refusal {
         requested: Action,
         allowed: Vec<Step>,
     },
-    /// Claiming something that is not up for grabs.
-    Conflict { from: PlanStatus, message: String },
+    /// Claiming a plan that is not READY: someone holds it, or it is not
+    /// up for grabs (yet, or any more).
+    NotClaimable { from: PlanStatus },
     /// The move exists but this caller may not make it.
     Forbidden(String),
 }
@@ -381,12 +382,7 @@ fn shape(from: PlanStatus, action: Action) -> Option<Transition> {
 
 fn refuse_shape(from: PlanStatus, action: Action) -> Refusal {
     if action == Action::Claim {
-        let message = if from.is_worked_on() {
-            format!("Plan already claimed by another user (status {from})")
-        } else {
-            format!("Plan is not in READY status (status {from}); only a READY plan can be claimed")
-        };
-        return Refusal::Conflict { from, message };
+        return Refusal::NotClaimable { from };
     }
     Refusal::InvalidTransition {
         from,
@@ -544,7 +540,7 @@ mod tests {
                         assert_ne!(action, Action::Claim);
                         assert_eq!(allowed, steps_from(from), "{from:?} {action:?}");
                     }
-                    (None, Err(Refusal::Conflict { .. })) => assert_eq!(action, Action::Claim),
+                    (None, Err(Refusal::NotClaimable { .. })) => assert_eq!(action, Action::Claim),
                     (expected, result) => {
                         panic!("{from:?} {action:?}: expected {expected:?}, got {result:?}")
                     }
@@ -696,7 +692,7 @@ mod tests {
             .filter(|status| *status != Ready)
         {
             match decide(from, Action::Claim, MEMBER) {
-                Err(Refusal::Conflict { from: reported, .. }) => assert_eq!(reported, from),
+                Err(Refusal::NotClaimable { from: reported }) => assert_eq!(reported, from),
                 other => panic!("claim from {from:?}: {other:?}"),
             }
         }

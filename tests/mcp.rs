@@ -1008,3 +1008,43 @@ async fn every_update_moves_last_activity() {
         );
     }
 }
+
+/// Issue 21, item 5: claiming a plan that is not up for grabs answers the
+/// seed's CONFLICT sentences; the status and the claimer are details.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_conflicts_are_the_seeds_sentences() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let owner = Agent::connect(&server, &team.owner).await;
+    let worker = Agent::connect(&server, &team.worker).await;
+    let draft = team.plan("2FA", "DRAFT").await;
+    let taken = team.plan("OAuth", "READY").await;
+    worker.ok("claim_plan", json!({ "plan_id": taken })).await;
+    let worker_id = team.worker.user_id().await;
+
+    let (text, error) = owner
+        .refusal("claim_plan", json!({ "plan_id": draft }))
+        .await;
+    assert_eq!(
+        text,
+        "CONFLICT: Plan not in ready status (may be already claimed or in progress)"
+    );
+    assert_eq!(error["current_status"], "draft");
+    assert_eq!(error["claimed_by"], Value::Null);
+    let (text, error) = owner
+        .refusal("claim_plan", json!({ "plan_id": taken }))
+        .await;
+    assert_eq!(text, "CONFLICT: Plan already claimed by another user");
+    assert_eq!(error["current_status"], "claimed");
+    assert_eq!(error["claimed_by"], worker_id.as_str());
+    let text = worker
+        .error("claim_plan", json!({ "plan_id": taken }))
+        .await;
+    assert_eq!(text, "CONFLICT: You have already claimed this plan");
+
+    let reply = team.owner.send(CLAIM, json!({ "planId": taken })).await;
+    assert_eq!(reply.message(), "Plan already claimed by another user");
+    let extensions = &reply.errors[0]["extensions"];
+    assert_eq!(extensions["currentStatus"], "CLAIMED");
+    assert_eq!(extensions["claimedBy"], worker_id.as_str());
+}

@@ -664,10 +664,11 @@ fn refused(refusal: Refusal, plan: &plan::Model, viewer: &Viewer) -> AppError {
             requested,
             allowed,
         },
-        Refusal::Conflict { .. } if plan.claimed_by == Some(viewer.id()) => {
-            AppError::Conflict("You have already claimed this plan".into())
-        }
-        Refusal::Conflict { message, .. } => AppError::Conflict(message),
+        Refusal::NotClaimable { from } => AppError::NotClaimable {
+            current: from,
+            claimed_by: plan.claimed_by,
+            claimed_by_caller: plan.claimed_by == Some(viewer.id()),
+        },
         Refusal::Forbidden(message) => AppError::Forbidden(message),
     }
 }
