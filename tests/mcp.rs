@@ -343,6 +343,11 @@ async fn the_seeds_use_cases_run_end_to_end() {
     );
     assert_eq!(data["total"], 2);
     assert_eq!(data["plans"][0]["id"], oauth.as_str());
+    let (text, _) = worker.ok("list_plans", json!({})).await;
+    assert!(
+        text.starts_with("✓ Available Plans (2):\n\n1. OAuth 2.0 Implementation\n"),
+        "issue 21, item 6: the seed's header for a list without filters: {text}"
+    );
     let (text, data) = worker.ok("get_plan", json!({ "plan_id": oauth })).await;
     assert!(text.starts_with("✓ Plan: OAuth 2.0 Implementation\n\n"));
     assert_lines(

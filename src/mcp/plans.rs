@@ -622,11 +622,13 @@ fn change_reply(text: &Text, related: &Related, outcome: &Outcome) -> AppResult<
     Reply::new(text, &result)
 }
 
-/// `Available Plans`, `Stalled Plans for User Authentication`, … as the
-/// seed's examples head their lists.
+/// `Available Plans`, `Plans for User Authentication`, `Stalled Plans`, …
+/// as the seed's examples head their lists: "Available Plans" unless a
+/// filter names something more specific.
 fn list_heading(status: Option<PlanStatus>, feature_title: Option<&str>) -> String {
     let base = match status {
-        None => "Plans",
+        None if feature_title.is_some() => "Plans",
+        None => "Available Plans",
         Some(PlanStatus::Draft) => "Draft Plans",
         Some(PlanStatus::Ready) => "Available Plans",
         Some(PlanStatus::Claimed) => "Claimed Plans",
