@@ -79,11 +79,3 @@ pub(crate) fn viewer<'a>(ctx: &Context<'a>) -> AppResult<&'a Viewer> {
         )
     })
 }
-
-/// Parses an `ID` argument.
-pub(crate) fn id(
-    argument: crate::error::Argument,
-    value: &async_graphql::ID,
-) -> AppResult<uuid::Uuid> {
-    crate::service::parse_id(argument, value.as_str())
-}

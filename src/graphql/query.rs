@@ -4,8 +4,8 @@ use async_graphql::{Context, ID, Object};
 
 use super::connection::{PageArguments, PlanConnection, PlanOrder, load_plans};
 use super::types::{ApiKey, DateTime, Feature, FeatureVersion, Plan, PlanStatus, Project, User};
-use super::{id, services, viewer};
-use crate::error::{AppResult, Argument};
+use super::{services, viewer};
+use crate::error::AppResult;
 use crate::service::plans::PlanFilter;
 
 pub struct QueryRoot;
@@ -86,25 +86,14 @@ impl QueryRoot {
         before: Option<String>,
     ) -> AppResult<PlanConnection> {
         let filter = PlanFilter {
-            project: project_id
-                .as_ref()
-                .map(|value| id(Argument::ProjectId, value))
-                .transpose()?,
-            feature: feature_id
-                .as_ref()
-                .map(|value| id(Argument::FeatureId, value))
-                .transpose()?,
-            statuses: status
-                .unwrap_or_default()
-                .into_iter()
-                .map(Into::into)
-                .collect(),
-            claimed_by: claimed_by
-                .as_ref()
-                .map(|value| id(Argument::ClaimedBy, value))
-                .transpose()?,
             updated_since: updated_since.map(|since| since.0),
             search,
+            ..PlanFilter::parse(
+                project_id.as_deref().map(String::as_str),
+                feature_id.as_deref().map(String::as_str),
+                claimed_by.as_deref().map(String::as_str),
+                status.unwrap_or_default(),
+            )?
         };
         let arguments = PageArguments {
             first,

@@ -14,10 +14,10 @@ use uuid::Uuid;
 use super::Tools;
 use super::call::{Reply, input, output};
 use super::views::{PlanView, Related, Status, Text, VersionView, text_time};
-use crate::error::{AppResult, Argument};
+use crate::error::AppResult;
+use crate::service::Viewer;
 use crate::service::pagination::Window;
 use crate::service::plans::{Outcome, PlanFilter, PlanJoins, PlanSort, status_of};
-use crate::service::{Viewer, parse_id};
 use crate::workflow::{PlanStatus, SubmitTarget};
 use entity::plan;
 
@@ -154,11 +154,6 @@ struct PlanListResult {
     total: u64,
     /// More plans match than this list holds; narrow the filters.
     truncated: bool,
-}
-
-/// `id` as a UUID, named by its MCP parameter when it is not one.
-fn optional_id(argument: Argument, id: Option<&str>) -> AppResult<Option<Uuid>> {
-    id.map(|id| parse_id(argument, id)).transpose()
 }
 
 #[tool_router(router = plan_tools, vis = "pub(super)")]
@@ -303,12 +298,12 @@ impl Tools {
 
     async fn list_plans_reply(&self, viewer: Viewer, args: ListPlansArgs) -> AppResult<Reply> {
         let status = args.status_filter.map(PlanStatus::from);
-        let filter = PlanFilter {
-            project: optional_id(Argument::ProjectId, args.project_id.as_deref())?,
-            feature: optional_id(Argument::FeatureId, args.feature_id.as_deref())?,
-            statuses: status.into_iter().collect(),
-            ..PlanFilter::default()
-        };
+        let filter = PlanFilter::parse(
+            args.project_id.as_deref(),
+            args.feature_id.as_deref(),
+            None,
+            status,
+        )?;
         let window = Window::new(Some(LIST_LIMIT), None, None, None, false)?;
         let (page, total) = futures::try_join!(
             self.services.list_plans(

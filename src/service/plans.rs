@@ -44,6 +44,30 @@ pub struct PlanFilter {
     pub search: Option<String>,
 }
 
+impl PlanFilter {
+    /// The filter of a plan list's arguments as a client sends them (GraphQL
+    /// `plans` and `Feature.plans`, MCP `list_plans`): ids still strings, a
+    /// malformed one BAD_USER_INPUT naming its argument; statuses of any of
+    /// the interfaces' status types. The rest is set on the result.
+    pub fn parse<S: Into<PlanStatus>>(
+        project_id: Option<&str>,
+        feature_id: Option<&str>,
+        claimed_by: Option<&str>,
+        statuses: impl IntoIterator<Item = S>,
+    ) -> AppResult<PlanFilter> {
+        let id = |argument, value: Option<&str>| {
+            value.map(|value| parse_id(argument, value)).transpose()
+        };
+        Ok(PlanFilter {
+            project: id(Argument::ProjectId, project_id)?,
+            feature: id(Argument::FeatureId, feature_id)?,
+            claimed_by: id(Argument::ClaimedBy, claimed_by)?,
+            statuses: statuses.into_iter().map(Into::into).collect(),
+            ..PlanFilter::default()
+        })
+    }
+}
+
 /// The rows related to a page of plans that its fields will show. Fetched
 /// in the page's own statement (LEFT JOINs): a dashboard page then costs one
 /// round trip to the database instead of one per relation.
