@@ -79,7 +79,11 @@ pub(super) fn parse_arguments<A: DeserializeOwned>(
 /// not an object) would be a bug that the unit tests catch; falling back to
 /// the plain schema keeps the server from panicking over it at start.
 pub(super) fn input<T: JsonSchema + 'static>() -> Arc<JsonObject> {
-    schema_for_input::<T>().unwrap_or_else(|_| schema_for_type::<T>())
+    schema_for_input::<T>().unwrap_or_else(|error| {
+        let arguments = std::any::type_name::<T>();
+        tracing::error!(%error, arguments, "a tool's arguments are not an object schema");
+        schema_for_type::<T>()
+    })
 }
 
 pub(super) fn output<T: JsonSchema + 'static>() -> Arc<JsonObject> {

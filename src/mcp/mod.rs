@@ -130,6 +130,6 @@ impl Tools {
 #[tool_handler(
     router = self.tool_router,
     name = "plangraph",
-    instructions = "plangraph: plan-driven development. Projects hold features (what to build) and implementation plans (how to build it). A plan moves draft -> ready -> claimed -> in_progress -> review -> completed; completing it creates a new feature version. Typical flow: list_projects, get_feature, create_plan, set_plan_status ready, list_plans status_filter ready, get_plan, claim_plan, update_plan as you work, submit_work. Ids are UUIDs. Errors start with a code: FORBIDDEN, NOT_FOUND, CONFLICT, INVALID_TRANSITION, BAD_USER_INPUT."
+    instructions = "plangraph: plan-driven development. Projects hold features (what to build) and implementation plans (how to build it). A plan moves draft -> ready -> claimed -> in_progress -> review -> completed; completing it creates a new feature version. Typical flow: list_projects, get_feature, create_plan, set_plan_status ready, list_plans status_filter ready, get_plan, claim_plan, update_plan as you work, submit_work. Ids are UUIDs. Errors start with a code: FORBIDDEN, NOT_FOUND, CONFLICT, INVALID_TRANSITION, BAD_USER_INPUT; their structured content repeats it with the facts (an INVALID_TRANSITION lists allowed_transitions: each reachable status and the tool that reaches it)."
 )]
 impl ServerHandler for Tools {}
