@@ -1,11 +1,20 @@
-//! The one error type of the server and its single mapping to GraphQL
-//! `extensions.code`. Anything that can fail in a request ends up here, so a
-//! client always gets a code it can branch on and a sentence a person can act on.
+//! The one error type of the server, its codes, and the catalogue of its
+//! messages. Anything that can fail in a request ends up here, so a client
+//! always gets a code it can branch on and a sentence a person can act on.
+//!
+//! A sentence that names an argument, an operation or a status is built from
+//! those parts here, once, and spelled for the interface that asked: GraphQL
+//! (`specContent`, `releasePlan`, `IN_PROGRESS`) or MCP, in the seed's words
+//! (`spec_content`, `release_plan`, `in_progress`).
+
+use std::borrow::Cow;
 
 use async_graphql::ErrorExtensions;
 use sea_orm::DbErr;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
 
-use crate::workflow::{PlanStatus, Refusal};
+use crate::workflow::{Action, PlanStatus, Step};
 
 /// Deliberately not `Display`: async-graphql converts any `Display` type into an
 /// error without a code, so keeping it off makes `?` go through [`From`] below.
@@ -15,12 +24,26 @@ pub enum AppError {
     Forbidden(String),
     NotFound(String),
     Conflict(String),
-    InvalidTransition {
-        message: String,
+    /// `CONFLICT`: a claim of a plan that is not READY. The message is the
+    /// seed's sentence; the status and the claimer are details.
+    NotClaimable {
         current: PlanStatus,
-        allowed: Vec<PlanStatus>,
+        claimed_by: Option<Uuid>,
+        claimed_by_caller: bool,
+    },
+    /// `INVALID_TRANSITION`: the workflow has no such move from `current`;
+    /// `allowed` are the moves it has, each with the operation that makes it.
+    InvalidTransition {
+        current: PlanStatus,
+        requested: Action,
+        allowed: Vec<Step>,
     },
     BadUserInput(String),
+    /// `BAD_USER_INPUT` about one argument, named as the interface spells it.
+    InvalidArgument {
+        argument: Argument,
+        problem: InputProblem,
+    },
     StorageUnavailable(String),
     /// A query ran longer than the server allows and was stopped.
     Timeout(String),
@@ -36,15 +59,132 @@ pub enum AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
+/// The interface a request came through, which decides how a message
+/// spells the names it mentions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interface {
+    /// camelCase arguments and operations, enum names for statuses.
+    GraphQl,
+    /// The seed's tool vocabulary: snake_case, lower-case statuses.
+    Mcp,
+}
+
+impl Interface {
+    /// A name in this interface's spelling, from its GraphQL spelling: MCP
+    /// names every argument and operation in snake_case of the same words
+    /// (`specContent` is `spec_content`, `releasePlan` is `release_plan`).
+    pub fn spell(self, graphql_name: &'static str) -> Cow<'static, str> {
+        match self {
+            Interface::GraphQl => Cow::Borrowed(graphql_name),
+            Interface::Mcp => {
+                let mut snake = String::with_capacity(graphql_name.len() + 4);
+                for character in graphql_name.chars() {
+                    if character.is_ascii_uppercase() {
+                        snake.push('_');
+                        snake.push(character.to_ascii_lowercase());
+                    } else {
+                        snake.push(character);
+                    }
+                }
+                Cow::Owned(snake)
+            }
+        }
+    }
+
+    /// `IN_PROGRESS` (the GraphQL enum) or `in_progress` (the seed's).
+    pub fn status(self, status: PlanStatus) -> Cow<'static, str> {
+        match self {
+            Interface::GraphQl => Cow::Owned(status.to_string()),
+            Interface::Mcp => Cow::Borrowed(status.as_str()),
+        }
+    }
+
+    /// The operation (GraphQL mutation, MCP tool) that requests `action`.
+    pub fn operation(self, action: Action) -> Cow<'static, str> {
+        self.spell(match action {
+            Action::SetStatus(_) => "setPlanStatus",
+            Action::Claim => "claimPlan",
+            Action::Release => "releasePlan",
+            Action::Update => "updatePlan",
+            Action::Submit(_) => "submitWork",
+            Action::MarkStale => "the stale sweeper",
+        })
+    }
+}
+
+/// An argument that messages name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Argument {
+    Id,
+    PlanId,
+    FeatureId,
+    ProjectId,
+    UserId,
+    ClaimedBy,
+    SpecContent,
+    ArtifactsMarkdown,
+    Status,
+    Title,
+    Name,
+    Label,
+    Description,
+    DisplayName,
+    Search,
+}
+
+impl Argument {
+    /// The argument as `interface` names it (`specContent`, `spec_content`).
+    pub fn name(self, interface: Interface) -> Cow<'static, str> {
+        interface.spell(match self {
+            Argument::Id => "id",
+            Argument::PlanId => "planId",
+            Argument::FeatureId => "featureId",
+            Argument::ProjectId => "projectId",
+            Argument::UserId => "userId",
+            Argument::ClaimedBy => "claimedBy",
+            Argument::SpecContent => "specContent",
+            Argument::ArtifactsMarkdown => "artifactsMarkdown",
+            Argument::Status => "status",
+            Argument::Title => "title",
+            Argument::Name => "name",
+            Argument::Label => "label",
+            Argument::Description => "description",
+            Argument::DisplayName => "displayName",
+            Argument::Search => "search",
+        })
+    }
+}
+
+/// What is wrong with an argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InputProblem {
+    NotAnId {
+        value: String,
+    },
+    Empty,
+    TooLarge {
+        bytes: usize,
+        limit: usize,
+    },
+    /// Longer than `limit` characters.
+    TooLong {
+        limit: usize,
+    },
+    /// Text with a NUL character: PostgreSQL cannot store it, and no person means it.
+    ContainsNul,
+    /// A new plan starts as draft or ready, nothing else.
+    NotAnInitialStatus(PlanStatus),
+}
+
 impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             AppError::Unauthenticated(_) => "UNAUTHENTICATED",
             AppError::Forbidden(_) => "FORBIDDEN",
             AppError::NotFound(_) => "NOT_FOUND",
-            AppError::Conflict(_) => "CONFLICT",
+            AppError::Conflict(_) | AppError::NotClaimable { .. } => "CONFLICT",
             AppError::InvalidTransition { .. } => "INVALID_TRANSITION",
-            AppError::BadUserInput(_) => "BAD_USER_INPUT",
+            AppError::BadUserInput(_) | AppError::InvalidArgument { .. } => "BAD_USER_INPUT",
             AppError::StorageUnavailable(_) => "STORAGE_UNAVAILABLE",
             AppError::Timeout(_) => "TIMEOUT",
             AppError::ResumeRequired { .. } => "RESUME_REQUIRED",
@@ -52,16 +192,45 @@ impl AppError {
         }
     }
 
-    /// The sentence the client sees.
+    /// The sentence a GraphQL client sees (also over plain HTTP and
+    /// WebSocket, which speak GraphQL's names).
     pub fn message(&self) -> String {
+        self.message_for(Interface::GraphQl)
+    }
+
+    /// The sentence a client of `interface` sees.
+    pub fn message_for(&self, interface: Interface) -> String {
         match self {
             AppError::Unauthenticated(message)
             | AppError::Forbidden(message)
             | AppError::NotFound(message)
             | AppError::Conflict(message)
-            | AppError::InvalidTransition { message, .. }
             | AppError::BadUserInput(message)
             | AppError::Timeout(message) => message.clone(),
+            AppError::NotClaimable {
+                current,
+                claimed_by_caller,
+                ..
+            } => {
+                if *claimed_by_caller {
+                    "You have already claimed this plan".into()
+                } else if current.is_worked_on() {
+                    "Plan already claimed by another user".into()
+                } else {
+                    format!(
+                        "Plan not in {} status (may be already claimed or in progress)",
+                        interface.status(PlanStatus::Ready)
+                    )
+                }
+            }
+            AppError::InvalidTransition {
+                current,
+                requested,
+                allowed,
+            } => transition_message(interface, *current, *requested, allowed),
+            AppError::InvalidArgument { argument, problem } => {
+                argument_message(interface, *argument, problem)
+            }
             AppError::StorageUnavailable(_) => {
                 "The spec store is unavailable; try again shortly".into()
             }
@@ -75,39 +244,122 @@ impl AppError {
         }
     }
 
+    /// The facts behind the message that a program acts on, keyed and
+    /// spelled for `interface`: GraphQL puts them in `extensions`, MCP in
+    /// the error's structured content.
+    pub fn details(&self, interface: Interface) -> Map<String, Value> {
+        let key = |name: &'static str| interface.spell(name).into_owned();
+        let status = |status: PlanStatus| Value::from(interface.status(status).into_owned());
+        let mut details = Map::new();
+        match self {
+            AppError::InvalidTransition {
+                current, allowed, ..
+            } => {
+                details.insert(key("currentStatus"), status(*current));
+                let mut statuses: Vec<Value> = allowed.iter().map(|step| status(step.to)).collect();
+                statuses.dedup();
+                details.insert(key("allowedStatuses"), Value::Array(statuses));
+                let transitions = allowed
+                    .iter()
+                    .map(|step| {
+                        json!({
+                            "status": status(step.to),
+                            "operation": interface.operation(step.via),
+                        })
+                    })
+                    .collect();
+                details.insert(key("allowedTransitions"), Value::Array(transitions));
+            }
+            AppError::NotClaimable {
+                current,
+                claimed_by,
+                ..
+            } => {
+                details.insert(key("currentStatus"), status(*current));
+                let claimer = claimed_by.map(|id| id.to_string());
+                details.insert(key("claimedBy"), json!(claimer));
+            }
+            AppError::InvalidArgument { argument, .. } => {
+                details.insert(key("argument"), json!(argument.name(interface)));
+            }
+            AppError::ResumeRequired { last_cursor } => {
+                details.insert(key("lastCursor"), json!(last_cursor));
+            }
+            _ => {}
+        }
+        details
+    }
+
     pub fn not_member() -> AppError {
         AppError::Forbidden("You are not a member of this project".into())
     }
 
-    pub fn from_refusal(refusal: Refusal) -> AppError {
-        match refusal {
-            Refusal::InvalidTransition {
-                from,
-                requested,
-                allowed,
-            } => {
-                let target = match requested {
-                    crate::workflow::Action::SetStatus(to) => format!(" to {to}"),
-                    _ => String::new(),
-                };
-                let allowed_text = if allowed.is_empty() {
-                    format!("{from} is final; nothing can follow it")
-                } else {
-                    let names: Vec<String> = allowed.iter().map(ToString::to_string).collect();
-                    format!("allowed next statuses from {from}: {}", names.join(", "))
-                };
-                AppError::InvalidTransition {
-                    message: format!(
-                        "Cannot {}{target}: the plan is {from}; {allowed_text}",
-                        requested.operation()
-                    ),
-                    current: from,
-                    allowed,
-                }
+    pub fn invalid(argument: Argument, problem: InputProblem) -> AppError {
+        AppError::InvalidArgument { argument, problem }
+    }
+}
+
+/// `Cannot setPlanStatus to IN_PROGRESS: the plan is CLAIMED; allowed next
+/// statuses from CLAIMED: READY via releasePlan, IN_PROGRESS via updatePlan,
+/// REVIEW/COMPLETED via submitWork, FAILED via setPlanStatus` — each status
+/// with the operation that reaches it, so that the refused target, when it
+/// is reachable at all, is not offered as if the refused call could make it.
+fn transition_message(
+    interface: Interface,
+    current: PlanStatus,
+    requested: Action,
+    allowed: &[Step],
+) -> String {
+    let status = |status: PlanStatus| interface.status(status);
+    let from = status(current);
+    let target = match requested {
+        Action::SetStatus(to) => format!(" to {}", status(to)),
+        _ => String::new(),
+    };
+    let allowed_text = if allowed.is_empty() {
+        format!("{from} is final; nothing can follow it")
+    } else {
+        // Grouped by operation, in the order their first status comes.
+        let mut groups: Vec<(Cow<'static, str>, Vec<Cow<'static, str>>)> = Vec::new();
+        for step in allowed {
+            let operation = interface.operation(step.via);
+            match groups.iter_mut().find(|(name, _)| *name == operation) {
+                Some((_, statuses)) => statuses.push(status(step.to)),
+                None => groups.push((operation, vec![status(step.to)])),
             }
-            Refusal::Conflict { message, .. } => AppError::Conflict(message),
-            Refusal::Forbidden(message) => AppError::Forbidden(message),
         }
+        let groups: Vec<String> = groups
+            .into_iter()
+            .map(|(operation, statuses)| format!("{} via {operation}", statuses.join("/")))
+            .collect();
+        format!("allowed next statuses from {from}: {}", groups.join(", "))
+    };
+    format!(
+        "Cannot {}{target}: the plan is {from}; {allowed_text}",
+        interface.operation(requested)
+    )
+}
+
+fn argument_message(interface: Interface, argument: Argument, problem: &InputProblem) -> String {
+    let name = argument.name(interface);
+    match problem {
+        InputProblem::NotAnId { value } => format!(
+            "{name} {value:?} is not a valid id; ids are UUIDs such as 0192f0c1-7c1e-7a4e-9c1a-1b2c3d4e5f60"
+        ),
+        InputProblem::Empty => format!("{name} must not be empty"),
+        InputProblem::TooLarge { bytes, limit } => {
+            format!("{name} is too large: {bytes} bytes, the limit is {limit} bytes")
+        }
+        InputProblem::TooLong { limit } => {
+            format!("{name} is too long: at most {limit} characters")
+        }
+        InputProblem::ContainsNul => format!("{name} must not contain NUL characters (\\u0000)"),
+        InputProblem::NotAnInitialStatus(status) => format!(
+            "A new plan starts as {} or {}, not {}",
+            interface.status(PlanStatus::Draft),
+            interface.status(PlanStatus::Ready),
+            interface.status(*status)
+        ),
     }
 }
 
@@ -152,16 +404,13 @@ impl ErrorExtensions for AppError {
     fn extend(&self) -> async_graphql::Error {
         async_graphql::Error::new(self.message()).extend_with(|_, extensions| {
             extensions.set("code", self.code());
-            if let AppError::InvalidTransition {
-                current, allowed, ..
-            } = self
-            {
-                extensions.set("currentStatus", current.to_string());
-                let allowed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
-                extensions.set("allowedStatuses", allowed);
-            }
-            if let AppError::ResumeRequired { last_cursor } = self {
-                extensions.set("lastCursor", last_cursor.as_str());
+            for (key, value) in self.details(Interface::GraphQl) {
+                match async_graphql::Value::from_json(value) {
+                    Ok(value) => extensions.set(key, value),
+                    Err(error) => {
+                        tracing::error!(%error, key, "an error detail is not a GraphQL value")
+                    }
+                }
             }
         })
     }
@@ -179,5 +428,96 @@ impl AppError {
 impl From<AppError> for async_graphql::Error {
     fn from(error: AppError) -> async_graphql::Error {
         error.extend()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::SubmitTarget;
+
+    #[test]
+    fn each_interface_spells_names_its_own_way() {
+        let cases = [
+            (Argument::PlanId.name(Interface::GraphQl), "planId"),
+            (Argument::PlanId.name(Interface::Mcp), "plan_id"),
+            (
+                Argument::ArtifactsMarkdown.name(Interface::Mcp),
+                "artifacts_markdown",
+            ),
+            (Interface::GraphQl.operation(Action::Release), "releasePlan"),
+            (Interface::Mcp.operation(Action::Release), "release_plan"),
+            (
+                Interface::Mcp.operation(Action::SetStatus(PlanStatus::Ready)),
+                "set_plan_status",
+            ),
+            (
+                Interface::Mcp.operation(Action::Submit(SubmitTarget::Review)),
+                "submit_work",
+            ),
+            (
+                Interface::Mcp.operation(Action::MarkStale),
+                "the stale sweeper",
+            ),
+            (
+                Interface::GraphQl.status(PlanStatus::InProgress),
+                "IN_PROGRESS",
+            ),
+            (Interface::Mcp.status(PlanStatus::InProgress), "in_progress"),
+        ];
+        for (spelled, expected) in cases {
+            assert_eq!(spelled, expected);
+        }
+    }
+
+    #[test]
+    fn a_refused_transition_says_which_operation_reaches_each_status() {
+        let from = PlanStatus::Claimed;
+        let error = AppError::InvalidTransition {
+            current: from,
+            requested: Action::SetStatus(PlanStatus::InProgress),
+            allowed: crate::workflow::steps_from(from),
+        };
+        assert_eq!(
+            error.message(),
+            "Cannot setPlanStatus to IN_PROGRESS: the plan is CLAIMED; allowed next statuses from CLAIMED: READY via releasePlan, IN_PROGRESS via updatePlan, REVIEW/COMPLETED via submitWork, FAILED via setPlanStatus"
+        );
+        assert_eq!(
+            error.message_for(Interface::Mcp),
+            "Cannot set_plan_status to in_progress: the plan is claimed; allowed next statuses from claimed: ready via release_plan, in_progress via update_plan, review/completed via submit_work, failed via set_plan_status"
+        );
+        let details = error.details(Interface::GraphQl);
+        assert_eq!(
+            details["allowedStatuses"],
+            json!(["READY", "IN_PROGRESS", "REVIEW", "COMPLETED", "FAILED"])
+        );
+        assert_eq!(
+            details["allowedTransitions"][1],
+            json!({ "status": "IN_PROGRESS", "operation": "updatePlan" })
+        );
+        let stalled = AppError::InvalidTransition {
+            current: PlanStatus::Stalled,
+            requested: Action::Claim,
+            allowed: crate::workflow::steps_from(PlanStatus::Stalled),
+        };
+        assert_eq!(
+            stalled.message_for(Interface::Mcp),
+            "Cannot claim_plan: the plan is stalled; allowed next statuses from stalled: ready/failed via set_plan_status, ready via release_plan, in_progress via update_plan, review/completed via submit_work"
+        );
+        assert_eq!(
+            stalled.details(Interface::Mcp)["allowed_statuses"],
+            json!(["ready", "in_progress", "review", "completed", "failed"])
+        );
+    }
+
+    #[test]
+    fn one_error_reads_in_both_interfaces() {
+        let error = AppError::invalid(Argument::SpecContent, InputProblem::Empty);
+        assert_eq!(error.message(), "specContent must not be empty");
+        assert_eq!(
+            error.message_for(Interface::Mcp),
+            "spec_content must not be empty"
+        );
+        assert_eq!(error.details(Interface::Mcp)["argument"], "spec_content");
     }
 }

@@ -150,18 +150,6 @@ impl Action {
         ]);
         actions
     }
-
-    /// The GraphQL operation a person would use, for error messages.
-    pub fn operation(self) -> &'static str {
-        match self {
-            Action::SetStatus(_) => "setPlanStatus",
-            Action::Claim => "claimPlan",
-            Action::Release => "releasePlan",
-            Action::Update => "updatePlan",
-            Action::Submit(_) => "submitWork",
-            Action::MarkStale => "the stale sweeper",
-        }
-    }
 }
 
 /// What happens to `claimed_by` / `claimed_at`.
@@ -240,17 +228,26 @@ pub struct Transition {
     pub event: EventKind,
 }
 
+/// A move a project member can make from some status: the status it
+/// reaches and the action that reaches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub to: PlanStatus,
+    pub via: Action,
+}
+
 /// Why a change is refused. The service maps these to GraphQL error codes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// Not allowed from the current status; carries what is.
+    /// Not allowed from the current status; carries what is, and how.
     InvalidTransition {
         from: PlanStatus,
         requested: Action,
-        allowed: Vec<PlanStatus>,
+        allowed: Vec<Step>,
     },
-    /// Claiming something that is not up for grabs.
-    Conflict { from: PlanStatus, message: String },
+    /// Claiming a plan that is not READY: someone holds it, or it is not
+    /// up for grabs (yet, or any more).
+    NotClaimable { from: PlanStatus },
     /// The move exists but this caller may not make it.
     Forbidden(String),
 }
@@ -262,17 +259,27 @@ pub fn decide(from: PlanStatus, action: Action, actor: Actor) -> Result<Transiti
     Ok(transition)
 }
 
+/// Every move a project member can request from `from` to another status,
+/// by target in workflow order: what an `INVALID_TRANSITION` error offers
+/// instead, so that it says how to reach each status, not only which.
+pub fn steps_from(from: PlanStatus) -> Vec<Step> {
+    let mut steps: Vec<Step> = Action::all()
+        .into_iter()
+        .filter(|action| *action != Action::MarkStale)
+        .filter_map(|action| {
+            let to = shape(from, action)?.to;
+            (to != from).then_some(Step { to, via: action })
+        })
+        .collect();
+    // Stable: moves to one status keep the order of `Action::all`.
+    steps.sort_by_key(|step| step.to);
+    steps
+}
+
 /// Statuses reachable from `from` by any request of a project member, in
 /// workflow order; this is the "allowed" list of an `INVALID_TRANSITION` error.
 pub fn allowed_next(from: PlanStatus) -> Vec<PlanStatus> {
-    let mut next: Vec<PlanStatus> = Action::all()
-        .into_iter()
-        .filter(|action| *action != Action::MarkStale)
-        .filter_map(|action| shape(from, action))
-        .map(|transition| transition.to)
-        .filter(|to| *to != from)
-        .collect();
-    next.sort();
+    let mut next: Vec<PlanStatus> = steps_from(from).iter().map(|step| step.to).collect();
     next.dedup();
     next
 }
@@ -300,7 +307,10 @@ fn shape(from: PlanStatus, action: Action) -> Option<Transition> {
             event: EventKind::Claimed,
             ..base
         },
+        // The seed: update_plan "automatically updates last_activity_at",
+        // whoever holds the plan.
         (Draft | Ready, Action::Update) => Transition {
+            records_activity: true,
             replaces_spec: true,
             event: EventKind::Updated,
             ..base
@@ -372,17 +382,12 @@ fn shape(from: PlanStatus, action: Action) -> Option<Transition> {
 
 fn refuse_shape(from: PlanStatus, action: Action) -> Refusal {
     if action == Action::Claim {
-        let message = if from.is_worked_on() {
-            format!("Plan already claimed by another user (status {from})")
-        } else {
-            format!("Plan is not in READY status (status {from}); only a READY plan can be claimed")
-        };
-        return Refusal::Conflict { from, message };
+        return Refusal::NotClaimable { from };
     }
     Refusal::InvalidTransition {
         from,
         requested: action,
-        allowed: allowed_next(from),
+        allowed: steps_from(from),
     }
 }
 
@@ -533,9 +538,9 @@ mod tests {
                     }
                     (None, Err(Refusal::InvalidTransition { allowed, .. })) => {
                         assert_ne!(action, Action::Claim);
-                        assert_eq!(allowed, allowed_next(from), "{from:?} {action:?}");
+                        assert_eq!(allowed, steps_from(from), "{from:?} {action:?}");
                     }
-                    (None, Err(Refusal::Conflict { .. })) => assert_eq!(action, Action::Claim),
+                    (None, Err(Refusal::NotClaimable { .. })) => assert_eq!(action, Action::Claim),
                     (expected, result) => {
                         panic!("{from:?} {action:?}: expected {expected:?}, got {result:?}")
                     }
@@ -572,6 +577,37 @@ mod tests {
             vec![Ready, InProgress, Review, Completed, Failed]
         );
         assert_eq!(allowed_next(Review), vec![InProgress, Completed, Failed]);
+    }
+
+    #[test]
+    fn steps_are_the_tables_moves_to_another_status() {
+        for from in PlanStatus::ALL {
+            let expected: Vec<Step> = expected_table()
+                .into_iter()
+                .filter(|row| row.0 == from && row.1 != Action::MarkStale && row.2 != from)
+                .map(|row| Step {
+                    to: row.2,
+                    via: row.1,
+                })
+                .collect();
+            let steps = steps_from(from);
+            assert_eq!(steps.len(), expected.len(), "{from:?}: {steps:?}");
+            for step in &expected {
+                assert!(steps.contains(step), "{from:?}: {step:?} missing");
+            }
+            assert!(steps.windows(2).all(|pair| pair[0].to <= pair[1].to));
+        }
+        let step = |to, via| Step { to, via };
+        assert_eq!(
+            steps_from(Claimed),
+            vec![
+                step(Ready, Action::Release),
+                step(InProgress, Action::Update),
+                step(Review, Action::Submit(SubmitTarget::Review)),
+                step(Completed, Action::Submit(SubmitTarget::Completed)),
+                step(Failed, Action::SetStatus(Failed)),
+            ]
+        );
     }
 
     #[test]
@@ -616,7 +652,7 @@ mod tests {
             let transition = decide(from, Action::Update, MEMBER).expect("member may update");
             assert_eq!(transition.to, from);
             assert!(transition.replaces_spec);
-            assert!(!transition.records_activity);
+            assert!(transition.records_activity, "every update is activity");
         }
     }
 
@@ -656,7 +692,7 @@ mod tests {
             .filter(|status| *status != Ready)
         {
             match decide(from, Action::Claim, MEMBER) {
-                Err(Refusal::Conflict { from: reported, .. }) => assert_eq!(reported, from),
+                Err(Refusal::NotClaimable { from: reported }) => assert_eq!(reported, from),
                 other => panic!("claim from {from:?}: {other:?}"),
             }
         }

@@ -322,8 +322,9 @@ async fn socket_operations_read_fresh_data_and_are_capped(backend: Backend) {
     }
     // Ending one makes room for another, which then receives events.
     socket.complete(&open[0]).await;
-    let again = socket.subscribe(PLAN_EVENTS, json!({})).await;
     team.plan("seen by the new one", "DRAFT").await;
+    // From the start of the log, so it cannot miss the plan above.
+    let again = socket.subscribe(PLAN_EVENTS, json!({ "after": "0" })).await;
     loop {
         match socket.next_delivery(Duration::from_secs(15)).await {
             Some((id, Delivery::Data(data))) if id == again => {

@@ -87,10 +87,29 @@ impl Agent {
 
     /// A call that must be a tool error (`isError: true`): its text.
     async fn error(&self, tool: &str, arguments: Value) -> String {
+        self.refusal(tool, arguments).await.0
+    }
+
+    /// A call that must be a tool error: its text and the `error` object of
+    /// its structured content.
+    async fn refusal(&self, tool: &str, arguments: Value) -> (String, Value) {
         let result = self.call(tool, arguments).await;
         let text = text_of(&result);
         assert_eq!(result.is_error, Some(true), "{tool} should fail: {text}");
-        text
+        let error = result
+            .structured_content
+            .map(|content| content["error"].clone())
+            .unwrap_or_else(|| panic!("{tool} refused without structured content: {text}"));
+        assert_eq!(
+            text,
+            format!(
+                "{}: {}",
+                error["code"].as_str().unwrap_or("?"),
+                error["message"].as_str().unwrap_or("?")
+            ),
+            "the text and the structured error say the same"
+        );
+        (text, error)
     }
 }
 
@@ -279,6 +298,10 @@ async fn the_seeds_use_cases_run_end_to_end() {
     );
     assert_eq!(data["plan"]["status"], "draft");
     assert_eq!(data["plan"]["feature"]["title"], "User Authentication");
+    assert_eq!(
+        data["plan"]["spec_content"], spec,
+        "issue 21, item 4: the created plan comes with its spec content"
+    );
     let (text, data) = owner
         .ok(
             "set_plan_status",
@@ -320,6 +343,11 @@ async fn the_seeds_use_cases_run_end_to_end() {
     );
     assert_eq!(data["total"], 2);
     assert_eq!(data["plans"][0]["id"], oauth.as_str());
+    let (text, _) = worker.ok("list_plans", json!({})).await;
+    assert!(
+        text.starts_with("✓ Available Plans (2):\n\n1. OAuth 2.0 Implementation\n"),
+        "issue 21, item 6: the seed's header for a list without filters: {text}"
+    );
     let (text, data) = worker.ok("get_plan", json!({ "plan_id": oauth })).await;
     assert!(text.starts_with("✓ Plan: OAuth 2.0 Implementation\n\n"));
     assert_lines(
@@ -560,10 +588,9 @@ async fn refusals_are_tool_errors_starting_with_their_code() {
             json!({ "plan_id": draft, "status": "completed" }),
         )
         .await;
-    assert!(text.starts_with("INVALID_TRANSITION: "), "{text}");
-    assert!(
-        text.contains("allowed next statuses from DRAFT: READY"),
-        "{text}"
+    assert_eq!(
+        text,
+        "INVALID_TRANSITION: Cannot set_plan_status to completed: the plan is draft; allowed next statuses from draft: ready via set_plan_status"
     );
     let missing = "0192f0c1-7c1e-7a4e-9c1a-1b2c3d4e5f60";
     let text = worker
@@ -811,4 +838,218 @@ async fn feature_tools_create_read_and_version_features() {
         seen["feature"],
         json!({ "title": "Notifications", "currentVersion": 2, "spec": "# Notifications v2\nAnd SMS." })
     );
+}
+
+/// list_projects reads each relation (projects, roles, plan counts) once,
+/// however many projects it lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_projects_costs_the_same_for_one_project_or_many() {
+    let server = Server::start_with(Backend::Sqlite, &["--sweep-every", "1h"]).await;
+    let team = Team::new(&server).await;
+    let worker = Agent::connect(&server, &team.worker).await;
+    worker.ok("list_projects", json!({})).await; // the key's last use is recorded now
+    let statements = || async { server.metrics().await.get("plangraph_db_statements_total") };
+    let mut costs = Vec::new();
+    for extra_projects in [0, 5] {
+        for index in 0..extra_projects {
+            team.worker
+                .create_project(&format!("Side project {index}"))
+                .await;
+        }
+        let before = statements().await;
+        let (_, data) = worker.ok("list_projects", json!({})).await;
+        costs.push(statements().await - before);
+        let roles: Vec<&str> = data["projects"]
+            .as_array()
+            .expect("projects")
+            .iter()
+            .filter_map(|project| project["role"].as_str())
+            .collect();
+        let mut expected = vec!["member"];
+        expected.extend(std::iter::repeat_n("owner", extra_projects));
+        assert_eq!(roles, expected);
+    }
+    assert_eq!(costs[0], costs[1], "statements per call: {costs:?}");
+}
+
+/// Issue 21, item 1: over MCP an error names arguments, operations and
+/// statuses as the tools do; GraphQL keeps its own names for the same errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_speak_the_tools_vocabulary() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let worker = Agent::connect(&server, &team.worker).await;
+    let ready = team.plan("OAuth", "READY").await;
+
+    let (text, error) = worker
+        .refusal("get_plan", json!({ "plan_id": "plan_abc123" }))
+        .await;
+    assert_eq!(
+        text,
+        "BAD_USER_INPUT: plan_id \"plan_abc123\" is not a valid id; ids are UUIDs such as 0192f0c1-7c1e-7a4e-9c1a-1b2c3d4e5f60"
+    );
+    assert_eq!(error["argument"], "plan_id");
+    let text = worker
+        .error(
+            "update_plan",
+            json!({ "plan_id": ready, "spec_content": " " }),
+        )
+        .await;
+    assert_eq!(text, "BAD_USER_INPUT: spec_content must not be empty");
+    let text = worker
+        .error(
+            "submit_work",
+            json!({ "plan_id": ready, "artifacts_markdown": "", "status": "review" }),
+        )
+        .await;
+    assert_eq!(text, "BAD_USER_INPUT: artifacts_markdown must not be empty");
+    let text = worker
+        .error("list_plans", json!({ "feature_id": "feat_xyz789" }))
+        .await;
+    assert!(
+        text.starts_with("BAD_USER_INPUT: feature_id \"feat_xyz789\" is not a valid id"),
+        "{text}"
+    );
+    let (text, error) = worker
+        .refusal("release_plan", json!({ "plan_id": ready }))
+        .await;
+    assert!(
+        text.starts_with("INVALID_TRANSITION: Cannot release_plan: the plan is ready; "),
+        "{text}"
+    );
+    assert_eq!(error["current_status"], "ready");
+
+    // The same refusals over GraphQL, in GraphQL's names.
+    let reply = team.worker.send(RELEASE, json!({ "planId": ready })).await;
+    assert!(
+        reply
+            .message()
+            .starts_with("Cannot releasePlan: the plan is READY; "),
+        "{}",
+        reply.message()
+    );
+    assert_eq!(reply.errors[0]["extensions"]["currentStatus"], "READY");
+    let reply = team
+        .worker
+        .send(UPDATE_PLAN, json!({ "planId": ready, "spec": " " }))
+        .await;
+    assert_eq!(reply.message(), "specContent must not be empty");
+    assert_eq!(reply.errors[0]["extensions"]["argument"], "specContent");
+}
+
+/// Issue 21, item 2: a refused transition says which operation reaches each
+/// status, so it never offers the refused move as if it were allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_transition_says_which_operation_reaches_each_status() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let worker = Agent::connect(&server, &team.worker).await;
+    let plan = team.plan_in("OAuth", "CLAIMED").await;
+
+    let (text, error) = worker
+        .refusal(
+            "set_plan_status",
+            json!({ "plan_id": plan, "status": "in_progress" }),
+        )
+        .await;
+
+    assert_eq!(
+        text,
+        "INVALID_TRANSITION: Cannot set_plan_status to in_progress: the plan is claimed; allowed next statuses from claimed: ready via release_plan, in_progress via update_plan, review/completed via submit_work, failed via set_plan_status"
+    );
+    assert_eq!(error["current_status"], "claimed");
+    assert_eq!(
+        error["allowed_transitions"],
+        json!([
+            { "status": "ready", "operation": "release_plan" },
+            { "status": "in_progress", "operation": "update_plan" },
+            { "status": "review", "operation": "submit_work" },
+            { "status": "completed", "operation": "submit_work" },
+            { "status": "failed", "operation": "set_plan_status" },
+        ])
+    );
+    let reply = team
+        .worker
+        .send(
+            SET_STATUS,
+            json!({ "planId": plan, "status": "IN_PROGRESS" }),
+        )
+        .await;
+    assert_eq!(
+        reply.errors[0]["extensions"]["allowedTransitions"][1],
+        json!({ "status": "IN_PROGRESS", "operation": "updatePlan" })
+    );
+    assert!(
+        reply.message().contains("IN_PROGRESS via updatePlan"),
+        "{}",
+        reply.message()
+    );
+}
+
+/// Issue 21, item 3: update_plan "automatically updates last_activity_at",
+/// also for a plan nobody has claimed yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_update_moves_last_activity() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let owner = Agent::connect(&server, &team.owner).await;
+    for status in ["DRAFT", "READY"] {
+        let plan = team.plan(&format!("{status} plan"), status).await;
+        let created = team.owner.ok(GET_PLAN, json!({ "id": plan })).await;
+
+        let (text, data) = owner
+            .ok(
+                "update_plan",
+                json!({ "plan_id": plan, "spec_content": "# Plan\nMore detail." }),
+            )
+            .await;
+
+        let updated = &data["plan"];
+        assert_eq!(updated["status"], status.to_lowercase());
+        assert_eq!(updated["last_activity_at"], updated["updated_at"]);
+        assert_ne!(
+            updated["last_activity_at"], created["plan"]["lastActivityAt"],
+            "{status}: {text}"
+        );
+    }
+}
+
+/// Issue 21, item 5: claiming a plan that is not up for grabs answers the
+/// seed's CONFLICT sentences; the status and the claimer are details.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_conflicts_are_the_seeds_sentences() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let owner = Agent::connect(&server, &team.owner).await;
+    let worker = Agent::connect(&server, &team.worker).await;
+    let draft = team.plan("2FA", "DRAFT").await;
+    let taken = team.plan("OAuth", "READY").await;
+    worker.ok("claim_plan", json!({ "plan_id": taken })).await;
+    let worker_id = team.worker.user_id().await;
+
+    let (text, error) = owner
+        .refusal("claim_plan", json!({ "plan_id": draft }))
+        .await;
+    assert_eq!(
+        text,
+        "CONFLICT: Plan not in ready status (may be already claimed or in progress)"
+    );
+    assert_eq!(error["current_status"], "draft");
+    assert_eq!(error["claimed_by"], Value::Null);
+    let (text, error) = owner
+        .refusal("claim_plan", json!({ "plan_id": taken }))
+        .await;
+    assert_eq!(text, "CONFLICT: Plan already claimed by another user");
+    assert_eq!(error["current_status"], "claimed");
+    assert_eq!(error["claimed_by"], worker_id.as_str());
+    let text = worker
+        .error("claim_plan", json!({ "plan_id": taken }))
+        .await;
+    assert_eq!(text, "CONFLICT: You have already claimed this plan");
+
+    let reply = team.owner.send(CLAIM, json!({ "planId": taken })).await;
+    assert_eq!(reply.message(), "Plan already claimed by another user");
+    let extensions = &reply.errors[0]["extensions"];
+    assert_eq!(extensions["currentStatus"], "CLAIMED");
+    assert_eq!(extensions["claimedBy"], worker_id.as_str());
 }

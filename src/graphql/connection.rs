@@ -9,12 +9,12 @@ use std::borrow::Cow;
 use async_graphql::{Context, Object, OutputType, SimpleObject, TypeName};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
 use crate::service::pagination::{Page, Position, SortValue, Window};
+use crate::service::{parse_rfc3339, rfc3339};
 
 /// The Relay paging arguments of one list field.
 pub struct PageArguments {
@@ -39,7 +39,7 @@ struct CursorData {
 
 fn encode_cursor(sort: &str, position: &Position) -> String {
     let value = match &position.value {
-        SortValue::Time(time) => time.to_rfc3339_opts(SecondsFormat::Micros, true),
+        SortValue::Time(time) => rfc3339(*time),
         SortValue::Text(text) => text.clone(),
     };
     let data = CursorData {
@@ -67,9 +67,7 @@ fn decode_cursor(argument: &str, cursor: &str, sort: &str, textual: bool) -> App
     let value = if textual {
         SortValue::Text(data.value)
     } else {
-        let time =
-            chrono::DateTime::parse_from_rfc3339(&data.value).map_err(|_| invalid("malformed"))?;
-        SortValue::Time(time.with_timezone(&Utc))
+        SortValue::Time(parse_rfc3339(&data.value).ok_or_else(|| invalid("malformed"))?)
     };
     Ok(Position { value, id: data.id })
 }

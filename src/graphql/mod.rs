@@ -83,8 +83,3 @@ pub(crate) fn viewer<'a>(ctx: &Context<'a>) -> AppResult<&'a Viewer> {
         )
     })
 }
-
-/// Parses an `ID` argument.
-pub(crate) fn id(argument: &str, value: &async_graphql::ID) -> AppResult<uuid::Uuid> {
-    crate::service::parse_id(argument, value.as_str())
-}

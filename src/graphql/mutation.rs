@@ -219,8 +219,8 @@ impl MutationRoot {
         ctx: &Context<'_>,
         #[graphql(desc = "The plan.")] plan_id: ID,
     ) -> AppResult<Plan> {
-        let plan = writing(ctx).release_plan(viewer(ctx)?, &plan_id).await?;
-        Ok(Plan(plan))
+        let outcome = writing(ctx).release_plan(viewer(ctx)?, &plan_id).await?;
+        Ok(Plan(outcome.plan))
     }
 
     /// The claimer submits work: to REVIEW for approval, or straight to

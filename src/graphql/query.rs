@@ -7,7 +7,7 @@ use super::types::{
     ApiKey, DateTime, Feature, FeatureVersion, Plan, PlanConnection, PlanOrder, PlanStatus,
     Project, User, load_plans,
 };
-use super::{id, services, viewer};
+use super::{services, viewer};
 use crate::error::AppResult;
 use crate::service::plans::PlanFilter;
 
@@ -92,25 +92,14 @@ impl QueryRoot {
         before: Option<String>,
     ) -> AppResult<PlanConnection> {
         let filter = PlanFilter {
-            project: project_id
-                .as_ref()
-                .map(|value| id("projectId", value))
-                .transpose()?,
-            feature: feature_id
-                .as_ref()
-                .map(|value| id("featureId", value))
-                .transpose()?,
-            statuses: status
-                .unwrap_or_default()
-                .into_iter()
-                .map(Into::into)
-                .collect(),
-            claimed_by: claimed_by
-                .as_ref()
-                .map(|value| id("claimedBy", value))
-                .transpose()?,
             updated_since: updated_since.map(|since| since.0),
             search,
+            ..PlanFilter::parse(
+                project_id.as_deref().map(String::as_str),
+                feature_id.as_deref().map(String::as_str),
+                claimed_by.as_deref().map(String::as_str),
+                status.unwrap_or_default(),
+            )?
         };
         let arguments = PageArguments {
             first,

@@ -5,7 +5,10 @@
 //! cases as the GraphQL resolvers and format what they return, so a change
 //! made here reaches GraphQL queries and `planEvents` subscribers at once.
 
-mod tools;
+mod call;
+mod features;
+mod plans;
+mod projects;
 mod views;
 
 use std::sync::Arc;
@@ -15,14 +18,14 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ServerHandler, tool_handler};
 use serde_json::json;
 
-pub use tools::PlanTools;
-
 use crate::auth::bearer_token;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Interface};
 use crate::service::{Services, Viewer};
 
 /// The `/mcp` endpoint: the MCP service behind API-key authentication.
@@ -33,7 +36,7 @@ use crate::service::{Services, Viewer};
 /// graceful shutdown. Answers are plain JSON whenever a tool sends no
 /// progress notifications, which none of ours do.
 pub fn service(services: Services, max_body_bytes: usize) -> Router {
-    let tools = PlanTools::new(services.clone());
+    let tools = Tools::new(services.clone());
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)
@@ -94,7 +97,8 @@ fn refusal(error: &AppError) -> Response {
         AppError::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let body = json!({ "error": { "code": error.code(), "message": error.message() } });
+    let body =
+        json!({ "error": { "code": error.code(), "message": error.message_for(Interface::Mcp) } });
     let mut response = (status, axum::Json(body)).into_response();
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(
@@ -104,3 +108,28 @@ fn refusal(error: &AppError) -> Response {
     }
     response
 }
+
+/// The MCP server: every tool, each domain's from its own module. One per
+/// request (it is stateless), cheap to clone.
+#[derive(Clone)]
+pub struct Tools {
+    services: Services,
+    tool_router: Arc<ToolRouter<Tools>>,
+}
+
+impl Tools {
+    pub fn new(services: Services) -> Tools {
+        let router = Tools::plan_tools() + Tools::feature_tools() + Tools::project_tools();
+        Tools {
+            services,
+            tool_router: Arc::new(router),
+        }
+    }
+}
+
+#[tool_handler(
+    router = self.tool_router,
+    name = "plangraph",
+    instructions = "plangraph: plan-driven development. Projects hold features (what to build) and implementation plans (how to build it). A plan moves draft -> ready -> claimed -> in_progress -> review -> completed; completing it creates a new feature version. Typical flow: list_projects, get_feature, create_plan, set_plan_status ready, list_plans status_filter ready, get_plan, claim_plan, update_plan as you work, submit_work. Ids are UUIDs. Errors start with a code: FORBIDDEN, NOT_FOUND, CONFLICT, INVALID_TRANSITION, BAD_USER_INPUT; their structured content repeats it with the facts (an INVALID_TRANSITION lists allowed_transitions: each reachable status and the tool that reaches it)."
+)]
+impl ServerHandler for Tools {}

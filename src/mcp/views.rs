@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
-use crate::service::Services;
 use crate::service::plans::status_of;
+use crate::service::{Services, rfc3339};
 use crate::workflow::PlanStatus;
 use entity::{feature, feature_version, plan, project, user};
 
@@ -59,12 +59,6 @@ impl From<PlanStatus> for Status {
             PlanStatus::Failed => Status::Failed,
         }
     }
-}
-
-/// Timestamps in JSON: RFC 3339 UTC with microseconds, exactly as GraphQL
-/// writes them, so a program can compare values from both.
-pub fn json_time(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// Timestamps in text: to the second, as in the seed (`2025-02-13T10:00:00Z`).
@@ -139,7 +133,7 @@ pub struct PlanView {
     pub last_activity_at: String,
     pub created_at: String,
     pub updated_at: String,
-    /// The full specification (markdown); only get_plan and update_plan include it.
+    /// The full specification (markdown); create_plan, get_plan and update_plan include it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec_content: Option<String>,
 }
@@ -311,13 +305,13 @@ impl Related {
                 name: project.name.clone(),
             },
             claimed_by: self.optional_user(plan.claimed_by)?,
-            claimed_at: plan.claimed_at.map(json_time),
+            claimed_at: plan.claimed_at.map(rfc3339),
             submitted_by: self.optional_user(plan.submitted_by)?,
             work_artifacts: plan.work_artifacts.clone(),
             implemented_version: plan.implemented_version,
-            last_activity_at: json_time(plan.last_activity_at),
-            created_at: json_time(plan.created_at),
-            updated_at: json_time(plan.updated_at),
+            last_activity_at: rfc3339(plan.last_activity_at),
+            created_at: rfc3339(plan.created_at),
+            updated_at: rfc3339(plan.updated_at),
             spec_content: None,
         })
     }
@@ -346,7 +340,7 @@ impl Related {
             version: version.version,
             implemented_by_plan,
             implemented_by: self.optional_user(version.implemented_by)?,
-            created_at: json_time(version.created_at),
+            created_at: rfc3339(version.created_at),
         })
     }
 }

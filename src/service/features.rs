@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::pagination::{Page, Window, fetch_page};
 use super::{Services, Viewer, now, parse_id};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Argument};
 use crate::storage::{SpecOwner, store_spec};
 use entity::{feature, feature_version};
 
@@ -86,9 +86,9 @@ impl Services {
     ) -> AppResult<feature::Model> {
         let project = self.project(viewer, project_id).await?;
         self.require_writer(viewer, project.id).await?;
-        let title = self.validate_title(title)?;
+        let title = self.validate_title(Argument::Title, title)?;
         let description = self.validate_description(description)?;
-        self.validate_markdown("specContent", spec_content)?;
+        self.validate_markdown(Argument::SpecContent, spec_content)?;
         let id = Uuid::now_v7();
         let spec = store_spec(
             &*self.specs,
@@ -139,7 +139,7 @@ impl Services {
         let title = update
             .title
             .as_deref()
-            .map(|title| self.validate_title(title))
+            .map(|title| self.validate_title(Argument::Title, title))
             .transpose()?;
         let description = self.validate_description(update.description)?;
         let nothing_to_do = title.is_none()
@@ -154,7 +154,7 @@ impl Services {
         }
         let spec = match &update.spec_content {
             Some(content) => {
-                self.validate_markdown("specContent", content)?;
+                self.validate_markdown(Argument::SpecContent, content)?;
                 let owner = SpecOwner::Feature(feature.id);
                 Some(store_spec(&*self.specs, feature.project_id, owner, content).await?)
             }
@@ -200,7 +200,7 @@ impl Services {
 
     /// A feature by id, for members of its project.
     pub async fn feature(&self, viewer: &Viewer, id: &str) -> AppResult<feature::Model> {
-        let id = parse_id("featureId", id)?;
+        let id = parse_id(Argument::FeatureId, id)?;
         let feature = self.find_feature(id).await?;
         self.require_member(viewer, feature.project_id).await?;
         Ok(feature)

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{Services, Viewer, now, parse_id};
 use crate::auth;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Argument};
 use entity::{api_key, user};
 
 /// A key row plus the token, which exists only in this value.
@@ -48,9 +48,7 @@ pub(super) async fn insert_key(
 
 impl Services {
     pub async fn create_api_key(&self, viewer: &Viewer, label: &str) -> AppResult<CreatedKey> {
-        let label = self
-            .validate_title(label)
-            .map_err(super::projects::rename_field("label"))?;
+        let label = self.validate_title(Argument::Label, label)?;
         self.create_key_for(viewer.id(), &label).await
     }
 
@@ -65,7 +63,7 @@ impl Services {
     /// Owners revoke their own keys; admins revoke anyone's. Revoking twice
     /// keeps the first revocation time.
     pub async fn revoke_api_key(&self, viewer: &Viewer, id: &str) -> AppResult<api_key::Model> {
-        let id = parse_id("id", id)?;
+        let id = parse_id(Argument::Id, id)?;
         let not_found = || AppError::NotFound(format!("No API key with id {id}"));
         let key = api_key::Entity::find_by_id(id)
             .one(&self.db)

@@ -12,7 +12,7 @@ pub mod users;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
     TransactionTrait,
@@ -20,7 +20,7 @@ use sea_orm::{
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Argument, InputProblem};
 use crate::events::{self, EventBus, LiveEvent};
 use crate::metrics::DatabaseMetrics;
 use crate::storage::SharedSpecStore;
@@ -182,56 +182,48 @@ impl Services {
         }
     }
 
-    pub fn validate_title(&self, title: &str) -> AppResult<String> {
+    /// A short name (a title, a project's name, a key's label): trimmed,
+    /// non-empty, bounded.
+    pub fn validate_title(&self, argument: Argument, title: &str) -> AppResult<String> {
         let title = title.trim();
-        if title.contains('\0') {
-            return Err(nul_refused("title"));
-        }
-        if title.is_empty() {
-            return Err(AppError::BadUserInput("title must not be empty".into()));
-        }
         let limit = self.limits.max_title_chars;
+        refuse_nul(argument, title)?;
+        if title.is_empty() {
+            return Err(AppError::invalid(argument, InputProblem::Empty));
+        }
         if title.chars().count() > limit {
-            return Err(AppError::BadUserInput(format!(
-                "title is too long: at most {limit} characters"
-            )));
+            return Err(AppError::invalid(argument, InputProblem::TooLong { limit }));
         }
         Ok(title.to_owned())
     }
 
     pub fn validate_description(&self, description: Option<String>) -> AppResult<Option<String>> {
         let limit = self.limits.max_description_chars;
-        if description
-            .as_deref()
-            .is_some_and(|text| text.contains('\0'))
-        {
-            return Err(nul_refused("description"));
+        let Some(text) = description else {
+            return Ok(None);
+        };
+        refuse_nul(Argument::Description, &text)?;
+        if text.chars().count() > limit {
+            let problem = InputProblem::TooLong { limit };
+            return Err(AppError::invalid(Argument::Description, problem));
         }
-        match description {
-            Some(text) if text.chars().count() > limit => Err(AppError::BadUserInput(format!(
-                "description is too long: at most {limit} characters"
-            ))),
-            Some(text) if text.trim().is_empty() => Ok(None),
-            other => Ok(other),
-        }
+        Ok(Some(text).filter(|text| !text.trim().is_empty()))
     }
 
     /// Specs and work artifacts: markdown, non-empty, bounded.
-    pub fn validate_markdown(&self, field: &str, content: &str) -> AppResult<()> {
-        if content.trim().is_empty() {
-            return Err(AppError::BadUserInput(format!("{field} must not be empty")));
-        }
-        if content.contains('\0') {
-            return Err(nul_refused(field));
-        }
+    pub fn validate_markdown(&self, argument: Argument, content: &str) -> AppResult<()> {
         let limit = self.limits.max_spec_bytes;
         if content.len() > limit {
-            return Err(AppError::BadUserInput(format!(
-                "{field} is too large: {} bytes, the limit is {limit} bytes",
-                content.len()
-            )));
+            let bytes = content.len();
+            return Err(AppError::invalid(
+                argument,
+                InputProblem::TooLarge { bytes, limit },
+            ));
         }
-        Ok(())
+        if content.trim().is_empty() {
+            return Err(AppError::invalid(argument, InputProblem::Empty));
+        }
+        refuse_nul(argument, content)
     }
 
     /// A title search, bounded; `None` when there is nothing to search for.
@@ -239,22 +231,23 @@ impl Services {
         let Some(search) = search.map(str::trim).filter(|text| !text.is_empty()) else {
             return Ok(None);
         };
-        if search.contains('\0') {
-            return Err(nul_refused("search"));
-        }
         let limit = self.limits.max_search_chars;
         if search.chars().count() > limit {
-            return Err(AppError::BadUserInput(format!(
-                "search is too long: at most {limit} characters"
-            )));
+            let problem = InputProblem::TooLong { limit };
+            return Err(AppError::invalid(Argument::Search, problem));
         }
+        refuse_nul(Argument::Search, search)?;
         Ok(Some(search))
     }
 }
 
-/// Text with a NUL character: PostgreSQL cannot store it, and no person means it.
-pub(crate) fn nul_refused(field: &str) -> AppError {
-    AppError::BadUserInput(format!("{field} must not contain NUL characters (\\u0000)"))
+/// PostgreSQL cannot store NUL in text, so it is refused before it gets there.
+pub(crate) fn refuse_nul(argument: Argument, text: &str) -> AppResult<()> {
+    if text.contains('\0') {
+        Err(AppError::invalid(argument, InputProblem::ContainsNul))
+    } else {
+        Ok(())
+    }
 }
 
 /// Now, at the precision both databases store (microseconds), so a value
@@ -263,11 +256,24 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// Parses a GraphQL `ID` argument, naming the argument when it is not a UUID.
-pub fn parse_id(argument: &str, value: &str) -> AppResult<Uuid> {
+/// A timestamp as every interface writes it (GraphQL's `DateTime`, cursors,
+/// MCP's JSON): RFC 3339 in UTC with microseconds, the precision stored, so
+/// a program can compare values from anywhere, e.g. `2026-11-25T18:21:07.123456Z`.
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// A timestamp a client sent, in any offset, as UTC; `None` unless RFC 3339.
+pub fn parse_rfc3339(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|at| at.with_timezone(&Utc))
+}
+
+/// Parses an id argument, naming the argument when it is not a UUID.
+pub fn parse_id(argument: Argument, value: &str) -> AppResult<Uuid> {
     Uuid::parse_str(value.trim()).map_err(|_| {
-        AppError::BadUserInput(format!(
-            "{argument} {value:?} is not a valid id; ids are UUIDs such as 0192f0c1-7c1e-7a4e-9c1a-1b2c3d4e5f60"
-        ))
+        let value = value.to_owned();
+        AppError::invalid(argument, InputProblem::NotAnId { value })
     })
 }

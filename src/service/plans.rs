@@ -15,7 +15,7 @@ use super::features::{VersionOrigin, cut_version};
 use super::pagination::{Page, Position, SortValue, Window, page_of, windowed};
 use super::projects::member_projects;
 use super::{Services, Viewer, WriteTransaction, now, parse_id};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Argument, InputProblem};
 use crate::events::{self, LiveEvent};
 use crate::storage::{SpecOwner, StoredSpec, store_spec};
 use crate::workflow::{
@@ -23,9 +23,12 @@ use crate::workflow::{
 };
 use entity::{feature, feature_version, plan, plan_event, project, user};
 
-/// A change's result: the plan as committed, and the version it cut, if any.
+/// A change's result: the plan as committed, the status it had just before
+/// (the one the committed update matched, so it is right under races), and
+/// the version it cut, if any.
 pub struct Outcome {
     pub plan: plan::Model,
+    pub previous: PlanStatus,
     pub version: Option<feature_version::Model>,
 }
 
@@ -39,6 +42,30 @@ pub struct PlanFilter {
     pub updated_since: Option<DateTime<Utc>>,
     /// Case-insensitive substring of the title.
     pub search: Option<String>,
+}
+
+impl PlanFilter {
+    /// The filter of a plan list's arguments as a client sends them (GraphQL
+    /// `plans` and `Feature.plans`, MCP `list_plans`): ids still strings, a
+    /// malformed one BAD_USER_INPUT naming its argument; statuses of any of
+    /// the interfaces' status types. The rest is set on the result.
+    pub fn parse<S: Into<PlanStatus>>(
+        project_id: Option<&str>,
+        feature_id: Option<&str>,
+        claimed_by: Option<&str>,
+        statuses: impl IntoIterator<Item = S>,
+    ) -> AppResult<PlanFilter> {
+        let id = |argument, value: Option<&str>| {
+            value.map(|value| parse_id(argument, value)).transpose()
+        };
+        Ok(PlanFilter {
+            project: id(Argument::ProjectId, project_id)?,
+            feature: id(Argument::FeatureId, feature_id)?,
+            claimed_by: id(Argument::ClaimedBy, claimed_by)?,
+            statuses: statuses.into_iter().map(Into::into).collect(),
+            ..PlanFilter::default()
+        })
+    }
 }
 
 /// The rows related to a page of plans that its fields will show. Fetched
@@ -223,13 +250,14 @@ impl Services {
         let feature = self.feature(viewer, feature_id).await?;
         self.require_writer(viewer, feature.project_id).await?;
         if !matches!(status, PlanStatus::Draft | PlanStatus::Ready) {
-            return Err(AppError::BadUserInput(format!(
-                "A new plan starts as DRAFT or READY, not {status}"
-            )));
+            return Err(AppError::invalid(
+                Argument::Status,
+                InputProblem::NotAnInitialStatus(status),
+            ));
         }
-        let title = self.validate_title(title)?;
+        let title = self.validate_title(Argument::Title, title)?;
         let description = self.validate_description(description)?;
-        self.validate_markdown("specContent", spec_content)?;
+        self.validate_markdown(Argument::SpecContent, spec_content)?;
         let id = Uuid::now_v7();
         let spec = store_spec(
             &*self.specs,
@@ -271,7 +299,7 @@ impl Services {
 
     /// A plan by id, for members of its project.
     pub async fn plan(&self, viewer: &Viewer, id: &str) -> AppResult<plan::Model> {
-        let plan = self.find_plan(parse_id("planId", id)?).await?;
+        let plan = self.find_plan(parse_id(Argument::PlanId, id)?).await?;
         self.require_member(viewer, plan.project_id).await?;
         Ok(plan)
     }
@@ -315,9 +343,9 @@ impl Services {
         Ok(outcome.await?.plan)
     }
 
-    pub async fn release_plan(&self, viewer: &Viewer, plan_id: &str) -> AppResult<plan::Model> {
-        let outcome = self.change(viewer, plan_id, Action::Release, ChangeInput::default());
-        Ok(outcome.await?.plan)
+    pub async fn release_plan(&self, viewer: &Viewer, plan_id: &str) -> AppResult<Outcome> {
+        self.change(viewer, plan_id, Action::Release, ChangeInput::default())
+            .await
     }
 
     pub async fn submit_work(
@@ -352,12 +380,12 @@ impl Services {
         action: Action,
         input: ChangeInput<'_>,
     ) -> AppResult<Outcome> {
-        let plan_id = parse_id("planId", plan_id)?;
+        let plan_id = parse_id(Argument::PlanId, plan_id)?;
         if let Some(spec) = input.spec_content {
-            self.validate_markdown("specContent", spec)?;
+            self.validate_markdown(Argument::SpecContent, spec)?;
         }
         if let Some(artifacts) = input.artifacts {
-            self.validate_markdown("artifactsMarkdown", artifacts)?;
+            self.validate_markdown(Argument::ArtifactsMarkdown, artifacts)?;
         }
         let mut stored_spec: Option<StoredSpec> = None;
         for _ in 0..MAX_ATTEMPTS {
@@ -368,14 +396,8 @@ impl Services {
                 is_claimer: plan.claimed_by == Some(viewer.id()),
                 is_submitter: plan.submitted_by == Some(viewer.id()),
             };
-            let transition = workflow::decide(status_of(&plan)?, action, actor).map_err(
-                |refusal| match refusal {
-                    Refusal::Conflict { .. } if plan.claimed_by == Some(viewer.id()) => {
-                        AppError::Conflict("You have already claimed this plan".into())
-                    }
-                    refusal => AppError::from_refusal(refusal),
-                },
-            )?;
+            let transition = workflow::decide(status_of(&plan)?, action, actor)
+                .map_err(|refusal| refused(refusal, &plan, viewer))?;
             if let (true, Some(content), None) =
                 (transition.replaces_spec, input.spec_content, &stored_spec)
             {
@@ -483,7 +505,11 @@ impl Services {
         .await?;
         let live = live_event(event, &plan, Some(viewer));
         txn.commit_and_publish(&self.events, vec![live]).await?;
-        Ok(Some(Outcome { plan, version }))
+        Ok(Some(Outcome {
+            plan,
+            previous: transition.from,
+            version,
+        }))
     }
 
     /// The stale sweeper: claimed or in-progress plans with no activity since
@@ -650,6 +676,27 @@ fn visible_plans(viewer: &Viewer, filter: &PlanFilter) -> Select<plan::Entity> {
         query = query.filter(Func::lower(title).like(pattern));
     }
     query
+}
+
+/// The error a workflow refusal of a change to `plan` by `viewer` is.
+fn refused(refusal: Refusal, plan: &plan::Model, viewer: &Viewer) -> AppError {
+    match refusal {
+        Refusal::InvalidTransition {
+            from,
+            requested,
+            allowed,
+        } => AppError::InvalidTransition {
+            current: from,
+            requested,
+            allowed,
+        },
+        Refusal::NotClaimable { from } => AppError::NotClaimable {
+            current: from,
+            claimed_by: plan.claimed_by,
+            claimed_by_caller: plan.claimed_by == Some(viewer.id()),
+        },
+        Refusal::Forbidden(message) => AppError::Forbidden(message),
+    }
 }
 
 fn live_event(event: plan_event::Model, plan: &plan::Model, actor: Option<&Viewer>) -> LiveEvent {

@@ -1,5 +1,7 @@
 //! Projects and their members.
 
+use std::collections::HashMap;
+
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait, Set,
@@ -7,7 +9,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{Services, Viewer, now, parse_id};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Argument};
 use crate::workflow::Role;
 use entity::{project, project_member, user};
 
@@ -19,7 +21,7 @@ impl Services {
         name: &str,
         description: Option<String>,
     ) -> AppResult<project::Model> {
-        let name = self.validate_title(name).map_err(rename_field("name"))?;
+        let name = self.validate_title(Argument::Name, name)?;
         let description = self.validate_description(description)?;
         let at = now();
         let txn = self.begin_write().await?;
@@ -54,9 +56,22 @@ impl Services {
             .await?)
     }
 
+    /// The viewer's role in every project it belongs to, in one query (a
+    /// list of projects shows each one's role without a query per row).
+    pub async fn roles_of(&self, viewer: &Viewer) -> AppResult<HashMap<Uuid, Role>> {
+        let memberships = project_member::Entity::find()
+            .filter(project_member::Column::UserId.eq(viewer.id()))
+            .all(&self.db)
+            .await?;
+        Ok(memberships
+            .into_iter()
+            .filter_map(|member| Some((member.project_id, Role::parse(&member.role)?)))
+            .collect())
+    }
+
     /// A project by id, for members only.
     pub async fn project(&self, viewer: &Viewer, id: &str) -> AppResult<project::Model> {
-        let id = parse_id("projectId", id)?;
+        let id = parse_id(Argument::ProjectId, id)?;
         let project = self.find_project(id).await?;
         self.require_member(viewer, project.id).await?;
         Ok(project)
@@ -132,7 +147,7 @@ impl Services {
         user_id: &str,
     ) -> AppResult<bool> {
         let project = self.project(viewer, project_id).await?;
-        let user_id = parse_id("userId", user_id)?;
+        let user_id = parse_id(Argument::UserId, user_id)?;
         if user_id != viewer.id() {
             self.require_owner(viewer, project.id).await?;
         }
@@ -204,14 +219,4 @@ async fn ensure_another_owner(
         ));
     }
     Ok(())
-}
-
-/// Reuses a title check for another field, keeping its message accurate.
-pub(super) fn rename_field(field: &'static str) -> impl Fn(AppError) -> AppError {
-    move |error| match error {
-        AppError::BadUserInput(message) => {
-            AppError::BadUserInput(message.replacen("title", field, 1))
-        }
-        other => other,
-    }
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::keys::{CreatedKey, insert_key};
 use super::{Services, Viewer, now};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Argument, InputProblem};
 use entity::user;
 
 pub struct CreatedUser {
@@ -43,12 +43,16 @@ impl Services {
     ) -> AppResult<CreatedUser> {
         let email = normalize_email(email)?;
         let display_name = match display_name.map(|name| name.trim().to_owned()) {
-            Some(name) if name.contains('\0') => return Err(super::nul_refused("displayName")),
             Some(name) if name.chars().count() > self.limits.max_title_chars => {
-                return Err(AppError::BadUserInput(format!(
-                    "displayName is too long: at most {} characters",
-                    self.limits.max_title_chars
-                )));
+                let limit = self.limits.max_title_chars;
+                let problem = InputProblem::TooLong { limit };
+                return Err(AppError::invalid(Argument::DisplayName, problem));
+            }
+            Some(name) if name.contains('\0') => {
+                return Err(AppError::invalid(
+                    Argument::DisplayName,
+                    InputProblem::ContainsNul,
+                ));
             }
             Some(name) if name.is_empty() => None,
             other => other,

@@ -78,13 +78,8 @@ impl Feature {
     ) -> AppResult<PlanConnection> {
         let filter = PlanFilter {
             feature: Some(self.0.id),
-            statuses: status
-                .unwrap_or_default()
-                .into_iter()
-                .map(Into::into)
-                .collect(),
             search,
-            ..PlanFilter::default()
+            ..PlanFilter::parse(None, None, None, status.unwrap_or_default())?
         };
         let arguments = PageArguments {
             first,

@@ -1,7 +1,9 @@
 //! Scalars of the schema.
 
 use async_graphql::{InputValueError, Scalar, ScalarType, Value};
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
+
+use crate::service::{parse_rfc3339, rfc3339};
 
 #[derive(Clone, Copy, Debug)]
 pub struct DateTime(pub chrono::DateTime<Utc>);
@@ -12,15 +14,15 @@ pub struct DateTime(pub chrono::DateTime<Utc>);
 impl ScalarType for DateTime {
     fn parse(value: Value) -> async_graphql::InputValueResult<Self> {
         match &value {
-            Value::String(text) => chrono::DateTime::parse_from_rfc3339(text)
-                .map(|parsed| DateTime(parsed.with_timezone(&Utc)))
-                .map_err(|_| InputValueError::custom("expected an RFC 3339 timestamp")),
+            Value::String(text) => parse_rfc3339(text)
+                .map(DateTime)
+                .ok_or_else(|| InputValueError::custom("expected an RFC 3339 timestamp")),
             _ => Err(InputValueError::expected_type(value)),
         }
     }
 
     fn to_value(&self) -> Value {
-        Value::String(self.0.to_rfc3339_opts(SecondsFormat::Micros, true))
+        Value::String(rfc3339(self.0))
     }
 }
 

@@ -1,0 +1,688 @@
+//! The seed's eight plan tools: create_plan, list_plans, get_plan,
+//! update_plan, set_plan_status, claim_plan, release_plan, submit_work.
+
+use std::collections::HashMap;
+
+use axum::http::request::Parts;
+use rmcp::handler::server::tool::Extension;
+use rmcp::model::{CallToolResult, JsonObject};
+use rmcp::schemars::{self, JsonSchema};
+use rmcp::{tool, tool_router};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Tools;
+use super::call::{Reply, input, output};
+use super::views::{PlanView, Related, Status, Text, VersionView, text_time};
+use crate::error::AppResult;
+use crate::service::Viewer;
+use crate::service::pagination::Window;
+use crate::service::plans::{Outcome, PlanFilter, PlanJoins, PlanSort, status_of};
+use crate::workflow::{PlanStatus, SubmitTarget};
+use entity::plan;
+
+/// The longest list one call returns (the service's largest page); the
+/// text says so when there is more, and filters narrow the list.
+const LIST_LIMIT: i32 = 100;
+
+const CREATE_PLAN: &str = "Create a new implementation plan for a feature. Plans contain technical specifications and guide developers through implementation. Plans start in draft status so they can be reviewed; set status to ready (here, or later with set_plan_status) when workers may claim them. Read the feature's spec with get_feature first.";
+const LIST_PLANS: &str = "List implementation plans with optional filtering by project, feature, or status. Useful for finding available work or tracking plan progress. Auto-filtered by project membership; oldest first, at most 100 per call.";
+const GET_PLAN: &str = "Get detailed plan information including full specification content fetched from cloud storage. Use this before starting work to understand implementation requirements.";
+const UPDATE_PLAN: &str = "Update plan specification content as work progresses. Only the claiming user can update a plan. Automatically updates last_activity_at to prevent stalling; a claimed plan moves to in_progress. Plans with no activity for the stale threshold (24 hours by default) are marked stalled.";
+const SET_PLAN_STATUS: &str = "Change plan status following valid status transitions. Used to mark plans ready, transition through workflow states, or mark work complete/failed. Allowed: draft -> ready, ready -> draft, review -> completed (creates a new feature version) or in_progress (back to the worker), stalled -> ready, and claimed/in_progress/stalled/review -> failed. Claiming, releasing and submitting have their own tools.";
+const CLAIM_PLAN: &str = "Claim an available implementation plan to work on it. Plan must be in ready status and not already claimed by another user.";
+const RELEASE_PLAN: &str = "Release a claimed plan back to ready status, allowing other users to claim it. Useful when you need to abandon work without completing it. Only the claimer or a project owner can release a plan.";
+const SUBMIT_WORK: &str = "Submit completed work for an implementation plan with artifacts and choose target status. Automatically creates a new feature version when status is set to completed. Only the claimer can submit; the claim is released.";
+
+/// The status a new plan starts in.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(inline)]
+enum InitialStatus {
+    #[default]
+    Draft,
+    Ready,
+}
+
+/// Where submitted work goes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(inline)]
+enum SubmitStatus {
+    Review,
+    Completed,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CreatePlanArgs {
+    /// UUID of the feature this plan implements
+    feature_id: String,
+    /// Short descriptive title for the plan
+    title: String,
+    /// Brief description of the implementation approach
+    description: Option<String>,
+    /// Detailed technical specification in markdown with implementation details
+    spec_content: String,
+    /// Initial status: draft or ready (default: draft)
+    #[serde(default)]
+    status: InitialStatus,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ListPlansArgs {
+    /// Filter plans by project UUID
+    project_id: Option<String>,
+    /// Filter plans by feature UUID
+    feature_id: Option<String>,
+    /// Filter by status: draft, ready, claimed, in_progress, stalled, review, completed, or failed
+    status_filter: Option<Status>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct GetPlanArgs {
+    /// UUID of the plan to retrieve
+    plan_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct UpdatePlanArgs {
+    /// UUID of the plan to update
+    plan_id: String,
+    /// Updated markdown content with progress notes and implementation details
+    spec_content: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SetPlanStatusArgs {
+    /// UUID of the plan to update
+    plan_id: String,
+    /// New status: draft, ready, claimed, in_progress, stalled, review, completed, or failed
+    status: Status,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ClaimPlanArgs {
+    /// UUID of the plan to claim
+    plan_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ReleasePlanArgs {
+    /// UUID of the plan to release
+    plan_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SubmitWorkArgs {
+    /// UUID of the plan to submit work for
+    plan_id: String,
+    /// Flexible markdown with PR links, file paths, test results, deployment notes, or any work artifacts
+    artifacts_markdown: String,
+    /// Target status: review (needs approval) or completed (work pushed to main)
+    status: SubmitStatus,
+}
+
+/// One plan (create_plan, get_plan, update_plan, claim_plan).
+#[derive(Serialize, JsonSchema)]
+struct PlanResult {
+    plan: PlanView,
+}
+
+/// A plan after a status change (set_plan_status, release_plan, submit_work).
+#[derive(Serialize, JsonSchema)]
+struct PlanChangeResult {
+    plan: PlanView,
+    /// The status the plan had just before this call.
+    previous_status: Status,
+    /// The feature version a completion created; null otherwise.
+    feature_version: Option<VersionView>,
+}
+
+/// list_plans.
+#[derive(Serialize, JsonSchema)]
+struct PlanListResult {
+    plans: Vec<PlanView>,
+    /// How many plans match in all.
+    total: u64,
+    /// More plans match than this list holds; narrow the filters.
+    truncated: bool,
+}
+
+#[tool_router(router = plan_tools, vis = "pub(super)")]
+impl Tools {
+    #[tool(description = CREATE_PLAN, input_schema = input::<CreatePlanArgs>(), output_schema = output::<PlanResult>())]
+    async fn create_plan(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("create_plan", &request, arguments, |viewer, args| {
+            self.create_plan_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = LIST_PLANS, input_schema = input::<ListPlansArgs>(), output_schema = output::<PlanListResult>(), annotations(read_only_hint = true))]
+    async fn list_plans(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("list_plans", &request, arguments, |viewer, args| {
+            self.list_plans_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = GET_PLAN, input_schema = input::<GetPlanArgs>(), output_schema = output::<PlanResult>(), annotations(read_only_hint = true))]
+    async fn get_plan(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("get_plan", &request, arguments, |viewer, args| {
+            self.get_plan_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = UPDATE_PLAN, input_schema = input::<UpdatePlanArgs>(), output_schema = output::<PlanResult>())]
+    async fn update_plan(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("update_plan", &request, arguments, |viewer, args| {
+            self.update_plan_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = SET_PLAN_STATUS, input_schema = input::<SetPlanStatusArgs>(), output_schema = output::<PlanChangeResult>())]
+    async fn set_plan_status(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("set_plan_status", &request, arguments, |viewer, args| {
+            self.set_plan_status_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = CLAIM_PLAN, input_schema = input::<ClaimPlanArgs>(), output_schema = output::<PlanResult>())]
+    async fn claim_plan(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("claim_plan", &request, arguments, |viewer, args| {
+            self.claim_plan_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = RELEASE_PLAN, input_schema = input::<ReleasePlanArgs>(), output_schema = output::<PlanChangeResult>())]
+    async fn release_plan(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("release_plan", &request, arguments, |viewer, args| {
+            self.release_plan_reply(viewer, args)
+        })
+        .await
+    }
+
+    #[tool(description = SUBMIT_WORK, input_schema = input::<SubmitWorkArgs>(), output_schema = output::<PlanChangeResult>())]
+    async fn submit_work(
+        &self,
+        Extension(request): Extension<Parts>,
+        arguments: JsonObject,
+    ) -> CallToolResult {
+        self.run("submit_work", &request, arguments, |viewer, args| {
+            self.submit_work_reply(viewer, args)
+        })
+        .await
+    }
+}
+
+impl Tools {
+    async fn one_plan(&self, plan: &plan::Model, more_users: &[Uuid]) -> AppResult<Related> {
+        Related::of_plans(&self.services, std::slice::from_ref(plan), more_users).await
+    }
+
+    async fn create_plan_reply(&self, viewer: Viewer, args: CreatePlanArgs) -> AppResult<Reply> {
+        let status = match args.status {
+            InitialStatus::Draft => PlanStatus::Draft,
+            InitialStatus::Ready => PlanStatus::Ready,
+        };
+        let plan = self
+            .services
+            .create_plan(
+                &viewer,
+                &args.feature_id,
+                &args.title,
+                args.description,
+                &args.spec_content,
+                status,
+            )
+            .await?;
+        let mut view = self.one_plan(&plan, &[]).await?.plan_view(&plan)?;
+        // The seed returns the created plan "with … spec content".
+        view.spec_content = Some(args.spec_content);
+        let mut text = Text::headline("✓ Implementation Plan created successfully!");
+        text.field("Plan", &plan.title)
+            .field("ID", plan.id)
+            .field("Feature ID", plan.feature_id)
+            .field("Status", status.as_str())
+            .optional_field("Description", plan.description.as_deref())
+            .field("Created", text_time(plan.created_at))
+            .blank();
+        text.line(match status {
+            PlanStatus::Draft => {
+                "The plan is in draft status. Review the specification and mark it as ready when you're satisfied."
+            }
+            _ => "The plan is ready: workers can claim it now.",
+        });
+        Reply::new(&text, &PlanResult { plan: view })
+    }
+
+    async fn list_plans_reply(&self, viewer: Viewer, args: ListPlansArgs) -> AppResult<Reply> {
+        let status = args.status_filter.map(PlanStatus::from);
+        let filter = PlanFilter::parse(
+            args.project_id.as_deref(),
+            args.feature_id.as_deref(),
+            None,
+            status,
+        )?;
+        let window = Window::new(Some(LIST_LIMIT), None, None, None, false)?;
+        let (page, total) = futures::try_join!(
+            self.services.list_plans(
+                &viewer,
+                &filter,
+                PlanSort::CreatedAt,
+                &window,
+                PlanJoins::default()
+            ),
+            self.services.count_plans(&viewer, &filter),
+        )?;
+        let plans: Vec<_> = page.rows.into_iter().map(|row| row.plan).collect();
+        let related = Related::of_plans(&self.services, &plans, &[]).await?;
+        let views = plans
+            .iter()
+            .map(|plan| related.plan_view(plan))
+            .collect::<AppResult<Vec<_>>>()?;
+        let feature_title = match (filter.feature, plans.first()) {
+            (Some(_), Some(plan)) => Some(related.feature(plan.feature_id)?.title.as_str()),
+            _ => None,
+        };
+        let mut text = Text::headline(format!(
+            "✓ {} ({total}):",
+            list_heading(status, feature_title)
+        ));
+        if plans.is_empty() {
+            text.line("No plans match.");
+        }
+        for (number, plan) in plans.iter().enumerate() {
+            let feature = related.feature(plan.feature_id)?;
+            let project = related.project(plan.project_id)?;
+            let status = status_of(plan)?;
+            text.line(format!("{}. {}", number + 1, plan.title))
+                .line(format!("   ID: {}", plan.id))
+                .line(format!(
+                    "   Feature: {} (v{})",
+                    feature.title, feature.current_version
+                ))
+                .line(format!("   Project: {}", project.name))
+                .line(format!("   Status: {}", status.as_str()));
+            if let Some(claimer) = plan.claimed_by {
+                text.line(format!("   Claimed by: {}", related.user(claimer)?.email));
+            }
+            if let Some(at) = plan.claimed_at {
+                text.line(format!("   Claimed at: {}", text_time(at)));
+            }
+            if status.is_worked_on() {
+                text.line(format!(
+                    "   Last Activity: {}",
+                    text_time(plan.last_activity_at)
+                ));
+            }
+            if let Some(version) = plan.implemented_version {
+                text.line(format!("   Implemented Version: v{version}"));
+            }
+            text.line(format!("   Created: {}", text_time(plan.created_at)))
+                .blank();
+        }
+        let truncated = total > plans.len() as u64;
+        if truncated {
+            text.line(format!(
+                "Showing the first {} of {total}; narrow the list with project_id, feature_id or status_filter.",
+                plans.len()
+            ));
+        }
+        Reply::new(
+            &text,
+            &PlanListResult {
+                plans: views,
+                total,
+                truncated,
+            },
+        )
+    }
+
+    async fn get_plan_reply(&self, viewer: Viewer, args: GetPlanArgs) -> AppResult<Reply> {
+        let plan = self.services.plan(&viewer, &args.plan_id).await?;
+        let (related, spec) =
+            futures::try_join!(self.one_plan(&plan, &[]), self.spec_text(&plan.spec_key))?;
+        let feature = related.feature(plan.feature_id)?;
+        let mut text = Text::headline(format!("✓ Plan: {}", plan.title));
+        text.field("ID", plan.id)
+            .field("Feature", format!("{} ({})", feature.title, feature.id))
+            .field("Project", &related.project(plan.project_id)?.name)
+            .field("Status", status_of(&plan)?.as_str());
+        if let Some(claimer) = plan.claimed_by {
+            text.field("Claimed by", &related.user(claimer)?.email)
+                .optional_field("Claimed at", plan.claimed_at.map(text_time))
+                .field("Last Activity", text_time(plan.last_activity_at));
+        }
+        if let Some(submitter) = plan.submitted_by {
+            text.field("Submitted by", &related.user(submitter)?.email);
+        }
+        text.optional_field(
+            "Implemented Version",
+            plan.implemented_version
+                .map(|version| format!("v{version}")),
+        )
+        .field("Created", text_time(plan.created_at))
+        .field("Updated", text_time(plan.updated_at));
+        if let Some(description) = &plan.description {
+            text.block("Description", description);
+        }
+        text.blank()
+            .line("Specification Content:")
+            .blank()
+            .line(spec.trim_end());
+        if let Some(artifacts) = &plan.work_artifacts {
+            text.block("Work Artifacts", artifacts);
+        }
+        let mut view = related.plan_view(&plan)?;
+        view.spec_content = Some(spec);
+        Reply::new(&text, &PlanResult { plan: view })
+    }
+
+    async fn update_plan_reply(&self, viewer: Viewer, args: UpdatePlanArgs) -> AppResult<Reply> {
+        let plan = self
+            .services
+            .update_plan(&viewer, &args.plan_id, &args.spec_content)
+            .await?;
+        let mut view = self.one_plan(&plan, &[]).await?.plan_view(&plan)?;
+        view.spec_content = Some(args.spec_content);
+        let mut text = Text::headline("✓ Plan updated successfully!");
+        text.field("Plan", &plan.title)
+            .field("ID", plan.id)
+            .field("Status", status_of(&plan)?.as_str())
+            .field("Last Activity", text_time(plan.last_activity_at))
+            .field("Updated", text_time(plan.updated_at))
+            .blank()
+            .line("The plan specification has been updated with your latest progress.");
+        Reply::new(&text, &PlanResult { plan: view })
+    }
+
+    async fn set_plan_status_reply(
+        &self,
+        viewer: Viewer,
+        args: SetPlanStatusArgs,
+    ) -> AppResult<Reply> {
+        let outcome = self
+            .services
+            .set_plan_status(&viewer, &args.plan_id, args.status.into())
+            .await?;
+        let (plan, version) = (&outcome.plan, &outcome.version);
+        let implementer: Vec<Uuid> = version.iter().filter_map(|v| v.implemented_by).collect();
+        let related = self.one_plan(plan, &implementer).await?;
+        let status = status_of(plan)?;
+        let completed = status == PlanStatus::Completed;
+        let mut text = Text::headline(if completed {
+            "✓ Plan completed!"
+        } else {
+            "✓ Plan status updated!"
+        });
+        text.field("Plan", &plan.title)
+            .field("ID", plan.id)
+            .field("Status", changed_status(&outcome)?)
+            .field("Updated", text_time(plan.updated_at));
+        if let Some(version) = version {
+            text.field(
+                "Implemented Version",
+                format!("v{} (created)", version.version),
+            );
+        }
+        text.blank();
+        match status {
+            PlanStatus::Completed => {
+                text.line(
+                    "A new feature version has been created and linked to this implementation.",
+                )
+                .line("The plan is now released and available for reference.");
+            }
+            PlanStatus::Ready => {
+                text.line("The plan is now available for workers to claim.");
+            }
+            PlanStatus::Draft => {
+                text.line("The plan is back in draft; workers cannot claim it until it is marked ready again.");
+            }
+            PlanStatus::InProgress => {
+                let worker = plan
+                    .claimed_by
+                    .map(|id| related.user(id).map(|user| user.email.clone()))
+                    .transpose()?
+                    .unwrap_or_default();
+                text.line(format!(
+                    "The plan is back in progress; the claim returned to {worker}."
+                ));
+            }
+            PlanStatus::Failed => {
+                text.line("The plan is marked failed and its claim released; its artifacts are kept for reference.");
+            }
+            _ => {}
+        }
+        change_reply(&text, &related, &outcome)
+    }
+
+    async fn claim_plan_reply(&self, viewer: Viewer, args: ClaimPlanArgs) -> AppResult<Reply> {
+        let plan = self.services.claim_plan(&viewer, &args.plan_id).await?;
+        let related = self.one_plan(&plan, &[]).await?;
+        let feature = related.feature(plan.feature_id)?;
+        let mut text = Text::headline("✓ Plan claimed successfully!");
+        text.field("Plan", &plan.title)
+            .field("ID", plan.id)
+            .field("Feature", format!("{} ({})", feature.title, feature.id))
+            .field("Status", status_of(&plan)?.as_str())
+            .field("Claimed by", format!("you ({})", viewer.user.email))
+            .optional_field("Claimed at", plan.claimed_at.map(text_time))
+            .blank()
+            .line("You can now start working on this plan. Update the plan spec as you make progress.");
+        let view = related.plan_view(&plan)?;
+        Reply::new(&text, &PlanResult { plan: view })
+    }
+
+    async fn release_plan_reply(&self, viewer: Viewer, args: ReleasePlanArgs) -> AppResult<Reply> {
+        let outcome = self.services.release_plan(&viewer, &args.plan_id).await?;
+        let plan = &outcome.plan;
+        let related = self.one_plan(plan, &[]).await?;
+        let mut text = Text::headline("✓ Plan released successfully!");
+        text.field("Plan", &plan.title)
+            .field("ID", plan.id)
+            .field("Status", changed_status(&outcome)?)
+            .field("Claimed by", "null")
+            .field("Updated", text_time(plan.updated_at))
+            .blank()
+            .line("The plan is now available for other workers to claim.");
+        change_reply(&text, &related, &outcome)
+    }
+
+    async fn submit_work_reply(&self, viewer: Viewer, args: SubmitWorkArgs) -> AppResult<Reply> {
+        let target = match args.status {
+            SubmitStatus::Review => SubmitTarget::Review,
+            SubmitStatus::Completed => SubmitTarget::Completed,
+        };
+        let outcome = self
+            .services
+            .submit_work(&viewer, &args.plan_id, &args.artifacts_markdown, target)
+            .await?;
+        let (plan, version) = (&outcome.plan, &outcome.version);
+        let implementer: Vec<Uuid> = version.iter().filter_map(|v| v.implemented_by).collect();
+        let related = self.one_plan(plan, &implementer).await?;
+        let status = changed_status(&outcome)?;
+        let text = match version {
+            None => {
+                let mut text = Text::headline("✓ Work submitted for review!");
+                text.field("Plan", &plan.title)
+                    .field("ID", plan.id)
+                    .field("Status", status)
+                    .field("Last Activity", text_time(plan.last_activity_at))
+                    .field("Updated", text_time(plan.updated_at))
+                    .block("Work Artifacts", &args.artifacts_markdown)
+                    .blank()
+                    .line("The plan is now awaiting approval. Once approved, use set_plan_status to mark it completed.");
+                text
+            }
+            Some(version) => {
+                let feature = related.feature(plan.feature_id)?;
+                let implementer = version
+                    .implemented_by
+                    .map(|id| related.user(id).map(|user| user.email.clone()))
+                    .transpose()?
+                    .unwrap_or_default();
+                let mut text = Text::headline("✓ Implementation completed!");
+                text.field("Plan", &plan.title)
+                    .field("ID", plan.id)
+                    .field("Status", status)
+                    .field(
+                        "Implemented Version",
+                        format!("v{} (created automatically)", version.version),
+                    )
+                    .field("Updated", text_time(plan.updated_at))
+                    .blank()
+                    .line("A new feature version has been created:")
+                    .line(format!("- Feature: {}", feature.title))
+                    .line(format!("- Version: v{}", version.version))
+                    .line(format!("- Implemented by: {implementer}"))
+                    .line(format!(
+                        "- Implementation timestamp: {}",
+                        text_time(version.created_at)
+                    ))
+                    .blank()
+                    .line("The implementation is now part of the feature history.");
+                text
+            }
+        };
+        change_reply(&text, &related, &outcome)
+    }
+}
+
+/// `ready (was: draft)`: where a change took the plan, and from where.
+fn changed_status(outcome: &Outcome) -> AppResult<String> {
+    let status = status_of(&outcome.plan)?;
+    Ok(format!(
+        "{} (was: {})",
+        status.as_str(),
+        outcome.previous.as_str()
+    ))
+}
+
+/// The reply of a status change: `text` with the plan, its previous status
+/// and the version the change cut, if any.
+fn change_reply(text: &Text, related: &Related, outcome: &Outcome) -> AppResult<Reply> {
+    let plan = &outcome.plan;
+    let plans = HashMap::from([(plan.id, plan.clone())]);
+    let result = PlanChangeResult {
+        plan: related.plan_view(plan)?,
+        previous_status: outcome.previous.into(),
+        feature_version: outcome
+            .version
+            .as_ref()
+            .map(|version| related.version_view(version, &plans))
+            .transpose()?,
+    };
+    Reply::new(text, &result)
+}
+
+/// `Available Plans`, `Plans for User Authentication`, `Stalled Plans`, …
+/// as the seed's examples head their lists: "Available Plans" unless a
+/// filter names something more specific.
+fn list_heading(status: Option<PlanStatus>, feature_title: Option<&str>) -> String {
+    let base = match status {
+        None if feature_title.is_some() => "Plans",
+        None => "Available Plans",
+        Some(PlanStatus::Draft) => "Draft Plans",
+        Some(PlanStatus::Ready) => "Available Plans",
+        Some(PlanStatus::Claimed) => "Claimed Plans",
+        Some(PlanStatus::InProgress) => "In-Progress Plans",
+        Some(PlanStatus::Stalled) => "Stalled Plans",
+        Some(PlanStatus::Review) => "Plans in Review",
+        Some(PlanStatus::Completed) => "Completed Plans",
+        Some(PlanStatus::Failed) => "Failed Plans",
+    };
+    match feature_title {
+        Some(title) => format!("{base} for {title}"),
+        None => base.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rmcp::handler::server::tool::schema_for_input;
+
+    use super::super::call::parse_arguments;
+    use super::*;
+
+    /// rmcp accepts every argument type as an input schema (a JSON object),
+    /// so `input` never falls back.
+    #[test]
+    fn every_argument_type_is_a_valid_input_schema() {
+        assert!(schema_for_input::<CreatePlanArgs>().is_ok());
+        assert!(schema_for_input::<ListPlansArgs>().is_ok());
+        assert!(schema_for_input::<GetPlanArgs>().is_ok());
+        assert!(schema_for_input::<UpdatePlanArgs>().is_ok());
+        assert!(schema_for_input::<SetPlanStatusArgs>().is_ok());
+        assert!(schema_for_input::<ClaimPlanArgs>().is_ok());
+        assert!(schema_for_input::<ReleasePlanArgs>().is_ok());
+        assert!(schema_for_input::<SubmitWorkArgs>().is_ok());
+    }
+
+    #[test]
+    fn statuses_are_spelled_as_in_the_workflow() {
+        for status in PlanStatus::ALL {
+            let spelled = serde_json::to_value(Status::from(status)).expect("serializes");
+            assert_eq!(spelled, status.as_str());
+            let parsed: Status = serde_json::from_value(spelled).expect("parses");
+            assert_eq!(PlanStatus::from(parsed), status);
+        }
+    }
+
+    #[test]
+    fn malformed_arguments_are_bad_user_input() {
+        let arguments = serde_json::json!({ "plan_id": "x", "status": "done" });
+        let serde_json::Value::Object(arguments) = arguments else {
+            unreachable!("an object literal");
+        };
+        let error = parse_arguments::<SetPlanStatusArgs>("set_plan_status", arguments)
+            .expect_err("unknown status");
+        assert_eq!(error.code(), "BAD_USER_INPUT");
+        assert!(
+            error.message().contains("unknown variant `done`"),
+            "{}",
+            error.message()
+        );
+    }
+}
