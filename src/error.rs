@@ -369,7 +369,7 @@ impl From<DbErr> for AppError {
             tracing::warn!(%error, "database unavailable");
             AppError::DatabaseUnavailable
         } else {
-            tracing::error!(%error, "database error");
+            // Logged where it becomes a response, with that context.
             AppError::Internal(error.to_string())
         }
     }
@@ -401,8 +401,13 @@ fn is_unavailable(error: &DbErr) -> bool {
 }
 
 impl ErrorExtensions for AppError {
+    /// The error as GraphQL sends it; the `AppError` rides along as its
+    /// source, so the response's one exit (`graphql::guard`) can log the
+    /// detail of an internal error that the client never sees.
     fn extend(&self) -> async_graphql::Error {
-        async_graphql::Error::new(self.message()).extend_with(|_, extensions| {
+        let mut error = async_graphql::Error::new(self.message());
+        error.source = Some(std::sync::Arc::new(self.clone()));
+        error.extend_with(|_, extensions| {
             extensions.set("code", self.code());
             for (key, value) in self.details(Interface::GraphQl) {
                 match async_graphql::Value::from_json(value) {
@@ -419,9 +424,21 @@ impl ErrorExtensions for AppError {
 impl AppError {
     /// For errors raised outside a resolver (before or around execution).
     pub fn into_server_error(self) -> async_graphql::ServerError {
-        let mut error = async_graphql::ServerError::new(self.message(), None);
-        error.extensions = self.extend().extensions;
+        let extended = self.extend();
+        let mut error = async_graphql::ServerError::new(extended.message, None);
+        error.source = extended.source;
+        error.extensions = extended.extensions;
         error
+    }
+
+    /// Logs an internal error's detail, which the client is never shown.
+    /// Called once per error, where it is turned into a response (a GraphQL
+    /// response, an MCP result, an HTTP refusal); `context` says which, e.g.
+    /// the GraphQL path of the field.
+    pub fn log_if_internal(&self, context: &str) {
+        if let AppError::Internal(detail) = self {
+            tracing::error!(context, detail = %detail, "internal error");
+        }
     }
 }
 

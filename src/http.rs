@@ -15,6 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -87,17 +88,7 @@ pub fn router(state: HttpState) -> Router {
     let max_body_bytes = state.max_body_bytes;
     let metrics = (!state.metrics.separate)
         .then(|| metrics_router(state.services.clone(), state.metrics.clone()));
-    let cors = cors(&state.cors_origins);
-    let request_id = HeaderName::from_static(REQUEST_ID);
-    let tracing = TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-        let id = request
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default();
-        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
-    });
-    Router::new()
+    let routes = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(crate::websocket::upgrade))
         .route("/healthz", get(|| async { "ok" }))
@@ -108,11 +99,33 @@ pub fn router(state: HttpState) -> Router {
         .nest_service(
             "/mcp",
             crate::mcp::service(state.services.clone(), max_body_bytes),
-        )
+        );
+    with_layers(routes, max_body_bytes, &state.cors_origins).with_state(state)
+}
+
+/// What every route passes through, outermost last.
+fn with_layers<S: Clone + Send + Sync + 'static>(
+    routes: Router<S>,
+    max_body_bytes: usize,
+    cors_origins: &[String],
+) -> Router<S> {
+    let request_id = HeaderName::from_static(REQUEST_ID);
+    let tracing = TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+        let id = request
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+    });
+    routes
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // A bug that panics answers its request with INTERNAL and is logged;
+        // the connection and the server carry on.
+        .layer(CatchPanicLayer::custom(answer_panic))
         // Dashboard pages of JSON compress several-fold.
         .layer(tower_http::compression::CompressionLayer::new())
-        .layer(cors)
+        .layer(cors(cors_origins))
         // No response is ever read as a type other than the one it declares.
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -125,7 +138,18 @@ pub fn router(state: HttpState) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         // Before an id is kept, logged and echoed, it must be harmless.
         .layer(axum::middleware::map_request(drop_unsafe_request_id))
-        .with_state(state)
+}
+
+/// The response to a request whose handler panicked: GraphQL-shaped, like
+/// every other refusal, with the panic's message in the log only.
+fn answer_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    let error = AppError::Internal(format!("handler panicked: {detail}"));
+    error_response(MediaType::Json, StatusCode::INTERNAL_SERVER_ERROR, &error)
 }
 
 /// A client's request id is logged and echoed, so one that could forge log
@@ -164,6 +188,7 @@ fn cors(origins: &[String]) -> CorsLayer {
 /// A GraphQL-shaped error for requests that never reached execution, so
 /// clients parse every failure the same way.
 fn error_response(media: MediaType, status: StatusCode, error: &AppError) -> Response {
+    error.log_if_internal("http request");
     let mut response = media.error(status, error);
     no_store(&mut response);
     response
@@ -404,4 +429,39 @@ fn record_pool_usage(db: &sea_orm::DatabaseConnection) {
     metrics::gauge!("plangraph_db_pool_connections", "state" => "idle").set(f64::from(idle));
     metrics::gauge!("plangraph_db_pool_connections", "state" => "in_use")
         .set(f64::from(size.saturating_sub(idle)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    async fn panics() -> &'static str {
+        panic!("a bug")
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_internal_and_the_server_carries_on() {
+        let routes: Router = Router::new()
+            .route("/boom", get(panics))
+            .route("/fine", get(|| async { "ok" }));
+        let app = with_layers(routes, 1024, &[]);
+        let request = |path: &str| {
+            axum::http::Request::get(path)
+                .body(Body::empty())
+                .expect("request")
+        };
+        let response = app.clone().oneshot(request("/boom")).await.expect("answer");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().contains_key(REQUEST_ID));
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["errors"][0]["extensions"]["code"], "INTERNAL");
+        assert!(!body.to_string().contains("a bug"), "no internals: {body}");
+        let fine = app.oneshot(request("/fine")).await.expect("answer");
+        assert_eq!(fine.status(), StatusCode::OK);
+    }
 }

@@ -123,6 +123,7 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
 }
 
 fn failed(error: plangraph::error::AppError) -> StartupError {
+    error.log_if_internal("command line");
     StartupError(error.message())
 }
 

@@ -199,6 +199,7 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
     let viewer = match authenticate(&state, &init).await {
         Ok(viewer) => viewer,
         Err(error) => {
+            error.log_if_internal("websocket connection_init");
             let (code, reason) = match error {
                 AppError::Unauthenticated(_) => (4403, "Forbidden"),
                 _ => (1011, "Server unavailable; try again shortly"),

@@ -4,101 +4,7 @@
 //! clock. The service layer turns a [`Transition`] into one conditional UPDATE plus
 //! an event row, so this file is the single place where the workflow table lives.
 
-use std::fmt;
-
-/// Where a plan is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PlanStatus {
-    Draft,
-    Ready,
-    Claimed,
-    InProgress,
-    Stalled,
-    Review,
-    Completed,
-    Failed,
-}
-
-impl PlanStatus {
-    pub const ALL: [PlanStatus; 8] = [
-        PlanStatus::Draft,
-        PlanStatus::Ready,
-        PlanStatus::Claimed,
-        PlanStatus::InProgress,
-        PlanStatus::Stalled,
-        PlanStatus::Review,
-        PlanStatus::Completed,
-        PlanStatus::Failed,
-    ];
-
-    /// The spelling stored in the database and used in messages (`in_progress`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PlanStatus::Draft => "draft",
-            PlanStatus::Ready => "ready",
-            PlanStatus::Claimed => "claimed",
-            PlanStatus::InProgress => "in_progress",
-            PlanStatus::Stalled => "stalled",
-            PlanStatus::Review => "review",
-            PlanStatus::Completed => "completed",
-            PlanStatus::Failed => "failed",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<PlanStatus> {
-        PlanStatus::ALL
-            .into_iter()
-            .find(|status| status.as_str() == value)
-    }
-
-    /// Statuses in which a worker holds the plan and the stale sweeper watches it.
-    pub fn is_worked_on(self) -> bool {
-        matches!(
-            self,
-            PlanStatus::Claimed | PlanStatus::InProgress | PlanStatus::Stalled
-        )
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, PlanStatus::Completed | PlanStatus::Failed)
-    }
-}
-
-impl fmt::Display for PlanStatus {
-    /// Upper case, as GraphQL clients see the enum (`IN_PROGRESS`).
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(&self.as_str().to_ascii_uppercase())
-    }
-}
-
-/// A caller's role in the plan's project. Non-members never reach the workflow:
-/// the service refuses them before, so that they learn nothing about the plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    Owner,
-    Member,
-    Viewer,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Member => "member",
-            Role::Viewer => "viewer",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Role> {
-        [Role::Owner, Role::Member, Role::Viewer]
-            .into_iter()
-            .find(|role| role.as_str() == value)
-    }
-
-    pub fn can_write(self) -> bool {
-        matches!(self, Role::Owner | Role::Member)
-    }
-}
+pub use entity::enums::{EventKind, PlanStatus, Role};
 
 /// Who asks for a change, relative to the plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,54 +67,6 @@ pub enum ClaimEffect {
     /// Work sent back from review returns to whoever submitted it.
     ReturnToSubmitter,
     Clear,
-}
-
-/// The audit-trail kind recorded for a change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    Created,
-    Updated,
-    StatusChanged,
-    Claimed,
-    Released,
-    Submitted,
-    Completed,
-    Stalled,
-    Failed,
-}
-
-impl EventKind {
-    pub const ALL: [EventKind; 9] = [
-        EventKind::Created,
-        EventKind::Updated,
-        EventKind::StatusChanged,
-        EventKind::Claimed,
-        EventKind::Released,
-        EventKind::Submitted,
-        EventKind::Completed,
-        EventKind::Stalled,
-        EventKind::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Created => "created",
-            EventKind::Updated => "updated",
-            EventKind::StatusChanged => "status_changed",
-            EventKind::Claimed => "claimed",
-            EventKind::Released => "released",
-            EventKind::Submitted => "submitted",
-            EventKind::Completed => "completed",
-            EventKind::Stalled => "stalled",
-            EventKind::Failed => "failed",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<EventKind> {
-        EventKind::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == value)
-    }
 }
 
 /// An allowed change and all of its side effects.
@@ -726,16 +584,7 @@ mod tests {
     }
 
     #[test]
-    fn names_round_trip() {
-        for status in PlanStatus::ALL {
-            assert_eq!(PlanStatus::parse(status.as_str()), Some(status));
-        }
-        for kind in EventKind::ALL {
-            assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
-        }
-        for role in [Role::Owner, Role::Member, Role::Viewer] {
-            assert_eq!(Role::parse(role.as_str()), Some(role));
-        }
+    fn statuses_show_as_graphql_enums() {
         assert_eq!(InProgress.to_string(), "IN_PROGRESS");
     }
 }

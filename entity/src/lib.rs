@@ -2,6 +2,7 @@
 //! these types only describe rows.
 
 pub mod api_key;
+pub mod enums;
 pub mod feature;
 pub mod feature_version;
 pub mod plan;

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::enums::PlanStatus;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "plans")]
 pub struct Model {
@@ -10,8 +12,8 @@ pub struct Model {
     pub feature_id: Uuid,
     pub title: String,
     pub description: Option<String>,
-    /// Lower-case workflow status, e.g. `in_progress`.
-    pub status: String,
+    /// Stored lower-case, e.g. `in_progress`.
+    pub status: PlanStatus,
     pub spec_key: String,
     pub spec_sha256: String,
     pub spec_size: i64,

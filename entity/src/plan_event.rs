@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::enums::{EventKind, PlanStatus};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "plan_events")]
 pub struct Model {
@@ -9,9 +11,9 @@ pub struct Model {
     pub project_id: Uuid,
     pub feature_id: Uuid,
     pub plan_id: Uuid,
-    pub kind: String,
-    pub from_status: Option<String>,
-    pub to_status: String,
+    pub kind: EventKind,
+    pub from_status: Option<PlanStatus>,
+    pub to_status: PlanStatus,
     /// `None` when the system (the stale sweeper) made the change.
     pub actor_id: Option<Uuid>,
     pub at: DateTimeUtc,

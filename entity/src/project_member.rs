@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::enums::Role;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "project_members")]
 pub struct Model {
@@ -7,8 +9,8 @@ pub struct Model {
     pub project_id: Uuid,
     #[sea_orm(primary_key, auto_increment = false)]
     pub user_id: Uuid,
-    /// `owner`, `member` or `viewer`.
-    pub role: String,
+    /// Stored as `owner`, `member` or `viewer`.
+    pub role: Role,
     pub created_at: DateTimeUtc,
 }
 

@@ -21,7 +21,7 @@ use async_graphql::extensions::{
     NextSubscribe, NextValidation,
 };
 use async_graphql::parser::types::OperationType;
-use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult};
+use async_graphql::{PathSegment, Request, Response, ServerError, ServerResult, ValidationResult};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
@@ -98,10 +98,23 @@ fn refuse(error: AppError) -> ServerError {
     error.into_server_error()
 }
 
-/// Gives every error without a code `BAD_USER_INPUT`: ours all carry one, so
-/// the rest come from async-graphql's checks of the request itself.
+/// The way out of every response: internal errors are logged (with the
+/// field's path) and every error without a code gets `BAD_USER_INPUT` —
+/// ours all carry one, so the rest come from async-graphql's checks of the
+/// request itself.
 fn with_codes(mut response: Response) -> Response {
     for error in &mut response.errors {
+        if let Some(cause) = error.source::<AppError>() {
+            let path: Vec<String> = error
+                .path
+                .iter()
+                .map(|segment| match segment {
+                    PathSegment::Field(name) => name.clone(),
+                    PathSegment::Index(index) => index.to_string(),
+                })
+                .collect();
+            cause.log_if_internal(&format!("graphql {}", path.join(".")));
+        }
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_none() {
             extensions.set("code", "BAD_USER_INPUT");

@@ -50,6 +50,7 @@ impl Reply {
 /// code and message with the facts a program acts on:
 /// `{"error": {"code", "message", "current_status", …}}`.
 fn error_result(error: &AppError) -> CallToolResult {
+    error.log_if_internal("mcp tool call");
     let message = error.message_for(Interface::Mcp);
     let text = format!("{}: {message}", error.code());
     let mut fields = Map::new();

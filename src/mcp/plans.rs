@@ -17,7 +17,7 @@ use super::views::{PlanView, Related, Status, Text, VersionView, text_time};
 use crate::error::AppResult;
 use crate::service::Viewer;
 use crate::service::pagination::Window;
-use crate::service::plans::{Outcome, PlanFilter, PlanJoins, PlanSort, status_of};
+use crate::service::plans::{Outcome, PlanFilter, PlanJoins, PlanSort};
 use crate::workflow::{PlanStatus, SubmitTarget};
 use entity::plan;
 
@@ -335,7 +335,7 @@ impl Tools {
         for (number, plan) in plans.iter().enumerate() {
             let feature = related.feature(plan.feature_id)?;
             let project = related.project(plan.project_id)?;
-            let status = status_of(plan)?;
+            let status = plan.status;
             text.line(format!("{}. {}", number + 1, plan.title))
                 .line(format!("   ID: {}", plan.id))
                 .line(format!(
@@ -388,7 +388,7 @@ impl Tools {
         text.field("ID", plan.id)
             .field("Feature", format!("{} ({})", feature.title, feature.id))
             .field("Project", &related.project(plan.project_id)?.name)
-            .field("Status", status_of(&plan)?.as_str());
+            .field("Status", plan.status.as_str());
         if let Some(claimer) = plan.claimed_by {
             text.field("Claimed by", &related.user(claimer)?.email)
                 .optional_field("Claimed at", plan.claimed_at.map(text_time))
@@ -429,7 +429,7 @@ impl Tools {
         let mut text = Text::headline("✓ Plan updated successfully!");
         text.field("Plan", &plan.title)
             .field("ID", plan.id)
-            .field("Status", status_of(&plan)?.as_str())
+            .field("Status", plan.status.as_str())
             .field("Last Activity", text_time(plan.last_activity_at))
             .field("Updated", text_time(plan.updated_at))
             .blank()
@@ -449,7 +449,7 @@ impl Tools {
         let (plan, version) = (&outcome.plan, &outcome.version);
         let implementer: Vec<Uuid> = version.iter().filter_map(|v| v.implemented_by).collect();
         let related = self.one_plan(plan, &implementer).await?;
-        let status = status_of(plan)?;
+        let status = plan.status;
         let completed = status == PlanStatus::Completed;
         let mut text = Text::headline(if completed {
             "✓ Plan completed!"
@@ -506,7 +506,7 @@ impl Tools {
         text.field("Plan", &plan.title)
             .field("ID", plan.id)
             .field("Feature", format!("{} ({})", feature.title, feature.id))
-            .field("Status", status_of(&plan)?.as_str())
+            .field("Status", plan.status.as_str())
             .field("Claimed by", format!("you ({})", viewer.user.email))
             .optional_field("Claimed at", plan.claimed_at.map(text_time))
             .blank()
@@ -592,7 +592,7 @@ impl Tools {
 
 /// `ready (was: draft)`: where a change took the plan, and from where.
 fn changed_status(outcome: &Outcome) -> AppResult<String> {
-    let status = status_of(&outcome.plan)?;
+    let status = outcome.plan.status;
     Ok(format!(
         "{} (was: {})",
         status.as_str(),

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
-use crate::service::plans::status_of;
 use crate::service::{Services, rfc3339};
 use crate::workflow::PlanStatus;
 use entity::{feature, feature_version, plan, project, user};
@@ -294,7 +293,7 @@ impl Related {
             id: plan.id.to_string(),
             title: plan.title.clone(),
             description: plan.description.clone(),
-            status: status_of(plan)?.into(),
+            status: plan.status.into(),
             feature: FeatureRef {
                 id: feature.id.to_string(),
                 title: feature.title.clone(),

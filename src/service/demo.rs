@@ -291,9 +291,7 @@ impl Services {
                 data.most_plans_per_feature = data.most_plans_per_feature.max(*count);
             }
             for plan in &batch.plans {
-                if let Some(status) = PlanStatus::parse(&plan.status) {
-                    *by_status.entry(status).or_default() += 1;
-                }
+                *by_status.entry(plan.status).or_default() += 1;
             }
             data.projects += 1;
             data.features += batch.features.len();
@@ -458,7 +456,7 @@ fn generate_project(rng: &mut Rng, cast: &Cast, index: usize, size: DemoSize) ->
         .map(|(user_id, role)| project_member::Model {
             project_id,
             user_id,
-            role: role.as_str().to_owned(),
+            role,
             created_at: project_created,
         })
         .collect();
@@ -676,9 +674,9 @@ fn generate_plan(
             project_id: Set(project_id),
             feature_id: Set(feature_id),
             plan_id: Set(id),
-            kind: Set(step.kind.as_str().to_owned()),
-            from_status: Set(from.map(|status: PlanStatus| status.as_str().to_owned())),
-            to_status: Set(step.to.as_str().to_owned()),
+            kind: Set(step.kind),
+            from_status: Set(from),
+            to_status: Set(step.to),
             actor_id: Set(step.actor),
             at: Set(*at),
             ..Default::default()
@@ -704,7 +702,7 @@ fn generate_plan(
             description: rng
                 .chance(60)
                 .then(|| "Keeps the change small enough to review in one sitting.".to_owned()),
-            status: status.as_str().to_owned(),
+            status,
             spec_key: stored.key,
             spec_sha256: stored.sha256,
             spec_size: stored.size,

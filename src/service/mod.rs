@@ -159,7 +159,7 @@ impl Services {
             .filter(project_member::Column::UserId.eq(user))
             .one(&self.db)
             .await?;
-        Ok(membership.and_then(|member| Role::parse(&member.role)))
+        Ok(membership.map(|member| member.role))
     }
 
     /// Membership check for reads: any role will do.

@@ -274,7 +274,7 @@ impl Services {
             feature_id: Set(feature.id),
             title: Set(title),
             description: Set(description),
-            status: Set(status.as_str().to_owned()),
+            status: Set(status),
             spec_key: Set(spec.key),
             spec_sha256: Set(spec.sha256),
             spec_size: Set(spec.size),
@@ -396,7 +396,7 @@ impl Services {
                 is_claimer: plan.claimed_by == Some(viewer.id()),
                 is_submitter: plan.submitted_by == Some(viewer.id()),
             };
-            let transition = workflow::decide(status_of(&plan)?, action, actor)
+            let transition = workflow::decide(plan.status, action, actor)
                 .map_err(|refusal| refused(refusal, &plan, viewer))?;
             if let (true, Some(content), None) =
                 (transition.replaces_spec, input.spec_content, &stored_spec)
@@ -439,10 +439,10 @@ impl Services {
         use plan::Column;
         let at = now();
         let mut update = plan::Entity::update_many()
-            .col_expr(Column::Status, Expr::value(transition.to.as_str()))
+            .col_expr(Column::Status, Expr::value(transition.to))
             .col_expr(Column::UpdatedAt, Expr::value(at))
             .filter(Column::Id.eq(before.id))
-            .filter(Column::Status.eq(before.status.as_str()))
+            .filter(Column::Status.eq(before.status))
             .filter(same_user(Column::ClaimedBy, before.claimed_by))
             .filter(same_user(Column::SubmittedBy, before.submitted_by));
         if transition.records_activity {
@@ -520,7 +520,7 @@ impl Services {
     /// sweep no longer matches and stays as it is, and when two instances sweep
     /// at once only one UPDATE matches, so each plan gets one STALLED event.
     pub async fn mark_stale_plans(&self, cutoff: DateTime<Utc>) -> AppResult<usize> {
-        let watched = [PlanStatus::Claimed, PlanStatus::InProgress].map(PlanStatus::as_str);
+        let watched = [PlanStatus::Claimed, PlanStatus::InProgress];
         let candidates = plan::Entity::find()
             .filter(plan::Column::Status.is_in(watched))
             .filter(plan::Column::LastActivityAt.lt(cutoff))
@@ -528,16 +528,16 @@ impl Services {
             .await?;
         let mut marked = 0;
         for candidate in candidates {
-            let from = status_of(&candidate)?;
+            let from = candidate.status;
             let Ok(transition) = workflow::decide(from, Action::MarkStale, Actor::System) else {
                 continue;
             };
             let txn = self.begin_write().await?;
             let updated = plan::Entity::update_many()
-                .col_expr(plan::Column::Status, Expr::value(transition.to.as_str()))
+                .col_expr(plan::Column::Status, Expr::value(transition.to))
                 .col_expr(plan::Column::UpdatedAt, Expr::value(now()))
                 .filter(plan::Column::Id.eq(candidate.id))
-                .filter(plan::Column::Status.eq(from.as_str()))
+                .filter(plan::Column::Status.eq(from))
                 .filter(plan::Column::LastActivityAt.lt(cutoff))
                 .exec_with_returning(&*txn)
                 .await?;
@@ -594,7 +594,7 @@ impl Services {
         group: plan::Column,
         ids: &[Uuid],
     ) -> AppResult<HashMap<Uuid, HashMap<PlanStatus, u64>>> {
-        let rows: Vec<(Uuid, String, i64)> = plan::Entity::find()
+        let rows: Vec<(Uuid, PlanStatus, i64)> = plan::Entity::find()
             .select_only()
             .column(group)
             .column(plan::Column::Status)
@@ -607,12 +607,10 @@ impl Services {
             .await?;
         let mut counts: HashMap<Uuid, HashMap<PlanStatus, u64>> = HashMap::new();
         for (id, status, count) in rows {
-            if let Some(status) = PlanStatus::parse(&status) {
-                counts
-                    .entry(id)
-                    .or_default()
-                    .insert(status, u64::try_from(count).unwrap_or(0));
-            }
+            counts
+                .entry(id)
+                .or_default()
+                .insert(status, u64::try_from(count).unwrap_or(0));
         }
         Ok(counts)
     }
@@ -649,8 +647,7 @@ fn visible_plans(viewer: &Viewer, filter: &PlanFilter) -> Select<plan::Entity> {
         query = query.filter(plan::Column::FeatureId.eq(feature));
     }
     if !filter.statuses.is_empty() {
-        query =
-            query.filter(plan::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
+        query = query.filter(plan::Column::Status.is_in(filter.statuses.iter().copied()));
     }
     if let Some(claimer) = filter.claimed_by {
         query = query.filter(plan::Column::ClaimedBy.eq(claimer));
@@ -713,13 +710,4 @@ fn same_user(column: plan::Column, value: Option<Uuid>) -> SimpleExpr {
         Some(id) => column.eq(id),
         None => column.is_null(),
     }
-}
-
-pub fn status_of(plan: &plan::Model) -> AppResult<PlanStatus> {
-    PlanStatus::parse(&plan.status).ok_or_else(|| {
-        AppError::Internal(format!(
-            "plan {} has unknown status {:?}",
-            plan.id, plan.status
-        ))
-    })
 }

@@ -38,7 +38,7 @@ impl Services {
         project_member::ActiveModel {
             project_id: Set(project.id),
             user_id: Set(viewer.id()),
-            role: Set(Role::Owner.as_str().to_owned()),
+            role: Set(Role::Owner),
             created_at: Set(at),
         }
         .insert(&*txn)
@@ -65,7 +65,7 @@ impl Services {
             .await?;
         Ok(memberships
             .into_iter()
-            .filter_map(|member| Some((member.project_id, Role::parse(&member.role)?)))
+            .map(|member| (member.project_id, member.role))
             .collect())
     }
 
@@ -114,20 +114,20 @@ impl Services {
             .one(&*txn)
             .await?;
         let member = match existing {
-            Some(member) if member.role == role.as_str() => member,
+            Some(member) if member.role == role => member,
             Some(member) => {
-                if member.role == Role::Owner.as_str() {
+                if member.role == Role::Owner {
                     ensure_another_owner(&txn, project.id, user.id).await?;
                 }
                 let mut active: project_member::ActiveModel = member.into();
-                active.role = Set(role.as_str().to_owned());
+                active.role = Set(role);
                 active.update(&*txn).await?
             }
             None => {
                 project_member::ActiveModel {
                     project_id: Set(project.id),
                     user_id: Set(user.id),
-                    role: Set(role.as_str().to_owned()),
+                    role: Set(role),
                     created_at: Set(now()),
                 }
                 .insert(&*txn)
@@ -158,7 +158,7 @@ impl Services {
             .ok_or_else(|| {
                 AppError::NotFound(format!("User {user_id} is not a member of this project"))
             })?;
-        if member.role == Role::Owner.as_str() {
+        if member.role == Role::Owner {
             ensure_another_owner(&txn, project.id, user_id).await?;
         }
         project_member::Entity::delete_by_id((project.id, user_id))
@@ -209,7 +209,7 @@ async fn ensure_another_owner(
 ) -> AppResult<()> {
     let other_owners = project_member::Entity::find()
         .filter(project_member::Column::ProjectId.eq(project))
-        .filter(project_member::Column::Role.eq(Role::Owner.as_str()))
+        .filter(project_member::Column::Role.eq(Role::Owner))
         .filter(project_member::Column::UserId.ne(leaving))
         .count(&**txn)
         .await?;

@@ -2,9 +2,6 @@
 
 use async_graphql::Enum;
 
-use crate::error::{AppError, AppResult};
-use crate::workflow;
-
 /// Where a plan is in the workflow:
 /// DRAFT → READY → CLAIMED → IN_PROGRESS → REVIEW → COMPLETED, or STALLED / FAILED.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -73,10 +70,4 @@ pub enum PlanEventKind {
     Stalled,
     /// The plan was marked FAILED.
     Failed,
-}
-
-pub(super) fn status(value: &str) -> AppResult<PlanStatus> {
-    workflow::PlanStatus::parse(value)
-        .map(Into::into)
-        .ok_or_else(|| AppError::Internal(format!("unknown status {value:?} in the database")))
 }

@@ -16,7 +16,6 @@ mod user;
 use async_graphql::Context;
 
 pub use self::api_key::{ApiKey, CreatedApiKey, CreatedUser};
-use self::enums::status;
 pub use self::enums::{PlanEventKind, PlanStatus, ProjectRole, SubmitStatus};
 pub use self::feature::Feature;
 pub use self::feature_version::FeatureVersion;

@@ -2,7 +2,7 @@ use async_graphql::{Context, ID, Object, SimpleObject};
 
 use super::{
     DateTime, Feature, FeatureVersion, PlanEvent, PlanStatus, Project, User, at, load_spec,
-    optional_user, status, user_by_id,
+    optional_user, user_by_id,
 };
 use crate::error::{AppError, AppResult};
 use crate::graphql::loaders::{FeatureId, ProjectId};
@@ -28,8 +28,8 @@ impl Plan {
         self.0.description.as_deref()
     }
     /// Workflow status.
-    async fn status(&self) -> AppResult<PlanStatus> {
-        status(&self.0.status)
+    async fn status(&self) -> PlanStatus {
+        self.0.status.into()
     }
     /// The technical spec (markdown), fetched from the spec store only when asked for.
     /// Null, with a `STORAGE_UNAVAILABLE` error at this path, while the store is down.

@@ -2,12 +2,11 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Object};
 
-use super::{DateTime, Plan, PlanEventKind, PlanStatus, User, at, optional_user, status};
+use super::{DateTime, Plan, PlanEventKind, PlanStatus, User, at, optional_user};
 use crate::error::{AppError, AppResult};
 use crate::events::LiveEvent;
 use crate::graphql::loaders;
 use crate::graphql::loaders::PlanId;
-use crate::workflow;
 use entity::plan_event;
 
 /// An event read from the log, or a live one that arrives with its plan and
@@ -36,19 +35,16 @@ impl PlanEvent {
         self.record().id.to_string()
     }
     /// What happened.
-    async fn kind(&self) -> AppResult<PlanEventKind> {
-        let kind = &self.record().kind;
-        workflow::EventKind::parse(kind)
-            .map(Into::into)
-            .ok_or_else(|| AppError::Internal(format!("unknown event kind {kind:?}")))
+    async fn kind(&self) -> PlanEventKind {
+        self.record().kind.into()
     }
     /// Status before the change; null when the plan was created.
-    async fn from_status(&self) -> AppResult<Option<PlanStatus>> {
-        self.record().from_status.as_deref().map(status).transpose()
+    async fn from_status(&self) -> Option<PlanStatus> {
+        self.record().from_status.map(Into::into)
     }
     /// Status after the change.
-    async fn to_status(&self) -> AppResult<PlanStatus> {
-        status(&self.record().to_status)
+    async fn to_status(&self) -> PlanStatus {
+        self.record().to_status.into()
     }
     /// Who made the change; null when the system did (the stale sweeper).
     async fn actor(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {

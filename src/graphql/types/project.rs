@@ -5,11 +5,10 @@ use async_graphql::{Context, ID, Object};
 use super::{
     DateTime, FeatureConnection, PlanCounts, ProjectRole, User, at, load_features, user_by_id,
 };
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::graphql::connection::PageArguments;
 use crate::graphql::loaders::ProjectPlanCounts;
 use crate::graphql::{loaders, services, viewer};
-use crate::workflow;
 use entity::{project, project_member};
 
 pub struct Project(pub Arc<project::Model>);
@@ -99,10 +98,8 @@ impl ProjectMember {
         user_by_id(ctx, self.0.user_id).await
     }
     /// What the member may do.
-    async fn role(&self) -> AppResult<ProjectRole> {
-        workflow::Role::parse(&self.0.role)
-            .map(Into::into)
-            .ok_or_else(|| AppError::Internal(format!("unknown role {:?}", self.0.role)))
+    async fn role(&self) -> ProjectRole {
+        self.0.role.into()
     }
     /// When the user joined the project.
     async fn added_at(&self) -> DateTime {
