@@ -149,7 +149,7 @@ pub async fn record(
         plan_id: Set(plan.id),
         kind: Set(kind),
         from_status: Set(from),
-        to_status: Set(plan.status.clone()),
+        to_status: Set(plan.status),
         actor_id: Set(actor),
         at: Set(plan.updated_at),
         ..Default::default()
