@@ -34,9 +34,9 @@ use crate::workflow::{EventKind, PlanStatus};
 use entity::{plan, plan_event, user};
 
 /// The PostgreSQL channel the events are announced on.
-pub(crate) const CHANNEL: &str = "plangraph_plan_events";
+const CHANNEL: &str = "plangraph_plan_events";
 /// Serializes event-id assignment with commit order on PostgreSQL ("plan_evt").
-pub(crate) const EVENT_ORDER_LOCK: i64 = 0x706c_616e_5f65_7674;
+const EVENT_ORDER_LOCK: i64 = 0x706c_616e_5f65_7674;
 /// Payload prefix of an access-change notification; an event's payload is its id.
 const ACCESS_PREFIX: &str = "access:";
 /// Access changes a connection may fall behind by; one that lags re-checks.
@@ -138,10 +138,7 @@ pub async fn record(
 ) -> AppResult<plan_event::Model> {
     let postgres = connection.get_database_backend() == DbBackend::Postgres;
     if postgres {
-        // Held until commit: the next writer draws its id only after we commit.
-        connection
-            .execute_unprepared(&format!("SELECT pg_advisory_xact_lock({EVENT_ORDER_LOCK})"))
-            .await?;
+        take_order_lock(connection).await?;
     }
     let event = plan_event::ActiveModel {
         project_id: Set(plan.project_id),
@@ -157,11 +154,57 @@ pub async fn record(
     .insert(connection)
     .await?;
     if postgres {
-        connection
-            .execute_unprepared(&format!("NOTIFY {CHANNEL}, '{}'", event.id))
-            .await?;
+        announce(connection, event.id).await?;
     }
     Ok(event)
+}
+
+/// Inserts many event rows built elsewhere (a bulk import), in the caller's
+/// transaction and in commit order like [`record`], and announces them.
+pub async fn record_many(
+    connection: &impl ConnectionTrait,
+    rows: Vec<plan_event::ActiveModel>,
+) -> AppResult<()> {
+    /// Rows per INSERT, well under either database's bound-parameter limit.
+    const ROWS_PER_INSERT: usize = 1000;
+    let postgres = connection.get_database_backend() == DbBackend::Postgres;
+    if postgres {
+        take_order_lock(connection).await?;
+    }
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(ROWS_PER_INSERT).collect();
+        plan_event::Entity::insert_many(chunk)
+            .exec_without_returning(connection)
+            .await?;
+    }
+    if postgres {
+        let newest = plan_event::Entity::find()
+            .order_by_desc(plan_event::Column::Id)
+            .one(connection)
+            .await?;
+        if let Some(newest) = newest {
+            announce(connection, newest.id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Held until commit: the next writer draws its event ids only after this
+/// transaction commits, which makes ids follow commit order.
+async fn take_order_lock(connection: &impl ConnectionTrait) -> AppResult<()> {
+    connection
+        .execute_unprepared(&format!("SELECT pg_advisory_xact_lock({EVENT_ORDER_LOCK})"))
+        .await?;
+    Ok(())
+}
+
+/// Wakes every instance's listener, at commit, to read events up to `id`.
+async fn announce(connection: &impl ConnectionTrait, id: i64) -> AppResult<()> {
+    connection
+        .execute_unprepared(&format!("NOTIFY {CHANNEL}, '{id}'"))
+        .await?;
+    Ok(())
 }
 
 /// Inside a transaction that changes `user`'s access (a membership, a key):

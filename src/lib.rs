@@ -3,9 +3,12 @@
 //! `build` assembles the whole application from a [`Config`]; the binary and
 //! the black-box tests both start the server through it.
 
+pub mod application;
 pub mod auth;
 pub mod board;
+pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod events;
 pub mod graphql;

@@ -1,7 +1,6 @@
 //! Use cases. Resolvers call these and nothing lower: this is where
 //! authorization, validation, transactions and events happen.
 
-pub mod demo;
 pub mod features;
 pub mod keys;
 pub mod pagination;

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt, TryStreamExt};
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, Set};
+use sea_orm::{ConnectionTrait, EntityTrait, IntoActiveModel, Set};
 use uuid::Uuid;
 
-use super::{Services, now};
 use crate::error::{AppError, AppResult};
-use crate::events::{CHANNEL as EVENT_CHANNEL, EVENT_ORDER_LOCK};
+use crate::events;
+use crate::service::{Services, now};
 use crate::storage::{SpecOwner, spec_key};
 use crate::workflow::{EventKind, PlanStatus, Role};
 use entity::{feature, feature_version, plan, plan_event, project, project_member, user};
@@ -228,161 +228,144 @@ struct ProjectBatch {
     plans_per_feature: Vec<(Uuid, usize)>,
 }
 
-impl Services {
-    /// Creates a demo admin with an API key, a few people, and `size` worth
-    /// of projects, features and plans; everyone is a member of every new
-    /// project. Adds to whatever the database already holds: the new users'
-    /// emails carry a fresh tag.
-    ///
-    /// Per project, the spec objects are written first and then every row in
-    /// one transaction, so an interruption leaves whole projects and no row
-    /// pointing at a missing object.
-    #[tracing::instrument(skip(self))]
-    pub async fn seed_demo(&self, size: DemoSize) -> AppResult<DemoData> {
-        let total_plans = size
-            .projects
-            .checked_mul(size.features_per_project)
-            .and_then(|features| features.checked_mul(size.plans_per_feature))
-            .filter(|plans| *plans <= MAX_PLANS);
-        if size.projects == 0 || size.features_per_project == 0 || total_plans.is_none() {
-            return Err(AppError::BadUserInput(format!(
-                "seed-demo needs at least one project and one feature, and at most {MAX_PLANS} plans in all"
-            )));
-        }
-        // The random tail of a UUIDv7 keeps this run's emails apart from earlier runs'.
-        let tag = Uuid::now_v7().simple().to_string()[24..].to_owned();
-        let admin_email = format!("demo-admin-{tag}@example.com");
-        let admin = self
-            .create_user_unchecked(&admin_email, Some("Demo admin".into()), true)
-            .await?;
-        let cast = self.insert_people(admin.user.id, &tag).await?;
-
-        let mut rng = Rng(0x5eed_0f0d_d3a0_2026);
-        let mut data = DemoData {
-            admin_email,
-            admin_key: admin.key.token,
-            users: PEOPLE.len() + 1,
-            projects: 0,
-            features: 0,
-            plans: 0,
-            feature_versions: 0,
-            plan_events: 0,
-            spec_objects: 0,
-            plans_by_status: Vec::new(),
-            fewest_plans_per_feature: usize::MAX,
-            most_plans_per_feature: 0,
-            sample_project: Uuid::nil(),
-            sample_feature: Uuid::nil(),
-            sample_feature_plans: 0,
-        };
-        let mut by_status: BTreeMap<PlanStatus, usize> = BTreeMap::new();
-        for index in 0..size.projects {
-            let batch = generate_project(&mut rng, &cast, index, size);
-            if index == 0 {
-                data.sample_project = batch.project.id;
-                let busiest = batch.plans_per_feature.iter().max_by_key(|(_, n)| *n);
-                if let Some((feature, count)) = busiest {
-                    data.sample_feature = *feature;
-                    data.sample_feature_plans = *count;
-                }
-            }
-            for (_, count) in &batch.plans_per_feature {
-                data.fewest_plans_per_feature = data.fewest_plans_per_feature.min(*count);
-                data.most_plans_per_feature = data.most_plans_per_feature.max(*count);
-            }
-            for plan in &batch.plans {
-                *by_status.entry(plan.status).or_default() += 1;
-            }
-            data.projects += 1;
-            data.features += batch.features.len();
-            data.plans += batch.plans.len();
-            data.feature_versions += batch.versions.len();
-            data.plan_events += batch.events.len();
-            data.spec_objects += batch.specs.len();
-            self.write_specs(&batch.specs).await?;
-            self.insert_project_batch(batch).await?;
-        }
-        data.plans_by_status = by_status.into_iter().collect();
-        // Fresh planner statistics, as a database in use has them (autovacuum
-        // would take a minute to get there): without them PostgreSQL guesses
-        // a table of 10 000 plans holds a handful and picks poor plans.
-        self.db.execute_unprepared("ANALYZE").await?;
-        Ok(data)
+/// Creates a demo admin with an API key, a few people, and `size` worth
+/// of projects, features and plans; everyone is a member of every new
+/// project. Adds to whatever the database already holds: the new users'
+/// emails carry a fresh tag.
+///
+/// Per project, the spec objects are written first and then every row in
+/// one transaction, so an interruption leaves whole projects and no row
+/// pointing at a missing object.
+#[tracing::instrument(skip(services))]
+pub async fn seed(services: &Services, size: DemoSize) -> AppResult<DemoData> {
+    let total_plans = size
+        .projects
+        .checked_mul(size.features_per_project)
+        .and_then(|features| features.checked_mul(size.plans_per_feature))
+        .filter(|plans| *plans <= MAX_PLANS);
+    if size.projects == 0 || size.features_per_project == 0 || total_plans.is_none() {
+        return Err(AppError::BadUserInput(format!(
+            "seed-demo needs at least one project and one feature, and at most {MAX_PLANS} plans in all"
+        )));
     }
+    // The random tail of a UUIDv7 keeps this run's emails apart from earlier runs'.
+    let tag = Uuid::now_v7().simple().to_string()[24..].to_owned();
+    let admin_email = format!("demo-admin-{tag}@example.com");
+    let admin = services
+        .create_user_unchecked(&admin_email, Some("Demo admin".into()), true)
+        .await?;
+    let cast = insert_people(services, admin.user.id, &tag).await?;
 
-    async fn insert_people(&self, owner: Uuid, tag: &str) -> AppResult<Cast> {
-        let at = now();
-        let people: Vec<user::Model> = PEOPLE
-            .iter()
-            .map(|(name, local)| user::Model {
-                id: Uuid::now_v7(),
-                email: format!("{local}.{tag}@example.com"),
-                display_name: Some((*name).to_owned()),
-                is_admin: false,
-                created_at: at,
-            })
-            .collect();
-        let mut ids: Vec<Uuid> = people.iter().map(|person| person.id).collect();
-        let txn = self.begin_write().await?;
-        user::Entity::insert_many(people.into_iter().map(IntoActiveModel::into_active_model))
-            .exec_without_returning(&*txn)
-            .await?;
-        txn.commit().await?;
-        let viewer = ids.pop().unwrap_or(owner);
-        Ok(Cast {
-            owner,
-            workers: ids,
-            viewer,
+    let mut rng = Rng(0x5eed_0f0d_d3a0_2026);
+    let mut data = DemoData {
+        admin_email,
+        admin_key: admin.key.token,
+        users: PEOPLE.len() + 1,
+        projects: 0,
+        features: 0,
+        plans: 0,
+        feature_versions: 0,
+        plan_events: 0,
+        spec_objects: 0,
+        plans_by_status: Vec::new(),
+        fewest_plans_per_feature: usize::MAX,
+        most_plans_per_feature: 0,
+        sample_project: Uuid::nil(),
+        sample_feature: Uuid::nil(),
+        sample_feature_plans: 0,
+    };
+    let mut by_status: BTreeMap<PlanStatus, usize> = BTreeMap::new();
+    for index in 0..size.projects {
+        let batch = generate_project(&mut rng, &cast, index, size);
+        if index == 0 {
+            data.sample_project = batch.project.id;
+            let busiest = batch.plans_per_feature.iter().max_by_key(|(_, n)| *n);
+            if let Some((feature, count)) = busiest {
+                data.sample_feature = *feature;
+                data.sample_feature_plans = *count;
+            }
+        }
+        for (_, count) in &batch.plans_per_feature {
+            data.fewest_plans_per_feature = data.fewest_plans_per_feature.min(*count);
+            data.most_plans_per_feature = data.most_plans_per_feature.max(*count);
+        }
+        for plan in &batch.plans {
+            *by_status.entry(plan.status).or_default() += 1;
+        }
+        data.projects += 1;
+        data.features += batch.features.len();
+        data.plans += batch.plans.len();
+        data.feature_versions += batch.versions.len();
+        data.plan_events += batch.events.len();
+        data.spec_objects += batch.specs.len();
+        write_specs(services, &batch.specs).await?;
+        insert_project_batch(services, batch).await?;
+    }
+    data.plans_by_status = by_status.into_iter().collect();
+    // Fresh planner statistics, as a database in use has them (autovacuum
+    // would take a minute to get there): without them PostgreSQL guesses
+    // a table of 10 000 plans holds a handful and picks poor plans.
+    services.db.execute_unprepared("ANALYZE").await?;
+    Ok(data)
+}
+
+async fn insert_people(services: &Services, owner: Uuid, tag: &str) -> AppResult<Cast> {
+    let at = now();
+    let people: Vec<user::Model> = PEOPLE
+        .iter()
+        .map(|(name, local)| user::Model {
+            id: Uuid::now_v7(),
+            email: format!("{local}.{tag}@example.com"),
+            display_name: Some((*name).to_owned()),
+            is_admin: false,
+            created_at: at,
         })
-    }
+        .collect();
+    let mut ids: Vec<Uuid> = people.iter().map(|person| person.id).collect();
+    let txn = services.begin_write().await?;
+    user::Entity::insert_many(people.into_iter().map(IntoActiveModel::into_active_model))
+        .exec_without_returning(&*txn)
+        .await?;
+    txn.commit().await?;
+    let viewer = ids.pop().unwrap_or(owner);
+    Ok(Cast {
+        owner,
+        workers: ids,
+        viewer,
+    })
+}
 
-    /// Content-addressed objects may be written in any order and more than
-    /// once, so they go out concurrently, a bounded number at a time.
-    async fn write_specs(&self, specs: &[(String, String)]) -> AppResult<()> {
-        futures::stream::iter(specs)
-            .map(|(key, content)| self.specs.put(key, content.as_bytes()))
-            .buffer_unordered(SPEC_WRITES_IN_FLIGHT)
-            .try_for_each(|_| async { Ok(()) })
-            .await?;
-        Ok(())
-    }
+/// Content-addressed objects may be written in any order and more than
+/// once, so they go out concurrently, a bounded number at a time.
+async fn write_specs(services: &Services, specs: &[(String, String)]) -> AppResult<()> {
+    futures::stream::iter(specs)
+        .map(|(key, content)| services.specs.put(key, content.as_bytes()))
+        .buffer_unordered(SPEC_WRITES_IN_FLIGHT)
+        .try_for_each(|_| async { Ok(()) })
+        .await?;
+    Ok(())
+}
 
-    async fn insert_project_batch(&self, batch: ProjectBatch) -> AppResult<()> {
-        let ProjectBatch {
-            project,
-            members,
-            features,
-            versions,
-            plans,
-            events,
-            ..
-        } = batch;
-        let txn = self.begin_write().await?;
-        project::Entity::insert(project.into_active_model())
-            .exec_without_returning(&*txn)
-            .await?;
-        insert_chunked::<project_member::ActiveModel, _>(&*txn, members).await?;
-        insert_chunked::<feature::ActiveModel, _>(&*txn, features).await?;
-        insert_chunked::<feature_version::ActiveModel, _>(&*txn, versions).await?;
-        insert_chunked::<plan::ActiveModel, _>(&*txn, plans).await?;
-        if txn.get_database_backend() == DbBackend::Postgres {
-            // Event ids must be drawn in commit order (see `events`): take the
-            // same transaction-scoped lock `events::record` takes, and wake
-            // the servers' listeners, which read every row after their cursor.
-            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({EVENT_ORDER_LOCK})"))
-                .await?;
-        }
-        for chunk in chunks(events) {
-            plan_event::Entity::insert_many(chunk)
-                .exec_without_returning(&*txn)
-                .await?;
-        }
-        if txn.get_database_backend() == DbBackend::Postgres {
-            txn.execute_unprepared(&format!("NOTIFY {EVENT_CHANNEL}, 'seed-demo'"))
-                .await?;
-        }
-        txn.commit().await
-    }
+async fn insert_project_batch(services: &Services, batch: ProjectBatch) -> AppResult<()> {
+    let ProjectBatch {
+        project,
+        members,
+        features,
+        versions,
+        plans,
+        events,
+        ..
+    } = batch;
+    let txn = services.begin_write().await?;
+    project::Entity::insert(project.into_active_model())
+        .exec_without_returning(&*txn)
+        .await?;
+    insert_chunked::<project_member::ActiveModel, _>(&*txn, members).await?;
+    insert_chunked::<feature::ActiveModel, _>(&*txn, features).await?;
+    insert_chunked::<feature_version::ActiveModel, _>(&*txn, versions).await?;
+    insert_chunked::<plan::ActiveModel, _>(&*txn, plans).await?;
+    events::record_many(&*txn, events).await?;
+    txn.commit().await
 }
 
 async fn insert_chunked<A, M>(connection: &impl ConnectionTrait, rows: Vec<M>) -> AppResult<()>
