@@ -13,8 +13,8 @@ use uuid::Uuid;
 use crate::error::AppError;
 use crate::service::Services;
 use crate::storage::{SpecStore, spec_text};
-use crate::workflow::PlanStatus;
-use entity::{feature, feature_version, plan, project, user};
+use crate::workflow::{PlanStatus, Role};
+use entity::{feature, feature_version, plan, plan_event, project, project_member, user};
 
 /// Keys name what they load, so one loader can serve several tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,6 +35,24 @@ pub struct FeaturePlanCounts(pub Uuid);
 /// Plan counts per status of a project.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ProjectPlanCounts(pub Uuid);
+/// A project's members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProjectMembers(pub Uuid);
+/// A user's role in a project, if they belong to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RoleIn {
+    pub project: Uuid,
+    pub user: Uuid,
+}
+/// One version of a feature, by number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VersionNumber {
+    pub feature: Uuid,
+    pub version: i32,
+}
+/// A plan's audit trail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PlanEvents(pub Uuid);
 
 /// A spec object key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -107,6 +125,10 @@ impl Loaders {
         self.db.clear::<FeatureVersions>();
         self.db.clear::<FeaturePlanCounts>();
         self.db.clear::<ProjectPlanCounts>();
+        self.db.clear::<ProjectMembers>();
+        self.db.clear::<RoleIn>();
+        self.db.clear::<VersionNumber>();
+        self.db.clear::<PlanEvents>();
     }
 
     /// Forgets everything, specs included: a subscription resolves each event
@@ -247,6 +269,80 @@ impl Loader<ProjectPlanCounts> for DbLoader {
         Ok(counts
             .into_iter()
             .map(|(id, counts)| (ProjectPlanCounts(id), counts))
+            .collect())
+    }
+}
+
+impl Loader<ProjectMembers> for DbLoader {
+    type Value = Vec<project_member::Model>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[ProjectMembers],
+    ) -> Result<HashMap<ProjectMembers, Self::Value>, AppError> {
+        let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
+        let grouped = self.services.members_of(&ids).await?;
+        Ok(grouped
+            .into_iter()
+            .map(|(id, members)| (ProjectMembers(id), members))
+            .collect())
+    }
+}
+
+impl Loader<RoleIn> for DbLoader {
+    type Value = Role;
+    type Error = AppError;
+
+    /// One query per user asked about; an operation asks about its viewer.
+    async fn load(&self, keys: &[RoleIn]) -> Result<HashMap<RoleIn, Role>, AppError> {
+        let mut by_user: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+        for key in keys {
+            by_user.entry(key.user).or_default().push(key.project);
+        }
+        let mut roles = HashMap::new();
+        for (user, projects) in by_user {
+            let found = self.services.roles_in(&projects, user).await?;
+            roles.extend(
+                found
+                    .into_iter()
+                    .map(|(project, role)| (RoleIn { project, user }, role)),
+            );
+        }
+        Ok(roles)
+    }
+}
+
+impl Loader<VersionNumber> for DbLoader {
+    type Value = feature_version::Model;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[VersionNumber],
+    ) -> Result<HashMap<VersionNumber, Self::Value>, AppError> {
+        let numbers: Vec<(Uuid, i32)> = keys.iter().map(|key| (key.feature, key.version)).collect();
+        let versions = self.services.versions_by_numbers(&numbers).await?;
+        Ok(index_by(versions, |version| VersionNumber {
+            feature: version.feature_id,
+            version: version.version,
+        }))
+    }
+}
+
+impl Loader<PlanEvents> for DbLoader {
+    type Value = Vec<plan_event::Model>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[PlanEvents],
+    ) -> Result<HashMap<PlanEvents, Self::Value>, AppError> {
+        let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
+        let grouped = self.services.events_of(&ids).await?;
+        Ok(grouped
+            .into_iter()
+            .map(|(id, events)| (PlanEvents(id), events))
             .collect())
     }
 }

@@ -274,15 +274,23 @@ impl Services {
         self.versions_of(feature.id).await
     }
 
-    pub async fn version_of(
+    /// The versions named by (feature, version number), in one query.
+    pub async fn versions_by_numbers(
         &self,
-        feature: Uuid,
-        version: i32,
-    ) -> AppResult<Option<feature_version::Model>> {
+        numbers: &[(Uuid, i32)],
+    ) -> AppResult<Vec<feature_version::Model>> {
+        let any_of = numbers
+            .iter()
+            .fold(sea_orm::Condition::any(), |any, (feature, version)| {
+                any.add(
+                    sea_orm::Condition::all()
+                        .add(feature_version::Column::FeatureId.eq(*feature))
+                        .add(feature_version::Column::Version.eq(*version)),
+                )
+            });
         Ok(feature_version::Entity::find()
-            .filter(feature_version::Column::FeatureId.eq(feature))
-            .filter(feature_version::Column::Version.eq(version))
-            .one(&self.db)
+            .filter(any_of)
+            .all(&self.db)
             .await?)
     }
 }

@@ -621,12 +621,21 @@ impl Services {
     }
 
     /// The audit trail of a plan, oldest first.
-    pub async fn events_of(&self, plan: Uuid) -> AppResult<Vec<plan_event::Model>> {
-        Ok(plan_event::Entity::find()
-            .filter(plan_event::Column::PlanId.eq(plan))
+    /// The audit trail of each plan, oldest first, in one query.
+    pub async fn events_of(
+        &self,
+        plans: &[Uuid],
+    ) -> AppResult<HashMap<Uuid, Vec<plan_event::Model>>> {
+        let events = plan_event::Entity::find()
+            .filter(plan_event::Column::PlanId.is_in(plans.iter().copied()))
             .order_by_asc(plan_event::Column::Id)
             .all(&self.db)
-            .await?)
+            .await?;
+        let mut grouped: HashMap<Uuid, Vec<plan_event::Model>> = HashMap::new();
+        for event in events {
+            grouped.entry(event.plan_id).or_default().push(event);
+        }
+        Ok(grouped)
     }
 
     pub async fn plans_by_ids(&self, ids: &[Uuid]) -> AppResult<Vec<plan::Model>> {

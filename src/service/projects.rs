@@ -84,13 +84,35 @@ impl Services {
             .ok_or_else(|| AppError::NotFound(format!("No project with id {id}")))
     }
 
-    pub async fn members(&self, project: Uuid) -> AppResult<Vec<project_member::Model>> {
-        Ok(project_member::Entity::find()
-            .filter(project_member::Column::ProjectId.eq(project))
+    /// The members of each project, oldest membership first, in one query.
+    pub async fn members_of(
+        &self,
+        projects: &[Uuid],
+    ) -> AppResult<HashMap<Uuid, Vec<project_member::Model>>> {
+        let members = project_member::Entity::find()
+            .filter(project_member::Column::ProjectId.is_in(projects.iter().copied()))
             .order_by_asc(project_member::Column::CreatedAt)
             .order_by_asc(project_member::Column::UserId)
             .all(&self.db)
-            .await?)
+            .await?;
+        let mut grouped: HashMap<Uuid, Vec<project_member::Model>> = HashMap::new();
+        for member in members {
+            grouped.entry(member.project_id).or_default().push(member);
+        }
+        Ok(grouped)
+    }
+
+    /// `user`'s role in each of `projects` they belong to, in one query.
+    pub async fn roles_in(&self, projects: &[Uuid], user: Uuid) -> AppResult<HashMap<Uuid, Role>> {
+        let memberships = project_member::Entity::find()
+            .filter(project_member::Column::UserId.eq(user))
+            .filter(project_member::Column::ProjectId.is_in(projects.iter().copied()))
+            .all(&self.db)
+            .await?;
+        Ok(memberships
+            .into_iter()
+            .map(|member| (member.project_id, member.role))
+            .collect())
     }
 
     /// Owners add members by email, or change an existing member's role.

@@ -5,8 +5,8 @@ use super::{
     optional_user, user_by_id,
 };
 use crate::error::{AppError, AppResult};
-use crate::graphql::loaders::{FeatureId, ProjectId};
-use crate::graphql::{document_budget, loaders, services};
+use crate::graphql::loaders::{FeatureId, PlanEvents, ProjectId, VersionNumber};
+use crate::graphql::{document_budget, loaders};
 use entity::plan;
 
 #[derive(Clone)]
@@ -78,7 +78,11 @@ impl Plan {
         let Some(version) = self.0.implemented_version else {
             return Ok(None);
         };
-        let found = services(ctx).version_of(self.0.feature_id, version).await?;
+        let key = VersionNumber {
+            feature: self.0.feature_id,
+            version,
+        };
+        let found = loaders(ctx).db.load_one(key).await?;
         Ok(found.map(FeatureVersion))
     }
     /// Last claimer activity; the stale sweeper compares against it.
@@ -120,8 +124,12 @@ impl Plan {
     /// The plan's audit trail, oldest first.
     #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
     async fn events(&self, ctx: &Context<'_>) -> AppResult<Vec<PlanEvent>> {
-        let events = services(ctx).events_of(self.0.id).await?;
-        Ok(events.into_iter().map(PlanEvent::Stored).collect())
+        let events = loaders(ctx).db.load_one(PlanEvents(self.0.id)).await?;
+        Ok(events
+            .unwrap_or_default()
+            .into_iter()
+            .map(PlanEvent::Stored)
+            .collect())
     }
 }
 

@@ -7,8 +7,8 @@ use super::{
 };
 use crate::error::AppResult;
 use crate::graphql::connection::PageArguments;
-use crate::graphql::loaders::ProjectPlanCounts;
-use crate::graphql::{loaders, services, viewer};
+use crate::graphql::loaders::{ProjectMembers, ProjectPlanCounts, RoleIn};
+use crate::graphql::{loaders, viewer};
 use entity::{project, project_member};
 
 pub struct Project(pub Arc<project::Model>);
@@ -48,15 +48,22 @@ impl Project {
     }
     /// Your role in this project.
     async fn viewer_role(&self, ctx: &Context<'_>) -> AppResult<Option<ProjectRole>> {
-        let viewer = viewer(ctx)?;
-        let role = services(ctx).role_in(self.0.id, viewer.id()).await?;
+        let key = RoleIn {
+            project: self.0.id,
+            user: viewer(ctx)?.id(),
+        };
+        let role = loaders(ctx).db.load_one(key).await?;
         Ok(role.map(Into::into))
     }
     /// Everyone with access, oldest membership first.
     #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
     async fn members(&self, ctx: &Context<'_>) -> AppResult<Vec<ProjectMember>> {
-        let members = services(ctx).members(self.0.id).await?;
-        Ok(members.into_iter().map(ProjectMember).collect())
+        let members = loaders(ctx).db.load_one(ProjectMembers(self.0.id)).await?;
+        Ok(members
+            .unwrap_or_default()
+            .into_iter()
+            .map(ProjectMember)
+            .collect())
     }
     /// The project's features, oldest first, one page at a time.
     #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
