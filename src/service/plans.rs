@@ -238,6 +238,7 @@ struct ChangeInput<'a> {
 const MAX_ATTEMPTS: usize = 4;
 
 impl Services {
+    #[tracing::instrument(skip_all)]
     pub async fn create_plan(
         &self,
         viewer: &Viewer,
@@ -298,6 +299,7 @@ impl Services {
     }
 
     /// A plan by id, for members of its project.
+    #[tracing::instrument(skip_all)]
     pub async fn plan(&self, viewer: &Viewer, id: &str) -> AppResult<plan::Model> {
         let plan = self.find_plan(parse_id(Argument::PlanId, id)?).await?;
         self.require_member(viewer, plan.project_id).await?;
@@ -311,6 +313,7 @@ impl Services {
             .ok_or_else(|| AppError::NotFound(format!("No plan with id {id}")))
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn update_plan(
         &self,
         viewer: &Viewer,
@@ -327,6 +330,7 @@ impl Services {
             .plan)
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn set_plan_status(
         &self,
         viewer: &Viewer,
@@ -338,16 +342,19 @@ impl Services {
             .await
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn claim_plan(&self, viewer: &Viewer, plan_id: &str) -> AppResult<plan::Model> {
         let outcome = self.change(viewer, plan_id, Action::Claim, ChangeInput::default());
         Ok(outcome.await?.plan)
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn release_plan(&self, viewer: &Viewer, plan_id: &str) -> AppResult<Outcome> {
         self.change(viewer, plan_id, Action::Release, ChangeInput::default())
             .await
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn submit_work(
         &self,
         viewer: &Viewer,
@@ -519,6 +526,7 @@ impl Services {
     /// and `last_activity_at < cutoff`: a plan updated a moment before the
     /// sweep no longer matches and stays as it is, and when two instances sweep
     /// at once only one UPDATE matches, so each plan gets one STALLED event.
+    #[tracing::instrument(skip_all)]
     pub async fn mark_stale_plans(&self, cutoff: DateTime<Utc>) -> AppResult<usize> {
         let watched = [PlanStatus::Claimed, PlanStatus::InProgress];
         let candidates = plan::Entity::find()
@@ -554,6 +562,7 @@ impl Services {
 
     /// One page of the viewer's plans matching `filter`, each with the
     /// related rows `joins` asks for, all in one statement.
+    #[tracing::instrument(skip_all)]
     pub async fn list_plans(
         &self,
         viewer: &Viewer,
@@ -615,6 +624,7 @@ impl Services {
         Ok(counts)
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn count_plans(&self, viewer: &Viewer, filter: &PlanFilter) -> AppResult<u64> {
         self.validate_search(filter.search.as_deref())?;
         Ok(visible_plans(viewer, filter).count(&self.db).await?)
