@@ -1,10 +1,8 @@
 //! The seed's "Common Use Cases", one scenario each, against the real server.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 use serde_json::json;
 
 on_both_databases!(

@@ -1,9 +1,7 @@
 //! Dashboard reads: ordering, paging both ways, filters, counts, a fixed
 //! number of SQL statements per page, query limits and compression.
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(

@@ -1,12 +1,9 @@
 //! The seed's plan tools over MCP at `/mcp`, driven by rmcp's own client
 //! (Streamable HTTP) against the real server, as an AI assistant would.
 
-mod common;
-
 use std::time::Duration;
 
-use common::ws::{PLAN_EVENTS, Subscriber};
-use common::*;
+use crate::helpers::*;
 use rmcp::model::{CallToolRequestParams, CallToolResult, Tool};
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;

@@ -1,13 +1,10 @@
 //! PostgreSQL going away: a clear start-up failure, clear request errors while
 //! it is gone, and recovery without a restart when it returns.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::ws::*;
-use common::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

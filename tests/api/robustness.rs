@@ -5,13 +5,11 @@
 //! set PLANGRAPH_FUZZ_CASES=100000 to run longer, and PLANGRAPH_FUZZ_SEED to
 //! replay a run.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(

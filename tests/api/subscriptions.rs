@@ -1,11 +1,8 @@
 //! Live boards: `planEvents` over a real WebSocket against the real server.
 
-mod common;
-
 use std::time::Duration;
 
-use common::ws::*;
-use common::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(

@@ -1,12 +1,10 @@
 //! The workflow under races: many agents at once, and on PostgreSQL two server
 //! instances sharing one database.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(
