@@ -693,7 +693,7 @@ async fn changes_over_mcp_reach_graphql_queries_and_subscribers() {
     board
         .subscribe(PLAN_EVENTS, json!({ "projectId": team.project }))
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_subscriptions(1).await;
 
     worker.ok("claim_plan", json!({ "plan_id": plan })).await;
 

@@ -234,6 +234,8 @@ async fn acknowledged_writes_survive_sigkill(backend: Backend) {
                 })
             })
             .collect();
+        // Not a wait for the server: the crash strikes at a random moment of
+        // the load, which is what this test is about.
         tokio::time::sleep(Duration::from_millis(300 + random.below(900) as u64)).await;
         let database = server.kill().await;
         for writer in writers {

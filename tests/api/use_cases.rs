@@ -103,7 +103,7 @@ async fn track_progress(backend: Backend) {
         .expect("ts")
         .to_owned();
 
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    clock_moves_past(&claimed_activity).await;
     let first = team
         .worker
         .ok(
@@ -118,7 +118,7 @@ async fn track_progress(backend: Backend) {
     assert!(first_activity > claimed_activity, "activity moves forward");
     assert_eq!(first["updatedAt"], first["lastActivityAt"]);
 
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    clock_moves_past(&first_activity).await;
     let second = team
         .worker
         .ok(

@@ -104,6 +104,20 @@ impl Client {
             .to_owned()
     }
 
+    /// The cursor of `plan`'s newest event: a subscription with this `after`
+    /// misses nothing that happens to the plan from now on, however long it
+    /// takes to start.
+    pub async fn latest_cursor(&self, plan: &str) -> Value {
+        let data = self
+            .ok(
+                "query($id: ID!) { plan(id: $id) { events { cursor } } }",
+                json!({ "id": plan }),
+            )
+            .await;
+        let events = data["plan"]["events"].as_array().expect("events");
+        events.last().expect("a plan has events")["cursor"].clone()
+    }
+
     /// The id of the user this client authenticates as.
     pub async fn user_id(&self) -> String {
         let data = self.ok("{ viewer { id } }", json!({})).await;

@@ -224,10 +224,8 @@ impl PrivateGcs {
             .spawn()
             .expect("spawn fake-gcs-server");
         self.child = Some(child);
-        let gcs = self.gcs.clone();
-        eventually(Duration::from_secs(30), || {
-            let gcs = gcs.clone();
-            async move { gcs.reachable().await.then_some(()) }
+        eventually(Duration::from_secs(30), async || {
+            self.gcs.reachable().await.then_some(())
         })
         .await;
     }

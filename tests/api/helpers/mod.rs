@@ -55,11 +55,7 @@ fn running_in_ci() -> bool {
 
 /// Polls `check` until it returns Some, for at most `limit`: how a test waits
 /// for state it cannot be told about.
-pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
+pub async fn eventually<T>(limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(value) = check().await {
@@ -71,4 +67,16 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits until this machine's clock, which the server shares, is at least a
+/// microsecond (the server's precision) past `timestamp`: whatever the server
+/// stamps next is then strictly later.
+pub async fn clock_moves_past(timestamp: &str) {
+    let timestamp = chrono::DateTime::parse_from_rfc3339(timestamp).expect("RFC 3339");
+    let next = timestamp + chrono::Duration::microseconds(1);
+    eventually(Duration::from_secs(5), async || {
+        (chrono::Utc::now() >= next).then_some(())
+    })
+    .await;
 }

@@ -1,6 +1,8 @@
 //! A TCP proxy in front of PostgreSQL, for database outages.
 
-use super::Database;
+use std::sync::Arc;
+
+use super::{Database, Server};
 
 /// A TCP proxy in front of PostgreSQL that a test can cut and restore, to
 /// simulate a database outage without touching the machine's database.
@@ -45,10 +47,19 @@ impl Proxy {
         self.cut.send_replace(false);
     }
 
-    /// `database`'s URL, through this proxy.
-    pub fn database_url(&self, database: &Database) -> String {
+    /// A server on `database` that reaches it through this proxy. It gives up
+    /// waiting for a connection after a second, so requests during a cut fail
+    /// fast.
+    pub async fn launch_server(&self, database: Arc<Database>) -> Server {
         let url = database.url().expect("a PostgreSQL database");
         let name = url.rsplit('/').next().expect("database name");
-        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+        let proxied = format!("postgres://postgres@127.0.0.1:{}/{name}", self.port);
+        let args = [
+            "--database-url",
+            &proxied,
+            "--database-acquire-timeout",
+            "1s",
+        ];
+        Server::launch(database, args.map(str::to_owned).to_vec()).await
     }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::{Client, running_in_ci};
+use super::{Client, eventually, running_in_ci};
 
 const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -288,6 +288,20 @@ impl Server {
             })
             .collect();
         Metrics(samples)
+    }
+
+    /// Waits until this server has `count` `planEvents` subscriptions open.
+    /// A subscription starts after its `subscribe` message has been sent; from
+    /// then on it receives every event committed, so a test that needs a live
+    /// subscriber (rather than one replaying with `after`) waits for this
+    /// before it makes the change.
+    pub async fn wait_for_subscriptions(&self, count: u32) {
+        eventually(Duration::from_secs(15), async || {
+            let metrics = self.metrics().await;
+            let open = metrics.0.get("plangraph_active_subscriptions");
+            (open == Some(&f64::from(count))).then_some(())
+        })
+        .await;
     }
 
     /// `/readyz`: its status code and body.
