@@ -7,13 +7,15 @@
 //! - claimPlan/releasePlan latency p50/p99 at 1, 16 and 64 concurrent clients,
 //!   next to a no-database baseline query at the same concurrency.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+// The black-box tests' harness; a benchmark uses only part of it.
+#[allow(unused)]
+#[path = "../tests/api/helpers/mod.rs"]
+mod helpers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use helpers::*;
 use serde_json::json;
 
 const LEVELS: [usize; 3] = [1, 16, 64];

@@ -21,14 +21,16 @@
 //! hides the latency: once with the default `--spec-fetch-concurrency 100`
 //! (the whole page at once) and once with 16, for comparison.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+// The black-box tests' harness; a benchmark uses only part of it.
+#[allow(unused)]
+#[path = "../tests/api/helpers/mod.rs"]
+mod helpers;
 
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use clap::Parser;
-use common::*;
+use helpers::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};

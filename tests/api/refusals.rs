@@ -1,8 +1,6 @@
 //! Everything the server must refuse, with the right code and nothing changed.
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(

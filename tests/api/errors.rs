@@ -1,9 +1,7 @@
 //! An internal error reaches the client as a code and a sentence, and the
 //! server log once, with its detail and where it happened.
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use sea_orm::{ConnectionTrait, Database as Connection};
 use serde_json::{Value, json};
 

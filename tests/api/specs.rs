@@ -3,12 +3,10 @@
 //! store counters on `/metrics`, content addressing, and a real outage (the
 //! emulator process killed and started again) with recovery.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 const GET_CALLS: &str = "plangraph_spec_store_calls_total{operation=\"get\"}";

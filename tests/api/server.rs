@@ -1,9 +1,7 @@
 //! The server as a program: restart durability, the CLI, HTTP endpoints, and
 //! the committed schema.
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(

@@ -2,11 +2,9 @@
 //! caller, with the expected outcome. The table must name every field of the
 //! schema's Query and Mutation types, so a new operation without rows fails.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::helpers::*;
 use serde_json::json;
 
 on_both_databases!(every_operation_for_every_caller);

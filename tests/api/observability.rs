@@ -1,9 +1,7 @@
 //! What an operator sees: request ids, one log line per operation, metrics,
 //! CORS for named origins only, and a switch to turn the playground off.
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 #[tokio::test]

@@ -1,12 +1,10 @@
 //! The workflow under races: many agents at once, and on PostgreSQL two server
 //! instances sharing one database.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(
@@ -185,28 +183,34 @@ async fn the_sweeper_never_stalls_fresh_work_and_stalls_once(backend: Backend) {
     let servers =
         Server::instances(backend, &["--stale-after", "2s", "--sweep-every", "100ms"]).await;
     let team = Team::new(&servers[0]).await;
-    let mut idle = Vec::new();
+    // The busy plans are claimed first: by the time the idle ones are stale,
+    // the busy ones would be too, had their activity not counted.
     let mut busy = Vec::new();
     for index in 0..4 {
-        idle.push(team.plan_in(&format!("idle {index}"), "CLAIMED").await);
         busy.push(team.plan_in(&format!("busy {index}"), "CLAIMED").await);
     }
-    // Keep the busy plans active, alternating instances, while both sweep.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let mut round = 0;
-    while tokio::time::Instant::now() < deadline {
-        for plan in &busy {
-            let worker = servers[round % servers.len()].as_client(&team.worker);
-            worker
-                .ok(
-                    UPDATE_PLAN,
-                    json!({ "planId": plan, "spec": format!("round {round}") }),
-                )
-                .await;
-        }
-        round += 1;
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let mut idle = Vec::new();
+    for index in 0..4 {
+        idle.push(team.plan_in(&format!("idle {index}"), "CLAIMED").await);
     }
+    // Keep the busy plans active, alternating instances, while both sweep:
+    // until every idle plan is stalled, then until each instance has started
+    // another sweep, so the one it was in then has finished (a second stall
+    // of one plan would have been recorded by now).
+    let mut round = 0;
+    eventually(Duration::from_secs(30), async || {
+        keep_active(&servers, &team, &busy, &mut round).await;
+        (stalled_count(&team, &idle).await == idle.len()).then_some(())
+    })
+    .await;
+    let sweeps_when_stalled = sweeper_runs(&servers).await;
+    eventually(Duration::from_secs(30), async || {
+        keep_active(&servers, &team, &busy, &mut round).await;
+        let sweeps = sweeper_runs(&servers).await;
+        let mut swept_again = sweeps.iter().zip(&sweeps_when_stalled);
+        swept_again.all(|(now, then)| now > then).then_some(())
+    })
+    .await;
 
     for plan in &busy {
         let data = team.owner.ok(GET_PLAN, json!({ "id": plan })).await;
@@ -238,6 +242,39 @@ async fn the_sweeper_never_stalls_fresh_work_and_stalls_once(backend: Backend) {
             "stalled only after the threshold: {idle_for}"
         );
     }
+}
+
+/// One round of work on `plans` by the worker, on the next instance in turn.
+async fn keep_active(servers: &[Server], team: &Team, plans: &[String], round: &mut usize) {
+    let worker = servers[*round % servers.len()].as_client(&team.worker);
+    for plan in plans {
+        let spec = format!("round {round}");
+        worker
+            .ok(UPDATE_PLAN, json!({ "planId": plan, "spec": spec }))
+            .await;
+    }
+    *round += 1;
+}
+
+/// How many of `plans` are STALLED now.
+async fn stalled_count(team: &Team, plans: &[String]) -> usize {
+    let mut stalled = 0;
+    for plan in plans {
+        let data = team.owner.ok(GET_PLAN, json!({ "id": plan })).await;
+        if data["plan"]["status"] == "STALLED" {
+            stalled += 1;
+        }
+    }
+    stalled
+}
+
+/// Sweeps run so far, per instance.
+async fn sweeper_runs(servers: &[Server]) -> Vec<f64> {
+    let mut runs = Vec::new();
+    for server in servers {
+        runs.push(server.metrics().await.get("plangraph_sweeper_runs_total"));
+    }
+    runs
 }
 
 fn timestamp(value: &Value) -> chrono::DateTime<chrono::Utc> {

@@ -1,11 +1,8 @@
 //! Live boards: `planEvents` over a real WebSocket against the real server.
 
-mod common;
-
 use std::time::Duration;
 
-use common::ws::*;
-use common::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(
@@ -39,8 +36,7 @@ async fn every_transition_is_delivered_in_order(backend: Backend) {
     board
         .subscribe(PLAN_EVENTS, json!({ "projectId": team.project }))
         .await;
-    // Subscriptions start asynchronously; give the server a moment to register it.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_subscriptions(1).await;
 
     let plan = team.plan("watched", "DRAFT").await;
     let vars = |extra: Value| {
@@ -208,7 +204,7 @@ async fn filters_by_project_feature_and_plan(backend: Backend) {
         .await;
     let mut everything = Subscriber::connect(&server.base_url, team.owner.key()).await;
     everything.subscribe(PLAN_EVENTS, json!({})).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_subscriptions(4).await;
 
     let in_other_feature = team
         .plan_of(&other_feature, "other feature plan", "READY")
@@ -253,7 +249,7 @@ async fn members_see_only_their_projects(backend: Backend) {
         other => panic!("expected FORBIDDEN, got {other:?}"),
     }
     outsider.subscribe(PLAN_EVENTS, json!({})).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_subscriptions(1).await;
     team.plan("secret", "READY").await;
     let mine = team.outsider.create_plan(&own_feature, "visible").await;
     let event = loop {
@@ -315,7 +311,7 @@ async fn resume_after_a_dropped_connection_has_no_gap_and_no_duplicate(backend: 
     board
         .subscribe(PLAN_EVENTS, json!({ "projectId": team.project }))
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_subscriptions(1).await;
     let plan = team.plan("resumable", "READY").await;
     team.worker.ok(CLAIM, json!({ "planId": plan })).await;
     board.next_event().await;
@@ -372,7 +368,7 @@ async fn resume_after_a_server_restart(backend: Backend) {
     board
         .subscribe(PLAN_EVENTS, json!({ "projectId": team.project }))
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_subscriptions(1).await;
     let plan = team.plan("survivor", "READY").await;
     let cursor = board.next_event().await["cursor"].clone();
 
@@ -396,11 +392,11 @@ async fn sweeper_stalls_are_delivered(backend: Backend) {
         Server::start_with(backend, &["--stale-after", "1s", "--sweep-every", "200ms"]).await;
     let team = Team::new(&server).await;
     let plan = team.plan("forgotten", "READY").await;
+    let created = team.owner.latest_cursor(&plan).await;
     let mut board = Subscriber::connect(&server.base_url, team.owner.key()).await;
     board
-        .subscribe(PLAN_EVENTS, json!({ "planId": plan }))
+        .subscribe(PLAN_EVENTS, json!({ "planId": plan, "after": created }))
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     team.worker.ok(CLAIM, json!({ "planId": plan })).await;
     assert_eq!(board.next_event().await["kind"], "CLAIMED");
     let stalled = board.next_event().await;
@@ -424,7 +420,7 @@ async fn a_stalled_client_delays_nobody_and_can_resume(backend: Backend) {
     reader
         .subscribe(PLAN_EVENTS, json!({ "projectId": team.project }))
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_subscriptions(2).await;
 
     // Big specs so the stalled socket's buffers fill up quickly.
     let spec = "x".repeat(512 * 1024);
@@ -498,7 +494,7 @@ async fn the_legacy_protocol_works(backend: Backend) {
     board
         .subscribe(PLAN_EVENTS, json!({ "projectId": team.project }))
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_subscriptions(1).await;
     let plan = team.plan("legacy", "READY").await;
     let event = board.next_event().await;
     assert_eq!(event["kind"], "CREATED");
@@ -519,7 +515,7 @@ async fn shutdown_completes_subscriptions(backend: Backend) {
     let id = board
         .subscribe(PLAN_EVENTS, json!({ "projectId": team.project }))
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_subscriptions(1).await;
     let stopping = tokio::spawn(server.stop());
     match board.next_delivery(Duration::from_secs(10)).await {
         Some((completed, Delivery::Complete)) => assert_eq!(completed, id),
@@ -539,7 +535,7 @@ async fn a_change_on_one_instance_reaches_subscribers_on_another(backend: Backen
     board
         .subscribe(PLAN_EVENTS, json!({ "projectId": team.project }))
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    last.wait_for_subscriptions(1).await;
     let plan = team.plan("crossing", "READY").await;
     last.as_client(&team.worker)
         .ok(CLAIM, json!({ "planId": plan }))
@@ -585,7 +581,7 @@ async fn live_subscriptions_follow_membership_and_key_changes(backend: Backend) 
     let outsider_id = team.outsider.user_id().await;
     let mut everything = Subscriber::connect(&last.base_url, team.outsider.key()).await;
     let everything_id = everything.subscribe(PLAN_EVENTS, json!({})).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    last.wait_for_subscriptions(1).await;
 
     team.owner
         .ok(
@@ -604,7 +600,7 @@ async fn live_subscriptions_follow_membership_and_key_changes(backend: Backend) 
     let filtered_id = filtered
         .subscribe(PLAN_EVENTS, json!({ "projectId": team.project }))
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    last.wait_for_subscriptions(2).await;
     team.owner
         .ok(
             REMOVE_MEMBER,

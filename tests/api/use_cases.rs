@@ -1,10 +1,8 @@
 //! The seed's "Common Use Cases", one scenario each, against the real server.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 use serde_json::json;
 
 on_both_databases!(
@@ -105,7 +103,7 @@ async fn track_progress(backend: Backend) {
         .expect("ts")
         .to_owned();
 
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    clock_moves_past(&claimed_activity).await;
     let first = team
         .worker
         .ok(
@@ -120,7 +118,7 @@ async fn track_progress(backend: Backend) {
     assert!(first_activity > claimed_activity, "activity moves forward");
     assert_eq!(first["updatedAt"], first["lastActivityAt"]);
 
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    clock_moves_past(&first_activity).await;
     let second = team
         .worker
         .ok(

@@ -5,13 +5,11 @@
 //! set PLANGRAPH_FUZZ_CASES=100000 to run longer, and PLANGRAPH_FUZZ_SEED to
 //! replay a run.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(
@@ -254,6 +252,7 @@ async fn acknowledged_writes_survive_sigkill(backend: Backend) {
     let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
     let mut random = Random(0xc0ffee);
     for round in 0..3 {
+        let completed_before = acknowledged.lock().expect("lock").completed.len();
         let writers: Vec<_> = (0..4)
             .map(|writer| {
                 let client = server.client(&keys[writer % 2]);
@@ -281,7 +280,15 @@ async fn acknowledged_writes_survive_sigkill(backend: Backend) {
                 })
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(300 + random.below(900) as u64)).await;
+        // Completions are at stake in every crash, however slow the machine.
+        eventually(Duration::from_secs(60), async || {
+            let completed = acknowledged.lock().expect("lock").completed.len();
+            (completed > completed_before).then_some(())
+        })
+        .await;
+        // Not a wait for the server: the crash strikes at a random moment of
+        // the load, which is what this test is about.
+        tokio::time::sleep(Duration::from_millis(random.below(900) as u64)).await;
         let database = server.kill().await;
         for writer in writers {
             writer.await.expect("writer task");
@@ -290,10 +297,6 @@ async fn acknowledged_writes_survive_sigkill(backend: Backend) {
         let snapshot = acknowledged.lock().expect("lock").clone();
         verify(&server, &team, &snapshot).await;
     }
-    assert!(
-        !acknowledged.lock().expect("lock").completed.is_empty(),
-        "the load completed some plans"
-    );
 }
 
 async fn verify(server: &Server, team: &Team, acknowledged: &Acknowledged) {

@@ -1,14 +1,11 @@
 //! PostgreSQL going away: a clear start-up failure, clear request errors while
 //! it is gone, and recovery without a restart when it returns.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::ws::*;
-use common::*;
-use serde_json::{Value, json};
+use crate::helpers::*;
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_fail_clearly_during_an_outage_and_recover_after() {
@@ -17,29 +14,9 @@ async fn requests_fail_clearly_during_an_outage_and_recover_after() {
     };
     let database = Database::create(backend).await;
     let proxy = Proxy::start("127.0.0.1:5432").await;
-    let url = proxy.database_url(&database);
-    let server = Server::launch(
-        database,
-        vec![
-            "--database-url".into(),
-            url,
-            "--database-acquire-timeout".into(),
-            "1s".into(),
-        ],
-    )
-    .await;
+    let server = proxy.launch_server(database).await;
     let admin = server.admin();
     admin.ok(CREATE_PROJECT, json!({ "name": "before" })).await;
-    let http = reqwest::Client::new();
-    let readyz = || async {
-        let response = http
-            .get(format!("{}/readyz", server.base_url))
-            .send()
-            .await
-            .expect("readyz");
-        let status = response.status();
-        (status, response.json::<Value>().await.expect("json"))
-    };
 
     proxy.cut();
     let reply = admin.send("{ projects { name } }", json!({})).await;
@@ -54,7 +31,7 @@ async fn requests_fail_clearly_during_an_outage_and_recover_after() {
         "no driver details leak: {}",
         reply.message()
     );
-    let (status, body) = readyz().await;
+    let (status, body) = server.readyz().await;
     assert_eq!(status, 503);
     assert_eq!(body["database"], "unavailable");
     let write = admin
@@ -73,7 +50,7 @@ async fn requests_fail_clearly_during_an_outage_and_recover_after() {
         json!([{ "name": "before" }]),
         "nothing half-written"
     );
-    assert_eq!(readyz().await.0, 200);
+    assert_eq!(server.readyz().await.0, 200);
     admin.ok(CREATE_PROJECT, json!({ "name": "after" })).await;
 }
 
@@ -91,8 +68,7 @@ async fn subscriptions_recheck_access_after_the_listener_reconnects() {
     let database = Database::create(backend).await;
     let direct = Server::launch(Arc::clone(&database), vec![]).await;
     let proxy = Proxy::start("127.0.0.1:5432").await;
-    let url = proxy.database_url(&database);
-    let proxied = Server::launch(database, vec!["--database-url".into(), url]).await;
+    let proxied = proxy.launch_server(database).await;
     let team = Team::new(&direct).await;
     team.owner
         .ok(
@@ -104,7 +80,7 @@ async fn subscriptions_recheck_access_after_the_listener_reconnects() {
     let outsider_id = team.outsider.user_id().await;
     let mut board = Subscriber::connect(&proxied.base_url, team.outsider.key()).await;
     board.subscribe(PLAN_EVENTS, json!({})).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxied.wait_for_subscriptions(1).await;
     let before = team.plan("before the cut", "READY").await;
     assert_eq!(board.next_event().await["plan"]["id"], before.as_str());
 
@@ -117,9 +93,19 @@ async fn subscriptions_recheck_access_after_the_listener_reconnects() {
         .await;
     team.plan("during the cut", "READY").await;
     let own = team.outsider.create_plan(&own_feature, "still mine").await;
-    // Long enough for the proxied instance's pool to test (and replace) its
-    // cut connections before reusing them.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The pool tests only connections idle for a while before reusing them;
+    // one cut moments ago would fail the access re-check after the restore.
+    // A failed statement discards its connection, so readiness checks until
+    // the pool is empty leave only fresh connections for after the cut.
+    eventually(Duration::from_secs(30), || async {
+        if pooled_connections(&proxied).await == 0.0 {
+            return Some(());
+        }
+        let (status, _) = proxied.readyz().await;
+        assert_eq!(status, 503, "the proxied instance sees the outage");
+        None
+    })
+    .await;
     proxy.restore();
 
     let delivered = board.next_event().await;
@@ -129,6 +115,13 @@ async fn subscriptions_recheck_access_after_the_listener_reconnects() {
         "the first event after the gap is the one still visible: {delivered}"
     );
     board.expect_nothing(Duration::from_millis(500)).await;
+}
+
+/// Connections in the server's pool, idle or in use.
+async fn pooled_connections(server: &Server) -> f64 {
+    let metrics = server.metrics().await;
+    metrics.get(r#"plangraph_db_pool_connections{state="idle"}"#)
+        + metrics.get(r#"plangraph_db_pool_connections{state="in_use"}"#)
 }
 
 #[tokio::test]

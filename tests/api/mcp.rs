@@ -1,12 +1,9 @@
 //! The seed's plan tools over MCP at `/mcp`, driven by rmcp's own client
 //! (Streamable HTTP) against the real server, as an AI assistant would.
 
-mod common;
-
 use std::time::Duration;
 
-use common::ws::{PLAN_EVENTS, Subscriber};
-use common::*;
+use crate::helpers::*;
 use rmcp::model::{CallToolRequestParams, CallToolResult, Tool};
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -723,7 +720,7 @@ async fn changes_over_mcp_reach_graphql_queries_and_subscribers() {
     board
         .subscribe(PLAN_EVENTS, json!({ "projectId": team.project }))
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_subscriptions(1).await;
 
     worker.ok("claim_plan", json!({ "plan_id": plan })).await;
 

@@ -1,8 +1,6 @@
 //! Every migration can be undone and redone, on both databases.
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 

@@ -2,12 +2,9 @@
 //! each bound with an error that names it, while other clients are served;
 //! and a revoked key stops working on sockets it already opened.
 
-mod common;
-
 use std::time::Duration;
 
-use common::ws::{Delivery, PLAN_EVENTS, Subscriber};
-use common::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(
@@ -520,7 +517,7 @@ async fn one_key_holds_a_bounded_number_of_sockets() {
     let first = Subscriber::connect(&server.base_url, &key).await;
     let _second = Subscriber::connect(&server.base_url, &key).await;
     let payload = json!({ "Authorization": format!("Bearer {key}") });
-    let third = Subscriber::connect_with(&server.base_url, ws::TRANSPORT_WS, payload.clone()).await;
+    let third = Subscriber::connect_with(&server.base_url, TRANSPORT_WS, payload.clone()).await;
     let refused = third.err().expect("a third socket is refused");
     assert_eq!(refused.close_code, Some(1008));
     // Another key is not affected.
@@ -532,7 +529,7 @@ async fn one_key_holds_a_bounded_number_of_sockets() {
     eventually(Duration::from_secs(15), || {
         let (base_url, payload) = (base_url.clone(), payload.clone());
         async move {
-            Subscriber::connect_with(&base_url, ws::TRANSPORT_WS, payload)
+            Subscriber::connect_with(&base_url, TRANSPORT_WS, payload)
                 .await
                 .ok()
         }

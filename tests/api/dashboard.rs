@@ -1,9 +1,7 @@
 //! Dashboard reads: ordering, paging both ways, filters, counts, a fixed
 //! number of SQL statements per page, query limits and compression.
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(
@@ -175,7 +173,7 @@ async fn filters_search_and_updated_since(backend: Backend) {
         .map(|node| node["updatedAt"].as_str().expect("time").to_owned())
         .max()
         .expect("plans exist");
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    clock_moves_past(&cut).await;
     let later = team.plan("Later plan", "DRAFT").await;
     let since = team
         .viewer

@@ -1,0 +1,82 @@
+//! Black-box harness: starts the real `plangraph` binary on an ephemeral port
+//! against a fresh database and talks to it like any client, over GraphQL on
+//! HTTP and WebSocket. One module per concern; tests import them all at once
+//! with `use crate::helpers::*`.
+
+mod client;
+mod emulators;
+mod operations;
+mod proxy;
+mod server;
+mod team;
+mod ws;
+
+use std::time::Duration;
+
+pub use client::*;
+pub use emulators::*;
+pub use operations::*;
+pub use proxy::*;
+pub use server::*;
+pub use team::*;
+pub use ws::*;
+
+/// Generates one test per backend for each scenario function `name(Backend)`:
+/// `sqlite::name` and `postgres::name` in the module that calls it.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = $crate::helpers::Backend::postgres().await {
+                        super::$name(backend).await
+                    }
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_databases;
+
+/// Under `CI=true` a missing PostgreSQL or emulator fails the test instead of
+/// skipping it.
+fn running_in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true")
+}
+
+/// Polls `check` until it returns Some, for at most `limit`: how a test waits
+/// for state it cannot be told about.
+pub async fn eventually<T>(limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until this machine's clock, which the server shares, is at least a
+/// microsecond (the server's precision) past `timestamp`: whatever the server
+/// stamps next is then strictly later.
+pub async fn clock_moves_past(timestamp: &str) {
+    let timestamp = chrono::DateTime::parse_from_rfc3339(timestamp).expect("RFC 3339");
+    let next = timestamp + chrono::Duration::microseconds(1);
+    eventually(Duration::from_secs(5), async || {
+        (chrono::Utc::now() >= next).then_some(())
+    })
+    .await;
+}

@@ -1,0 +1,21 @@
+//! Black-box tests against the real `plangraph` binary, one module per area.
+//! They are one test binary so that the server's library links once for the
+//! whole suite, not once per area.
+
+mod helpers;
+
+mod authorization;
+mod concurrency;
+mod dashboard;
+mod database_outage;
+mod errors;
+mod limits;
+mod mcp;
+mod migrations;
+mod observability;
+mod refusals;
+mod robustness;
+mod server;
+mod specs;
+mod subscriptions;
+mod use_cases;
