@@ -1,6 +1,8 @@
 //! `planEvents`: replay from the event log, then live, with no gap and no
 //! duplicate at the seam (see `events.rs` for why ids make that possible).
 
+use std::time::Duration;
+
 use async_graphql::{Context, ID, Subscription};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
@@ -10,11 +12,15 @@ use super::{document_budget, loaders, services, viewer};
 use crate::error::{AppError, AppResult};
 use crate::events::{BusMessage, latest_event_id};
 use crate::observability::ActiveSubscription;
-use crate::service::subscriptions::{EventFilters, parse_cursor};
+use crate::service::subscriptions::{EventFilters, EventScope, parse_cursor};
+use crate::service::{Services, Viewer};
 use crate::shutdown::Shutdown;
 
 /// Events read from the log per query while replaying.
 const REPLAY_PAGE: u64 = 200;
+/// Retries of a scope re-check while the database is unreachable: with
+/// doubling pauses from 100 ms, about three seconds in all.
+const RESCOPE_RETRIES: usize = 5;
 
 pub struct SubscriptionRoot;
 
@@ -90,7 +96,7 @@ impl SubscriptionRoot {
                         break;
                     }
                     // A long replay re-checks access between pages.
-                    match services.event_scope(&viewer, &filters).await {
+                    match rescope(&services, &viewer, &filters).await {
                         Ok(current) => scope = current,
                         Err(error) => {
                             yield Err(error);
@@ -121,7 +127,7 @@ impl SubscriptionRoot {
                         }
                         // Everything after this message was committed after
                         // the change: the new scope applies to all of it.
-                        match services.event_scope(&viewer, &filters).await {
+                        match rescope(&services, &viewer, &filters).await {
                             Ok(current) => scope = current,
                             Err(error) => {
                                 yield Err(error);
@@ -139,4 +145,27 @@ impl SubscriptionRoot {
             }
         })
     }
+}
+
+/// Re-resolves a live subscription's scope. Re-checks come in bursts right
+/// after a database blip (the listener reconnected), when a pooled
+/// connection may still be a dead one from before it; a subscription should
+/// not end over that, so an unreachable database is retried for a few
+/// seconds before the subscriber is told to come back later.
+async fn rescope(
+    services: &Services,
+    viewer: &Viewer,
+    filters: &EventFilters,
+) -> AppResult<EventScope> {
+    let mut pause = Duration::from_millis(100);
+    for _ in 0..RESCOPE_RETRIES {
+        match services.event_scope(viewer, filters).await {
+            Err(AppError::DatabaseUnavailable) => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            result => return result,
+        }
+    }
+    services.event_scope(viewer, filters).await
 }

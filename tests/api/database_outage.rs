@@ -93,19 +93,9 @@ async fn subscriptions_recheck_access_after_the_listener_reconnects() {
         .await;
     team.plan("during the cut", "READY").await;
     let own = team.outsider.create_plan(&own_feature, "still mine").await;
-    // The pool tests only connections idle for a while before reusing them;
-    // one cut moments ago would fail the access re-check after the restore.
-    // A failed statement discards its connection, so readiness checks until
-    // the pool is empty leave only fresh connections for after the cut.
-    eventually(Duration::from_secs(30), || async {
-        if pooled_connections(&proxied).await == 0.0 {
-            return Some(());
-        }
-        let (status, _) = proxied.readyz().await;
-        assert_eq!(status, 503, "the proxied instance sees the outage");
-        None
-    })
-    .await;
+    // Restored at once: the instance's pool still holds connections cut
+    // moments ago, which the re-checks after the gap may pick up first; a
+    // subscription must ride that out, not end.
     proxy.restore();
 
     let delivered = board.next_event().await;
@@ -115,13 +105,6 @@ async fn subscriptions_recheck_access_after_the_listener_reconnects() {
         "the first event after the gap is the one still visible: {delivered}"
     );
     board.expect_nothing(Duration::from_millis(500)).await;
-}
-
-/// Connections in the server's pool, idle or in use.
-async fn pooled_connections(server: &Server) -> f64 {
-    let metrics = server.metrics().await;
-    metrics.get(r#"plangraph_db_pool_connections{state="idle"}"#)
-        + metrics.get(r#"plangraph_db_pool_connections{state="in_use"}"#)
 }
 
 #[tokio::test]
