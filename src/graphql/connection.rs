@@ -207,9 +207,19 @@ impl<N: OutputType> TypeName for Connection<N> {
 
 /// Whether the client selected `field` on the rows of this connection.
 pub fn row_field_selected(ctx: &Context<'_>, field: &str) -> bool {
+    row_path_selected(ctx, &[field])
+}
+
+/// Whether the client selected the nested field `path` (e.g. a row's
+/// `project { members }`) on the rows of this connection.
+pub fn row_path_selected(ctx: &Context<'_>, path: &[&str]) -> bool {
     let look = ctx.look_ahead();
-    look.field("nodes").field(field).exists()
-        || look.field("edges").field("node").field(field).exists()
+    let (mut nodes, mut edges) = (look.field("nodes"), look.field("edges").field("node"));
+    for field in path {
+        nodes = nodes.field(field);
+        edges = edges.field(field);
+    }
+    nodes.exists() || edges.exists()
 }
 
 /// The keys a selected field needs, collected before any await: iterators

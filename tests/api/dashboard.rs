@@ -10,6 +10,7 @@ on_both_databases!(
     plan_counts_per_status,
     project_features_page,
     statements_per_page_do_not_grow_with_page_size,
+    related_lists_of_a_page_load_in_batches,
     oversized_and_malformed_queries_are_refused_clearly,
 );
 
@@ -339,6 +340,55 @@ async fn statements_per_page_do_not_grow_with_page_size(backend: Backend) {
         costs[0] <= 2,
         "at most 2 statements (the API key, the page joined with feature, project and claimer): {costs:?}"
     );
+}
+
+/// The relations a detail view shows for every row (its events, the version
+/// it cut, its project's members and the viewer's role) load in one batch
+/// per relation, whatever the page size.
+async fn related_lists_of_a_page_load_in_batches(backend: Backend) {
+    let server = Server::start_with(
+        backend,
+        &["--sweep-every", "1h", "--max-query-complexity", "1000000"],
+    )
+    .await;
+    let team = Team::new(&server).await;
+    for index in 0..60 {
+        let status = if index % 2 == 0 { "COMPLETED" } else { "READY" };
+        team.plan_in(&format!("plan {index:03}"), status).await;
+    }
+    let detail =
+        "query($featureId: ID!, $first: Int) { plans(featureId: $featureId, first: $first) {
+        nodes { title events { kind } implementedFeatureVersion { version }
+                project { viewerRole members { role } } } } }";
+    team.viewer
+        .ok(detail, json!({ "featureId": team.feature, "first": 1 }))
+        .await; // warm-up
+    let mut costs = Vec::new();
+    for first in [6, 60] {
+        let before = statements_executed(&server).await;
+        let page = team
+            .viewer
+            .ok(detail, json!({ "featureId": team.feature, "first": first }))
+            .await;
+        costs.push(statements_executed(&server).await - before);
+        let nodes = page["plans"]["nodes"].as_array().expect("nodes");
+        assert_eq!(nodes.len(), first);
+        for (index, node) in nodes.iter().enumerate() {
+            let kinds = node["events"].as_array().expect("events").len();
+            let project = &node["project"];
+            assert_eq!(project["viewerRole"], "VIEWER");
+            assert_eq!(project["members"].as_array().map(Vec::len), Some(3));
+            if index % 2 == 0 {
+                // Created, claimed, completed; the version it cut.
+                assert_eq!(kinds, 3, "{node}");
+                assert!(node["implementedFeatureVersion"]["version"].as_i64() > Some(1));
+            } else {
+                assert_eq!(kinds, 1, "{node}");
+                assert!(node["implementedFeatureVersion"].is_null());
+            }
+        }
+    }
+    assert_eq!(costs[0], costs[1], "statements per page: {costs:?}");
 }
 
 async fn oversized_and_malformed_queries_are_refused_clearly(backend: Backend) {

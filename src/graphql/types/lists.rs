@@ -9,10 +9,11 @@ use uuid::Uuid;
 use super::{Feature, Plan};
 use crate::error::AppResult;
 use crate::graphql::connection::{
-    Connection, CountAll, PageArguments, keys_if, row_field_selected, window,
+    Connection, CountAll, PageArguments, keys_if, row_field_selected, row_path_selected, window,
 };
 use crate::graphql::loaders::{
-    FeatureId, FeaturePlanCounts, FeatureVersions, ProjectId, SpecKey, UserId, prime,
+    FeatureId, FeaturePlanCounts, FeatureVersions, PlanEvents, ProjectId, ProjectMembers, RoleIn,
+    SpecKey, UserId, VersionNumber, prime,
 };
 use crate::graphql::{document_budget, loaders, services, viewer};
 use crate::service::pagination::{Position, SortValue};
@@ -169,6 +170,31 @@ async fn prime_plan_rows(ctx: &Context<'_>, rows: &mut [PlanRow]) -> AppResult<(
         Some(row.plan.created_by)
     }));
     let users: Vec<UserId> = users.into_iter().flatten().map(UserId).collect();
+    let events = keys_if(selected("events"), rows, |row| PlanEvents(row.plan.id));
+    let versions: Vec<VersionNumber> =
+        keys_if(selected("implementedFeatureVersion"), rows, |row| {
+            row.plan.implemented_version.map(|version| VersionNumber {
+                feature: row.plan.feature_id,
+                version,
+            })
+        })
+        .into_iter()
+        .flatten()
+        .collect();
+    let members = keys_if(
+        row_path_selected(ctx, &["project", "members"]),
+        rows,
+        |row| ProjectMembers(row.plan.project_id),
+    );
+    let viewer = viewer(ctx)?.id();
+    let roles = keys_if(
+        row_path_selected(ctx, &["project", "viewerRole"]),
+        rows,
+        |row| RoleIn {
+            project: row.plan.project_id,
+            user: viewer,
+        },
+    );
     // Read ahead only what the response may carry; over budget, the
     // fields refuse one by one and nothing more is loaded.
     let spec_bytes: i64 = rows.iter().map(|row| row.plan.spec_size).sum();
@@ -177,15 +203,19 @@ async fn prime_plan_rows(ctx: &Context<'_>, rows: &mut [PlanRow]) -> AppResult<(
     let specs = keys_if(selected("spec") && affordable, rows, |row| {
         SpecKey(row.plan.spec_key.clone())
     });
-    let (users, ()) = futures::join!(
+    let (users, events, versions, members, roles, ()) = futures::join!(
         prime(db, users),
+        prime(db, events),
+        prime(db, versions),
+        prime(db, members),
+        prime(db, roles),
         // A store outage must fail only the `spec` fields (they ask again
         // and report it at their paths), never the page.
         async {
             let _ = loaders.prime_specs(specs).await;
         }
     );
-    users
+    users.and(events).and(versions).and(members).and(roles)
 }
 
 async fn prime_feature_rows(ctx: &Context<'_>, features: &[feature::Model]) -> AppResult<()> {
