@@ -302,7 +302,7 @@ impl Loader<RoleIn> for DbLoader {
         }
         let mut roles = HashMap::new();
         for (user, projects) in by_user {
-            let found = self.services.roles_in(&projects, user).await?;
+            let found = self.services.roles_in(user, Some(&projects)).await?;
             roles.extend(
                 found
                     .into_iter()

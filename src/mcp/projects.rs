@@ -50,7 +50,7 @@ impl Tools {
     async fn list_projects_reply(&self, viewer: Viewer) -> AppResult<Reply> {
         let (projects, roles) = futures::try_join!(
             self.services.projects_of(&viewer),
-            self.services.roles_of(&viewer),
+            self.services.roles_in(viewer.id(), None),
         )?;
         let ids: Vec<Uuid> = projects.iter().map(|project| project.id).collect();
         let counts = if ids.is_empty() {

@@ -58,19 +58,6 @@ impl Services {
             .await?)
     }
 
-    /// The viewer's role in every project it belongs to, in one query (a
-    /// list of projects shows each one's role without a query per row).
-    pub async fn roles_of(&self, viewer: &Viewer) -> AppResult<HashMap<Uuid, Role>> {
-        let memberships = project_member::Entity::find()
-            .filter(project_member::Column::UserId.eq(viewer.id()))
-            .all(&self.db)
-            .await?;
-        Ok(memberships
-            .into_iter()
-            .map(|member| (member.project_id, member.role))
-            .collect())
-    }
-
     /// A project by id, for members only.
     #[tracing::instrument(skip_all)]
     pub async fn project(&self, viewer: &Viewer, id: &str) -> AppResult<project::Model> {
@@ -105,13 +92,21 @@ impl Services {
         Ok(grouped)
     }
 
-    /// `user`'s role in each of `projects` they belong to, in one query.
-    pub async fn roles_in(&self, projects: &[Uuid], user: Uuid) -> AppResult<HashMap<Uuid, Role>> {
-        let memberships = project_member::Entity::find()
-            .filter(project_member::Column::UserId.eq(user))
-            .filter(project_member::Column::ProjectId.is_in(projects.iter().copied()))
-            .all(&self.db)
-            .await?;
+    /// `user`'s role in each project they belong to (of `projects`, when
+    /// given), in one query: a list of projects shows each one's role
+    /// without a query per row.
+    pub async fn roles_in(
+        &self,
+        user: Uuid,
+        projects: Option<&[Uuid]>,
+    ) -> AppResult<HashMap<Uuid, Role>> {
+        let mut memberships =
+            project_member::Entity::find().filter(project_member::Column::UserId.eq(user));
+        if let Some(projects) = projects {
+            memberships = memberships
+                .filter(project_member::Column::ProjectId.is_in(projects.iter().copied()));
+        }
+        let memberships = memberships.all(&self.db).await?;
         Ok(memberships
             .into_iter()
             .map(|member| (member.project_id, member.role))
