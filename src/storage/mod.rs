@@ -6,6 +6,7 @@ mod cache;
 mod fs;
 mod gcs;
 mod memory;
+mod s3;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ pub use cache::{CachedSpecStore, StoreMetrics};
 pub use fs::FsSpecStore;
 pub use gcs::{GcsOptions, GcsSpecStore};
 pub use memory::MemorySpecStore;
+pub use s3::{S3Options, S3SpecStore};
 
 /// Why a store call failed. `Missing` is a bug or lost data (a row points at an
 /// object that is not there); `Unavailable` is an outage worth retrying.
