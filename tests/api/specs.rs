@@ -416,3 +416,107 @@ async fn check_store_gives_a_verdict_for_a_good_and_a_dead_store(kind: StoreKind
     assert!(verdict.contains(": FAILED: "), "{verdict}");
     assert!(String::from_utf8_lossy(&dead.stderr).contains("is not usable"));
 }
+
+/// `check-store` on an S3 store in an AWS environment made of shared config
+/// files alone: the standard chain must find keys and region there.
+async fn check_store_with_aws_profile(
+    profile: &str,
+    bucket: &str,
+    endpoint: Option<&str>,
+) -> std::process::Output {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let credentials = directory.path().join("credentials");
+    let config = directory.path().join("config");
+    std::fs::write(
+        &credentials,
+        "[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = one\n\n\
+         [plangraph]\naws_access_key_id = AKIDFROMPROFILE\naws_secret_access_key = two\n\n\
+         [regionless]\naws_access_key_id = AKIDREGIONLESS\naws_secret_access_key = three\n",
+    )
+    .expect("write credentials");
+    std::fs::write(
+        &config,
+        "[default]\nregion = us-east-1\n\n[profile plangraph]\nregion = eu-west-3\n",
+    )
+    .expect("write config");
+    let mut command = tokio::process::Command::new(binary());
+    command
+        .args(["admin", "check-store"])
+        .args(["--spec-store", &format!("s3://{bucket}/specs")])
+        .args(["--s3-timeout", "5s"]);
+    if let Some(endpoint) = endpoint {
+        command.args(["--s3-endpoint", endpoint]);
+    }
+    for name in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "PLANGRAPH_S3_REGION",
+    ] {
+        command.env_remove(name);
+    }
+    command
+        .env("AWS_PROFILE", profile)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_CONFIG_FILE", &config)
+        // Not on EC2: the chain must not wait for an instance's metadata.
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .current_dir(directory.path())
+        .output()
+        .await
+        .expect("run plangraph admin check-store")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_keys_and_region_come_from_the_chosen_aws_profile() {
+    let Some(s3) = S3::shared().await else {
+        return;
+    };
+    let bucket = s3.new_bucket().await;
+    let relay = RecordingRelay::start(&s3.endpoint).await;
+
+    let output = check_store_with_aws_profile("plangraph", &bucket, Some(&relay.endpoint)).await;
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "check-store failed: {stdout}");
+    let sent = relay.sent();
+    // Every signature's scope: "Credential=KEY/DATE/REGION/s3/aws4_request".
+    let signers: std::collections::BTreeSet<String> = sent
+        .split("Credential=")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("/s3/aws4_request"))
+        .map(|(scope, _)| {
+            let parts: Vec<&str> = scope.split('/').collect();
+            format!("{} {}", parts[0], parts[parts.len() - 1])
+        })
+        .collect();
+    assert_eq!(
+        signers,
+        ["AKIDFROMPROFILE eu-west-3".to_owned()].into(),
+        "every request signed with the profile's key for the profile's region: {sent}"
+    );
+    assert!(
+        sent.contains(&format!("PUT /{bucket}/specs/.plangraph/probe.md")),
+        "path-style requests under the prefix: {sent}"
+    );
+    assert!(
+        sent.to_lowercase().contains("\r\nif-none-match: *\r\n"),
+        "the probe is written only if absent: {sent}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_store_on_aws_without_a_region_refuses_to_start() {
+    let output = check_store_with_aws_profile("regionless", "some-bucket", None).await;
+
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no AWS region") && stderr.contains("--s3-region"),
+        "{stderr}"
+    );
+}

@@ -253,3 +253,58 @@ impl PrivateS3 {
         }
     }
 }
+
+/// A TCP relay to an emulator that keeps a copy of every byte sent to it, so
+/// that a test can see the requests a server made (their signatures
+/// included) while the emulator still answers them.
+pub struct RecordingRelay {
+    pub endpoint: String,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl RecordingRelay {
+    pub async fn start(target: &str) -> RecordingRelay {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let target = target
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind relay");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let (mut from_client, mut to_client) = inbound.into_split();
+                let (mut from_emulator, mut to_emulator) = outbound.into_split();
+                let recorded = recorded.clone();
+                tokio::spawn(async move {
+                    let mut buffer = [0; 8192];
+                    while let Ok(read) = from_client.read(&mut buffer).await {
+                        if read == 0 || to_emulator.write_all(&buffer[..read]).await.is_err() {
+                            break;
+                        }
+                        recorded
+                            .lock()
+                            .expect("recording")
+                            .extend_from_slice(&buffer[..read]);
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_emulator, &mut to_client).await;
+                });
+            }
+        });
+        RecordingRelay { endpoint, sent }
+    }
+
+    /// Everything sent through the relay so far, as text.
+    pub fn sent(&self) -> String {
+        String::from_utf8_lossy(&self.sent.lock().expect("recording")).into_owned()
+    }
+}
