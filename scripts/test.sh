@@ -32,11 +32,12 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Waits until something answers HTTP at $1 (any status: an S3 emulator
-# refuses anonymous requests); on failure prints the emulator's log ($3).
+# Waits until something answers HTTP at the emulator's URL $1 plus the path
+# $2 (any status: an S3 emulator refuses anonymous requests); on failure
+# prints the emulator's log ($4).
 wait_for_emulator() {
-  local url="$1" name="$2" log="$3"
-  if ! python3 - "$url" <<'PY'
+  local endpoint="$1" path="$2" name="$3" log="$4"
+  if ! python3 - "$endpoint$path" <<'PY'
 import sys, time, urllib.error, urllib.request
 for _ in range(600):
     try:
@@ -49,11 +50,11 @@ for _ in range(600):
 sys.exit(1)
 PY
   then
-    echo "The $name emulator did not answer on $url; its log:" >&2
+    echo "The $name emulator did not answer on $endpoint; its log:" >&2
     cat "$log" >&2
     exit 1
   fi
-  echo "$name emulator listening on $url"
+  echo "$name emulator listening on $endpoint"
 }
 
 EMULATOR_PIDS=()
@@ -90,8 +91,8 @@ EMULATOR_LOGS+=("$S3_LOG")
 EMULATOR_PIDS+=($!)
 export PLANGRAPH_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 
-wait_for_emulator "$PLANGRAPH_TEST_GCS_ENDPOINT/storage/v1/b?project=test" GCS "$GCS_LOG"
-wait_for_emulator "$PLANGRAPH_TEST_S3_ENDPOINT/" S3 "$S3_LOG"
+wait_for_emulator "$PLANGRAPH_TEST_GCS_ENDPOINT" "/storage/v1/b?project=test" GCS "$GCS_LOG"
+wait_for_emulator "$PLANGRAPH_TEST_S3_ENDPOINT" / S3 "$S3_LOG"
 
 # Builds only what runs: the library, the binary and the test targets
 # (`--tests`), not the benches and examples; `cargo clippy --all-targets` in

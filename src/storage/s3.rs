@@ -16,7 +16,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use bytes::Bytes;
 
-use super::{PROBE_KEY, PutOutcome, SpecStore, StoreError};
+use super::{PutOutcome, SpecStore, StoreError};
 
 /// Specs are markdown; the content type lets the console and `aws s3 cp -` show
 /// them as text.
@@ -115,11 +115,7 @@ impl S3SpecStore {
     }
 
     fn object_key(&self, key: &str) -> String {
-        if self.prefix.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}/{key}", self.prefix)
-        }
+        super::in_prefix(&self.prefix, key)
     }
 
     /// Runs one call, reading its body included, under the deadline: the
@@ -232,17 +228,10 @@ impl SpecStore for S3SpecStore {
             })
     }
 
-    /// Reads the small probe object, as the GCS store does; the first check
-    /// writes it. Unlike `HeadBucket`, this needs no permission beyond the
-    /// object ones the server uses anyway.
+    /// The probe object rather than `HeadBucket`, which would need
+    /// `s3:ListBucket` for a check and nothing else.
     async fn check(&self) -> Result<(), StoreError> {
-        match self.get(PROBE_KEY).await {
-            Ok(_) => Ok(()),
-            Err(StoreError::Missing(_)) => {
-                self.put(PROBE_KEY, super::PROBE_CONTENT).await.map(|_| ())
-            }
-            Err(error) => Err(error),
-        }
+        super::check_with_probe(self).await
     }
 }
 
@@ -293,29 +282,11 @@ mod tests {
     /// path-style, conditional, typed as markdown, without checksum headers.
     #[tokio::test]
     async fn uploads_are_conditional_path_style_and_typed_as_markdown() {
-        use tokio::io::AsyncReadExt;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
-        let capture = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.expect("accept");
-            let mut request = Vec::new();
-            let mut buffer = [0; 4096];
-            while !String::from_utf8_lossy(&request).contains("# the spec") {
-                let read = socket.read(&mut buffer).await.expect("read");
-                if read == 0 {
-                    break;
-                }
-                request.extend_from_slice(&buffer[..read]);
-            }
-            // Hanging up unanswered, with the listener gone, makes the upload fail.
-            String::from_utf8_lossy(&request).to_lowercase()
-        });
+        let (endpoint, capture) = crate::storage::first_request_to("# the spec").await;
 
         let outcome = store("specs", &endpoint).put("a.md", b"# the spec").await;
 
-        let request = capture.await.expect("captured request");
+        let request = capture.await.expect("captured request").to_lowercase();
         assert!(matches!(outcome, Err(StoreError::Unavailable(_))));
         assert!(request.starts_with("put /bucket/specs/a.md"), "{request}");
         assert!(request.contains("\r\nif-none-match: *\r\n"), "{request}");
