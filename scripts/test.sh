@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests and black-box tests against the real server
 # on SQLite and on the machine's PostgreSQL (127.0.0.1:5432, user postgres),
-# with specs in a GCS emulator (fake-gcs-server) that this script starts on
-# 127.0.0.1 and stops again, then the live board in headless chromium.
+# with specs in the fs store and in a GCS emulator (fake-gcs-server) and an S3
+# emulator (moto) that this script starts on 127.0.0.1 and stops again, then
+# the live board in headless chromium.
 # With CI=true an unreachable PostgreSQL or emulator fails the run instead of
 # being skipped. Arguments go to `cargo nextest run` (e.g. a test filter).
 set -euo pipefail
@@ -26,33 +27,72 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; the
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
 fi
 
-# Tests read the emulator's URL from PLANGRAPH_TEST_GCS_ENDPOINT and start
-# private instances (for outages) from PLANGRAPH_TEST_GCS_EMULATOR.
-PLANGRAPH_TEST_GCS_EMULATOR="$(gcs_emulator_binary)"
-export PLANGRAPH_TEST_GCS_EMULATOR
-GCS_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-GCS_LOG="$(mktemp -t plangraph-gcs-emulator.XXXXXX.log)"
-"$PLANGRAPH_TEST_GCS_EMULATOR" -scheme http -host 127.0.0.1 -port "$GCS_PORT" \
-  -backend memory -log-level warn >"$GCS_LOG" 2>&1 &
-GCS_PID=$!
-trap 'kill "$GCS_PID" 2>/dev/null || true; wait "$GCS_PID" 2>/dev/null || true; rm -f "$GCS_LOG"' EXIT
-export PLANGRAPH_TEST_GCS_ENDPOINT="http://127.0.0.1:$GCS_PORT"
-if ! python3 - "$PLANGRAPH_TEST_GCS_ENDPOINT" <<'PY'
-import sys, time, urllib.request
-for _ in range(300):
+# A free port on 127.0.0.1 for an emulator.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits until something answers HTTP at the emulator's URL $1 plus the path
+# $2 (any status: an S3 emulator refuses anonymous requests); on failure
+# prints the emulator's log ($4).
+wait_for_emulator() {
+  local endpoint="$1" path="$2" name="$3" log="$4"
+  if ! python3 - "$endpoint$path" <<'PY'
+import sys, time, urllib.error, urllib.request
+for _ in range(600):
     try:
-        urllib.request.urlopen(sys.argv[1] + "/storage/v1/b?project=test", timeout=1)
+        urllib.request.urlopen(sys.argv[1], timeout=1)
+        sys.exit(0)
+    except urllib.error.HTTPError:
         sys.exit(0)
     except OSError:
         time.sleep(0.1)
 sys.exit(1)
 PY
-then
-  echo "The GCS emulator did not answer on $PLANGRAPH_TEST_GCS_ENDPOINT; its log:" >&2
-  cat "$GCS_LOG" >&2
-  exit 1
-fi
-echo "GCS emulator listening on $PLANGRAPH_TEST_GCS_ENDPOINT"
+  then
+    echo "The $name emulator did not answer on $endpoint; its log:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  echo "$name emulator listening on $endpoint"
+}
+
+EMULATOR_PIDS=()
+EMULATOR_LOGS=()
+stop_emulators() {
+  local pid
+  for pid in "${EMULATOR_PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -f "${EMULATOR_LOGS[@]}"
+}
+trap stop_emulators EXIT
+
+# Tests read the emulators' URLs from PLANGRAPH_TEST_GCS_ENDPOINT and
+# PLANGRAPH_TEST_S3_ENDPOINT, and start private instances (for outages) from
+# PLANGRAPH_TEST_GCS_EMULATOR and PLANGRAPH_TEST_S3_EMULATOR.
+PLANGRAPH_TEST_GCS_EMULATOR="$(gcs_emulator_binary)"
+export PLANGRAPH_TEST_GCS_EMULATOR
+GCS_PORT="$(free_port)"
+GCS_LOG="$(mktemp -t plangraph-gcs-emulator.XXXXXX.log)"
+EMULATOR_LOGS+=("$GCS_LOG")
+"$PLANGRAPH_TEST_GCS_EMULATOR" -scheme http -host 127.0.0.1 -port "$GCS_PORT" \
+  -backend memory -log-level warn >"$GCS_LOG" 2>&1 &
+EMULATOR_PIDS+=($!)
+export PLANGRAPH_TEST_GCS_ENDPOINT="http://127.0.0.1:$GCS_PORT"
+
+PLANGRAPH_TEST_S3_EMULATOR="$(s3_emulator_binary)"
+export PLANGRAPH_TEST_S3_EMULATOR
+S3_PORT="$(free_port)"
+S3_LOG="$(mktemp -t plangraph-s3-emulator.XXXXXX.log)"
+EMULATOR_LOGS+=("$S3_LOG")
+"$PLANGRAPH_TEST_S3_EMULATOR" -H 127.0.0.1 -p "$S3_PORT" >"$S3_LOG" 2>&1 &
+EMULATOR_PIDS+=($!)
+export PLANGRAPH_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+
+wait_for_emulator "$PLANGRAPH_TEST_GCS_ENDPOINT" "/storage/v1/b?project=test" GCS "$GCS_LOG"
+wait_for_emulator "$PLANGRAPH_TEST_S3_ENDPOINT" / S3 "$S3_LOG"
 
 # Builds only what runs: the library, the binary and the test targets
 # (`--tests`), not the benches and examples; `cargo clippy --all-targets` in

@@ -204,6 +204,10 @@ async fn check_store(config: &Config) -> Result<(), StartupError> {
             Some(endpoint) => format!("gcs://{bucket}/{prefix} at {endpoint}"),
             None => format!("gcs://{bucket}/{prefix}"),
         },
+        SpecStoreConfig::S3 { bucket, prefix } => match &config.s3_endpoint {
+            Some(endpoint) => format!("s3://{bucket}/{prefix} at {endpoint}"),
+            None => format!("s3://{bucket}/{prefix}"),
+        },
     };
     let store = crate::spec_store(config).await?;
     match crate::storage::probe(&*store).await {

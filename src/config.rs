@@ -47,7 +47,8 @@ pub struct Config {
     #[arg(long, env = "PLANGRAPH_DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
     pub database_acquire_timeout: Duration,
 
-    /// Spec store: fs:DIR, memory, or gcs://BUCKET/PREFIX. Default: fs:DATA_DIR/specs.
+    /// Spec store: fs:DIR, memory, gcs://BUCKET/PREFIX or s3://BUCKET/PREFIX.
+    /// Default: fs:DATA_DIR/specs.
     #[arg(long, env = "PLANGRAPH_SPEC_STORE", global = true)]
     pub spec_store: Option<String>,
 
@@ -59,6 +60,22 @@ pub struct Config {
     /// Deadline of one GCS call, retries included.
     #[arg(long, env = "PLANGRAPH_GCS_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
     pub gcs_timeout: Duration,
+
+    /// URL of an S3-compatible store or emulator, addressed path-style
+    /// (URL/BUCKET/KEY). Without it the s3 store talks to Amazon S3.
+    /// Credentials come from the standard AWS chain either way.
+    #[arg(long, env = "PLANGRAPH_S3_ENDPOINT", global = true)]
+    pub s3_endpoint: Option<String>,
+
+    /// Region of the S3 bucket, instead of the AWS chain's (AWS_REGION, the
+    /// profile's region, the instance's). With --s3-endpoint it defaults to
+    /// us-east-1.
+    #[arg(long, env = "PLANGRAPH_S3_REGION", global = true)]
+    pub s3_region: Option<String>,
+
+    /// Deadline of one S3 call, retries included.
+    #[arg(long, env = "PLANGRAPH_S3_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub s3_timeout: Duration,
 
     /// Most spec objects read from the store at once for one batch (a page of
     /// specs). The default is the largest page, so a page of specs costs one
@@ -235,6 +252,7 @@ pub enum SpecStoreConfig {
     Fs(PathBuf),
     Memory,
     Gcs { bucket: String, prefix: String },
+    S3 { bucket: String, prefix: String },
 }
 
 impl Config {
@@ -258,17 +276,18 @@ impl Config {
         if let Some(directory) = value.strip_prefix("fs:") {
             return Ok(SpecStoreConfig::Fs(PathBuf::from(directory)));
         }
-        if let Some(rest) = value.strip_prefix("gcs://") {
+        let bucket_and_prefix = |rest: &str| {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if !bucket.is_empty() {
-                return Ok(SpecStoreConfig::Gcs {
-                    bucket: bucket.to_owned(),
-                    prefix: prefix.trim_matches('/').to_owned(),
-                });
-            }
+            (!bucket.is_empty()).then(|| (bucket.to_owned(), prefix.trim_matches('/').to_owned()))
+        };
+        if let Some((bucket, prefix)) = value.strip_prefix("gcs://").and_then(bucket_and_prefix) {
+            return Ok(SpecStoreConfig::Gcs { bucket, prefix });
+        }
+        if let Some((bucket, prefix)) = value.strip_prefix("s3://").and_then(bucket_and_prefix) {
+            return Ok(SpecStoreConfig::S3 { bucket, prefix });
         }
         Err(format!(
-            "--spec-store {value:?} is not understood; use fs:DIR, memory or gcs://BUCKET/PREFIX"
+            "--spec-store {value:?} is not understood; use fs:DIR, memory, gcs://BUCKET/PREFIX or s3://BUCKET/PREFIX"
         ))
     }
 }
@@ -330,6 +349,44 @@ mod tests {
             })
         );
         assert!(Cli::try_parse_from(["plangraph", "--sweep-every", "soon"]).is_err());
+    }
+
+    #[test]
+    fn an_s3_store_parses_with_its_endpoint_and_region() {
+        let config = Cli::parse_from([
+            "plangraph",
+            "--spec-store",
+            "s3://bucket/some/prefix/",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000",
+            "--s3-region",
+            "eu-central-1",
+        ])
+        .config;
+        assert_eq!(
+            config.spec_store(),
+            Ok(SpecStoreConfig::S3 {
+                bucket: "bucket".into(),
+                prefix: "some/prefix".into()
+            })
+        );
+        assert_eq!(config.s3_endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(config.s3_region.as_deref(), Some("eu-central-1"));
+        assert_eq!(config.s3_timeout, Duration::from_secs(10));
+        let bare = Cli::parse_from(["plangraph", "--spec-store", "s3://bucket"]).config;
+        assert_eq!(
+            bare.spec_store(),
+            Ok(SpecStoreConfig::S3 {
+                bucket: "bucket".into(),
+                prefix: String::new()
+            })
+        );
+        let nameless = Cli::parse_from(["plangraph", "--spec-store", "s3:///specs"]).config;
+        assert!(
+            nameless
+                .spec_store()
+                .is_err_and(|message| message.contains("s3://BUCKET/PREFIX"))
+        );
     }
 
     #[test]

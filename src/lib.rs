@@ -34,7 +34,8 @@ use crate::events::EventBus;
 use crate::service::{Limits, Services};
 use crate::shutdown::Shutdown;
 use crate::storage::{
-    CachedSpecStore, FsSpecStore, GcsOptions, GcsSpecStore, MemorySpecStore, SharedSpecStore,
+    CachedSpecStore, FsSpecStore, GcsOptions, GcsSpecStore, MemorySpecStore, S3Options,
+    S3SpecStore, SharedSpecStore,
 };
 
 /// A start-up failure, as one line for the operator.
@@ -140,6 +141,19 @@ pub async fn spec_store(config: &Config) -> Result<SharedSpecStore, StartupError
                 timeout: config.gcs_timeout,
             };
             let store = GcsSpecStore::connect(options)
+                .await
+                .map_err(|error| StartupError(error.reason()))?;
+            Arc::new(store)
+        }
+        SpecStoreConfig::S3 { bucket, prefix } => {
+            let options = S3Options {
+                bucket,
+                prefix,
+                endpoint: config.s3_endpoint.clone(),
+                region: config.s3_region.clone(),
+                timeout: config.s3_timeout,
+            };
+            let store = S3SpecStore::connect(options)
                 .await
                 .map_err(|error| StartupError(error.reason()))?;
             Arc::new(store)

@@ -12,7 +12,7 @@ use google_cloud_gax::retry_policy::RetryPolicyExt;
 use google_cloud_storage::client::Storage;
 use google_cloud_storage::retry_policy::RetryableErrors;
 
-use super::{PROBE_KEY, PutOutcome, SpecStore, StoreError};
+use super::{PutOutcome, SpecStore, StoreError};
 
 /// Specs are markdown; the content type lets the console and `gcloud storage
 /// cat` show them as text.
@@ -82,11 +82,7 @@ impl GcsSpecStore {
     }
 
     fn object_name(&self, key: &str) -> String {
-        if self.prefix.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}/{key}", self.prefix)
-        }
+        super::in_prefix(&self.prefix, key)
     }
 
     /// Runs one call under the deadline. The client's HTTP attempts have no
@@ -175,17 +171,10 @@ impl SpecStore for GcsSpecStore {
             })
     }
 
-    /// Reads the small probe object; the first check writes it. The JSON
-    /// calls for bucket metadata are not in this client (it reaches them over
-    /// gRPC only), and a read proves credentials and bucket just as well.
+    /// The probe object, since the JSON calls for bucket metadata are not
+    /// in this client (it reaches them over gRPC only).
     async fn check(&self) -> Result<(), StoreError> {
-        match self.get(PROBE_KEY).await {
-            Ok(_) => Ok(()),
-            Err(StoreError::Missing(_)) => {
-                self.put(PROBE_KEY, super::PROBE_CONTENT).await.map(|_| ())
-            }
-            Err(error) => Err(error),
-        }
+        super::check_with_probe(self).await
     }
 }
 
@@ -214,25 +203,7 @@ mod tests {
     /// from the metadata as GCS does, so the request itself is checked here.
     #[tokio::test]
     async fn uploads_are_conditional_single_shot_and_typed_as_markdown() {
-        use tokio::io::AsyncReadExt;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
-        let capture = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.expect("accept");
-            let mut request = Vec::new();
-            let mut buffer = [0; 4096];
-            while !String::from_utf8_lossy(&request).contains("# the spec") {
-                let read = socket.read(&mut buffer).await.expect("read");
-                if read == 0 {
-                    break;
-                }
-                request.extend_from_slice(&buffer[..read]);
-            }
-            // Hanging up unanswered, with the listener gone, makes the upload fail.
-            String::from_utf8_lossy(&request).into_owned()
-        });
+        let (endpoint, capture) = crate::storage::first_request_to("# the spec").await;
         let store = GcsSpecStore::connect(GcsOptions {
             bucket: "bucket".into(),
             prefix: "specs".into(),

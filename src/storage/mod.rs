@@ -6,6 +6,7 @@ mod cache;
 mod fs;
 mod gcs;
 mod memory;
+mod s3;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ pub use cache::{CachedSpecStore, StoreMetrics};
 pub use fs::FsSpecStore;
 pub use gcs::{GcsOptions, GcsSpecStore};
 pub use memory::MemorySpecStore;
+pub use s3::{S3Options, S3SpecStore};
 
 /// Why a store call failed. `Missing` is a bug or lost data (a row points at an
 /// object that is not there); `Unavailable` is an outage worth retrying.
@@ -175,6 +177,55 @@ pub async fn probe(store: &dyn SpecStore) -> Result<(), String> {
         .check()
         .await
         .map_err(|error| format!("the readiness check failed: {}", error.reason()))
+}
+
+/// `PREFIX/key`, or `key` alone without a prefix: how the bucket stores
+/// (gcs, s3) name objects.
+fn in_prefix(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}/{key}")
+    }
+}
+
+/// The `/readyz` check of the bucket stores: read the small probe object,
+/// writing it on the first check. A read proves credentials, bucket and
+/// network as well as any bucket-metadata call would, and needs no
+/// permission beyond the object ones the server uses anyway.
+async fn check_with_probe(store: &(impl SpecStore + ?Sized)) -> Result<(), StoreError> {
+    match store.get(PROBE_KEY).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::Missing(_)) => store.put(PROBE_KEY, PROBE_CONTENT).await.map(|_| ()),
+        Err(error) => Err(error),
+    }
+}
+
+/// For the bucket stores' unit tests: what a client sends to an endpoint
+/// that reads one request until it contains `until` and hangs up
+/// unanswered (so the client's call fails). Returns the endpoint's URL and
+/// the request, once the call has been made.
+#[cfg(test)]
+async fn first_request_to(until: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+    let capture = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut request = Vec::new();
+        let mut buffer = [0; 4096];
+        while !String::from_utf8_lossy(&request).contains(until) {
+            let read = socket.read(&mut buffer).await.expect("read");
+            if read == 0 {
+                break;
+            }
+            request.extend_from_slice(&buffer[..read]);
+        }
+        String::from_utf8_lossy(&request).into_owned()
+    });
+    (endpoint, capture)
 }
 
 impl StoreError {

@@ -1,7 +1,9 @@
-//! Specs in Google Cloud Storage, against a real emulator (fake-gcs-server):
-//! the use cases end to end, laziness, batching and caching proven by the
-//! store counters on `/metrics`, content addressing, and a real outage (the
-//! emulator process killed and started again) with recovery.
+//! Specs in every kind of store — the fs store, Google Cloud Storage and S3,
+//! the last two against real emulators (fake-gcs-server, moto) — with one
+//! scenario per behaviour run on each: the use cases end to end, laziness,
+//! batching and caching proven by the store counters on `/metrics`, content
+//! addressing, a real outage (the emulator process killed and started again,
+//! the fs directory swapped for a file) with recovery, and `check-store`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -49,12 +51,21 @@ async fn plans(team: &Team, count: usize) -> Vec<(String, String)> {
     plans
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn specs_round_trip_through_gcs_and_survive_a_restart() {
-    let Some(gcs) = Gcs::shared().await else {
+on_every_store!(
+    specs_round_trip_through_the_store_and_survive_a_restart,
+    a_query_without_spec_makes_no_store_call,
+    a_page_of_fifty_specs_is_one_batch_of_concurrent_reads,
+    a_repeated_query_is_served_from_the_cache,
+    an_identical_spec_is_not_uploaded_again,
+    a_store_outage_fails_only_spec_fields_and_recovers_by_itself,
+    check_store_gives_a_verdict_for_a_good_and_a_dead_store,
+);
+
+async fn specs_round_trip_through_the_store_and_survive_a_restart(kind: StoreKind) {
+    let Some(store) = SpecBucket::new(kind).await else {
         return;
     };
-    let (server, bucket) = Server::start_on_gcs(&gcs, &[]).await;
+    let server = Server::start_on_store(&store, &[]).await;
     let team = Team::new(&server).await;
     let plan = team.plan("OAuth", "DRAFT").await;
 
@@ -69,12 +80,8 @@ async fn specs_round_trip_through_gcs_and_survive_a_restart() {
         .await;
     assert_eq!(updated["updatePlan"]["spec"], "# OAuth\nv2");
 
-    let objects = gcs.objects(&bucket).await;
-    let names: Vec<&str> = objects
-        .iter()
-        .filter_map(|object| object["name"].as_str())
-        .collect();
-    let plan_prefix = format!("specs/projects/{}/plans/{plan}/", team.project);
+    let names = store.names().await;
+    let plan_prefix = format!("{SPECS_PREFIX}projects/{}/plans/{plan}/", team.project);
     assert_eq!(
         names
             .iter()
@@ -87,10 +94,7 @@ async fn specs_round_trip_through_gcs_and_survive_a_restart() {
         .iter()
         .find(|name| name.contains("/features/"))
         .expect("the feature spec is an object too");
-    assert_eq!(
-        gcs.read(&bucket, feature_object).await,
-        "# Auth\nUsers sign in."
-    );
+    assert_eq!(store.read(feature_object).await, "# Auth\nUsers sign in.");
 
     let server = server.restart().await;
     let owner = server.as_client(&team.owner);
@@ -110,16 +114,15 @@ async fn specs_round_trip_through_gcs_and_survive_a_restart() {
     assert_eq!(
         server.metrics().await.get(GET_CALLS),
         2.0,
-        "after the restart the plan and feature specs came from GCS (one key shared by feature and version)"
+        "after the restart the plan and feature specs came from the store (one key shared by feature and version)"
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_query_without_spec_makes_no_store_call() {
-    let Some(gcs) = Gcs::shared().await else {
+async fn a_query_without_spec_makes_no_store_call(kind: StoreKind) {
+    let Some(store) = SpecBucket::new(kind).await else {
         return;
     };
-    let (server, _) = Server::start_on_gcs(&gcs, &[]).await;
+    let server = Server::start_on_store(&store, &[]).await;
     let team = Team::new(&server).await;
     let created = plans(&team, 5).await;
     let before = server.metrics().await;
@@ -151,14 +154,13 @@ async fn a_query_without_spec_makes_no_store_call() {
     assert_eq!(after.get(GET_CALLS), 0.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_of_fifty_specs_is_one_batch_of_concurrent_reads() {
-    let Some(gcs) = Gcs::shared().await else {
+async fn a_page_of_fifty_specs_is_one_batch_of_concurrent_reads(kind: StoreKind) {
+    let Some(store) = SpecBucket::new(kind).await else {
         return;
     };
-    // No cache, so that every run of the page reads all 50 specs from GCS.
+    // No cache, so that every run of the page reads all 50 specs from the store.
     let args = ["--spec-fetch-concurrency", "8", "--spec-cache-bytes", "0"];
-    let (server, _) = Server::start_on_gcs(&gcs, &args).await;
+    let server = Server::start_on_store(&store, &args).await;
     let team = Team::new(&server).await;
     let created = plans(&team, 50).await;
     let query = json!({ "projectId": team.project });
@@ -203,12 +205,11 @@ async fn a_page_of_fifty_specs_is_one_batch_of_concurrent_reads() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeated_query_is_served_from_the_cache() {
-    let Some(gcs) = Gcs::shared().await else {
+async fn a_repeated_query_is_served_from_the_cache(kind: StoreKind) {
+    let Some(store) = SpecBucket::new(kind).await else {
         return;
     };
-    let (server, _) = Server::start_on_gcs(&gcs, &[]).await;
+    let server = Server::start_on_store(&store, &[]).await;
     let team = Team::new(&server).await;
     plans(&team, 10).await;
     let query = json!({ "projectId": team.project });
@@ -227,21 +228,20 @@ async fn a_repeated_query_is_served_from_the_cache() {
     assert_eq!(
         after.get(GET_CALLS),
         10.0,
-        "the second one read nothing from GCS"
+        "the second one read nothing from the store"
     );
     assert_eq!(after.get(HITS) - between.get(HITS), 10.0);
     assert_eq!(after.get(MISSES), between.get(MISSES));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_identical_spec_is_not_uploaded_again() {
-    let Some(gcs) = Gcs::shared().await else {
+async fn an_identical_spec_is_not_uploaded_again(kind: StoreKind) {
+    let Some(store) = SpecBucket::new(kind).await else {
         return;
     };
-    let (server, bucket) = Server::start_on_gcs(&gcs, &[]).await;
+    let server = Server::start_on_store(&store, &[]).await;
     let team = Team::new(&server).await;
     let plan = team.plan("Same", "DRAFT").await;
-    let objects_before = gcs.objects(&bucket).await;
+    let objects_before = store.objects().await;
     let before = server.metrics().await;
 
     let updated = team
@@ -260,37 +260,24 @@ async fn an_identical_spec_is_not_uploaded_again() {
         1.0,
         "the store found the object already there"
     );
-    let objects_after = gcs.objects(&bucket).await;
-    let generations = |objects: &[Value]| -> Vec<(String, String)> {
-        objects
-            .iter()
-            .map(|object| {
-                (
-                    object["name"].as_str().unwrap_or_default().to_owned(),
-                    object["generation"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect()
-    };
     assert_eq!(
-        generations(&objects_after),
-        generations(&objects_before),
+        store.objects().await,
+        objects_before,
         "no new object and no new generation of the existing one"
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_outage_fails_only_spec_fields_and_recovers_by_itself() {
-    let Some(mut emulator) = PrivateGcs::start().await else {
+async fn a_store_outage_fails_only_spec_fields_and_recovers_by_itself(kind: StoreKind) {
+    let Some(mut store) = OutageStore::start(kind).await else {
         return;
     };
     // No cache: every spec read below must really reach the store.
-    let (server, _) = Server::start_on_gcs(&emulator.gcs, &["--spec-cache-bytes", "0"]).await;
+    let server = Server::start_on_store(&store.bucket, &["--spec-cache-bytes", "0"]).await;
     let team = Team::new(&server).await;
     let created = plans(&team, 3).await;
     assert_eq!(server.readyz().await.0, 200);
 
-    emulator.stop().await;
+    store.stop().await;
 
     let reply = team
         .owner
@@ -364,7 +351,7 @@ async fn a_store_outage_fails_only_spec_fields_and_recovers_by_itself() {
     assert_eq!(body["specStore"], "unavailable");
     assert_eq!(body["database"], "ok");
 
-    emulator.restart().await;
+    store.restart().await;
 
     let server = &server;
     eventually(Duration::from_secs(30), || async move {
@@ -388,12 +375,96 @@ async fn a_store_outage_fails_only_spec_fields_and_recovers_by_itself() {
     assert_eq!(read["plan"]["spec"], spec_of("after the outage"));
 }
 
-async fn check_store(endpoint: &str, bucket: &str) -> std::process::Output {
+async fn check_store(args: &[String], env: &[(String, String)]) -> std::process::Output {
     let directory = tempfile::tempdir().expect("temp dir");
     tokio::process::Command::new(binary())
         .args(["admin", "check-store"])
-        .args(["--spec-store", &format!("gcs://{bucket}/specs")])
-        .args(["--gcs-endpoint", endpoint, "--gcs-timeout", "5s"])
+        .args(args)
+        .args(["--gcs-timeout", "5s", "--s3-timeout", "5s"])
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .current_dir(directory.path())
+        .output()
+        .await
+        .expect("run plangraph admin check-store")
+}
+
+async fn check_store_gives_a_verdict_for_a_good_and_a_dead_store(kind: StoreKind) {
+    let Some(store) = SpecBucket::new(kind).await else {
+        return;
+    };
+
+    let good = check_store(&store.server_args(), &store.server_env()).await;
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert!(good.status.success(), "check-store failed: {stdout}");
+    let verdict = stdout.lines().last().expect("a verdict line");
+    assert!(
+        verdict.starts_with(&format!("spec store {}", store.spec_store()))
+            && verdict.contains(": OK"),
+        "{verdict}"
+    );
+    assert_eq!(
+        store
+            .read(&format!("{SPECS_PREFIX}.plangraph/probe.md"))
+            .await,
+        "plangraph spec store probe\n"
+    );
+
+    let dead = check_store(&store.dead_server_args(), &store.server_env()).await;
+    let stdout = String::from_utf8_lossy(&dead.stdout);
+    assert!(!dead.status.success(), "a dead store passed: {stdout}");
+    let verdict = stdout.lines().last().expect("a verdict line");
+    assert!(verdict.contains(": FAILED: "), "{verdict}");
+    assert!(String::from_utf8_lossy(&dead.stderr).contains("is not usable"));
+}
+
+/// `check-store` on an S3 store in an AWS environment made of shared config
+/// files alone: the standard chain must find keys and region there.
+async fn check_store_with_aws_profile(
+    profile: &str,
+    bucket: &str,
+    endpoint: Option<&str>,
+) -> std::process::Output {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let credentials = directory.path().join("credentials");
+    let config = directory.path().join("config");
+    std::fs::write(
+        &credentials,
+        "[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = one\n\n\
+         [plangraph]\naws_access_key_id = AKIDFROMPROFILE\naws_secret_access_key = two\n\n\
+         [regionless]\naws_access_key_id = AKIDREGIONLESS\naws_secret_access_key = three\n",
+    )
+    .expect("write credentials");
+    std::fs::write(
+        &config,
+        "[default]\nregion = us-east-1\n\n[profile plangraph]\nregion = eu-west-3\n",
+    )
+    .expect("write config");
+    let mut command = tokio::process::Command::new(binary());
+    command
+        .args(["admin", "check-store"])
+        .args(["--spec-store", &format!("s3://{bucket}/specs")])
+        .args(["--s3-timeout", "5s"]);
+    if let Some(endpoint) = endpoint {
+        command.args(["--s3-endpoint", endpoint]);
+    }
+    for name in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "PLANGRAPH_S3_REGION",
+    ] {
+        command.env_remove(name);
+    }
+    command
+        .env("AWS_PROFILE", profile)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_CONFIG_FILE", &config)
+        // Not on EC2: the chain must not wait for an instance's metadata.
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .current_dir(directory.path())
         .output()
         .await
@@ -401,30 +472,51 @@ async fn check_store(endpoint: &str, bucket: &str) -> std::process::Output {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_store_gives_a_verdict_for_a_good_and_a_dead_store() {
-    let Some(gcs) = Gcs::shared().await else {
+async fn s3_keys_and_region_come_from_the_chosen_aws_profile() {
+    let Some(s3) = S3::shared().await else {
         return;
     };
-    let bucket = gcs.new_bucket().await;
+    let bucket = s3.new_bucket().await;
+    let relay = RecordingRelay::start(&s3.endpoint).await;
 
-    let good = check_store(&gcs.endpoint, &bucket).await;
-    let stdout = String::from_utf8_lossy(&good.stdout);
-    assert!(good.status.success(), "check-store failed: {stdout}");
-    let verdict = stdout.lines().last().expect("a verdict line");
-    assert!(
-        verdict.starts_with(&format!("spec store gcs://{bucket}/specs"))
-            && verdict.contains(": OK"),
-        "{verdict}"
-    );
+    let output = check_store_with_aws_profile("plangraph", &bucket, Some(&relay.endpoint)).await;
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "check-store failed: {stdout}");
+    let sent = relay.sent();
+    // Every signature's scope: "Credential=KEY/DATE/REGION/s3/aws4_request".
+    let signers: std::collections::BTreeSet<String> = sent
+        .split("Credential=")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("/s3/aws4_request"))
+        .map(|(scope, _)| {
+            let parts: Vec<&str> = scope.split('/').collect();
+            format!("{} {}", parts[0], parts[parts.len() - 1])
+        })
+        .collect();
     assert_eq!(
-        gcs.read(&bucket, "specs/.plangraph/probe.md").await,
-        "plangraph spec store probe\n"
+        signers,
+        ["AKIDFROMPROFILE eu-west-3".to_owned()].into(),
+        "every request signed with the profile's key for the profile's region: {sent}"
     );
+    assert!(
+        sent.contains(&format!("PUT /{bucket}/specs/.plangraph/probe.md")),
+        "path-style requests under the prefix: {sent}"
+    );
+    assert!(
+        sent.to_lowercase().contains("\r\nif-none-match: *\r\n"),
+        "the probe is written only if absent: {sent}"
+    );
+}
 
-    let dead = check_store("http://127.0.0.1:1", &bucket).await;
-    let stdout = String::from_utf8_lossy(&dead.stdout);
-    assert!(!dead.status.success(), "a dead endpoint passed: {stdout}");
-    let verdict = stdout.lines().last().expect("a verdict line");
-    assert!(verdict.contains(": FAILED: "), "{verdict}");
-    assert!(String::from_utf8_lossy(&dead.stderr).contains("is not usable"));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_store_on_aws_without_a_region_refuses_to_start() {
+    let output = check_store_with_aws_profile("regionless", "some-bucket", None).await;
+
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no AWS region") && stderr.contains("--s3-region"),
+        "{stderr}"
+    );
 }

@@ -4,20 +4,24 @@
 //! with `use crate::helpers::*`.
 
 mod client;
-mod emulators;
+mod gcs;
 mod operations;
 mod proxy;
+mod s3;
 mod server;
+mod stores;
 mod team;
 mod ws;
 
 use std::time::Duration;
 
 pub use client::*;
-pub use emulators::*;
+pub use gcs::*;
 pub use operations::*;
 pub use proxy::*;
+pub use s3::*;
 pub use server::*;
+pub use stores::*;
 pub use team::*;
 pub use ws::*;
 
@@ -51,6 +55,16 @@ pub(crate) use on_both_databases;
 /// skipping it.
 fn running_in_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| value == "true")
+}
+
+/// Under `CI=true` a missing emulator fails the test loudly; locally the test
+/// is skipped with a notice (as for PostgreSQL).
+fn emulator_missing<T>(what: &str) -> Option<T> {
+    if running_in_ci() {
+        panic!("{what} is required when CI=true; run the suite with `bash scripts/test.sh`");
+    }
+    eprintln!("SKIPPED: {what} (run `bash scripts/test.sh`, or set CI=true to make this fatal)");
+    None
 }
 
 /// Polls `check` until it returns Some, for at most `limit`: how a test waits

@@ -117,6 +117,8 @@ pub struct Server {
     pub bootstrap_key: Option<String>,
     pub database: Arc<Database>,
     extra_args: Vec<String>,
+    /// Environment variables set for the process, e.g. AWS credentials.
+    env: Vec<(String, String)>,
 }
 
 pub fn binary() -> PathBuf {
@@ -161,6 +163,15 @@ impl Server {
 
     /// Starts a server on an existing database (a second instance, or after a stop).
     pub async fn launch(database: Arc<Database>, extra_args: Vec<String>) -> Server {
+        Server::launch_with_env(database, extra_args, Vec::new()).await
+    }
+
+    /// Like `launch`, with environment variables of its own.
+    pub async fn launch_with_env(
+        database: Arc<Database>,
+        extra_args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -176,6 +187,7 @@ impl Server {
                     .take(if overrides_database { 2 } else { 4 }),
             )
             .args(&extra_args)
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .env("PLANGRAPH_LOG", "plangraph=debug,warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -208,6 +220,7 @@ impl Server {
             bootstrap_key,
             database,
             extra_args,
+            env,
         }
     }
 
@@ -265,8 +278,9 @@ impl Server {
     /// Stops and starts the server again on the same database and data directory.
     pub async fn restart(self) -> Server {
         let extra_args = self.extra_args.clone();
+        let env = self.env.clone();
         let database = self.stop().await;
-        Server::launch(database, extra_args).await
+        Server::launch_with_env(database, extra_args, env).await
     }
 
     /// Everything `/metrics` reports now.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use super::{Backend, Server, eventually, running_in_ci};
+use super::{Backend, Server, emulator_missing, eventually};
 
 /// The emulator that `scripts/test.sh` starts for the whole run, and the
 /// fake-gcs-server binary it installed (for tests that run their own).
@@ -16,16 +16,6 @@ const GCS_ENDPOINT_VAR: &str = "PLANGRAPH_TEST_GCS_ENDPOINT";
 const GCS_EMULATOR_VAR: &str = "PLANGRAPH_TEST_GCS_EMULATOR";
 /// Where `scripts/test.sh` installs the emulator when nothing else is said.
 const GCS_EMULATOR_VENV: &str = "/var/tmp/plangraph-gcs-emulator";
-
-/// Under `CI=true` a missing emulator fails the test loudly; locally the test
-/// is skipped with a notice (as for PostgreSQL).
-fn gcs_missing<T>(what: &str) -> Option<T> {
-    if running_in_ci() {
-        panic!("{what} is required when CI=true; run the suite with `bash scripts/test.sh`");
-    }
-    eprintln!("SKIPPED: {what} (run `bash scripts/test.sh`, or set CI=true to make this fatal)");
-    None
-}
 
 /// A GCS emulator (fake-gcs-server) spoken to over its JSON API, as the
 /// tests' view of the bucket: they create buckets and inspect objects with it.
@@ -46,11 +36,11 @@ impl Gcs {
     /// The suite-wide emulator from `PLANGRAPH_TEST_GCS_ENDPOINT`.
     pub async fn shared() -> Option<Gcs> {
         let Ok(endpoint) = std::env::var(GCS_ENDPOINT_VAR) else {
-            return gcs_missing(&format!("a GCS emulator in {GCS_ENDPOINT_VAR}"));
+            return emulator_missing(&format!("a GCS emulator in {GCS_ENDPOINT_VAR}"));
         };
         let gcs = Gcs::at(&endpoint);
         if !gcs.reachable().await {
-            return gcs_missing(&format!("the GCS emulator at {endpoint}"));
+            return emulator_missing(&format!("the GCS emulator at {endpoint}"));
         }
         Some(gcs)
     }
@@ -178,7 +168,7 @@ impl PrivateGcs {
 
     async fn launch(on_disk: bool) -> Option<PrivateGcs> {
         let Some(binary) = gcs_emulator_binary() else {
-            return gcs_missing(&format!(
+            return emulator_missing(&format!(
                 "the fake-gcs-server binary ({GCS_EMULATOR_VAR} or under {GCS_EMULATOR_VENV})"
             ));
         };
@@ -234,6 +224,7 @@ impl PrivateGcs {
 impl Server {
     /// A server whose specs live under `specs/` in a new bucket of `gcs`;
     /// returns the bucket's name too.
+    #[allow(dead_code, reason = "only the benchmarks use it")]
     pub async fn start_on_gcs(gcs: &Gcs, extra_args: &[&str]) -> (Server, String) {
         let bucket = gcs.new_bucket().await;
         let store = format!("gcs://{bucket}/specs");
