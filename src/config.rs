@@ -219,6 +219,54 @@ pub struct Config {
     /// How often idle WebSocket connections get a keep-alive ping.
     #[arg(long, env = "PLANGRAPH_WS_KEEPALIVE", default_value = "15s", value_parser = parse_duration, global = true)]
     pub ws_keepalive: Duration,
+
+    /// Let webhooks call loopback, private and link-local addresses (a
+    /// receiver on the same network; tests). Off: only public addresses,
+    /// checked when a webhook is saved and again at every delivery.
+    #[arg(long, env = "PLANGRAPH_WEBHOOK_ALLOW_PRIVATE", global = true)]
+    pub webhook_allow_private: bool,
+
+    /// Longest one webhook delivery may take, connecting and answering included.
+    #[arg(long, env = "PLANGRAPH_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub webhook_timeout: Duration,
+
+    /// Wait before the first retry of a failed delivery; it doubles with
+    /// each further failure (with jitter), up to --webhook-retry-max.
+    #[arg(long, env = "PLANGRAPH_WEBHOOK_RETRY_BASE", default_value = "1s", value_parser = parse_duration, global = true)]
+    pub webhook_retry_base: Duration,
+
+    /// Longest wait between retries of a failed delivery.
+    #[arg(long, env = "PLANGRAPH_WEBHOOK_RETRY_MAX", default_value = "5m", value_parser = parse_duration, global = true)]
+    pub webhook_retry_max: Duration,
+
+    /// A webhook is disabled (with a reason) once its deliveries have failed
+    /// this many times in a row …
+    #[arg(
+        long,
+        env = "PLANGRAPH_WEBHOOK_DISABLE_AFTER_FAILURES",
+        default_value_t = 10,
+        global = true
+    )]
+    pub webhook_disable_after_failures: u32,
+
+    /// … and kept failing for at least this long.
+    #[arg(long, env = "PLANGRAPH_WEBHOOK_DISABLE_AFTER", default_value = "1h", value_parser = parse_duration, global = true)]
+    pub webhook_disable_after: Duration,
+
+    /// How often the webhook worker looks for work besides being woken by
+    /// new events.
+    #[arg(long, env = "PLANGRAPH_WEBHOOK_POLL_EVERY", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub webhook_poll_every: Duration,
+
+    /// Most webhook deliveries one instance makes at once (on PostgreSQL
+    /// each holds a database connection while it waits for its receiver).
+    #[arg(
+        long,
+        env = "PLANGRAPH_WEBHOOK_CONCURRENCY",
+        default_value = "4",
+        global = true
+    )]
+    pub webhook_concurrency: std::num::NonZeroUsize,
 }
 
 /// The bearer token that guards `/metrics`; never printed, not even in `Debug`.
@@ -256,6 +304,19 @@ pub enum SpecStoreConfig {
 }
 
 impl Config {
+    pub fn webhook_settings(&self) -> crate::webhooks::WebhookSettings {
+        crate::webhooks::WebhookSettings {
+            allow_private: self.webhook_allow_private,
+            timeout: self.webhook_timeout,
+            retry_base: self.webhook_retry_base,
+            retry_max: self.webhook_retry_max,
+            disable_after_failures: self.webhook_disable_after_failures,
+            disable_after: self.webhook_disable_after,
+            poll_every: self.webhook_poll_every,
+            concurrency: self.webhook_concurrency.get(),
+        }
+    }
+
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),

@@ -130,6 +130,9 @@ pub enum Argument {
     Description,
     DisplayName,
     Search,
+    Url,
+    EventKinds,
+    DeliveryId,
 }
 
 impl Argument {
@@ -151,6 +154,9 @@ impl Argument {
             Argument::Description => "description",
             Argument::DisplayName => "displayName",
             Argument::Search => "search",
+            Argument::Url => "url",
+            Argument::EventKinds => "eventKinds",
+            Argument::DeliveryId => "deliveryId",
         })
     }
 }
@@ -174,6 +180,21 @@ pub enum InputProblem {
     ContainsNul,
     /// A new plan starts as draft or ready, nothing else.
     NotAnInitialStatus(PlanStatus),
+    /// A webhook URL must be absolute http(s).
+    NotAWebhookUrl,
+    /// A webhook URL with a user name or password in it.
+    CredentialsInUrl,
+    /// A webhook URL whose host is (or resolves to) a loopback, private or
+    /// link-local address.
+    PrivateAddress {
+        host: String,
+    },
+    /// A webhook URL whose host resolves to nothing.
+    Unresolvable {
+        host: String,
+    },
+    /// An event-kind filter that names no kind.
+    NoEventKinds,
 }
 
 impl AppError {
@@ -359,6 +380,21 @@ fn argument_message(interface: Interface, argument: Argument, problem: &InputPro
             interface.status(PlanStatus::Draft),
             interface.status(PlanStatus::Ready),
             interface.status(*status)
+        ),
+        InputProblem::NotAWebhookUrl => format!(
+            "{name} must be an absolute http:// or https:// URL, such as https://example.com/hooks/plangraph"
+        ),
+        InputProblem::CredentialsInUrl => format!(
+            "{name} must not contain a user name or password; receivers check a delivery by its signature"
+        ),
+        InputProblem::PrivateAddress { host } => format!(
+            "{name} points at {host}, a loopback, private or link-local address; webhooks call only public addresses (the server's operator can allow private ones with --webhook-allow-private)"
+        ),
+        InputProblem::Unresolvable { host } => {
+            format!("{name}'s host {host} does not resolve to any address; check its spelling")
+        }
+        InputProblem::NoEventKinds => format!(
+            "{name} must name at least one kind; leave it out (or null) to receive every kind"
         ),
     }
 }

@@ -235,7 +235,7 @@ pub async fn events_after(
 
 /// Loads the plan and actor of each event, with one query per table.
 pub async fn with_details(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     events: Vec<plan_event::Model>,
 ) -> AppResult<Vec<LiveEvent>> {
     let plan_ids: Vec<Uuid> = events.iter().map(|event| event.plan_id).collect();

@@ -21,6 +21,7 @@ pub mod service;
 pub mod shutdown;
 pub mod storage;
 pub mod sweeper;
+pub mod webhooks;
 pub mod websocket;
 pub mod workflow;
 
@@ -177,7 +178,7 @@ pub async fn services(config: &Config) -> Result<Services, StartupError> {
     };
     let on_postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
     let events = EventBus::new(config.subscriber_buffer, on_postgres);
-    Ok(Services::new(db, specs, events, limits))
+    Ok(Services::new(db, specs, events, limits).with_webhooks(config.webhook_settings()))
 }
 
 /// The HTTP application for these services. `/metrics` is part of it unless
@@ -239,8 +240,9 @@ pub fn metrics_app(
     )
 }
 
-/// Background work of a serving instance: the stale sweeper, and on
-/// PostgreSQL the event listener that feeds live subscriptions.
+/// Background work of a serving instance: the stale sweeper, the webhook
+/// worker, and on PostgreSQL the event listener that feeds live
+/// subscriptions (and wakes the webhook worker).
 pub fn spawn_background_tasks(
     config: &Config,
     services: &Services,
@@ -250,6 +252,7 @@ pub fn spawn_background_tasks(
         config.stale_after,
         config.sweep_every,
     ))];
+    tasks.push(tokio::spawn(webhooks::worker::run(services.clone())));
     if services.db.get_database_backend() == sea_orm::DbBackend::Postgres {
         tasks.push(tokio::spawn(events::run_postgres_listener(
             config.database_url(),

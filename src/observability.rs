@@ -81,6 +81,19 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
         metrics::Unit::Seconds,
         "MCP tool call latency."
     );
+    metrics::describe_counter!(
+        "plangraph_webhook_deliveries_total",
+        "Webhook delivery attempts by result (delivered, rejected, failed_*)."
+    );
+    metrics::describe_histogram!(
+        "plangraph_webhook_delivery_duration_seconds",
+        metrics::Unit::Seconds,
+        "Webhook delivery attempt latency by result."
+    );
+    metrics::describe_counter!(
+        "plangraph_webhooks_disabled_total",
+        "Webhooks disabled after failing for long."
+    );
     Some(handle)
 }
 

@@ -10,3 +10,5 @@ pub mod plan_event;
 pub mod project;
 pub mod project_member;
 pub mod user;
+pub mod webhook;
+pub mod webhook_delivery;

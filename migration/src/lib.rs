@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_initial;
 mod m20261125_000002_plan_list_order;
+mod m20261129_000005_webhooks;
 
 /// An index named `name` on `columns` of `table`, created only if missing.
 fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement {
@@ -18,6 +19,21 @@ fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement {
     statement.to_owned()
 }
 
+/// A foreign key `fk_{from}_{column}` from `from.column` to `to.id`.
+fn foreign_key(
+    from: &str,
+    column: &str,
+    to: &str,
+    on_delete: ForeignKeyAction,
+) -> ForeignKeyCreateStatement {
+    ForeignKey::create()
+        .name(format!("fk_{from}_{column}"))
+        .from(Alias::new(from), Alias::new(column))
+        .to(Alias::new(to), Alias::new("id"))
+        .on_delete(on_delete)
+        .to_owned()
+}
+
 pub struct Migrator;
 
 #[async_trait::async_trait]
@@ -26,6 +42,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_initial::Migration),
             Box::new(m20261125_000002_plan_list_order::Migration),
+            Box::new(m20261129_000005_webhooks::Migration),
         ]
     }
 }

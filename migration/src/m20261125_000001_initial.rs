@@ -18,12 +18,7 @@ const TABLES: [&str; 8] = [
 ];
 
 fn foreign_key(from: &str, column: &str, to: &str) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .name(format!("fk_{from}_{column}"))
-        .from(Alias::new(from), Alias::new(column))
-        .to(Alias::new(to), Alias::new("id"))
-        .on_delete(ForeignKeyAction::Restrict)
-        .to_owned()
+    crate::foreign_key(from, column, to, ForeignKeyAction::Restrict)
 }
 
 #[async_trait::async_trait]

@@ -6,10 +6,12 @@ use super::types::{
     ApiKey, CreatedApiKey, CreatedUser, Feature, FeatureVersion, Plan, PlanStatus, Project,
     ProjectMember, ProjectRole, SubmitStatus, SubmitWorkResult, User,
 };
+use super::types::{CreatedWebhook, PlanEventKind, Webhook, WebhookDelivery};
 use super::{viewer, writing};
 use crate::error::AppResult;
 use crate::service::features::FeatureUpdate;
 use crate::service::plans::Outcome;
+use crate::service::webhooks::{KindsChange, WebhookUpdate};
 
 pub struct MutationRoot;
 
@@ -260,5 +262,95 @@ impl MutationRoot {
     ) -> AppResult<ApiKey> {
         let key = writing(ctx).revoke_api_key(viewer(ctx)?, &id).await?;
         Ok(ApiKey(key))
+    }
+
+    /// Owners only: registers a URL that receives the project's plan events,
+    /// signed with a secret returned only here.
+    async fn create_webhook(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The project whose events are sent.")] project_id: ID,
+        #[graphql(
+            desc = "An http(s) URL on a public address (the server may allow private ones)."
+        )]
+        url: String,
+        #[graphql(desc = "Send only these kinds; null or left out: every kind.")]
+        event_kinds: Option<Vec<PlanEventKind>>,
+    ) -> AppResult<CreatedWebhook> {
+        let kinds = event_kinds.map(|kinds| kinds.into_iter().map(Into::into).collect());
+        let created = writing(ctx)
+            .create_webhook(viewer(ctx)?, &project_id, &url, kinds)
+            .await?;
+        Ok(CreatedWebhook {
+            webhook: Webhook(created.webhook),
+            secret: created.secret,
+        })
+    }
+
+    /// Owners only: changes a webhook; arguments left out (or null) keep
+    /// their value. A new URL or enabling it again forgets past failures;
+    /// enabled again, it receives what happened meanwhile.
+    async fn update_webhook(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The webhook.")] id: ID,
+        #[graphql(desc = "New URL.")] url: Option<String>,
+        #[graphql(desc = "Send only these kinds from now on.")] event_kinds: Option<
+            Vec<PlanEventKind>,
+        >,
+        #[graphql(
+            desc = "true: send every kind (including kinds added later), replacing eventKinds."
+        )]
+        all_event_kinds: Option<bool>,
+        #[graphql(desc = "Enable or disable it.")] enabled: Option<bool>,
+    ) -> AppResult<Webhook> {
+        let kinds = event_kinds.map(|kinds| kinds.into_iter().map(Into::into).collect());
+        let update = WebhookUpdate {
+            url,
+            kinds: KindsChange::new(kinds, all_event_kinds.unwrap_or(false))?,
+            enabled,
+        };
+        let webhook = writing(ctx)
+            .update_webhook(viewer(ctx)?, &id, update)
+            .await?;
+        Ok(Webhook(webhook))
+    }
+
+    /// Owners only: deletes a webhook and its delivery log.
+    async fn delete_webhook(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The webhook.")] id: ID,
+    ) -> AppResult<bool> {
+        writing(ctx).delete_webhook(viewer(ctx)?, &id).await
+    }
+
+    /// Owners only: replaces a webhook's secret and returns the new one (shown
+    /// only here); deliveries from now on are signed with it.
+    async fn rotate_webhook_secret(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The webhook.")] id: ID,
+    ) -> AppResult<CreatedWebhook> {
+        let rotated = writing(ctx)
+            .rotate_webhook_secret(viewer(ctx)?, &id)
+            .await?;
+        Ok(CreatedWebhook {
+            webhook: Webhook(rotated.webhook),
+            secret: rotated.secret,
+        })
+    }
+
+    /// Owners only: sends a logged delivery's event again, now, and returns
+    /// the new attempt. It does not change the webhook's place in the stream.
+    async fn redeliver_webhook_delivery(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A delivery from `Webhook.deliveries`.")] delivery_id: ID,
+    ) -> AppResult<WebhookDelivery> {
+        let delivery = writing(ctx)
+            .redeliver_webhook_delivery(viewer(ctx)?, &delivery_id)
+            .await?;
+        Ok(WebhookDelivery(delivery))
     }
 }

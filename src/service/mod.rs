@@ -8,6 +8,7 @@ pub mod plans;
 pub mod projects;
 pub mod subscriptions;
 pub mod users;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -58,6 +59,8 @@ pub struct Services {
     /// Statement counters, shared with the database connection's callback.
     pub database_metrics: Arc<DatabaseMetrics>,
     write_lock: Option<Arc<Mutex<()>>>,
+    /// Webhook delivery settings and client (see [`Services::with_webhooks`]).
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// The authenticated caller of a request.
@@ -139,7 +142,14 @@ impl Services {
             limits,
             database_metrics,
             write_lock,
+            webhooks: Arc::new(crate::webhooks::Webhooks::new(Default::default())),
         }
+    }
+
+    /// Delivers webhooks with these settings instead of the defaults.
+    pub fn with_webhooks(mut self, settings: crate::webhooks::WebhookSettings) -> Services {
+        self.webhooks = Arc::new(crate::webhooks::Webhooks::new(settings));
+        self
     }
 
     pub async fn begin_write(&self) -> AppResult<WriteTransaction> {

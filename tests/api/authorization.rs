@@ -125,7 +125,34 @@ fn matrix() -> Vec<(&'static str, Row)> {
         // Submission of work claimed by the caller (viewers and outsiders
         // cannot claim, so they try a plan claimed by a member).
         ("submitWork", writers()),
+        // Webhooks: owners only, the list on a project included.
+        ("createWebhook", owners()),
+        ("updateWebhook", owners()),
+        ("deleteWebhook", owners()),
+        ("rotateWebhookSecret", owners()),
+        ("redeliverWebhookDelivery", owners()),
+        ("Project.webhooks", owners()),
     ]
+}
+
+const CREATE_WEBHOOK: &str = "mutation($projectId: ID!, $url: String!) {
+    createWebhook(projectId: $projectId, url: $url, eventKinds: [FAILED]) { webhook { id } } }";
+
+/// A webhook of the team's project, made by the owner for one caller to act on.
+async fn webhook_for(fixture: &Fixture) -> String {
+    let vars = json!({ "projectId": fixture.team.project, "url": fixture.receiver.url });
+    let created = fixture.team.owner.ok(CREATE_WEBHOOK, vars).await;
+    created["createWebhook"]["webhook"]["id"]
+        .as_str()
+        .expect("webhook id")
+        .to_owned()
+}
+
+/// Deletes a webhook made for one caller, unless the caller already did, so
+/// the project stays under its webhook limit.
+async fn discard_webhook(fixture: &Fixture, id: &str) {
+    let delete = "mutation($id: ID!) { deleteWebhook(id: $id) }";
+    fixture.team.owner.send(delete, json!({ "id": id })).await;
 }
 
 struct Fixture {
@@ -133,6 +160,10 @@ struct Fixture {
     clients: Vec<Client>,
     /// A member nobody else is, whose claims the others try to release.
     bystander: Client,
+    /// Where the fixture's webhooks send.
+    receiver: Receiver,
+    /// A logged webhook delivery, for redelivery.
+    delivery: String,
 }
 
 impl Fixture {
@@ -291,13 +322,49 @@ async fn perform(fixture: &Fixture, operation: &str, caller: Caller) -> Reply {
             let vars = json!({ "planId": plan, "artifacts": "PR", "status": "REVIEW" });
             client.send(SUBMIT, vars).await
         }
+        "createWebhook" => {
+            let vars = json!({ "projectId": project, "url": fixture.receiver.url });
+            let reply = client.send(CREATE_WEBHOOK, vars).await;
+            if let Some(id) = reply.data["createWebhook"]["webhook"]["id"].as_str() {
+                discard_webhook(fixture, id).await;
+            }
+            reply
+        }
+        "updateWebhook" | "deleteWebhook" | "rotateWebhookSecret" => {
+            let id = webhook_for(fixture).await;
+            let query = match operation {
+                "updateWebhook" => {
+                    "mutation($id: ID!) { updateWebhook(id: $id, enabled: false) { id } }"
+                }
+                "deleteWebhook" => "mutation($id: ID!) { deleteWebhook(id: $id) }",
+                _ => "mutation($id: ID!) { rotateWebhookSecret(id: $id) { secret } }",
+            };
+            let reply = client.send(query, json!({ "id": id })).await;
+            discard_webhook(fixture, &id).await;
+            reply
+        }
+        "redeliverWebhookDelivery" => {
+            let query = "mutation($id: ID!) { redeliverWebhookDelivery(deliveryId: $id) { id } }";
+            client.send(query, json!({ "id": fixture.delivery })).await
+        }
+        "Project.webhooks" => {
+            client
+                .send(
+                    "query($id: ID!) { project(id: $id) { webhooks { id } } }",
+                    json!({ "id": project }),
+                )
+                .await
+        }
         other => panic!("no way to perform {other}"),
     }
 }
 
 async fn every_operation_for_every_caller(backend: Backend) {
-    let server = Server::start(backend).await;
+    // Webhooks send to a receiver on 127.0.0.1.
+    let server = Server::start_with(backend, &["--webhook-allow-private"]).await;
     let team = Team::new(&server).await;
+    let receiver = Receiver::start().await;
+    let delivery = logged_delivery(&team, &receiver).await;
     let bystander = team.new_member(&server, "bystander@example.com").await;
     let revoked = server.user("revoked@example.com").await;
     let keys = revoked.ok("{ apiKeys { id } }", json!({})).await;
@@ -320,6 +387,8 @@ async fn every_operation_for_every_caller(backend: Backend) {
         team,
         clients,
         bystander,
+        receiver,
+        delivery,
     };
 
     // The table covers the whole schema.
@@ -339,8 +408,10 @@ async fn every_operation_for_every_caller(backend: Backend) {
             operations.insert(field["name"].as_str().expect("name").to_owned());
         }
     }
+    // Rows named `Type.field` cover object fields with rules of their own.
     let covered: BTreeSet<String> = matrix()
         .iter()
+        .filter(|(name, _)| !name.contains('.'))
         .map(|(name, _)| (*name).to_owned())
         .collect();
     assert_eq!(
@@ -366,4 +437,27 @@ async fn every_operation_for_every_caller(backend: Backend) {
         "authorization matrix mismatches:\n{}",
         failures.join("\n")
     );
+}
+
+/// The id of a delivery in the log of a webhook of the team's project.
+async fn logged_delivery(team: &Team, receiver: &Receiver) -> String {
+    let vars = json!({ "projectId": team.project, "url": receiver.url });
+    let created = team
+        .owner
+        .ok(
+            "mutation($projectId: ID!, $url: String!) {
+               createWebhook(projectId: $projectId, url: $url, eventKinds: [CREATED]) { webhook { id } } }",
+            vars,
+        )
+        .await;
+    let webhook = created["createWebhook"]["webhook"]["id"].clone();
+    team.plan("delivered", "DRAFT").await;
+    let query = "query($id: ID!) { project(id: $id) { webhooks { id deliveries { id } } } }";
+    eventually(std::time::Duration::from_secs(30), async || {
+        let data = team.owner.ok(query, json!({ "id": team.project })).await;
+        let hooks = data["project"]["webhooks"].as_array()?.clone();
+        let hook = hooks.into_iter().find(|hook| hook["id"] == webhook)?;
+        hook["deliveries"][0]["id"].as_str().map(str::to_owned)
+    })
+    .await
 }

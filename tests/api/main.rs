@@ -19,3 +19,4 @@ mod server;
 mod specs;
 mod subscriptions;
 mod use_cases;
+mod webhooks;

@@ -12,6 +12,7 @@ mod plan_event;
 mod project;
 mod scalars;
 mod user;
+mod webhook;
 
 use async_graphql::Context;
 
@@ -30,6 +31,7 @@ pub use self::project::{Project, ProjectMember};
 pub use self::scalars::DateTime;
 use self::scalars::at;
 pub use self::user::User;
+pub use self::webhook::{CreatedWebhook, Webhook, WebhookDelivery};
 use super::loaders::UserId;
 use super::{document_budget, loaders, services};
 use crate::error::{AppError, AppResult};

@@ -93,6 +93,14 @@ impl Project {
             .await?;
         Ok(PlanCounts::from(counts.unwrap_or_default()))
     }
+    /// The project's webhooks, oldest first. Owners only: FORBIDDEN for others.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
+    async fn webhooks(&self, ctx: &Context<'_>) -> AppResult<Vec<super::Webhook>> {
+        let webhooks = crate::graphql::services(ctx)
+            .webhooks_of(viewer(ctx)?, self.0.id)
+            .await?;
+        Ok(webhooks.into_iter().map(super::Webhook).collect())
+    }
 }
 
 pub struct ProjectMember(pub project_member::Model);

@@ -39,6 +39,7 @@ impl Reply {
 
 impl Client {
     pub fn new(base_url: &str, key: Option<&str>) -> Client {
+        super::install_crypto_provider();
         Client {
             http: reqwest::Client::new(),
             endpoint: format!("{base_url}/graphql"),

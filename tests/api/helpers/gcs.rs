@@ -27,6 +27,7 @@ pub struct Gcs {
 
 impl Gcs {
     fn at(endpoint: &str) -> Gcs {
+        super::install_crypto_provider();
         Gcs {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),

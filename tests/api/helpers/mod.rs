@@ -8,6 +8,7 @@ mod gcs;
 mod operations;
 mod proxy;
 mod s3;
+mod receiver;
 mod server;
 mod stores;
 mod team;
@@ -20,6 +21,7 @@ pub use gcs::*;
 pub use operations::*;
 pub use proxy::*;
 pub use s3::*;
+pub use receiver::*;
 pub use server::*;
 pub use stores::*;
 pub use team::*;
@@ -50,6 +52,13 @@ macro_rules! on_both_databases {
     };
 }
 pub(crate) use on_both_databases;
+
+/// reqwest (0.13, shared with the server's GCS and webhook clients) is built
+/// without a TLS crypto provider of its own; every test installs ring, as the
+/// server does, before its first HTTP client. Later calls change nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// Under `CI=true` a missing PostgreSQL or emulator fails the test instead of
 /// skipping it.

@@ -172,6 +172,7 @@ impl Server {
         extra_args: Vec<String>,
         env: Vec<(String, String)>,
     ) -> Server {
+        super::install_crypto_provider();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

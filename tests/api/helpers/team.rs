@@ -51,6 +51,19 @@ Users sign in.",
         }
     }
 
+    /// The same team and project, talking to `server` (another instance on
+    /// the same database, or the server after a restart).
+    pub fn on(&self, server: &Server) -> Team {
+        Team {
+            owner: server.as_client(&self.owner),
+            worker: server.as_client(&self.worker),
+            viewer: server.as_client(&self.viewer),
+            outsider: server.as_client(&self.outsider),
+            project: self.project.clone(),
+            feature: self.feature.clone(),
+        }
+    }
+
     /// A new user, added to the team's project as a member.
     pub async fn new_member(&self, server: &Server, email: &str) -> Client {
         let member = server.user(email).await;
