@@ -42,9 +42,7 @@ impl Agent {
         let config =
             StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", server.base_url))
                 .auth_header(key);
-        // rmcp's client shares the reqwest 0.13 that the GCS crates build
-        // without a TLS crypto provider; the server installs ring the same way.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let transport = StreamableHttpClientTransport::from_config(config);
         let client = ().serve(transport).await?;
         Ok(Agent { client })
