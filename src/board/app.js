@@ -19,6 +19,7 @@ const CARD = `fragment Card on Plan {
   id title status updatedAt lastActivityAt
   claimedBy { email displayName }
   feature { id title }
+  specDrift { fromVersion toVersion behind }
 }`;
 const VIEWER = `query BoardViewer { viewer { email displayName } projects { id name } }`;
 // Any event cursor we have seen committed is a safe resume point (an older
@@ -41,6 +42,7 @@ ${CARD}`;
 const PLAN_DETAIL = `query BoardPlanDetail($id: ID!) {
   plan(id: $id) {
     ...Card description spec
+    specDrift { diff { unified added removed truncated } }
     events { cursor kind fromStatus toStatus at actor { email displayName } }
   }
 }
@@ -313,10 +315,16 @@ function card(plan, changed) {
     h('span', { class: 'card-title' }, plan.title),
     h('span', { class: 'card-feature' }, plan.feature.title),
     plan.claimedBy ? h('span', { class: 'card-claimer' }, `Claimed by ${person(plan.claimedBy)}`) : null,
+    plan.specDrift ? h('span', { class: 'card-drift', title: 'The feature spec changed since this plan was written' }, driftText(plan.specDrift)) : null,
     h('span', { class: 'card-activity' }, 'Last activity ', time(plan.lastActivityAt)),
   );
   button.addEventListener('click', () => openDetail(plan.id));
   return h('li', {}, button);
+}
+
+/** `Spec drifted: v1 → v3`, or `Spec amended (v2)` when the version was edited in place. */
+function driftText(drift) {
+  return drift.behind > 0 ? `Spec drifted: v${drift.fromVersion} → v${drift.toVersion}` : `Spec amended (v${drift.toVersion})`;
 }
 
 // ---- The detail dialog -----------------------------------------------------------
@@ -328,6 +336,8 @@ async function openDetail(planId) {
   showFacts(plan);
   $('detail-description').textContent = '';
   $('detail-spec').textContent = 'Loading…';
+  $('detail-drift-section').hidden = true;
+  $('detail-drift').textContent = '';
   $('detail-history').replaceChildren();
   $('detail').showModal();
   try {
@@ -337,10 +347,33 @@ async function openDetail(planId) {
     $('detail-description').textContent = data.plan.description ?? '';
     $('detail-spec').textContent =
       data.plan.spec ?? `The spec could not be loaded: ${errors[0]?.message ?? 'unknown error'}`;
+    showDrift(data.plan.specDrift);
     addHistory(data.plan.events);
   } catch (error) {
     if (state.openPlanId === planId) $('detail-spec').textContent = explain(error);
   }
+}
+
+/** What changed in the feature spec since the plan was written, as a diff. */
+function showDrift(drift) {
+  $('detail-drift-section').hidden = !drift;
+  if (!drift) return;
+  const diff = drift.diff;
+  $('detail-drift-summary').textContent = diff
+    ? `+${diff.added} −${diff.removed} lines${diff.truncated ? ' (cut: the diff is too long to show whole)' : ''}`
+    : 'The diff could not be loaded.';
+  $('detail-drift').replaceChildren(
+    ...(diff?.unified ?? '').replace(/\n$/, '').split('\n').map((line) =>
+      h('span', { class: diffClass(line) }, `${line}\n`),
+    ),
+  );
+}
+
+function diffClass(line) {
+  if (line.startsWith('+++') || line.startsWith('---') || line.startsWith('@@')) return 'diff-head';
+  if (line.startsWith('+')) return 'diff-add';
+  if (line.startsWith('-')) return 'diff-del';
+  return 'diff-ctx';
 }
 
 function showFacts(plan) {
@@ -354,6 +387,8 @@ function showFacts(plan) {
     h('dd', {}, plan.claimedBy ? person(plan.claimedBy) : 'nobody'),
     h('dt', {}, 'Last activity'),
     h('dd', {}, time(plan.lastActivityAt)),
+    h('dt', {}, 'Spec'),
+    h('dd', {}, plan.specDrift ? driftText(plan.specDrift) : 'up to date'),
   );
 }
 

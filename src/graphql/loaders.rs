@@ -14,7 +14,9 @@ use crate::error::AppError;
 use crate::service::Services;
 use crate::storage::{SpecStore, spec_text};
 use crate::workflow::{PlanStatus, Role};
-use entity::{feature, feature_version, plan, plan_event, project, project_member, user};
+use entity::{
+    feature, feature_version, plan, plan_event, plan_spec_revision, project, project_member, user,
+};
 
 /// Keys name what they load, so one loader can serve several tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,6 +55,12 @@ pub struct VersionNumber {
 /// A plan's audit trail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PlanEvents(pub Uuid);
+/// A plan's spec revisions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PlanSpecRevisions(pub Uuid);
+/// How many open plans of a feature are drifted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FeatureDriftCount(pub Uuid);
 
 /// A spec object key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -129,6 +137,8 @@ impl Loaders {
         self.db.clear::<RoleIn>();
         self.db.clear::<VersionNumber>();
         self.db.clear::<PlanEvents>();
+        self.db.clear::<PlanSpecRevisions>();
+        self.db.clear::<FeatureDriftCount>();
     }
 
     /// Forgets everything, specs included: a subscription resolves each event
@@ -343,6 +353,40 @@ impl Loader<PlanEvents> for DbLoader {
         Ok(grouped
             .into_iter()
             .map(|(id, events)| (PlanEvents(id), events))
+            .collect())
+    }
+}
+
+impl Loader<PlanSpecRevisions> for DbLoader {
+    type Value = Arc<Vec<plan_spec_revision::Model>>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[PlanSpecRevisions],
+    ) -> Result<HashMap<PlanSpecRevisions, Self::Value>, AppError> {
+        let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
+        let grouped = self.services.spec_revisions_of(&ids).await?;
+        Ok(grouped
+            .into_iter()
+            .map(|(id, revisions)| (PlanSpecRevisions(id), Arc::new(revisions)))
+            .collect())
+    }
+}
+
+impl Loader<FeatureDriftCount> for DbLoader {
+    type Value = u64;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[FeatureDriftCount],
+    ) -> Result<HashMap<FeatureDriftCount, u64>, AppError> {
+        let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
+        let counts = self.services.drifted_counts_by_feature(&ids).await?;
+        Ok(counts
+            .into_iter()
+            .map(|(id, count)| (FeatureDriftCount(id), count))
             .collect())
     }
 }

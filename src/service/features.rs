@@ -9,6 +9,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::drift::announce_drift;
 use super::pagination::{Page, Window, fetch_page};
 use super::{Services, Viewer, now, parse_id};
 use crate::error::{AppError, AppResult, Argument};
@@ -163,9 +164,10 @@ impl Services {
             None => None,
         };
         let txn = self.begin_write().await?;
+        let before = feature;
         let mut edit = feature::Entity::update_many()
             .col_expr(feature::Column::UpdatedAt, Expr::value(now()))
-            .filter(feature::Column::Id.eq(feature.id));
+            .filter(feature::Column::Id.eq(before.id));
         if let Some(title) = title {
             edit = edit.col_expr(feature::Column::Title, Expr::value(title));
         }
@@ -180,7 +182,10 @@ impl Services {
             .await?
             .into_iter()
             .next()
-            .ok_or_else(|| AppError::NotFound(format!("No feature with id {}", feature.id)))?;
+            .ok_or_else(|| AppError::NotFound(format!("No feature with id {}", before.id)))?;
+        // Whether open plans' specs went stale: a new version, or a different
+        // text for the current one (the same text amends nothing).
+        let mut moved = false;
         if update.new_version {
             let origin = VersionOrigin {
                 plan: None,
@@ -188,7 +193,9 @@ impl Services {
                 spec_key: spec.map(|spec| spec.key),
             };
             feature = cut_version(&*txn, feature.id, origin).await?.0;
+            moved = true;
         } else if let Some(spec) = spec {
+            moved = spec.key != before.spec_key;
             feature_version::Entity::update_many()
                 .col_expr(feature_version::Column::SpecKey, Expr::value(spec.key))
                 .filter(feature_version::Column::FeatureId.eq(feature.id))
@@ -196,7 +203,11 @@ impl Services {
                 .exec(&*txn)
                 .await?;
         }
-        txn.commit().await?;
+        let drifted = match moved {
+            true => announce_drift(&*txn, &feature, Some(viewer)).await?,
+            false => Vec::new(),
+        };
+        txn.commit_and_publish(&self.events, drifted).await?;
         Ok(feature)
     }
 

@@ -125,6 +125,13 @@ fn matrix() -> Vec<(&'static str, Row)> {
         // Submission of work claimed by the caller (viewers and outsiders
         // cannot claim, so they try a plan claimed by a member).
         ("submitWork", writers()),
+        // Rebasing a plan nobody holds: any writer.
+        ("rebasePlan", writers()),
+        // Drift and spec history: whoever may read the plan or feature.
+        ("Plan.specDrift", readers()),
+        ("Plan.specRevisions", readers()),
+        ("Feature.specDiff", readers()),
+        ("FeatureVersion.diff", readers()),
         // Webhooks: owners only, the list on a project included.
         ("createWebhook", owners()),
         ("updateWebhook", owners()),
@@ -321,6 +328,33 @@ async fn perform(fixture: &Fixture, operation: &str, caller: Caller) -> Reply {
             claimer.ok(CLAIM, json!({ "planId": plan })).await;
             let vars = json!({ "planId": plan, "artifacts": "PR", "status": "REVIEW" });
             client.send(SUBMIT, vars).await
+        }
+        "rebasePlan" => {
+            let plan = team.plan("rebasable", "READY").await;
+            let query = "mutation($id: ID!) { rebasePlan(planId: $id) { basedOnVersion } }";
+            client.send(query, json!({ "id": plan })).await
+        }
+        "Plan.specDrift" | "Plan.specRevisions" => {
+            let plan = team.plan("drift readable", "READY").await;
+            let query = match operation {
+                "Plan.specDrift" => {
+                    "query($id: ID!) { plan(id: $id) { specDrift { behind diff { added } } } }"
+                }
+                _ => {
+                    "query($id: ID!) { plan(id: $id) { specRevisions { size spec diff { added } } } }"
+                }
+            };
+            client.send(query, json!({ "id": plan })).await
+        }
+        "Feature.specDiff" => {
+            let query =
+                "query($id: ID!) { feature(id: $id) { specDiff(fromVersion: 1) { added } } }";
+            client.send(query, json!({ "id": feature })).await
+        }
+        "FeatureVersion.diff" => {
+            let query =
+                "query($id: ID!) { feature(id: $id) { versions { diff(from: 1) { added } } } }";
+            client.send(query, json!({ "id": feature })).await
         }
         "createWebhook" => {
             let vars = json!({ "projectId": project, "url": fixture.receiver.url });

@@ -70,4 +70,11 @@ pub enum PlanEventKind {
     Stalled,
     /// The plan was marked FAILED.
     Failed,
+    /// The feature moved past the spec this open plan was written against (a
+    /// new version, or an amendment of its version): see `Plan.specDrift`.
+    /// One per plan per such change of the feature, also when the plan was
+    /// already drifted.
+    SpecDrifted,
+    /// The plan was rebased onto the feature's current version (`rebasePlan`).
+    Rebased,
 }
