@@ -171,6 +171,8 @@ struct Fixture {
     receiver: Receiver,
     /// A logged webhook delivery, for redelivery.
     delivery: String,
+    /// A READY plan written against v1 of a feature now at v2.
+    drifted: String,
 }
 
 impl Fixture {
@@ -329,13 +331,14 @@ async fn perform(fixture: &Fixture, operation: &str, caller: Caller) -> Reply {
             let vars = json!({ "planId": plan, "artifacts": "PR", "status": "REVIEW" });
             client.send(SUBMIT, vars).await
         }
+        // One shared plan: a new plan per caller would push the fixture's
+        // logged delivery out of the webhook's log of 50.
         "rebasePlan" => {
-            let plan = team.plan("rebasable", "READY").await;
             let query = "mutation($id: ID!) { rebasePlan(planId: $id) { basedOnVersion } }";
-            client.send(query, json!({ "id": plan })).await
+            client.send(query, json!({ "id": fixture.drifted })).await
         }
         "Plan.specDrift" | "Plan.specRevisions" => {
-            let plan = team.plan("drift readable", "READY").await;
+            let plan = &fixture.drifted;
             let query = match operation {
                 "Plan.specDrift" => {
                     "query($id: ID!) { plan(id: $id) { specDrift { behind diff { added } } } }"
@@ -417,12 +420,20 @@ async fn every_operation_for_every_caller(backend: Backend) {
         revoked,
         server.admin(),
     ];
+    let drifted = team.plan("drifted", "READY").await;
+    team.owner
+        .ok(
+            "mutation($id: ID!) { updateFeature(featureId: $id, specContent: \"# v2\", newVersion: true) { id } }",
+            json!({ "id": team.feature }),
+        )
+        .await;
     let fixture = Fixture {
         team,
         clients,
         bystander,
         receiver,
         delivery,
+        drifted,
     };
 
     // The table covers the whole schema.
