@@ -61,6 +61,26 @@ pub fn drift(
     })
 }
 
+/// Whether a change of `feature` from (`before_version`, `before_spec_key`)
+/// to its current state makes `plan` drifted: drifted now, and not before.
+/// Only then does the plan get a `SPEC_DRIFTED` event; a plan already
+/// drifted gets none for further moves (its `specDrift` shows the current
+/// distance), so a busy feature does not multiply events by its open plans
+/// on every version, and a rebased plan is armed again.
+pub fn becomes_drifted(
+    plan: &plan::Model,
+    before_version: i32,
+    before_spec_key: &str,
+    feature: &feature::Model,
+) -> bool {
+    let before = feature::Model {
+        current_version: before_version,
+        spec_key: before_spec_key.to_owned(),
+        ..feature.clone()
+    };
+    drift_of(plan, feature).is_some() && drift_of(plan, &before).is_none()
+}
+
 /// Bounds on one diff, so that two 1 MiB specs cost a bounded time and response.
 #[derive(Debug, Clone, Copy)]
 pub struct DiffLimits {
@@ -76,7 +96,7 @@ impl Default for DiffLimits {
     fn default() -> DiffLimits {
         DiffLimits {
             max_output_bytes: 256 * 1024,
-            deadline: Duration::from_millis(500),
+            deadline: Duration::from_millis(200),
         }
     }
 }
@@ -180,6 +200,47 @@ mod tests {
             let drifted = drift(status, 1, "a", &feature(2, "b")).is_some();
             assert_eq!(drifted, !status.is_terminal(), "{status:?}");
         }
+    }
+
+    #[test]
+    fn only_the_move_that_makes_a_plan_stale_announces_it() {
+        let plan = plan::Model {
+            id: Uuid::nil(),
+            project_id: Uuid::nil(),
+            feature_id: Uuid::nil(),
+            title: "p".into(),
+            description: None,
+            status: PlanStatus::Ready,
+            spec_key: "p".into(),
+            spec_sha256: String::new(),
+            spec_size: 1,
+            work_artifacts: None,
+            claimed_by: None,
+            claimed_at: None,
+            submitted_by: None,
+            implemented_version: None,
+            last_activity_at: Utc::now(),
+            created_by: Uuid::nil(),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            based_on_version: 1,
+            based_on_spec_key: "a".into(),
+        };
+        assert!(becomes_drifted(&plan, 1, "a", &feature(2, "a")));
+        assert!(becomes_drifted(&plan, 1, "a", &feature(1, "b")));
+        assert!(
+            !becomes_drifted(&plan, 2, "a", &feature(3, "a")),
+            "already drifted"
+        );
+        assert!(
+            !becomes_drifted(&plan, 1, "b", &feature(1, "a")),
+            "amended back"
+        );
+        let done = plan::Model {
+            status: PlanStatus::Completed,
+            ..plan
+        };
+        assert!(!becomes_drifted(&done, 1, "a", &feature(2, "a")));
     }
 
     #[test]

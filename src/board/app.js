@@ -42,7 +42,7 @@ ${CARD}`;
 const PLAN_DETAIL = `query BoardPlanDetail($id: ID!) {
   plan(id: $id) {
     ...Card description spec
-    specDrift { diff { unified added removed truncated } }
+    specDrift { fromVersion toVersion behind diff { unified added removed truncated } }
     events { cursor kind fromStatus toStatus at actor { email displayName } }
   }
 }
@@ -322,9 +322,18 @@ function card(plan, changed) {
   return h('li', {}, button);
 }
 
-/** `Spec drifted: v1 → v3`, or `Spec amended (v2)` when the version was edited in place. */
+/**
+ * `Spec changed since v1`. Only the plan's own version: a plan is told once
+ * when it drifts, so the feature's version on a card could go stale; the
+ * dialog reads the current one.
+ */
 function driftText(drift) {
-  return drift.behind > 0 ? `Spec drifted: v${drift.fromVersion} → v${drift.toVersion}` : `Spec amended (v${drift.toVersion})`;
+  return `Spec changed since v${drift.fromVersion}`;
+}
+
+/** `v1 → v3`, or `v2, amended` when the version was edited in place. */
+function driftDetail(drift) {
+  return drift.behind > 0 ? `v${drift.fromVersion} → v${drift.toVersion}` : `v${drift.toVersion}, amended`;
 }
 
 // ---- The detail dialog -----------------------------------------------------------
@@ -360,8 +369,8 @@ function showDrift(drift) {
   if (!drift) return;
   const diff = drift.diff;
   $('detail-drift-summary').textContent = diff
-    ? `+${diff.added} −${diff.removed} lines${diff.truncated ? ' (cut: the diff is too long to show whole)' : ''}`
-    : 'The diff could not be loaded.';
+    ? `${driftDetail(drift)}: +${diff.added} −${diff.removed} lines${diff.truncated ? ' (cut: the diff is too long to show whole)' : ''}`
+    : `${driftDetail(drift)}: the diff could not be loaded.`;
   $('detail-drift').replaceChildren(
     ...(diff?.unified ?? '').replace(/\n$/, '').split('\n').map((line) =>
       h('span', { class: diffClass(line) }, `${line}\n`),

@@ -66,11 +66,27 @@ pub struct FeatureDriftCount(pub Uuid);
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SpecKey(pub String);
 
+/// The diff from one spec object to another, with the labels of its headers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DiffKey {
+    pub from: String,
+    pub to: String,
+    pub from_label: String,
+    pub to_label: String,
+}
+
 pub struct DbLoader {
     services: Services,
 }
 
 pub struct SpecLoader {
+    services: Services,
+}
+
+/// Diffs between specs: the plans of one feature drifted from the same
+/// version share one diff, computed once per request; the specs of a batch
+/// of diffs are one read from the store.
+pub struct DiffLoader {
     services: Services,
 }
 
@@ -80,6 +96,7 @@ pub struct SpecLoader {
 pub struct Loaders {
     pub db: DataLoader<DbLoader, HashMapCache>,
     specs: DataLoader<SpecLoader, HashMapCache>,
+    pub diffs: DataLoader<DiffLoader, HashMapCache>,
     /// A list of this request put its specs into `specs` (see [`Loaders::prime_specs`]).
     specs_primed: AtomicBool,
 }
@@ -92,9 +109,13 @@ impl Loaders {
         let specs = SpecLoader {
             services: services.clone(),
         };
+        let diffs = DiffLoader {
+            services: services.clone(),
+        };
         Loaders {
             db: DataLoader::with_cache(db, tokio::spawn, HashMapCache::default()),
             specs: DataLoader::with_cache(specs, tokio::spawn, HashMapCache::default()),
+            diffs: DataLoader::with_cache(diffs, tokio::spawn, HashMapCache::default()),
             specs_primed: AtomicBool::new(false),
         }
     }
@@ -147,6 +168,7 @@ impl Loaders {
     pub fn forget_all(&self) {
         self.forget_rows();
         self.specs.clear::<SpecKey>();
+        self.diffs.clear::<DiffKey>();
         self.specs_primed.store(false, Ordering::Relaxed);
     }
 }
@@ -403,5 +425,51 @@ impl Loader<SpecKey> for SpecLoader {
             .into_iter()
             .map(|(key, bytes)| (SpecKey(key), spec_text(&bytes)))
             .collect())
+    }
+}
+
+impl Loader<DiffKey> for DiffLoader {
+    type Value = Arc<crate::drift::SpecDiff>;
+    type Error = AppError;
+
+    /// Every spec of the batch in one read, then the diffs, one after the
+    /// other, off the async threads (each bounded by its deadline).
+    async fn load(&self, keys: &[DiffKey]) -> Result<HashMap<DiffKey, Self::Value>, AppError> {
+        let mut specs: Vec<String> = keys
+            .iter()
+            .flat_map(|key| [key.from.clone(), key.to.clone()])
+            .collect();
+        specs.sort_unstable();
+        specs.dedup();
+        let objects: HashMap<String, String> = self
+            .services
+            .specs
+            .get_many(&specs)
+            .await?
+            .into_iter()
+            .map(|(key, bytes)| (key, spec_text(&bytes)))
+            .collect();
+        let keys = keys.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let text = |key: &str| {
+                objects
+                    .get(key)
+                    .ok_or_else(|| AppError::Internal(format!("spec object {key} is missing")))
+            };
+            keys.into_iter()
+                .map(|key| {
+                    let diff = crate::drift::diff(
+                        text(&key.from)?,
+                        text(&key.to)?,
+                        &key.from_label,
+                        &key.to_label,
+                        crate::drift::DiffLimits::default(),
+                    );
+                    Ok((key, Arc::new(diff)))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|error| AppError::Internal(format!("the diff task failed: {error}")))?
     }
 }

@@ -13,7 +13,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{Services, Viewer, now, parse_id};
-use crate::drift::drift_of;
+use crate::drift::{becomes_drifted, drift_of};
 use crate::error::{AppError, AppResult, Argument};
 use crate::events::{self, LiveEvent};
 use crate::storage::StoredSpec;
@@ -27,17 +27,20 @@ fn open_statuses() -> impl Iterator<Item = PlanStatus> {
         .filter(|status| !status.is_terminal())
 }
 
-/// Records one `SPEC_DRIFTED` event for every open plan of `feature` that is
-/// drifted now that the feature moved (a version was cut or the current
-/// version's spec amended), inside the caller's transaction, and returns
-/// them for publishing after the commit.
-///
-/// A plan that was already drifted gets another event: its drift changed
-/// (more versions behind, or another text), and a board or an agent that
-/// acted on the first event needs to know the spec moved again. A plan
-/// rebased onto the new spec in the meantime is not drifted and gets none.
+/// The feature's version and spec just before a change.
+pub(super) struct FeatureBefore {
+    pub version: i32,
+    pub spec_key: String,
+}
+
+/// Records one `SPEC_DRIFTED` event for every open plan of `feature` that
+/// this move of the feature (a version cut, or an amendment of the current
+/// version's spec) makes drifted, inside the caller's transaction, and
+/// returns them for publishing after the commit. Plans that were already
+/// drifted get none (see `crate::drift::becomes_drifted`).
 pub(super) async fn announce_drift(
     connection: &impl ConnectionTrait,
+    before: &FeatureBefore,
     feature: &feature::Model,
     actor: Option<&Viewer>,
 ) -> AppResult<Vec<LiveEvent>> {
@@ -50,7 +53,7 @@ pub(super) async fn announce_drift(
     let at = now();
     let mut live = Vec::new();
     for plan in plans {
-        if drift_of(&plan, feature).is_none() {
+        if !becomes_drifted(&plan, before.version, &before.spec_key, feature) {
             continue;
         }
         let event = events::record_at(

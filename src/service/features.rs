@@ -9,7 +9,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::drift::announce_drift;
+use super::drift::{FeatureBefore, announce_drift};
 use super::pagination::{Page, Window, fetch_page};
 use super::{Services, Viewer, now, parse_id};
 use crate::error::{AppError, AppResult, Argument};
@@ -183,19 +183,25 @@ impl Services {
             .into_iter()
             .next()
             .ok_or_else(|| AppError::NotFound(format!("No feature with id {}", before.id)))?;
-        // Whether open plans' specs went stale: a new version, or a different
-        // text for the current one (the same text amends nothing).
-        let mut moved = false;
+        // What open plans were written against may have moved: a new
+        // version, or a different text for the current one.
+        let mut moved = None;
         if update.new_version {
+            moved = Some(FeatureBefore {
+                version: feature.current_version,
+                spec_key: feature.spec_key.clone(),
+            });
             let origin = VersionOrigin {
                 plan: None,
                 implemented_by: None,
                 spec_key: spec.map(|spec| spec.key),
             };
             feature = cut_version(&*txn, feature.id, origin).await?.0;
-            moved = true;
         } else if let Some(spec) = spec {
-            moved = spec.key != before.spec_key;
+            moved = Some(FeatureBefore {
+                version: feature.current_version,
+                spec_key: before.spec_key.clone(),
+            });
             feature_version::Entity::update_many()
                 .col_expr(feature_version::Column::SpecKey, Expr::value(spec.key))
                 .filter(feature_version::Column::FeatureId.eq(feature.id))
@@ -204,8 +210,8 @@ impl Services {
                 .await?;
         }
         let drifted = match moved {
-            true => announce_drift(&*txn, &feature, Some(viewer)).await?,
-            false => Vec::new(),
+            Some(before) => announce_drift(&*txn, &before, &feature, Some(viewer)).await?,
+            None => Vec::new(),
         };
         txn.commit_and_publish(&self.events, drifted).await?;
         Ok(feature)

@@ -11,7 +11,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::drift::{announce_drift, drifted_condition, record_revision};
+use super::drift::{FeatureBefore, announce_drift, drifted_condition, record_revision};
 use super::features::{VersionOrigin, cut_version};
 use super::pagination::{Page, Position, SortValue, Window, page_of, windowed};
 use super::projects::member_projects;
@@ -554,7 +554,12 @@ impl Services {
         let mut live = vec![live_event(event, &plan, Some(viewer))];
         let version = match version {
             Some((feature, version)) => {
-                live.extend(announce_drift(&*txn, &feature, Some(viewer)).await?);
+                // A completion moves the number and keeps the spec.
+                let before = FeatureBefore {
+                    version: feature.current_version - 1,
+                    spec_key: feature.spec_key.clone(),
+                };
+                live.extend(announce_drift(&*txn, &before, &feature, Some(viewer)).await?);
                 Some(version)
             }
             None => None,

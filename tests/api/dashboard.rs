@@ -383,7 +383,10 @@ async fn related_lists_of_a_page_load_in_batches(backend: Backend) {
                 assert_eq!(kinds, 3, "{node}");
                 assert!(node["implementedFeatureVersion"]["version"].as_i64() > Some(1));
             } else {
-                assert_eq!(kinds, 1, "{node}");
+                // Created, then drifted by the next plan's completion (none
+                // comes after the last one).
+                let drifted = if index == 59 { 0 } else { 1 };
+                assert_eq!(kinds, 1 + drifted, "{node}");
                 assert!(node["implementedFeatureVersion"].is_null());
             }
         }

@@ -92,11 +92,13 @@ async fn a_completion_drifts_open_plans_and_rebase_clears_it(backend: Backend) {
             json!({ "id": team.feature, "spec": v3, "newVersion": true }),
         )
         .await;
-    let event = board.next_event().await;
-    assert_eq!(event["kind"], "SPEC_DRIFTED");
-    assert_eq!(event["actor"]["email"], "owner@example.com");
     let drifted = drift_of(&team.worker, &stale).await;
     assert_eq!(drifted["specDrift"]["behind"], 2);
+    assert_eq!(
+        count(&kinds(&drifted), "SPEC_DRIFTED"),
+        1,
+        "an already drifted plan is not told again"
+    );
     assert_eq!(
         drifted["specDrift"]["diff"],
         json!({
@@ -119,9 +121,17 @@ async fn a_completion_drifts_open_plans_and_rebase_clears_it(backend: Backend) {
     assert_eq!(rebased["rebasePlan"]["status"], "READY");
     let event = board.next_event().await;
     assert_eq!(event["kind"], "REBASED");
+    assert_eq!(event["actor"]["email"], "worker@example.com");
+
+    // Rebased, the plan is told again when the feature next moves.
+    let vars = json!({ "id": team.feature, "newVersion": true });
+    team.owner.ok(UPDATE_FEATURE, vars).await;
+    let event = board.next_event().await;
+    assert_eq!(event["kind"], "SPEC_DRIFTED");
+    assert_eq!(event["actor"]["email"], "owner@example.com");
     assert_eq!(
         kinds(&drift_of(&team.owner, &stale).await),
-        ["CREATED", "SPEC_DRIFTED", "SPEC_DRIFTED", "REBASED"]
+        ["CREATED", "SPEC_DRIFTED", "REBASED", "SPEC_DRIFTED"]
     );
 }
 

@@ -340,10 +340,10 @@ test(
       { f: team.featureId },
     );
 
-    await eventually(async () => assert.equal(await page.locator(badge).textContent(), 'Spec drifted: v1 → v2'));
+    await eventually(async () => assert.equal(await page.locator(badge).textContent(), 'Spec changed since v1'));
     await page.click(`.card[data-plan-id="${plan}"]`);
     await page.waitForSelector('#detail-drift:has-text("With passkeys.")');
-    assert.equal(await page.textContent('#detail-drift-summary'), '+2 −1 lines');
+    assert.equal(await page.textContent('#detail-drift-summary'), 'v1 → v2: +2 −1 lines');
     assert.equal(await page.textContent('.diff-add >> nth=1'), '+With passkeys.\n');
     assert.equal(await page.textContent('.diff-del'), '-# Feature\n');
     const history = () => page.$$eval('#detail-history li', (items) => items.map((item) => item.textContent));

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use async_graphql::{Context, Object, SimpleObject};
 
 use super::{DateTime, User, at, load_spec, optional_user};
-use crate::drift::{self, DiffLimits, Drift};
+use crate::drift::Drift;
 use crate::error::{AppError, AppResult};
-use crate::graphql::document_budget;
+use crate::graphql::loaders::DiffKey;
+use crate::graphql::{document_budget, loaders};
 use entity::plan_spec_revision;
 
 /// Complexity of a diff field: two documents read and compared.
@@ -29,10 +30,11 @@ pub struct SpecDiff {
     pub truncated: bool,
 }
 
-/// The diff from the spec object `from` to `to`, both read through the
-/// request's batched spec loader (a page of plans asking for diffs makes one
-/// batch of reads). The comparison runs off the async threads, under a
-/// deadline, and its text is charged to the operation's document budget.
+/// The diff from the spec object `from` to `to`, through the request's diff
+/// loader: the drifted plans of a page that share a base share one diff, and
+/// the specs of all the page's diffs are one batch of store reads. The
+/// comparison runs off the async threads under a deadline; its text is
+/// charged to the operation's document budget, once per field that shows it.
 pub async fn diff_specs(
     ctx: &Context<'_>,
     from: &str,
@@ -40,18 +42,23 @@ pub async fn diff_specs(
     from_label: String,
     to_label: String,
 ) -> AppResult<SpecDiff> {
-    let (old, new) = futures::try_join!(load_spec(ctx, from), load_spec(ctx, to))?;
-    let diff = tokio::task::spawn_blocking(move || {
-        drift::diff(&old, &new, &from_label, &to_label, DiffLimits::default())
-    })
-    .await
-    .map_err(|error| AppError::Internal(format!("the diff task failed: {error}")))?;
+    let key = DiffKey {
+        from: from.to_owned(),
+        to: to.to_owned(),
+        from_label,
+        to_label,
+    };
+    let diff = loaders(ctx)
+        .diffs
+        .load_one(key)
+        .await?
+        .ok_or_else(|| AppError::Internal(format!("no diff of {from} and {to}")))?;
     document_budget(ctx).charge(diff.unified.len())?;
     let count = |lines: usize| i32::try_from(lines).unwrap_or(i32::MAX);
     Ok(SpecDiff {
         added: count(diff.added),
         removed: count(diff.removed),
-        unified: diff.unified,
+        unified: diff.unified.clone(),
         truncated: diff.truncated,
     })
 }

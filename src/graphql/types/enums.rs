@@ -72,8 +72,7 @@ pub enum PlanEventKind {
     Failed,
     /// The feature moved past the spec this open plan was written against (a
     /// new version, or an amendment of its version): see `Plan.specDrift`.
-    /// One per plan per such change of the feature, also when the plan was
-    /// already drifted.
+    /// Once, when the plan becomes drifted; again only after a rebase.
     SpecDrifted,
     /// The plan was rebased onto the feature's current version (`rebasePlan`).
     Rebased,

@@ -150,9 +150,6 @@ pub async fn load_features(
 async fn prime_plan_rows(ctx: &Context<'_>, rows: &mut [PlanRow]) -> AppResult<()> {
     let loaders = loaders(ctx);
     let db = &loaders.db;
-    // The two specs of each drift diff (shared by the plans of a feature),
-    // read with the page's other specs in one batch.
-    let drift_specs = drift_spec_keys(ctx, rows);
     db.feed_many(rows.iter_mut().filter_map(|row| {
         let feature = row.feature.take()?;
         Some((FeatureId(feature.id), Arc::new(feature)))
@@ -204,10 +201,9 @@ async fn prime_plan_rows(ctx: &Context<'_>, rows: &mut [PlanRow]) -> AppResult<(
     let spec_bytes: i64 = rows.iter().map(|row| row.plan.spec_size).sum();
     let affordable =
         usize::try_from(spec_bytes).is_ok_and(|bytes| document_budget(ctx).fits(bytes));
-    let mut specs = keys_if(selected("spec") && affordable, rows, |row| {
+    let specs = keys_if(selected("spec") && affordable, rows, |row| {
         SpecKey(row.plan.spec_key.clone())
     });
-    specs.extend(drift_specs);
     let (users, events, versions, members, roles, ()) = futures::join!(
         prime(db, users),
         prime(db, events),
@@ -221,23 +217,6 @@ async fn prime_plan_rows(ctx: &Context<'_>, rows: &mut [PlanRow]) -> AppResult<(
         }
     );
     users.and(events).and(versions).and(members).and(roles)
-}
-
-/// The spec keys the page's `specDrift { diff }` fields will read, from the
-/// feature rows the page statement joined.
-fn drift_spec_keys(ctx: &Context<'_>, rows: &[PlanRow]) -> Vec<SpecKey> {
-    if !row_path_selected(ctx, &["specDrift", "diff"]) {
-        return Vec::new();
-    }
-    let features: std::collections::HashMap<Uuid, &feature::Model> = rows
-        .iter()
-        .filter_map(|row| row.feature.as_ref())
-        .map(|feature| (feature.id, feature))
-        .collect();
-    rows.iter()
-        .filter_map(|row| crate::drift::drift_of(&row.plan, features.get(&row.plan.feature_id)?))
-        .flat_map(|drift| [SpecKey(drift.from_spec_key), SpecKey(drift.to_spec_key)])
-        .collect()
 }
 
 async fn prime_feature_rows(ctx: &Context<'_>, features: &[feature::Model]) -> AppResult<()> {
