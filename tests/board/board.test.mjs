@@ -336,8 +336,8 @@ test(
 
     await server.gql(
       team.owner,
-      `mutation($f: ID!) { updateFeature(featureId: $f, newVersion: true, specContent: "# Feature\nWith passkeys.") { id } }`,
-      { f: team.featureId },
+      `mutation($f: ID!, $s: String!) { updateFeature(featureId: $f, newVersion: true, specContent: $s) { id } }`,
+      { f: team.featureId, s: '# Feature\nWith passkeys.' },
     );
 
     await eventually(async () => assert.equal(await page.locator(badge).textContent(), 'Spec changed since v1'));
