@@ -7,10 +7,14 @@
 # - wrk with bench/dashboard.lua POSTing the dashboard query (50 plans of one
 #   feature with title, status, claimer, feature, project, last activity; no
 #   spec) at 1, 16 and 64 connections; one response of each server is checked
-#   for `data` without `errors` before and after the load.
+#   for `data` without `errors` before and after the load;
+# - a second scenario (issue 19) with the feature drawn at random per request
+#   and `totalCount` selected, so caches of one feature's rows do not help.
 # Prints requests/s, p50 and p99 per server and level, the CPU each request
 # cost (server process, and PostgreSQL backends of the benchmark database),
-# the ratios, and whether the issue's goals are met; removes everything it
+# the ratios, and whether issue 19's goals are met (>= 3x PostGraphile's
+# throughput at 16 and 64 connections, server CPU per request <= 1/3 of
+# PostGraphile's, p99 at 16 connections <= 1/3 of PostGraphile's); removes everything it
 # started, database included. The CPU columns stay meaningful when other work
 # shares the machine; throughput and latency do not, so the load average is
 # printed too.
@@ -118,6 +122,8 @@ KEY="$(field key)"
 FEATURE_PLANS="$(awk '$1 == "feature" && $2 == "plans:" { print $3; exit }' "$WORK/seed.out")"
 [ -n "$FEATURE" ] && [ -n "$KEY" ] && [ -n "$FEATURE_PLANS" ] || fail "seed-demo printed no feature/key: $(cat "$WORK/seed.out")"
 EXPECTED_ROWS=$((FEATURE_PLANS < 50 ? FEATURE_PLANS : 50))
+psql "postgres://postgres@127.0.0.1:5432/$DB_NAME" -qX -v ON_ERROR_STOP=1 -tA -c "SELECT id FROM features" >"$WORK/features.txt"
+[ -s "$WORK/features.txt" ] || fail "the seeded database has no features"
 
 # --- servers
 PLANGRAPH_PORT="$(free_port)"
@@ -147,24 +153,34 @@ AUTH[hello]=""
 BODY[plangraph]="$WORK/plangraph.json"
 BODY[postgraphile]="$WORK/postgraphile.json"
 BODY[hello]="$WORK/plangraph.json"
+# Scenarios: the fixed feature (every server, the hello-world as the ceiling)
+# and a random feature per request with totalCount (the GraphQL servers).
+SCENARIOS=(fixed random)
+declare -A SCENARIO_TARGETS
+SCENARIO_TARGETS[fixed]="plangraph postgraphile hello"
+SCENARIO_TARGETS[random]="plangraph postgraphile"
+# The body a target gets in a scenario.
+body_of() {
+  local scenario=$1 target=$2
+  if [ "$scenario" = random ]; then echo "$WORK/$target-random.json"; else echo "${BODY[$target]}"; fi
+}
 python3 - "$FEATURE" "$WORK" <<'PY'
 import json, sys
 feature, work = sys.argv[1], sys.argv[2]
+nodes = {
+    "plangraph": "nodes { title status claimedBy { email } feature { title } project { name } lastActivityAt }",
+    "postgraphile": "nodes { title status userByClaimedBy { email } featureByFeatureId { title } projectByProjectId { name } lastActivityAt }",
+}
 queries = {
-    "plangraph": """query Dashboard($feature: ID!) {
-  plans(featureId: $feature, first: 50) {
-    nodes { title status claimedBy { email } feature { title } project { name } lastActivityAt }
-  }
-}""",
-    "postgraphile": """query Dashboard($feature: UUID!) {
-  allPlans(condition: { featureId: $feature }, first: 50) {
-    nodes { title status userByClaimedBy { email } featureByFeatureId { title } projectByProjectId { name } lastActivityAt }
-  }
-}""",
+    "plangraph": "query Dashboard($feature: ID!) { plans(featureId: $feature, first: 50) { %s } }",
+    "postgraphile": "query Dashboard($feature: UUID!) { allPlans(condition: { featureId: $feature }, first: 50) { %s } }",
 }
 for name, query in queries.items():
     with open(f"{work}/{name}.json", "w") as out:
-        json.dump({"query": query, "variables": {"feature": feature}}, out)
+        json.dump({"query": query % nodes[name], "variables": {"feature": feature}}, out)
+    # The random scenario: wrk puts a random feature where __FEATURE__ is.
+    with open(f"{work}/{name}-random.json", "w") as out:
+        json.dump({"query": query % ("totalCount " + nodes[name]), "variables": {"feature": "__FEATURE__"}}, out)
 PY
 
 wait_until_up() {
@@ -180,13 +196,20 @@ wait_until_up() {
 # One request; fails the run unless it is a 200 with data, no errors, and
 # (for the GraphQL servers) the expected number of plans.
 check_response() {
-  local target=$1 when=$2 status
+  local scenario=$1 target=$2 when=$3 status body expected=$EXPECTED_ROWS
+  body="$(body_of "$scenario" "$target")"
+  if [ "$scenario" = random ]; then
+    # The check asks for the first listed feature; its plan count is not known here.
+    sed "s/__FEATURE__/$(head -n 1 "$WORK/features.txt")/" "$body" >"$WORK/check-body.json"
+    body="$WORK/check-body.json"
+    expected=-1
+  fi
   local headers=(-H 'Content-Type: application/json')
   [ -z "${AUTH[$target]}" ] || headers+=(-H "Authorization: ${AUTH[$target]}")
   status="$(curl -s -o "$WORK/check.json" -w '%{http_code}' -X POST "${headers[@]}" \
-    --data-binary "@${BODY[$target]}" "${URL[$target]}")" || fail "$target: request failed ($when)"
+    --data-binary "@$body" "${URL[$target]}")" || fail "$target: request failed ($when)"
   [ "$status" = 200 ] || fail "$target answered HTTP $status $when: $(head -c 500 "$WORK/check.json")"
-  python3 - "$target" "$EXPECTED_ROWS" "$WORK/check.json" "$when" <<'PY' || exit 1
+  python3 - "$target" "$expected" "$WORK/check.json" "$when" <<'PY' || exit 1
 import json, sys
 target, expected, path, when = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 with open(path) as handle:
@@ -203,15 +226,22 @@ data = reply.get("data")
 if not data:
     fail("response has no data")
 if target != "hello":
-    nodes = (data.get("plans") or data.get("allPlans") or {}).get("nodes") or []
-    if len(nodes) != expected:
+    page = data.get("plans") or data.get("allPlans") or {}
+    nodes = page.get("nodes") or []
+    if expected >= 0 and len(nodes) != expected:
         fail(f"{len(nodes)} plans instead of {expected}")
+    if expected < 0 and not (0 < len(nodes) <= 50 and page.get("totalCount", -1) >= len(nodes)):
+        fail(f"{len(nodes)} plans with totalCount {page.get('totalCount')}")
 PY
 }
 
 for target in "${TARGETS[@]}"; do
   wait_until_up "$target"
-  check_response "$target" "before the load"
+done
+for scenario in "${SCENARIOS[@]}"; do
+  for target in ${SCENARIO_TARGETS[$scenario]}; do
+    check_response "$scenario" "$target" "before the load"
+  done
 done
 
 # --- load
@@ -238,26 +268,29 @@ database_ticks_since() {
 }
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 run_wrk() {
-  local target=$1 connections=$2 duration=$3
+  local scenario=$1 target=$2 connections=$3 duration=$4 features=""
+  [ "$scenario" = random ] && features="$WORK/features.txt"
   # One wrk thread: on a small machine every core wrk takes is one the
   # servers (and PostgreSQL) do not get.
-  BENCH_BODY_FILE="${BODY[$target]}" BENCH_AUTHORIZATION="${AUTH[$target]}" \
+  BENCH_BODY_FILE="$(body_of "$scenario" "$target")" BENCH_AUTHORIZATION="${AUTH[$target]}" BENCH_FEATURES_FILE="$features" \
     wrk -t1 -c "$connections" -d "$duration" --timeout 10s -s bench/dashboard.lua "${URL[$target]}"
 }
-for target in "${TARGETS[@]}"; do
-  say "$target: warm-up $WARMUP at 16 connections"
-  run_wrk "$target" 16 "$WARMUP" >/dev/null
-  for connections in "${LEVELS[@]}"; do
-    say "$target: $connections connection(s) for $DURATION"
-    server_before="$(process_ticks "${SERVER_PID[$target]}")"
-    database_ticks >"$WORK/database-ticks"
-    result="$(run_wrk "$target" "$connections" "$DURATION" | awk '$1 == "RESULT"')"
-    [ -n "$result" ] || fail "wrk printed no result for $target at $connections connections"
-    server_ms=$((($(process_ticks "${SERVER_PID[$target]}") - server_before) * 1000 / CLK_TCK))
-    database_ms=$(($(database_ticks_since "$WORK/database-ticks") * 1000 / CLK_TCK))
-    printf '%s\t%s\t%s\t%s\t%s\n' "$target" "$connections" "${result#RESULT }" "$server_ms" "$database_ms" >>"$RESULTS"
+for scenario in "${SCENARIOS[@]}"; do
+  for target in ${SCENARIO_TARGETS[$scenario]}; do
+    say "$scenario/$target: warm-up $WARMUP at 16 connections"
+    run_wrk "$scenario" "$target" 16 "$WARMUP" >/dev/null
+    for connections in "${LEVELS[@]}"; do
+      say "$scenario/$target: $connections connection(s) for $DURATION"
+      server_before="$(process_ticks "${SERVER_PID[$target]}")"
+      database_ticks >"$WORK/database-ticks"
+      result="$(run_wrk "$scenario" "$target" "$connections" "$DURATION" | awk '$1 == "RESULT"')"
+      [ -n "$result" ] || fail "wrk printed no result for $scenario/$target at $connections connections"
+      server_ms=$((($(process_ticks "${SERVER_PID[$target]}") - server_before) * 1000 / CLK_TCK))
+      database_ms=$(($(database_ticks_since "$WORK/database-ticks") * 1000 / CLK_TCK))
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$target" "$connections" "${result#RESULT }" "$server_ms" "$database_ms" >>"$RESULTS"
+    done
+    check_response "$scenario" "$target" "after the load"
   done
-  check_response "$target" "after the load"
 done
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -269,42 +302,53 @@ echo "plangraph $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
 echo "data: $(head -n 1 "$WORK/seed.out" | sed 's/^Seeded demo data in [0-9.]*s: //')"
 echo "load average (1/5/15 min) before the load: $LOAD_BEFORE, after: $LOAD_AFTER"
 echo "query: 50 plans of one feature ($FEATURE_PLANS plans) with title status claimedBy{email} feature{title} project{name} lastActivityAt; $DURATION per level after a $WARMUP warm-up"
+echo "scenario random: the same page plus totalCount, for a feature drawn at random per request among $(wc -l <"$WORK/features.txt")"
 python3 - "$RESULTS" <<'PY'
 import sys
 rows = {}
 for line in open(sys.argv[1]):
-    target, connections, rps, p50, p99, non2xx, socket, requests, server_ms, database_ms = line.split()
+    scenario, target, connections, rps, p50, p99, non2xx, socket, requests, server_ms, database_ms = line.split()
     requests = max(int(requests), 1)
-    rows[(target, int(connections))] = dict(
+    rows[(scenario, target, int(connections))] = dict(
         rps=float(rps), p50=int(p50) / 1000, p99=int(p99) / 1000,
         errors=int(non2xx) + int(socket), requests=requests,
         server_cpu=int(server_ms) / requests, database_cpu=int(database_ms) / requests)
-levels = sorted({connections for _, connections in rows})
-print()
-print(f"{'server':<13}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-      f"{'server CPU ms/req':>19}{'db CPU ms/req':>15}")
-for target in ("plangraph", "postgraphile", "hello"):
-    for connections in levels:
-        row = rows.get((target, connections))
-        if row:
-            print(f"{target:<13}{connections:>6}{row['rps']:>10.0f}{row['p50']:>9.2f}{row['p99']:>9.2f}{row['errors']:>8}"
-                  f"{row['server_cpu']:>19.3f}{row['database_cpu']:>15.3f}")
-print()
-print(f"{'conns':>6}{'plangraph/PostGraphile':>24}{'plangraph/hello':>17}   (requests/s)")
-for connections in levels:
-    ours = rows[("plangraph", connections)]["rps"]
-    peer = rows[("postgraphile", connections)]["rps"]
-    ceiling = rows[("hello", connections)]["rps"]
-    print(f"{connections:>6}{ours / peer:>23.2f}x{ours / ceiling:>16.2f}x")
-print()
+scenarios = [s for s in ("fixed", "random") if any(key[0] == s for key in rows)]
+levels = sorted({connections for _, _, connections in rows})
 goals = []
-for connections in (16, 64):
-    if ("plangraph", connections) in rows:
-        ratio = rows[("plangraph", connections)]["rps"] / rows[("postgraphile", connections)]["rps"]
-        goals.append((f">= 3x PostGraphile's throughput at {connections} connections", ratio >= 3, f"{ratio:.2f}x"))
-if ("plangraph", 64) in rows:
-    p99 = rows[("plangraph", 64)]["p99"]
-    goals.append(("p99 < 10 ms at 64 connections", p99 < 10, f"{p99:.2f} ms"))
+for scenario in scenarios:
+    print()
+    print(f"scenario {scenario}")
+    print(f"{'server':<13}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+          f"{'server CPU ms/req':>19}{'db CPU ms/req':>15}")
+    for target in ("plangraph", "postgraphile", "hello"):
+        for connections in levels:
+            row = rows.get((scenario, target, connections))
+            if row:
+                print(f"{target:<13}{connections:>6}{row['rps']:>10.0f}{row['p50']:>9.2f}{row['p99']:>9.2f}{row['errors']:>8}"
+                      f"{row['server_cpu']:>19.3f}{row['database_cpu']:>15.3f}")
+    print()
+    print(f"{'conns':>6}{'req/s vs PostGraphile':>23}{'server CPU vs PostGraphile':>28}{'p99 vs PostGraphile':>21}")
+    for connections in levels:
+        ours = rows[(scenario, "plangraph", connections)]
+        peer = rows[(scenario, "postgraphile", connections)]
+        print(f"{connections:>6}{ours['rps'] / peer['rps']:>22.2f}x{ours['server_cpu'] / peer['server_cpu']:>27.2f}x"
+              f"{ours['p99'] / peer['p99']:>20.2f}x")
+    for connections in (16, 64):
+        ours = rows.get((scenario, "plangraph", connections))
+        peer = rows.get((scenario, "postgraphile", connections))
+        if not (ours and peer):
+            continue
+        ratio = ours["rps"] / peer["rps"]
+        goals.append((f"{scenario}: >= 3x PostGraphile's throughput at {connections} connections", ratio >= 3, f"{ratio:.2f}x"))
+        cpu = ours["server_cpu"] / peer["server_cpu"]
+        goals.append((f"{scenario}: server CPU per request <= 1/3 of PostGraphile's at {connections} connections",
+                      cpu <= 1 / 3, f"{ours['server_cpu']:.3f} vs {peer['server_cpu']:.3f} ms = {cpu:.2f}x"))
+        if connections == 16:
+            p99 = ours["p99"] / peer["p99"]
+            goals.append((f"{scenario}: p99 at 16 connections <= 1/3 of PostGraphile's", p99 <= 1 / 3,
+                          f"{ours['p99']:.2f} vs {peer['p99']:.2f} ms = {p99:.2f}x"))
+print()
 for goal, met, measured in goals:
     print(f"goal {goal}: {'MET' if met else 'NOT MET'} ({measured})")
 errors = sum(row["errors"] for row in rows.values())
