@@ -124,10 +124,18 @@ pub enum EventKind {
     Stalled,
     #[sea_orm(string_value = "failed")]
     Failed,
+    #[sea_orm(string_value = "priority_changed")]
+    PriorityChanged,
+    #[sea_orm(string_value = "dependency_added")]
+    DependencyAdded,
+    #[sea_orm(string_value = "dependency_removed")]
+    DependencyRemoved,
+    #[sea_orm(string_value = "unblocked")]
+    Unblocked,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::Created,
         EventKind::Updated,
         EventKind::StatusChanged,
@@ -137,6 +145,10 @@ impl EventKind {
         EventKind::Completed,
         EventKind::Stalled,
         EventKind::Failed,
+        EventKind::PriorityChanged,
+        EventKind::DependencyAdded,
+        EventKind::DependencyRemoved,
+        EventKind::Unblocked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -150,6 +162,10 @@ impl EventKind {
             EventKind::Completed => "completed",
             EventKind::Stalled => "stalled",
             EventKind::Failed => "failed",
+            EventKind::PriorityChanged => "priority_changed",
+            EventKind::DependencyAdded => "dependency_added",
+            EventKind::DependencyRemoved => "dependency_removed",
+            EventKind::Unblocked => "unblocked",
         }
     }
 }

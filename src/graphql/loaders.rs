@@ -53,6 +53,12 @@ pub struct VersionNumber {
 /// A plan's audit trail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PlanEvents(pub Uuid);
+/// The ids of the plans a plan waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PlanBlockers(pub Uuid);
+/// The ids of the plans waiting for a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PlanWaiters(pub Uuid);
 
 /// A spec object key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -129,6 +135,8 @@ impl Loaders {
         self.db.clear::<RoleIn>();
         self.db.clear::<VersionNumber>();
         self.db.clear::<PlanEvents>();
+        self.db.clear::<PlanBlockers>();
+        self.db.clear::<PlanWaiters>();
     }
 
     /// Forgets everything, specs included: a subscription resolves each event
@@ -343,6 +351,40 @@ impl Loader<PlanEvents> for DbLoader {
         Ok(grouped
             .into_iter()
             .map(|(id, events)| (PlanEvents(id), events))
+            .collect())
+    }
+}
+
+impl Loader<PlanBlockers> for DbLoader {
+    type Value = Vec<Uuid>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[PlanBlockers],
+    ) -> Result<HashMap<PlanBlockers, Self::Value>, AppError> {
+        let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
+        let grouped = self.services.blockers_by_plans(&ids).await?;
+        Ok(grouped
+            .into_iter()
+            .map(|(id, blockers)| (PlanBlockers(id), blockers))
+            .collect())
+    }
+}
+
+impl Loader<PlanWaiters> for DbLoader {
+    type Value = Vec<Uuid>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[PlanWaiters],
+    ) -> Result<HashMap<PlanWaiters, Self::Value>, AppError> {
+        let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
+        let grouped = self.services.waiters_by_plans(&ids).await?;
+        Ok(grouped
+            .into_iter()
+            .map(|(id, waiters)| (PlanWaiters(id), waiters))
             .collect())
     }
 }

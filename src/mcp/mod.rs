@@ -7,6 +7,7 @@
 
 mod call;
 mod features;
+mod fleet;
 mod plans;
 mod projects;
 mod views;
@@ -119,7 +120,10 @@ pub struct Tools {
 
 impl Tools {
     pub fn new(services: Services) -> Tools {
-        let router = Tools::plan_tools() + Tools::feature_tools() + Tools::project_tools();
+        let router = Tools::plan_tools()
+            + Tools::fleet_tools()
+            + Tools::feature_tools()
+            + Tools::project_tools();
         Tools {
             services,
             tool_router: Arc::new(router),

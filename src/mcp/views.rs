@@ -132,6 +132,12 @@ pub struct PlanView {
     pub last_activity_at: String,
     pub created_at: String,
     pub updated_at: String,
+    /// 0 = most urgent … 4 = someday.
+    pub priority: i32,
+    /// The current claim's fencing token (pass it as claim_token); null when unclaimed.
+    pub claim_token: Option<String>,
+    /// When the current claim stalls without activity; null when unclaimed.
+    pub lease_expires_at: Option<String>,
     /// The full specification (markdown); create_plan, get_plan and update_plan include it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec_content: Option<String>,
@@ -311,6 +317,12 @@ impl Related {
             last_activity_at: rfc3339(plan.last_activity_at),
             created_at: rfc3339(plan.created_at),
             updated_at: rfc3339(plan.updated_at),
+            priority: plan.priority,
+            claim_token: crate::service::fleet::current_token(plan).map(|token| token.to_string()),
+            lease_expires_at: plan
+                .lease_expires_at
+                .filter(|_| plan.claimed_by.is_some())
+                .map(rfc3339),
             spec_content: None,
         })
     }

@@ -9,6 +9,7 @@ mod concurrency;
 mod dashboard;
 mod database_outage;
 mod errors;
+mod fleet;
 mod limits;
 mod mcp;
 mod migrations;

@@ -6,7 +6,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 on_both_databases!(every_migration_goes_down_and_up_again);
 
-const LATEST_INDEX: &str = "ix_webhook_deliveries_webhook";
+const LATEST_INDEX: &str = "ix_plan_dependencies_blocker";
 
 async fn index_exists(db: &DatabaseConnection, backend: Backend, name: &str) -> bool {
     let sql = match backend {

@@ -70,4 +70,12 @@ pub enum PlanEventKind {
     Stalled,
     /// The plan was marked FAILED.
     Failed,
+    /// The plan's priority changed (setPlanPriority).
+    PriorityChanged,
+    /// The plan now waits for another plan (addPlanDependency).
+    DependencyAdded,
+    /// The plan no longer waits for another plan (removePlanDependency).
+    DependencyRemoved,
+    /// The plan's last unfinished blocker completed or was removed: it can be claimed.
+    Unblocked,
 }
