@@ -740,7 +740,8 @@ mod tests {
         // b waits for c, c waits for a; a waiting for b closes a → b → c → a.
         let edges = [(b, c), (c, a), (d, a)];
         assert_eq!(dependency_cycle(&edges, a, b), Some(vec![a, b, c, a]));
-        assert_eq!(dependency_cycle(&edges, a, d), None);
+        assert_eq!(dependency_cycle(&edges, a, d), Some(vec![a, d, a]));
+        assert_eq!(dependency_cycle(&edges, c, d), None);
         assert_eq!(dependency_cycle(&edges, a, a), Some(vec![a, a]));
         assert_eq!(dependency_cycle(&edges, d, c), None);
     }
