@@ -733,7 +733,6 @@ impl Services {
         Ok(visible_plans(viewer, filter).count(&self.db).await?)
     }
 
-    /// The audit trail of a plan, oldest first.
     /// The audit trail of each plan, oldest first, in one query.
     pub async fn events_of(
         &self,
