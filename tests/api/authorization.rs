@@ -125,7 +125,16 @@ fn matrix() -> Vec<(&'static str, Row)> {
         // Submission of work claimed by the caller (viewers and outsiders
         // cannot claim, so they try a plan claimed by a member).
         ("submitWork", writers()),
+        // Webhooks: owners only, the list on a project included.
+        ("createWebhook", owners()),
+        ("updateWebhook", owners()),
+        ("deleteWebhook", owners()),
+        ("rotateWebhookSecret", owners()),
+        ("redeliverWebhookDelivery", owners()),
+        ("Project.webhooks", owners()),
         // Fleets: members work the queue and shape it; viewers only read.
+        // After the webhook rows: the plans these rows create would push the
+        // fixture's delivery out of its webhook's log of 50.
         ("setPlanPriority", writers()),
         ("addPlanDependency", writers()),
         ("removePlanDependency", writers()),
@@ -134,13 +143,6 @@ fn matrix() -> Vec<(&'static str, Row)> {
         ("heartbeatPlan", writers()),
         ("Plan.blockedBy", readers()),
         ("Plan.claimToken", readers()),
-        // Webhooks: owners only, the list on a project included.
-        ("createWebhook", owners()),
-        ("updateWebhook", owners()),
-        ("deleteWebhook", owners()),
-        ("rotateWebhookSecret", owners()),
-        ("redeliverWebhookDelivery", owners()),
-        ("Project.webhooks", owners()),
     ]
 }
 
