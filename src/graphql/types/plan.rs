@@ -151,12 +151,12 @@ impl Plan {
     }
     /// The plans this one waits for: it cannot be claimed until all of them
     /// are COMPLETED (a FAILED one keeps blocking until the dependency is removed).
-    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
+    #[graphql(complexity = "crate::graphql::limits::dependency_cost(child_complexity)")]
     async fn blocked_by(&self, ctx: &Context<'_>) -> AppResult<Vec<Plan>> {
         blockers(ctx, self.0.id).await
     }
     /// The plans waiting for this one.
-    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
+    #[graphql(complexity = "crate::graphql::limits::dependency_cost(child_complexity)")]
     async fn blocks(&self, ctx: &Context<'_>) -> AppResult<Vec<Plan>> {
         let ids = loaders(ctx).db.load_one(PlanWaiters(self.0.id)).await?;
         plans_in_order(ctx, ids.unwrap_or_default()).await
