@@ -154,7 +154,7 @@ async fn a_fleet_drains_a_dag_in_dependency_and_priority_order(backend: Backend)
                 if plan.is_null() {
                     // Nothing claimable until some blocker completes: the
                     // agent's polling interval, not a timing assumption.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
                 let vars = json!({ "plan": plan["id"], "token": plan["claimToken"], "status": "COMPLETED" });
