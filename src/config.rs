@@ -92,7 +92,8 @@ pub struct Config {
     #[arg(long, env = "PLANGRAPH_SPEC_CACHE_BYTES", default_value_t = 64 * 1024 * 1024, global = true)]
     pub spec_cache_bytes: u64,
 
-    /// Claimed or in-progress plans without activity for this long become STALLED.
+    /// Claimed or in-progress plans without activity for this long become
+    /// STALLED: the lease of a claim that asks for no lease of its own.
     #[arg(long, env = "PLANGRAPH_STALE_AFTER", default_value = "24h", value_parser = parse_duration, global = true)]
     pub stale_after: Duration,
 

@@ -726,6 +726,12 @@ fn generate_plan(
             // Set by the feature once its versions are known.
             based_on_version: 1,
             based_on_spec_key: String::new(),
+            // From the id's random bits, so the demo's other draws stay as they were.
+            priority: i32::from(id.as_bytes()[15] % 5),
+            claim_generation: i64::from(holds_claim || submitted_by.is_some()),
+            // The global --stale-after applies to demo claims.
+            lease_seconds: None,
+            lease_expires_at: None,
         },
         spec,
         events,

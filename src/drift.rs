@@ -225,6 +225,10 @@ mod tests {
             updated_at: Utc::now(),
             based_on_version: 1,
             based_on_spec_key: "a".into(),
+            priority: 2,
+            claim_generation: 0,
+            lease_seconds: None,
+            lease_expires_at: None,
         };
         assert!(becomes_drifted(&plan, 1, "a", &feature(2, "a")));
         assert!(becomes_drifted(&plan, 1, "a", &feature(1, "b")));

@@ -38,6 +38,17 @@ pub enum AppError {
         requested: Action,
         allowed: Vec<Step>,
     },
+    /// `CONFLICT` with `reason: STALE_CLAIM`: the claim token sent is not the
+    /// plan's current one (the claim expired and the plan was claimed again,
+    /// or the claim ended); nothing was changed.
+    StaleClaim {
+        plan: Uuid,
+    },
+    /// `CONFLICT` with `reason: BLOCKED`: the plan waits for plans that are
+    /// not COMPLETED; they are listed in `blockedBy`.
+    Blocked {
+        blockers: Vec<Blocker>,
+    },
     BadUserInput(String),
     /// `BAD_USER_INPUT` about one argument, named as the interface spells it.
     InvalidArgument {
@@ -58,6 +69,14 @@ pub enum AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// A plan that keeps another from being claimed, as a refusal names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    pub id: Uuid,
+    pub title: String,
+    pub status: PlanStatus,
+}
 
 /// The interface a request came through, which decides how a message
 /// spells the names it mentions.
@@ -133,6 +152,10 @@ pub enum Argument {
     Url,
     EventKinds,
     DeliveryId,
+    Priority,
+    LeaseSeconds,
+    ClaimToken,
+    BlockedByPlanId,
 }
 
 impl Argument {
@@ -157,6 +180,10 @@ impl Argument {
             Argument::Url => "url",
             Argument::EventKinds => "eventKinds",
             Argument::DeliveryId => "deliveryId",
+            Argument::Priority => "priority",
+            Argument::LeaseSeconds => "leaseSeconds",
+            Argument::ClaimToken => "claimToken",
+            Argument::BlockedByPlanId => "blockedByPlanId",
         })
     }
 }
@@ -195,6 +222,25 @@ pub enum InputProblem {
     },
     /// An event-kind filter that names no kind.
     NoEventKinds,
+    /// A number outside `min..=max` (of `unit`, e.g. "seconds").
+    OutOfRange {
+        min: i64,
+        max: i64,
+        unit: &'static str,
+    },
+    /// Not a claim token as `claimPlan` / `claimNextPlan` return them.
+    NotAClaimToken,
+    /// A claim token of another plan than the one named.
+    TokenOfAnotherPlan,
+    /// A plan cannot wait for itself.
+    SelfDependency,
+    /// Dependencies stay inside one project.
+    OtherProject,
+    /// The dependency would close this cycle (plans named by title and id,
+    /// the first repeated at the end).
+    DependencyCycle {
+        cycle: Vec<String>,
+    },
 }
 
 impl AppError {
@@ -203,7 +249,10 @@ impl AppError {
             AppError::Unauthenticated(_) => "UNAUTHENTICATED",
             AppError::Forbidden(_) => "FORBIDDEN",
             AppError::NotFound(_) => "NOT_FOUND",
-            AppError::Conflict(_) | AppError::NotClaimable { .. } => "CONFLICT",
+            AppError::Conflict(_)
+            | AppError::NotClaimable { .. }
+            | AppError::StaleClaim { .. }
+            | AppError::Blocked { .. } => "CONFLICT",
             AppError::InvalidTransition { .. } => "INVALID_TRANSITION",
             AppError::BadUserInput(_) | AppError::InvalidArgument { .. } => "BAD_USER_INPUT",
             AppError::StorageUnavailable(_) => "STORAGE_UNAVAILABLE",
@@ -249,6 +298,28 @@ impl AppError {
                 requested,
                 allowed,
             } => transition_message(interface, *current, *requested, allowed),
+            AppError::StaleClaim { .. } => format!(
+                "This {} is no longer current: the claim it came from ended (the plan was released, finished, or its lease expired and it was claimed again). Nothing was changed; stop working on this plan and claim another one",
+                Argument::ClaimToken.name(interface)
+            ),
+            AppError::Blocked { blockers } => {
+                let named: Vec<String> = blockers
+                    .iter()
+                    .map(|blocker| {
+                        format!(
+                            "\"{}\" ({}, {})",
+                            blocker.title,
+                            blocker.id,
+                            interface.status(blocker.status)
+                        )
+                    })
+                    .collect();
+                format!(
+                    "This plan is blocked until these plans are {}: {}",
+                    interface.status(PlanStatus::Completed),
+                    named.join(", ")
+                )
+            }
             AppError::InvalidArgument { argument, problem } => {
                 argument_message(interface, *argument, problem)
             }
@@ -305,6 +376,16 @@ impl AppError {
             }
             AppError::ResumeRequired { last_cursor } => {
                 details.insert(key("lastCursor"), json!(last_cursor));
+            }
+            AppError::StaleClaim { .. } => {
+                details.insert(key("reason"), json!("STALE_CLAIM"));
+            }
+            AppError::Blocked { blockers } => {
+                details.insert(key("reason"), json!("BLOCKED"));
+                let ids: Vec<String> = blockers.iter().map(|b| b.id.to_string()).collect();
+                details.insert(key("blockedBy"), json!(ids));
+                let statuses: Vec<Value> = blockers.iter().map(|b| status(b.status)).collect();
+                details.insert(key("blockerStatuses"), Value::Array(statuses));
             }
             _ => {}
         }
@@ -395,6 +476,23 @@ fn argument_message(interface: Interface, argument: Argument, problem: &InputPro
         }
         InputProblem::NoEventKinds => format!(
             "{name} must name at least one kind; leave it out (or null) to receive every kind"
+        ),
+        InputProblem::OutOfRange { min, max, unit } => {
+            format!("{name} must be between {min} and {max} {unit}")
+        }
+        InputProblem::NotAClaimToken => format!(
+            "{name} is not a claim token; pass the claimToken that claiming the plan returned"
+        ),
+        InputProblem::TokenOfAnotherPlan => {
+            format!("{name} belongs to another plan; pass the token of this plan's claim")
+        }
+        InputProblem::SelfDependency => format!("{name}: a plan cannot wait for itself"),
+        InputProblem::OtherProject => {
+            format!("{name} is a plan of another project; dependencies link plans of one project")
+        }
+        InputProblem::DependencyCycle { cycle } => format!(
+            "{name}: this dependency would make a cycle: {}; remove one of its dependencies first",
+            cycle.join(" → ")
         ),
     }
 }

@@ -179,7 +179,9 @@ pub async fn services(config: &Config) -> Result<Services, StartupError> {
     };
     let on_postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
     let events = EventBus::new(config.subscriber_buffer, on_postgres);
-    Ok(Services::new(db, specs, events, limits).with_webhooks(config.webhook_settings()))
+    Ok(Services::new(db, specs, events, limits)
+        .with_webhooks(config.webhook_settings())
+        .with_default_lease(config.stale_after))
 }
 
 /// The HTTP application for these services. `/metrics` is part of it unless

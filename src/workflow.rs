@@ -301,6 +301,129 @@ fn authorize(transition: &Transition, action: Action, actor: Actor) -> Result<()
     Err(Refusal::Forbidden(who.into()))
 }
 
+// ---------------------------------------------------------------------------
+// Fleets: priorities, leases, claim tokens, dependencies.
+// ---------------------------------------------------------------------------
+
+/// Plan priorities: 0 = most urgent … 4 = someday.
+pub const PRIORITIES: std::ops::RangeInclusive<i32> = 0..=4;
+/// A new plan's priority unless its creator says otherwise.
+pub const DEFAULT_PRIORITY: i32 = 2;
+
+/// The shortest lease a caller may ask for: short enough for tests and for
+/// agents that heartbeat often, long enough that a lease is not pure overhead.
+pub const MIN_LEASE_SECONDS: i64 = 1;
+/// The longest lease a caller may ask for (7 days): a crashed agent's plan
+/// must come back some day without a person noticing.
+pub const MAX_LEASE_SECONDS: i64 = 7 * 24 * 3600;
+
+/// The fencing token of one claim of one plan. Claims of a plan are numbered
+/// (`generation`); every claim gets the next number, so a token from an
+/// earlier claim — the plan stalled and was claimed again, even by the same
+/// user — no longer matches. Written `ct_<plan id, 32 hex>_<generation>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClaimToken {
+    pub plan: uuid::Uuid,
+    pub generation: i64,
+}
+
+impl ClaimToken {
+    /// `None` unless `text` is a token as [`ClaimToken::to_string`] writes it.
+    pub fn parse(text: &str) -> Option<ClaimToken> {
+        let rest = text.trim().strip_prefix("ct_")?;
+        let (plan, generation) = rest.split_once('_')?;
+        Some(ClaimToken {
+            plan: uuid::Uuid::try_parse(plan).ok()?,
+            generation: generation.parse().ok().filter(|number| *number > 0)?,
+        })
+    }
+
+    /// The token of the current claim of a plan, if it is claimed.
+    pub fn current(plan: uuid::Uuid, claimed: bool, generation: i64) -> Option<ClaimToken> {
+        (claimed && generation > 0).then_some(ClaimToken { plan, generation })
+    }
+}
+
+impl std::fmt::Display for ClaimToken {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "ct_{}_{}", self.plan.simple(), self.generation)
+    }
+}
+
+/// What a heartbeat of the claimer does to a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// Renews the lease; the status stays. Not an event: heartbeats would
+    /// flood the audit trail and every subscriber.
+    Renew,
+    /// The plan had stalled and its holder is back: IN_PROGRESS again, with
+    /// an event (a status change, which happens once per stall).
+    Resume,
+}
+
+/// Whether a heartbeat is possible in `from`: only a held claim has a lease.
+/// `None` when nobody holds the plan.
+pub fn heartbeat(from: PlanStatus) -> Option<Heartbeat> {
+    match from {
+        PlanStatus::Claimed | PlanStatus::InProgress => Some(Heartbeat::Renew),
+        PlanStatus::Stalled => Some(Heartbeat::Resume),
+        _ => None,
+    }
+}
+
+/// A plan is blocked while any of its blockers is not COMPLETED. A FAILED
+/// blocker keeps it blocked: the work it waited for was never done, so a
+/// person decides (remove the dependency, or plan the work again).
+pub fn is_blocked(blocker_statuses: impl IntoIterator<Item = PlanStatus>) -> bool {
+    blocker_statuses
+        .into_iter()
+        .any(|status| status != PlanStatus::Completed)
+}
+
+/// The cycle that "`plan` waits for `blocked_by`" would close, given the
+/// existing `(waiter, blocker)` edges: `[plan, blocked_by, …, plan]`, or
+/// `None` when there is none. Breadth-first, so the cycle named is a shortest one.
+pub fn dependency_cycle(
+    edges: &[(uuid::Uuid, uuid::Uuid)],
+    plan: uuid::Uuid,
+    blocked_by: uuid::Uuid,
+) -> Option<Vec<uuid::Uuid>> {
+    use std::collections::{HashMap, VecDeque};
+    if plan == blocked_by {
+        return Some(vec![plan, plan]);
+    }
+    let mut waits_for: HashMap<uuid::Uuid, Vec<uuid::Uuid>> = HashMap::new();
+    for (waiter, blocker) in edges {
+        waits_for.entry(*waiter).or_default().push(*blocker);
+    }
+    // Reached from `blocked_by` through whom.
+    let mut came_from: HashMap<uuid::Uuid, uuid::Uuid> = HashMap::new();
+    let mut queue = VecDeque::from([blocked_by]);
+    while let Some(current) = queue.pop_front() {
+        if current == plan {
+            let mut path = vec![plan];
+            let mut step = plan;
+            while step != blocked_by {
+                let Some(previous) = came_from.get(&step) else {
+                    break;
+                };
+                step = *previous;
+                path.push(step);
+            }
+            path.push(plan);
+            path.reverse();
+            return Some(path);
+        }
+        for next in waits_for.get(&current).into_iter().flatten() {
+            if *next != blocked_by && !came_from.contains_key(next) {
+                came_from.insert(*next, current);
+                queue.push_back(*next);
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,5 +709,50 @@ mod tests {
     #[test]
     fn statuses_show_as_graphql_enums() {
         assert_eq!(InProgress.to_string(), "IN_PROGRESS");
+    }
+
+    #[test]
+    fn claim_tokens_round_trip_and_refuse_anything_else() {
+        let plan = uuid::Uuid::now_v7();
+        let token = ClaimToken {
+            plan,
+            generation: 3,
+        };
+        assert_eq!(ClaimToken::parse(&token.to_string()), Some(token));
+        for bad in ["", "ct_", "ct_x_1", &format!("ct_{}_0", plan.simple()), "3"] {
+            assert_eq!(ClaimToken::parse(bad), None, "{bad}");
+        }
+        assert_eq!(ClaimToken::current(plan, false, 3), None);
+    }
+
+    #[test]
+    fn only_completed_blockers_unblock() {
+        assert!(!is_blocked([]));
+        assert!(!is_blocked([Completed, Completed]));
+        assert!(is_blocked([Completed, Failed]));
+        assert!(is_blocked([Ready]));
+    }
+
+    #[test]
+    fn a_dependency_closing_a_cycle_names_it() {
+        let ids: Vec<uuid::Uuid> = (0..4).map(|_| uuid::Uuid::now_v7()).collect();
+        let (a, b, c, d) = (ids[0], ids[1], ids[2], ids[3]);
+        // b waits for c, c waits for a; a waiting for b closes a → b → c → a.
+        let edges = [(b, c), (c, a), (d, a)];
+        assert_eq!(dependency_cycle(&edges, a, b), Some(vec![a, b, c, a]));
+        assert_eq!(dependency_cycle(&edges, a, d), Some(vec![a, d, a]));
+        assert_eq!(dependency_cycle(&edges, c, d), None);
+        assert_eq!(dependency_cycle(&edges, a, a), Some(vec![a, a]));
+        assert_eq!(dependency_cycle(&edges, d, c), None);
+    }
+
+    #[test]
+    fn heartbeats_renew_held_claims_and_resume_stalled_ones() {
+        assert_eq!(heartbeat(Claimed), Some(Heartbeat::Renew));
+        assert_eq!(heartbeat(InProgress), Some(Heartbeat::Renew));
+        assert_eq!(heartbeat(Stalled), Some(Heartbeat::Resume));
+        for status in [Draft, Ready, Review, Completed, Failed] {
+            assert_eq!(heartbeat(status), None);
+        }
     }
 }

@@ -124,6 +124,14 @@ pub enum EventKind {
     Stalled,
     #[sea_orm(string_value = "failed")]
     Failed,
+    #[sea_orm(string_value = "priority_changed")]
+    PriorityChanged,
+    #[sea_orm(string_value = "dependency_added")]
+    DependencyAdded,
+    #[sea_orm(string_value = "dependency_removed")]
+    DependencyRemoved,
+    #[sea_orm(string_value = "unblocked")]
+    Unblocked,
     #[sea_orm(string_value = "spec_drifted")]
     SpecDrifted,
     #[sea_orm(string_value = "rebased")]
@@ -131,7 +139,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::Created,
         EventKind::Updated,
         EventKind::StatusChanged,
@@ -141,6 +149,10 @@ impl EventKind {
         EventKind::Completed,
         EventKind::Stalled,
         EventKind::Failed,
+        EventKind::PriorityChanged,
+        EventKind::DependencyAdded,
+        EventKind::DependencyRemoved,
+        EventKind::Unblocked,
         EventKind::SpecDrifted,
         EventKind::Rebased,
     ];
@@ -156,6 +168,10 @@ impl EventKind {
             EventKind::Completed => "completed",
             EventKind::Stalled => "stalled",
             EventKind::Failed => "failed",
+            EventKind::PriorityChanged => "priority_changed",
+            EventKind::DependencyAdded => "dependency_added",
+            EventKind::DependencyRemoved => "dependency_removed",
+            EventKind::Unblocked => "unblocked",
             EventKind::SpecDrifted => "spec_drifted",
             EventKind::Rebased => "rebased",
         }

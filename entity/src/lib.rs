@@ -6,6 +6,7 @@ pub mod enums;
 pub mod feature;
 pub mod feature_version;
 pub mod plan;
+pub mod plan_dependency;
 pub mod plan_event;
 pub mod plan_spec_revision;
 pub mod project;

@@ -32,6 +32,16 @@ pub struct Model {
     /// amendment of the version gives it another key, so the plan still
     /// knows the text it was written against.
     pub based_on_spec_key: String,
+    /// 0 = most urgent … 4 = someday; 2 by default.
+    pub priority: i32,
+    /// How many times the plan was claimed; the claim token carries it, so a
+    /// token from an earlier claim no longer matches (fencing).
+    pub claim_generation: i64,
+    /// The current claim's lease; null when unclaimed (or claimed before leases).
+    pub lease_seconds: Option<i32>,
+    /// Last activity + lease: when the sweeper stalls the claim. Null when
+    /// unclaimed, or for a claim taken before leases (the global threshold applies).
+    pub lease_expires_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

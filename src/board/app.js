@@ -16,10 +16,11 @@ const STATUSES = ['DRAFT', 'READY', 'CLAIMED', 'IN_PROGRESS', 'STALLED', 'REVIEW
 const KEY_STORAGE = 'plangraph.board.apiKey';
 
 const CARD = `fragment Card on Plan {
-  id title status updatedAt lastActivityAt
+  id title status priority updatedAt lastActivityAt
   claimedBy { email displayName }
   feature { id title }
   specDrift { fromVersion toVersion behind }
+  blockedBy { id title status }
 }`;
 const VIEWER = `query BoardViewer { viewer { email displayName } projects { id name } }`;
 // Any event cursor we have seen committed is a safe resume point (an older
@@ -313,7 +314,9 @@ function card(plan, changed) {
     'button',
     { type: 'button', class: changed ? 'card changed' : 'card', 'data-plan-id': plan.id, 'aria-haspopup': 'dialog' },
     h('span', { class: 'card-title' }, plan.title),
+    h('span', { class: `card-priority priority-${plan.priority}`, title: 'Priority: 0 = most urgent … 4 = someday' }, `P${plan.priority}`),
     h('span', { class: 'card-feature' }, plan.feature.title),
+    blockedBadge(plan),
     plan.claimedBy ? h('span', { class: 'card-claimer' }, `Claimed by ${person(plan.claimedBy)}`) : null,
     plan.specDrift ? h('span', { class: 'card-drift', title: 'The feature spec changed since this plan was written' }, driftText(plan.specDrift)) : null,
     h('span', { class: 'card-activity' }, 'Last activity ', time(plan.lastActivityAt)),
@@ -334,6 +337,13 @@ function driftText(drift) {
 /** `v1 → v3`, or `v2, amended` when the version was edited in place. */
 function driftDetail(drift) {
   return drift.behind > 0 ? `v${drift.fromVersion} → v${drift.toVersion}` : `v${drift.toVersion}, amended`;
+}
+
+/** "Blocked by …" while some blocker is not COMPLETED (a FAILED one keeps blocking). */
+function blockedBadge(plan) {
+  const waitingFor = (plan.blockedBy ?? []).filter((blocker) => blocker.status !== 'COMPLETED');
+  if (waitingFor.length === 0) return null;
+  return h('span', { class: 'card-blocked' }, `Blocked by ${waitingFor.map((blocker) => blocker.title).join(', ')}`);
 }
 
 // ---- The detail dialog -----------------------------------------------------------

@@ -41,6 +41,7 @@ fn encode_cursor(sort: &str, position: &Position) -> String {
     let value = match &position.value {
         SortValue::Time(time) => rfc3339(*time),
         SortValue::Text(text) => text.clone(),
+        SortValue::Int(number) => number.to_string(),
     };
     let data = CursorData {
         sort: sort.to_owned(),
@@ -51,7 +52,7 @@ fn encode_cursor(sort: &str, position: &Position) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&data).unwrap_or_default())
 }
 
-fn decode_cursor(argument: &str, cursor: &str, sort: &str, textual: bool) -> AppResult<Position> {
+fn decode_cursor(argument: &str, cursor: &str, sort: &str, kind: SortKind) -> AppResult<Position> {
     let invalid = |why: &str| {
         AppError::BadUserInput(format!(
             "{argument}: {cursor:?} is not a cursor for this list ({why}); pass a cursor you received from the same field with the same orderBy"
@@ -64,23 +65,33 @@ fn decode_cursor(argument: &str, cursor: &str, sort: &str, textual: bool) -> App
     if data.sort != sort {
         return Err(invalid("it comes from a different ordering"));
     }
-    let value = if textual {
-        SortValue::Text(data.value)
-    } else {
-        SortValue::Time(parse_rfc3339(&data.value).ok_or_else(|| invalid("malformed"))?)
+    let value = match kind {
+        SortKind::Text => SortValue::Text(data.value),
+        SortKind::Time => {
+            SortValue::Time(parse_rfc3339(&data.value).ok_or_else(|| invalid("malformed"))?)
+        }
+        SortKind::Int => SortValue::Int(data.value.parse().map_err(|_| invalid("malformed"))?),
     };
     Ok(Position { value, id: data.id })
+}
+
+/// What kind of value a list is sorted by, so its cursors decode to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKind {
+    Time,
+    Text,
+    Int,
 }
 
 pub fn window(
     arguments: PageArguments,
     sort: &str,
-    textual: bool,
+    kind: SortKind,
     descending: bool,
 ) -> AppResult<Window> {
     let decode = |argument: &str, cursor: Option<String>| {
         cursor
-            .map(|cursor| decode_cursor(argument, &cursor, sort, textual))
+            .map(|cursor| decode_cursor(argument, &cursor, sort, kind))
             .transpose()
     };
     let after = decode("after", arguments.after)?;
@@ -244,18 +255,18 @@ mod tests {
         };
         let cursor = encode_cursor("created_at", &position);
         assert_eq!(
-            decode_cursor("after", &cursor, "created_at", false).expect("valid"),
+            decode_cursor("after", &cursor, "created_at", SortKind::Time).expect("valid"),
             position
         );
-        assert!(decode_cursor("after", &cursor, "updated_at", false).is_err());
-        assert!(decode_cursor("after", "not a cursor", "created_at", false).is_err());
+        assert!(decode_cursor("after", &cursor, "updated_at", SortKind::Time).is_err());
+        assert!(decode_cursor("after", "not a cursor", "created_at", SortKind::Time).is_err());
         let titled = Position {
             value: SortValue::Text("Ünïcode title".into()),
             id: Uuid::now_v7(),
         };
         let cursor = encode_cursor("title", &titled);
         assert_eq!(
-            decode_cursor("before", &cursor, "title", true).expect("valid"),
+            decode_cursor("before", &cursor, "title", SortKind::Text).expect("valid"),
             titled
         );
     }

@@ -78,6 +78,19 @@ pub fn unpaged_cost(child_complexity: usize) -> usize {
     page_cost(None, None, child_complexity)
 }
 
+/// How many items a plan's dependency list (`blockedBy`, `blocks`) is
+/// counted as: a plan waits for a handful of plans, and a board shows them on
+/// every card of a 100-plan page, which a default page's count would price
+/// out of the complexity limit. Nesting them still multiplies the cost.
+pub const DEPENDENCIES_COUNTED: usize = 5;
+
+/// Complexity of a plan's dependency list.
+pub fn dependency_cost(child_complexity: usize) -> usize {
+    DEPENDENCIES_COUNTED
+        .saturating_mul(child_complexity)
+        .saturating_add(1)
+}
+
 /// The number of fields the document selects once every fragment spread is
 /// replaced by its fragment, over all its operations, or `Err(limit)` as soon
 /// as that exceeds `limit`. Each fragment's size is computed once, so this

@@ -61,6 +61,12 @@ pub struct PlanSpecRevisions(pub Uuid);
 /// How many open plans of a feature are drifted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FeatureDriftCount(pub Uuid);
+/// The ids of the plans a plan waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PlanBlockers(pub Uuid);
+/// The ids of the plans waiting for a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PlanWaiters(pub Uuid);
 
 /// A spec object key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -160,6 +166,8 @@ impl Loaders {
         self.db.clear::<PlanEvents>();
         self.db.clear::<PlanSpecRevisions>();
         self.db.clear::<FeatureDriftCount>();
+        self.db.clear::<PlanBlockers>();
+        self.db.clear::<PlanWaiters>();
     }
 
     /// Forgets everything, specs included: a subscription resolves each event
@@ -409,6 +417,40 @@ impl Loader<FeatureDriftCount> for DbLoader {
         Ok(counts
             .into_iter()
             .map(|(id, count)| (FeatureDriftCount(id), count))
+            .collect())
+    }
+}
+
+impl Loader<PlanBlockers> for DbLoader {
+    type Value = Vec<Uuid>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[PlanBlockers],
+    ) -> Result<HashMap<PlanBlockers, Self::Value>, AppError> {
+        let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
+        let grouped = self.services.blockers_by_plans(&ids).await?;
+        Ok(grouped
+            .into_iter()
+            .map(|(id, blockers)| (PlanBlockers(id), blockers))
+            .collect())
+    }
+}
+
+impl Loader<PlanWaiters> for DbLoader {
+    type Value = Vec<Uuid>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[PlanWaiters],
+    ) -> Result<HashMap<PlanWaiters, Self::Value>, AppError> {
+        let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
+        let grouped = self.services.waiters_by_plans(&ids).await?;
+        Ok(grouped
+            .into_iter()
+            .map(|(id, waiters)| (PlanWaiters(id), waiters))
             .collect())
     }
 }

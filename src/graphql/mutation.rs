@@ -149,6 +149,7 @@ impl MutationRoot {
     }
 
     /// Creates an implementation plan for a feature, in DRAFT (default) or READY.
+    #[allow(clippy::too_many_arguments)]
     async fn create_plan(
         &self,
         ctx: &Context<'_>,
@@ -161,6 +162,11 @@ impl MutationRoot {
             default_with = "Some(PlanStatus::Draft)"
         )]
         status: Option<PlanStatus>,
+        #[graphql(
+            desc = "0 = most urgent … 4 = someday; default 2.",
+            default_with = "Some(2)"
+        )]
+        priority: Option<i32>,
     ) -> AppResult<Plan> {
         let plan = writing(ctx)
             .create_plan(
@@ -170,7 +176,99 @@ impl MutationRoot {
                 description,
                 &spec_content,
                 status.unwrap_or(PlanStatus::Draft).into(),
+                priority,
             )
+            .await?;
+        Ok(Plan(plan))
+    }
+
+    /// Members change a plan's priority (0 = most urgent … 4 = someday);
+    /// a PRIORITY_CHANGED event records it.
+    async fn set_plan_priority(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The plan.")] plan_id: ID,
+        #[graphql(desc = "The new priority, 0 to 4.")] priority: i32,
+    ) -> AppResult<Plan> {
+        let plan = writing(ctx)
+            .set_plan_priority(viewer(ctx)?, &plan_id, priority)
+            .await?;
+        Ok(Plan(plan))
+    }
+
+    /// Members make a plan wait for another plan of the same project: it
+    /// cannot be claimed until that one is COMPLETED. A dependency that would
+    /// make a cycle is refused (BAD_USER_INPUT naming the cycle). Returns the
+    /// waiting plan.
+    async fn add_plan_dependency(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The plan that waits.")] plan_id: ID,
+        #[graphql(desc = "The plan it waits for.")] blocked_by_plan_id: ID,
+    ) -> AppResult<Plan> {
+        let plan = writing(ctx)
+            .add_plan_dependency(viewer(ctx)?, &plan_id, &blocked_by_plan_id)
+            .await?;
+        Ok(Plan(plan))
+    }
+
+    /// Members remove a dependency; when nothing else holds the plan back,
+    /// it also gets an UNBLOCKED event. Returns the plan that waited.
+    async fn remove_plan_dependency(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The plan that waits.")] plan_id: ID,
+        #[graphql(desc = "The plan it should no longer wait for.")] blocked_by_plan_id: ID,
+    ) -> AppResult<Plan> {
+        let plan = writing(ctx)
+            .remove_plan_dependency(viewer(ctx)?, &plan_id, &blocked_by_plan_id)
+            .await?;
+        Ok(Plan(plan))
+    }
+
+    /// Claims for you the best claimable plan of a project (or feature):
+    /// READY and not blocked, most urgent priority first, then oldest. Null
+    /// when there is none. Concurrent callers never get the same plan and
+    /// never a CONFLICT. The plan comes with what you need to start: ask for
+    /// `spec`, `feature`, `claimToken` and `leaseExpiresAt`.
+    async fn claim_next_plan(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The project to take work from.")] project_id: ID,
+        #[graphql(desc = "Only plans of this feature.")] feature_id: Option<ID>,
+        #[graphql(
+            desc = "The claim's lease in seconds (1 to 604800); default the server's stale threshold. Without activity for this long the plan stalls."
+        )]
+        lease_seconds: Option<i32>,
+        #[graphql(
+            desc = "Also take over STALLED plans whose lease expired; their previous holder's token stops working.",
+            default_with = "Some(false)"
+        )]
+        include_stalled: Option<bool>,
+    ) -> AppResult<Option<Plan>> {
+        let plan = writing(ctx)
+            .claim_next(
+                viewer(ctx)?,
+                &project_id,
+                feature_id.as_deref().map(String::as_str),
+                lease_seconds,
+                include_stalled.unwrap_or(false),
+            )
+            .await?;
+        Ok(plan.map(Plan))
+    }
+
+    /// The claimer renews the lease of a plan they hold, cheaply (no spec,
+    /// no event). A STALLED plan's holder resumes it (IN_PROGRESS again).
+    async fn heartbeat_plan(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The plan.")] plan_id: ID,
+        #[graphql(desc = "Your claim's token; refused (STALE_CLAIM) when no longer current.")]
+        claim_token: Option<String>,
+    ) -> AppResult<Plan> {
+        let plan = writing(ctx)
+            .heartbeat_plan(viewer(ctx)?, &plan_id, claim_token.as_deref())
             .await?;
         Ok(Plan(plan))
     }
@@ -182,9 +280,16 @@ impl MutationRoot {
         ctx: &Context<'_>,
         #[graphql(desc = "The plan.")] plan_id: ID,
         #[graphql(desc = "The new spec, markdown (progress notes welcome).")] spec_content: String,
+        #[graphql(desc = "Your claim's token; refused (STALE_CLAIM) when no longer current.")]
+        claim_token: Option<String>,
     ) -> AppResult<Plan> {
         let plan = writing(ctx)
-            .update_plan(viewer(ctx)?, &plan_id, &spec_content)
+            .update_plan(
+                viewer(ctx)?,
+                &plan_id,
+                &spec_content,
+                claim_token.as_deref(),
+            )
             .await?;
         Ok(Plan(plan))
     }
@@ -225,14 +330,21 @@ impl MutationRoot {
         Ok(Plan(outcome.plan))
     }
 
-    /// Claims a READY plan for yourself. CONFLICT if it is not READY or someone
-    /// else got it first.
+    /// Claims a READY plan for yourself. CONFLICT if it is not READY, someone
+    /// else got it first, or it waits for unfinished plans (reason BLOCKED,
+    /// `extensions.blockedBy`).
     async fn claim_plan(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The plan.")] plan_id: ID,
+        #[graphql(
+            desc = "The claim's lease in seconds (1 to 604800); default the server's stale threshold."
+        )]
+        lease_seconds: Option<i32>,
     ) -> AppResult<Plan> {
-        let plan = writing(ctx).claim_plan(viewer(ctx)?, &plan_id).await?;
+        let plan = writing(ctx)
+            .claim_plan(viewer(ctx)?, &plan_id, lease_seconds)
+            .await?;
         Ok(Plan(plan))
     }
 
@@ -241,8 +353,12 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The plan.")] plan_id: ID,
+        #[graphql(desc = "Your claim's token; refused (STALE_CLAIM) when no longer current.")]
+        claim_token: Option<String>,
     ) -> AppResult<Plan> {
-        let outcome = writing(ctx).release_plan(viewer(ctx)?, &plan_id).await?;
+        let outcome = writing(ctx)
+            .release_plan(viewer(ctx)?, &plan_id, claim_token.as_deref())
+            .await?;
         Ok(Plan(outcome.plan))
     }
 
@@ -255,9 +371,17 @@ impl MutationRoot {
         #[graphql(desc = "PR links, file paths, test results, notes: markdown.")]
         artifacts_markdown: String,
         #[graphql(desc = "REVIEW or COMPLETED.")] status: SubmitStatus,
+        #[graphql(desc = "Your claim's token; refused (STALE_CLAIM) when no longer current.")]
+        claim_token: Option<String>,
     ) -> AppResult<SubmitWorkResult> {
         let outcome = writing(ctx)
-            .submit_work(viewer(ctx)?, &plan_id, &artifacts_markdown, status.into())
+            .submit_work(
+                viewer(ctx)?,
+                &plan_id,
+                &artifacts_markdown,
+                status.into(),
+                claim_token.as_deref(),
+            )
             .await?;
         Ok(submit_result(outcome))
     }

@@ -87,6 +87,8 @@ impl QueryRoot {
             desc = "Only plans whose spec is stale (true: open plans written against an older or amended feature spec) or not (false); see Plan.specDrift."
         )]
         drifted: Option<bool>,
+        #[graphql(desc = "Only plans with any of these priorities (0 = most urgent … 4).")]
+        priority: Option<Vec<i32>>,
         #[graphql(desc = "Sort order; default oldest first.")] order_by: Option<PlanOrder>,
         #[graphql(desc = "Page size from the start: 0 to 100, default 20.")] first: Option<i32>,
         #[graphql(desc = "Continue after this cursor (a previous page's endCursor).")]
@@ -99,6 +101,7 @@ impl QueryRoot {
             updated_since: updated_since.map(|since| since.0),
             search,
             drifted,
+            priorities: priority.unwrap_or_default(),
             ..PlanFilter::parse(
                 project_id.as_deref().map(String::as_str),
                 feature_id.as_deref().map(String::as_str),

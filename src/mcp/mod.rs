@@ -8,6 +8,7 @@
 mod call;
 mod drift;
 mod features;
+mod fleet;
 mod plans;
 mod projects;
 mod views;
@@ -121,6 +122,7 @@ pub struct Tools {
 impl Tools {
     pub fn new(services: Services) -> Tools {
         let router = Tools::plan_tools()
+            + Tools::fleet_tools()
             + Tools::feature_tools()
             + Tools::project_tools()
             + Tools::drift_tools();

@@ -16,6 +16,7 @@ use super::call::{Reply, input, output};
 use super::views::{PlanView, Related, Status, Text, VersionView, text_time};
 use crate::error::AppResult;
 use crate::service::Viewer;
+use crate::service::fleet::current_token;
 use crate::service::pagination::Window;
 use crate::service::plans::{Outcome, PlanFilter, PlanJoins, PlanSort};
 use crate::workflow::{PlanStatus, SubmitTarget};
@@ -67,6 +68,8 @@ struct CreatePlanArgs {
     /// Initial status: draft or ready (default: draft)
     #[serde(default)]
     status: InitialStatus,
+    /// Priority: 0 (most urgent) to 4 (someday); default 2
+    priority: Option<i32>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -94,6 +97,8 @@ struct UpdatePlanArgs {
     plan_id: String,
     /// Updated markdown content with progress notes and implementation details
     spec_content: String,
+    /// Your claim's token from claim_plan / claim_next_plan; refused (STALE_CLAIM) once the claim is over
+    claim_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -110,6 +115,8 @@ struct SetPlanStatusArgs {
 struct ClaimPlanArgs {
     /// UUID of the plan to claim
     plan_id: String,
+    /// Lease in seconds (1 to 604800): without activity for this long the plan stalls; default the server's stale threshold
+    lease_seconds: Option<i32>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -117,6 +124,8 @@ struct ClaimPlanArgs {
 struct ReleasePlanArgs {
     /// UUID of the plan to release
     plan_id: String,
+    /// Your claim's token; refused (STALE_CLAIM) once the claim is over
+    claim_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -128,6 +137,8 @@ struct SubmitWorkArgs {
     artifacts_markdown: String,
     /// Target status: review (needs approval) or completed (work pushed to main)
     status: SubmitStatus,
+    /// Your claim's token; refused (STALE_CLAIM) once the claim is over
+    claim_token: Option<String>,
 }
 
 /// One plan (create_plan, get_plan, update_plan, claim_plan).
@@ -274,6 +285,7 @@ impl Tools {
                 args.description,
                 &args.spec_content,
                 status,
+                args.priority,
             )
             .await?;
         let mut view = self.one_plan(&plan, &[]).await?.plan_view(&plan)?;
@@ -428,7 +440,12 @@ impl Tools {
     async fn update_plan_reply(&self, viewer: Viewer, args: UpdatePlanArgs) -> AppResult<Reply> {
         let plan = self
             .services
-            .update_plan(&viewer, &args.plan_id, &args.spec_content)
+            .update_plan(
+                &viewer,
+                &args.plan_id,
+                &args.spec_content,
+                args.claim_token.as_deref(),
+            )
             .await?;
         let mut view = self.one_plan(&plan, &[]).await?.plan_view(&plan)?;
         view.spec_content = Some(args.spec_content);
@@ -505,7 +522,10 @@ impl Tools {
     }
 
     async fn claim_plan_reply(&self, viewer: Viewer, args: ClaimPlanArgs) -> AppResult<Reply> {
-        let plan = self.services.claim_plan(&viewer, &args.plan_id).await?;
+        let plan = self
+            .services
+            .claim_plan(&viewer, &args.plan_id, args.lease_seconds)
+            .await?;
         let related = self.one_plan(&plan, &[]).await?;
         let feature = related.feature(plan.feature_id)?;
         let mut text = Text::headline("✓ Plan claimed successfully!");
@@ -515,6 +535,8 @@ impl Tools {
             .field("Status", plan.status.as_str())
             .field("Claimed by", format!("you ({})", viewer.user.email))
             .optional_field("Claimed at", plan.claimed_at.map(text_time))
+            .optional_field("Claim token", current_token(&plan))
+            .optional_field("Lease expires", plan.lease_expires_at.map(text_time))
             .blank()
             .line("You can now start working on this plan. Update the plan spec as you make progress.");
         let view = related.plan_view(&plan)?;
@@ -522,7 +544,10 @@ impl Tools {
     }
 
     async fn release_plan_reply(&self, viewer: Viewer, args: ReleasePlanArgs) -> AppResult<Reply> {
-        let outcome = self.services.release_plan(&viewer, &args.plan_id).await?;
+        let outcome = self
+            .services
+            .release_plan(&viewer, &args.plan_id, args.claim_token.as_deref())
+            .await?;
         let plan = &outcome.plan;
         let related = self.one_plan(plan, &[]).await?;
         let mut text = Text::headline("✓ Plan released successfully!");
@@ -543,7 +568,13 @@ impl Tools {
         };
         let outcome = self
             .services
-            .submit_work(&viewer, &args.plan_id, &args.artifacts_markdown, target)
+            .submit_work(
+                &viewer,
+                &args.plan_id,
+                &args.artifacts_markdown,
+                target,
+                args.claim_token.as_deref(),
+            )
             .await?;
         let (plan, version) = (&outcome.plan, &outcome.version);
         let implementer: Vec<Uuid> = version.iter().filter_map(|v| v.implemented_by).collect();

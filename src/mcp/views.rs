@@ -136,6 +136,12 @@ pub struct PlanView {
     pub based_on_version: i32,
     /// Set when the feature moved past the spec the plan was written against; see get_spec_diff.
     pub spec_drift: Option<DriftView>,
+    /// 0 = most urgent … 4 = someday.
+    pub priority: i32,
+    /// The current claim's fencing token (pass it as claim_token); null when unclaimed.
+    pub claim_token: Option<String>,
+    /// When the current claim stalls without activity; null when unclaimed.
+    pub lease_expires_at: Option<String>,
     /// The full specification (markdown); create_plan, get_plan and update_plan include it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec_content: Option<String>,
@@ -373,6 +379,12 @@ impl Related {
                 to_version: drift.to_version,
                 behind: drift.behind,
             }),
+            priority: plan.priority,
+            claim_token: crate::service::fleet::current_token(plan).map(|token| token.to_string()),
+            lease_expires_at: plan
+                .lease_expires_at
+                .filter(|_| plan.claimed_by.is_some())
+                .map(rfc3339),
             spec_content: None,
         })
     }

@@ -137,7 +137,9 @@ impl Services {
         spec_content: Option<&str>,
     ) -> AppResult<plan::Model> {
         if let Some(content) = spec_content {
-            return self.update_plan_spec(viewer, plan_id, content, true).await;
+            return self
+                .update_plan_spec(viewer, plan_id, content, true, None)
+                .await;
         }
         let id = parse_id(Argument::PlanId, plan_id)?;
         for _ in 0..super::plans::MAX_ATTEMPTS {

@@ -3,6 +3,7 @@
 
 pub mod drift;
 pub mod features;
+pub mod fleet;
 pub mod keys;
 pub mod pagination;
 pub mod plans;
@@ -62,6 +63,9 @@ pub struct Services {
     write_lock: Option<Arc<Mutex<()>>>,
     /// Webhook delivery settings and client (see [`Services::with_webhooks`]).
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// The lease of a claim that asks for none: `--stale-after`, so that
+    /// without leases the seed's stall rule holds as before.
+    pub default_lease_seconds: i32,
 }
 
 /// The authenticated caller of a request.
@@ -144,7 +148,15 @@ impl Services {
             database_metrics,
             write_lock,
             webhooks: Arc::new(crate::webhooks::Webhooks::new(Default::default())),
+            default_lease_seconds: 24 * 3600,
         }
+    }
+
+    /// Claims without a lease of their own last this long (`--stale-after`);
+    /// at least a second, at most what the column holds.
+    pub fn with_default_lease(mut self, lease: std::time::Duration) -> Services {
+        self.default_lease_seconds = i32::try_from(lease.as_secs().max(1)).unwrap_or(i32::MAX);
+        self
     }
 
     /// Delivers webhooks with these settings instead of the defaults.

@@ -16,6 +16,7 @@ pub const MAX_PAGE_SIZE: u64 = 100;
 pub enum SortValue {
     Time(DateTime<Utc>),
     Text(String),
+    Int(i64),
 }
 
 impl From<SortValue> for sea_orm::Value {
@@ -23,6 +24,7 @@ impl From<SortValue> for sea_orm::Value {
         match value {
             SortValue::Time(time) => time.into(),
             SortValue::Text(text) => text.into(),
+            SortValue::Int(number) => number.into(),
         }
     }
 }

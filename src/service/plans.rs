@@ -13,6 +13,10 @@ use uuid::Uuid;
 
 use super::drift::{FeatureBefore, announce_drift, drifted_condition, record_revision};
 use super::features::{VersionOrigin, cut_version};
+use super::fleet::{
+    check_token, lease_end, not_blocked, parse_token, unblock_waiters, unfinished_blockers,
+    validate_priority,
+};
 use super::pagination::{Page, Position, SortValue, Window, page_of, windowed};
 use super::projects::member_projects;
 use super::{Services, Viewer, WriteTransaction, now, parse_id};
@@ -45,6 +49,8 @@ pub struct PlanFilter {
     pub search: Option<String>,
     /// Only plans whose spec is stale (`true`) or not (`false`); see `crate::drift`.
     pub drifted: Option<bool>,
+    /// Only these priorities (none: any).
+    pub priorities: Vec<i32>,
 }
 
 impl PlanFilter {
@@ -205,6 +211,9 @@ pub enum PlanSort {
     UpdatedAt,
     LastActivityAt,
     Title,
+    /// Most urgent first (ascending), then by id: ids are time-ordered
+    /// (UUID v7), so within a priority the oldest comes first.
+    Priority,
 }
 
 impl PlanSort {
@@ -214,6 +223,7 @@ impl PlanSort {
             PlanSort::UpdatedAt => plan::Column::UpdatedAt,
             PlanSort::LastActivityAt => plan::Column::LastActivityAt,
             PlanSort::Title => plan::Column::Title,
+            PlanSort::Priority => plan::Column::Priority,
         }
     }
 
@@ -224,6 +234,7 @@ impl PlanSort {
             PlanSort::UpdatedAt => SortValue::Time(plan.updated_at),
             PlanSort::LastActivityAt => SortValue::Time(plan.last_activity_at),
             PlanSort::Title => SortValue::Text(plan.title.clone()),
+            PlanSort::Priority => SortValue::Int(i64::from(plan.priority)),
         };
         Position { value, id: plan.id }
     }
@@ -237,6 +248,10 @@ struct ChangeInput<'a> {
     /// `rebasePlan` with a spec: the plan is also based on the feature's
     /// current version, and the event is REBASED.
     rebase: bool,
+    /// A claim's lease (seconds), already validated.
+    lease_seconds: Option<i32>,
+    /// The caller's claim token: the change applies only to that claim.
+    claim_token: Option<&'a str>,
 }
 
 /// A conditional update that lost a race is retried on fresh state this many
@@ -245,6 +260,7 @@ pub(super) const MAX_ATTEMPTS: usize = 4;
 
 impl Services {
     #[tracing::instrument(skip_all)]
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_plan(
         &self,
         viewer: &Viewer,
@@ -253,6 +269,7 @@ impl Services {
         description: Option<String>,
         spec_content: &str,
         status: PlanStatus,
+        priority: Option<i32>,
     ) -> AppResult<plan::Model> {
         let feature = self.feature(viewer, feature_id).await?;
         self.require_writer(viewer, feature.project_id).await?;
@@ -265,6 +282,7 @@ impl Services {
         let title = self.validate_title(Argument::Title, title)?;
         let description = self.validate_description(description)?;
         self.validate_markdown(Argument::SpecContent, spec_content)?;
+        let priority = validate_priority(priority.unwrap_or(workflow::DEFAULT_PRIORITY))?;
         let id = Uuid::now_v7();
         let spec = store_spec(
             &*self.specs,
@@ -296,6 +314,10 @@ impl Services {
             updated_at: Set(at),
             based_on_version: Set(feature.current_version),
             based_on_spec_key: Set(feature.spec_key.clone()),
+            priority: Set(priority),
+            claim_generation: Set(0),
+            lease_seconds: Set(None),
+            lease_expires_at: Set(None),
         }
         .insert(&*txn)
         .await?;
@@ -328,8 +350,9 @@ impl Services {
         viewer: &Viewer,
         plan_id: &str,
         spec_content: &str,
+        claim_token: Option<&str>,
     ) -> AppResult<plan::Model> {
-        self.update_plan_spec(viewer, plan_id, spec_content, false)
+        self.update_plan_spec(viewer, plan_id, spec_content, false, claim_token)
             .await
     }
 
@@ -340,10 +363,12 @@ impl Services {
         plan_id: &str,
         spec_content: &str,
         rebase: bool,
+        claim_token: Option<&str>,
     ) -> AppResult<plan::Model> {
         let input = ChangeInput {
             spec_content: Some(spec_content),
             rebase,
+            claim_token,
             ..ChangeInput::default()
         };
         Ok(self
@@ -365,15 +390,32 @@ impl Services {
     }
 
     #[tracing::instrument(skip_all)]
-    pub async fn claim_plan(&self, viewer: &Viewer, plan_id: &str) -> AppResult<plan::Model> {
-        let outcome = self.change(viewer, plan_id, Action::Claim, ChangeInput::default());
+    pub async fn claim_plan(
+        &self,
+        viewer: &Viewer,
+        plan_id: &str,
+        lease_seconds: Option<i32>,
+    ) -> AppResult<plan::Model> {
+        let input = ChangeInput {
+            lease_seconds: Some(self.validate_lease(lease_seconds)?),
+            ..ChangeInput::default()
+        };
+        let outcome = self.change(viewer, plan_id, Action::Claim, input);
         Ok(outcome.await?.plan)
     }
 
     #[tracing::instrument(skip_all)]
-    pub async fn release_plan(&self, viewer: &Viewer, plan_id: &str) -> AppResult<Outcome> {
-        self.change(viewer, plan_id, Action::Release, ChangeInput::default())
-            .await
+    pub async fn release_plan(
+        &self,
+        viewer: &Viewer,
+        plan_id: &str,
+        claim_token: Option<&str>,
+    ) -> AppResult<Outcome> {
+        let input = ChangeInput {
+            claim_token,
+            ..ChangeInput::default()
+        };
+        self.change(viewer, plan_id, Action::Release, input).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -383,9 +425,11 @@ impl Services {
         plan_id: &str,
         artifacts_markdown: &str,
         target: SubmitTarget,
+        claim_token: Option<&str>,
     ) -> AppResult<Outcome> {
         let input = ChangeInput {
             artifacts: Some(artifacts_markdown),
+            claim_token,
             ..ChangeInput::default()
         };
         self.change(viewer, plan_id, Action::Submit(target), input)
@@ -416,10 +460,13 @@ impl Services {
         if let Some(artifacts) = input.artifacts {
             self.validate_markdown(Argument::ArtifactsMarkdown, artifacts)?;
         }
+        let token = parse_token(plan_id, input.claim_token)?;
         let mut stored_spec: Option<StoredSpec> = None;
         for _ in 0..MAX_ATTEMPTS {
             let plan = self.find_plan(plan_id).await?;
             let role = self.require_member(viewer, plan.project_id).await?;
+            // A fenced-out holder changes nothing, whatever it asks.
+            check_token(&plan, token)?;
             let actor = Actor::User {
                 role,
                 is_claimer: plan.claimed_by == Some(viewer.id()),
@@ -427,6 +474,12 @@ impl Services {
             };
             let transition = workflow::decide(plan.status, action, actor)
                 .map_err(|refusal| refused(refusal, &plan, viewer))?;
+            if action == Action::Claim {
+                let blockers = unfinished_blockers(&self.db, plan.id).await?;
+                if !blockers.is_empty() {
+                    return Err(AppError::Blocked { blockers });
+                }
+            }
             if let (true, Some(content), None) =
                 (transition.replaces_spec, input.spec_content, &stored_spec)
             {
@@ -483,7 +536,9 @@ impl Services {
             .filter(Column::Id.eq(before.id))
             .filter(Column::Status.eq(before.status))
             .filter(same_user(Column::ClaimedBy, before.claimed_by))
-            .filter(same_user(Column::SubmittedBy, before.submitted_by));
+            .filter(same_user(Column::SubmittedBy, before.submitted_by))
+            // A re-claim by the same user changes only the generation.
+            .filter(Column::ClaimGeneration.eq(before.claim_generation));
         if transition.records_activity {
             update = update.col_expr(Column::LastActivityAt, Expr::value(at));
         }
@@ -499,6 +554,41 @@ impl Services {
             update = update
                 .col_expr(Column::ClaimedBy, Expr::value(claimer))
                 .col_expr(Column::ClaimedAt, Expr::value(claimed_at));
+        }
+        // The lease: a new claim starts one (and a new token); activity on
+        // a held claim renews it; a cleared claim has none.
+        let lease = match transition.claim {
+            ClaimEffect::TakeByCaller | ClaimEffect::ReturnToSubmitter => {
+                update = update.col_expr(
+                    Column::ClaimGeneration,
+                    Expr::col(Column::ClaimGeneration).add(1),
+                );
+                Some(input.lease_seconds.unwrap_or(self.default_lease_seconds))
+            }
+            ClaimEffect::Keep if before.claimed_by.is_some() && transition.records_activity => {
+                Some(before.lease_seconds.unwrap_or(self.default_lease_seconds))
+            }
+            ClaimEffect::Keep => None,
+            ClaimEffect::Clear => {
+                update = update
+                    .col_expr(Column::LeaseSeconds, Expr::value(Option::<i32>::None))
+                    .col_expr(
+                        Column::LeaseExpiresAt,
+                        Expr::value(Option::<DateTime<Utc>>::None),
+                    );
+                None
+            }
+        };
+        if let Some(seconds) = lease {
+            update = update
+                .col_expr(Column::LeaseSeconds, Expr::value(Some(seconds)))
+                .col_expr(
+                    Column::LeaseExpiresAt,
+                    Expr::value(Some(lease_end(at, seconds))),
+                );
+        }
+        if transition.claim == ClaimEffect::TakeByCaller {
+            update = update.filter(not_blocked(Expr::col((plan::Entity, Column::Id))));
         }
         if transition.records_submission {
             update = update
@@ -564,6 +654,9 @@ impl Services {
             }
             None => None,
         };
+        if plan.status == PlanStatus::Completed {
+            live.extend(unblock_waiters(&txn, plan.id, None, viewer).await?);
+        }
         txn.commit_and_publish(&self.events, live).await?;
         Ok(Some(Outcome {
             plan,
@@ -579,12 +672,21 @@ impl Services {
     /// and `last_activity_at < cutoff`: a plan updated a moment before the
     /// sweep no longer matches and stays as it is, and when two instances sweep
     /// at once only one UPDATE matches, so each plan gets one STALLED event.
+    ///
+    /// A claim with a lease stalls when its lease ran out (`lease_expires_at`
+    /// before now); a claim from before leases, when its last activity is
+    /// older than `cutoff` (the global `--stale-after`).
     #[tracing::instrument(skip_all)]
     pub async fn mark_stale_plans(&self, cutoff: DateTime<Utc>) -> AppResult<usize> {
         let watched = [PlanStatus::Claimed, PlanStatus::InProgress];
+        let expired = plan::Column::LeaseExpiresAt
+            .lt(now())
+            .or(plan::Column::LeaseExpiresAt
+                .is_null()
+                .and(plan::Column::LastActivityAt.lt(cutoff)));
         let candidates = plan::Entity::find()
             .filter(plan::Column::Status.is_in(watched))
-            .filter(plan::Column::LastActivityAt.lt(cutoff))
+            .filter(expired)
             .all(&self.db)
             .await?;
         let mut marked = 0;
@@ -599,7 +701,9 @@ impl Services {
                 .col_expr(plan::Column::UpdatedAt, Expr::value(now()))
                 .filter(plan::Column::Id.eq(candidate.id))
                 .filter(plan::Column::Status.eq(from))
-                .filter(plan::Column::LastActivityAt.lt(cutoff))
+                // Any activity since the candidate was read moves these.
+                .filter(plan::Column::LastActivityAt.eq(candidate.last_activity_at))
+                .filter(plan::Column::ClaimGeneration.eq(candidate.claim_generation))
                 .exec_with_returning(&*txn)
                 .await?;
             let Some(plan) = updated.into_iter().next() else {
@@ -726,6 +830,9 @@ fn visible_plans(viewer: &Viewer, filter: &PlanFilter) -> Select<plan::Entity> {
     if let Some(drifted) = filter.drifted {
         query = query.filter(drifted_condition(drifted));
     }
+    if !filter.priorities.is_empty() {
+        query = query.filter(plan::Column::Priority.is_in(filter.priorities.iter().copied()));
+    }
     if let Some(since) = filter.updated_since {
         query = query.filter(plan::Column::UpdatedAt.gte(since));
     }
@@ -770,7 +877,11 @@ fn refused(refusal: Refusal, plan: &plan::Model, viewer: &Viewer) -> AppError {
     }
 }
 
-fn live_event(event: plan_event::Model, plan: &plan::Model, actor: Option<&Viewer>) -> LiveEvent {
+pub(super) fn live_event(
+    event: plan_event::Model,
+    plan: &plan::Model,
+    actor: Option<&Viewer>,
+) -> LiveEvent {
     LiveEvent {
         event,
         plan: plan.clone(),

@@ -139,6 +139,17 @@ fn matrix() -> Vec<(&'static str, Row)> {
         ("rotateWebhookSecret", owners()),
         ("redeliverWebhookDelivery", owners()),
         ("Project.webhooks", owners()),
+        // Fleets: members work the queue and shape it; viewers only read.
+        // After the webhook rows: the plans these rows create would push the
+        // fixture's delivery out of its webhook's log of 50.
+        ("setPlanPriority", writers()),
+        ("addPlanDependency", writers()),
+        ("removePlanDependency", writers()),
+        ("claimNextPlan", writers()),
+        // Renewing a lease the caller holds (others try the worker's).
+        ("heartbeatPlan", writers()),
+        ("Plan.blockedBy", readers()),
+        ("Plan.claimToken", readers()),
     ]
 }
 
@@ -358,6 +369,47 @@ async fn perform(fixture: &Fixture, operation: &str, caller: Caller) -> Reply {
             let query =
                 "query($id: ID!) { feature(id: $id) { versions { diff(from: 1) { added } } } }";
             client.send(query, json!({ "id": feature })).await
+        }
+        "setPlanPriority" => {
+            let plan = team.plan("prioritized", "READY").await;
+            let query =
+                "mutation($id: ID!) { setPlanPriority(planId: $id, priority: 0) { priority } }";
+            client.send(query, json!({ "id": plan })).await
+        }
+        "addPlanDependency" | "removePlanDependency" => {
+            let waiter = team.plan("waiter", "DRAFT").await;
+            let blocker = team.plan("blocker", "DRAFT").await;
+            let vars = json!({ "plan": waiter, "blocker": blocker });
+            let add = "mutation($plan: ID!, $blocker: ID!) {
+                addPlanDependency(planId: $plan, blockedByPlanId: $blocker) { id } }";
+            if operation == "addPlanDependency" {
+                client.send(add, vars).await
+            } else {
+                team.owner.ok(add, vars.clone()).await;
+                let remove = "mutation($plan: ID!, $blocker: ID!) {
+                    removePlanDependency(planId: $plan, blockedByPlanId: $blocker) { id } }";
+                client.send(remove, vars).await
+            }
+        }
+        "claimNextPlan" => {
+            team.plan("next in line", "READY").await;
+            let query = "mutation($project: ID!) { claimNextPlan(projectId: $project) { id } }";
+            client.send(query, json!({ "project": project })).await
+        }
+        "heartbeatPlan" => {
+            let plan = team.plan("held", "READY").await;
+            let claimer = match caller {
+                Caller::Owner | Caller::Member => client,
+                _ => &team.worker,
+            };
+            claimer.ok(CLAIM, json!({ "planId": plan })).await;
+            let query = "mutation($id: ID!) { heartbeatPlan(planId: $id) { leaseExpiresAt } }";
+            client.send(query, json!({ "id": plan })).await
+        }
+        "Plan.blockedBy" | "Plan.claimToken" => {
+            let plan = team.plan("read by all", "READY").await;
+            let query = "query($id: ID!) { plan(id: $id) { blockedBy { id } blocks { id } isBlocked claimToken leaseExpiresAt priority } }";
+            client.send(query, json!({ "id": plan })).await
         }
         "createWebhook" => {
             let vars = json!({ "projectId": project, "url": fixture.receiver.url });

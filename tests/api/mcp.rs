@@ -12,7 +12,12 @@ use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
 /// Every tool the server offers: the seed's eight plus what plans need.
-const TOOLS: [&str; 16] = [
+const TOOLS: [&str; 21] = [
+    "claim_next_plan",
+    "heartbeat_plan",
+    "add_plan_dependency",
+    "remove_plan_dependency",
+    "set_plan_priority",
     "create_plan",
     "list_plans",
     "get_plan",
@@ -1113,4 +1118,113 @@ async fn get_plan_warns_of_drift_and_get_spec_diff_shows_it() {
     assert_eq!(data["plan"]["based_on_version"], 3);
     let (text, _) = worker.ok("get_plan", json!({ "plan_id": plan })).await;
     assert!(!text.contains('⚠'), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_tools_claim_the_next_plan_and_fence_stale_tokens() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let agent = Agent::connect(&server, &team.worker).await;
+    let project = team.project.clone();
+
+    let (text, data) = agent
+        .ok("claim_next_plan", json!({ "project_id": project }))
+        .await;
+    assert_eq!(text.lines().next(), Some("No plan is ready"));
+    assert_eq!(data["plan"], Value::Null);
+
+    let first = team.plan("first", "READY").await;
+    let urgent = team.plan("urgent but blocked", "READY").await;
+    let (_, data) = agent
+        .ok(
+            "set_plan_priority",
+            json!({ "plan_id": urgent, "priority": 0 }),
+        )
+        .await;
+    assert_eq!(data["plan"]["priority"], 0);
+    let (text, _) = agent
+        .ok(
+            "add_plan_dependency",
+            json!({ "plan_id": urgent, "blocked_by_plan_id": first }),
+        )
+        .await;
+    assert!(text.starts_with("✓ Dependency added"), "{text}");
+    let (_, refusal) = agent
+        .refusal(
+            "add_plan_dependency",
+            json!({ "plan_id": first, "blocked_by_plan_id": urgent }),
+        )
+        .await;
+    assert_eq!(refusal["code"], "BAD_USER_INPUT");
+    assert_eq!(refusal["argument"], "blocked_by_plan_id");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cycle"),
+        "{refusal}"
+    );
+    let (_, refusal) = agent
+        .refusal("claim_plan", json!({ "plan_id": urgent }))
+        .await;
+    assert_eq!(refusal["reason"], "BLOCKED");
+    assert_eq!(refusal["blocked_by"], json!([first]));
+
+    // The urgent plan is blocked, so the next one is the other.
+    let (text, data) = agent
+        .ok(
+            "claim_next_plan",
+            json!({ "project_id": project, "lease_seconds": 600 }),
+        )
+        .await;
+    assert_eq!(id_of(&data), first);
+    assert!(text.starts_with("✓ Plan claimed successfully!"), "{text}");
+    assert!(text.contains("# first"), "the spec comes along: {text}");
+    let token = data["plan"]["claim_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert!(data["plan"]["spec_content"].is_string());
+    assert!(data["plan"]["lease_expires_at"].is_string());
+
+    let (text, data) = agent
+        .ok(
+            "heartbeat_plan",
+            json!({ "plan_id": first, "claim_token": token }),
+        )
+        .await;
+    assert!(text.starts_with("✓ Lease renewed"), "{text}");
+    assert_eq!(data["plan"]["claim_token"], token.as_str());
+
+    // Released and claimed again (by the same user): the old token is stale.
+    agent
+        .ok(
+            "release_plan",
+            json!({ "plan_id": first, "claim_token": token }),
+        )
+        .await;
+    agent.ok("claim_plan", json!({ "plan_id": first })).await;
+    let (text, refusal) = agent
+        .refusal(
+            "submit_work",
+            json!({ "plan_id": first, "artifacts_markdown": "done", "status": "completed", "claim_token": token }),
+        )
+        .await;
+    assert_eq!(refusal["reason"], "STALE_CLAIM");
+    assert!(
+        text.starts_with("CONFLICT: This claim_token is no longer current"),
+        "{text}"
+    );
+
+    let (_, data) = agent
+        .ok(
+            "remove_plan_dependency",
+            json!({ "plan_id": urgent, "blocked_by_plan_id": first }),
+        )
+        .await;
+    assert_eq!(data["plan"]["id"], urgent.as_str());
+    let (_, data) = agent
+        .ok("claim_next_plan", json!({ "project_id": project }))
+        .await;
+    assert_eq!(id_of(&data), urgent, "unblocked, it is the most urgent");
 }

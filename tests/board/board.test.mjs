@@ -46,9 +46,14 @@ test(
     const team = await createTeam(server);
     await team.plan('Write the schema', 'DRAFT');
     await team.plan('Pick a session store', 'DRAFT');
-    await team.plan('Login form', 'READY');
-    await team.plan('Logout button', 'READY');
+    const login = await team.plan('Login form', 'READY');
+    const logout = await team.plan('Logout button', 'READY');
     await team.plan('Password reset', 'READY');
+    await server.gql(team.owner, `mutation($p: ID!, $b: ID!) { addPlanDependency(planId: $p, blockedByPlanId: $b) { id } }`, {
+      p: logout,
+      b: login,
+    });
+    await server.gql(team.owner, `mutation($p: ID!) { setPlanPriority(planId: $p, priority: 0) { id } }`, { p: login });
     await team.plan('OAuth 2.0', 'CLAIMED');
     await team.plan('Session cookies', 'IN_PROGRESS');
     await team.plan('Rate limiting', 'REVIEW');
@@ -79,6 +84,15 @@ test(
     assert.equal(await claimed.locator('.card-feature').textContent(), 'User Authentication');
     assert.equal(await claimed.locator('.card-claimer').textContent(), 'Claimed by Walter Worker');
     assert.equal(await claimed.locator('.card-activity').textContent(), 'Last activity just now');
+    assert.equal(await claimed.locator('.card-priority').textContent(), 'P2');
+    // Priority and dependencies show on the cards.
+    const ready = (title) =>
+      page.locator('.column[data-status="READY"] .card', {
+        has: page.locator('.card-title', { hasText: new RegExp(`^${title}$`) }),
+      });
+    assert.equal(await ready('Login form').locator('.card-priority').textContent(), 'P0');
+    assert.equal(await ready('Logout button').locator('.card-blocked').textContent(), 'Blocked by Login form');
+    assert.equal(await ready('Login form').locator('.card-blocked').count(), 0);
 
     // The key is kept: a reload opens the same board without asking again.
     await page.reload();

@@ -76,4 +76,12 @@ pub enum PlanEventKind {
     SpecDrifted,
     /// The plan was rebased onto the feature's current version (`rebasePlan`).
     Rebased,
+    /// The plan's priority changed (setPlanPriority).
+    PriorityChanged,
+    /// The plan now waits for another plan (addPlanDependency).
+    DependencyAdded,
+    /// The plan no longer waits for another plan (removePlanDependency).
+    DependencyRemoved,
+    /// The plan's last unfinished blocker completed or was removed: it can be claimed.
+    Unblocked,
 }

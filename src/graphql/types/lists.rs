@@ -9,7 +9,8 @@ use uuid::Uuid;
 use super::{Feature, Plan};
 use crate::error::AppResult;
 use crate::graphql::connection::{
-    Connection, CountAll, PageArguments, keys_if, row_field_selected, row_path_selected, window,
+    Connection, CountAll, PageArguments, SortKind, keys_if, row_field_selected, row_path_selected,
+    window,
 };
 use crate::graphql::loaders::{
     FeatureId, FeaturePlanCounts, FeatureVersions, PlanEvents, ProjectId, ProjectMembers, RoleIn,
@@ -33,6 +34,9 @@ pub enum PlanOrderField {
     LastActivityAt,
     /// Title, alphabetically.
     Title,
+    /// Priority, most urgent (0) first when ascending; then by id, which
+    /// is creation order.
+    Priority,
 }
 
 /// Sort direction.
@@ -62,6 +66,7 @@ fn sort_name(sort: PlanSort) -> &'static str {
         PlanSort::UpdatedAt => "updated_at",
         PlanSort::LastActivityAt => "last_activity_at",
         PlanSort::Title => "title",
+        PlanSort::Priority => "priority",
     }
 }
 
@@ -98,7 +103,12 @@ pub async fn load_plans(
     let sort: PlanSort = order.field.into();
     let name = sort_name(sort);
     let descending = order.direction == OrderDirection::Desc;
-    let window = window(arguments, name, sort == PlanSort::Title, descending)?;
+    let kind = match sort {
+        PlanSort::Title => SortKind::Text,
+        PlanSort::Priority => SortKind::Int,
+        _ => SortKind::Time,
+    };
+    let window = window(arguments, name, kind, descending)?;
     let joins = PlanJoins {
         // `specDrift` compares the plan with its feature row.
         feature: row_field_selected(ctx, "feature") || row_field_selected(ctx, "specDrift"),
@@ -125,7 +135,7 @@ pub async fn load_features(
     arguments: PageArguments,
 ) -> AppResult<FeatureConnection> {
     const SORT: &str = "feature_created_at";
-    let window = window(arguments, SORT, false, false)?;
+    let window = window(arguments, SORT, SortKind::Time, false)?;
     let page = services(ctx).list_features(project, &window).await?;
     prime_feature_rows(ctx, &page.rows).await?;
     Ok(Connection::from_page(

@@ -7,12 +7,36 @@ use super::{
     User, at, load_spec, optional_user, user_by_id,
 };
 use crate::error::{AppError, AppResult};
-use crate::graphql::loaders::{FeatureId, PlanEvents, PlanSpecRevisions, ProjectId, VersionNumber};
+use crate::graphql::loaders::{
+    FeatureId, PlanBlockers, PlanEvents, PlanId, PlanSpecRevisions, PlanWaiters, ProjectId,
+    VersionNumber,
+};
 use crate::graphql::{document_budget, loaders};
+use crate::service::fleet::current_token;
+use crate::workflow;
 use entity::plan;
 
 #[derive(Clone)]
 pub struct Plan(pub plan::Model);
+
+/// The plans `plan` waits for.
+async fn blockers(ctx: &Context<'_>, plan: uuid::Uuid) -> AppResult<Vec<Plan>> {
+    let ids = loaders(ctx).db.load_one(PlanBlockers(plan)).await?;
+    plans_in_order(ctx, ids.unwrap_or_default()).await
+}
+
+/// The plans with these ids, in this order (through the request's loader,
+/// so the plans of a whole page load in one batch).
+async fn plans_in_order(ctx: &Context<'_>, ids: Vec<uuid::Uuid>) -> AppResult<Vec<Plan>> {
+    let mut found = loaders(ctx)
+        .db
+        .load_many(ids.iter().copied().map(PlanId))
+        .await?;
+    Ok(ids
+        .into_iter()
+        .filter_map(|id| found.remove(&PlanId(id)).map(Plan))
+        .collect())
+}
 
 /// How to build (part of) a feature, and where that work stands.
 #[Object]
@@ -157,6 +181,46 @@ impl Plan {
                 all: Arc::clone(&all),
             })
             .collect())
+    }
+    /// 0 = most urgent … 4 = someday; 2 unless set. `claimNextPlan` takes the
+    /// most urgent claimable plan first.
+    async fn priority(&self) -> i32 {
+        self.0.priority
+    }
+    /// The plans this one waits for: it cannot be claimed until all of them
+    /// are COMPLETED (a FAILED one keeps blocking until the dependency is removed).
+    #[graphql(complexity = "crate::graphql::limits::dependency_cost(child_complexity)")]
+    async fn blocked_by(&self, ctx: &Context<'_>) -> AppResult<Vec<Plan>> {
+        blockers(ctx, self.0.id).await
+    }
+    /// The plans waiting for this one.
+    #[graphql(complexity = "crate::graphql::limits::dependency_cost(child_complexity)")]
+    async fn blocks(&self, ctx: &Context<'_>) -> AppResult<Vec<Plan>> {
+        let ids = loaders(ctx).db.load_one(PlanWaiters(self.0.id)).await?;
+        plans_in_order(ctx, ids.unwrap_or_default()).await
+    }
+    /// Some plan in `blockedBy` is not COMPLETED, so this one cannot be claimed yet.
+    async fn is_blocked(&self, ctx: &Context<'_>) -> AppResult<bool> {
+        let blockers = blockers(ctx, self.0.id).await?;
+        Ok(workflow::is_blocked(
+            blockers.iter().map(|blocker| blocker.0.status),
+        ))
+    }
+    /// The current claim's fencing token; null when nobody holds the plan.
+    /// Pass it to updatePlan, heartbeatPlan, submitWork and releasePlan: once
+    /// the claim is over (the lease expired and someone claimed the plan
+    /// again), requests with it are refused with reason STALE_CLAIM.
+    async fn claim_token(&self) -> Option<String> {
+        current_token(&self.0).map(|token| token.to_string())
+    }
+    /// When the current claim stalls unless its holder shows activity
+    /// (updatePlan, heartbeatPlan) before: last activity + the claim's lease.
+    /// Null when nobody holds the plan.
+    async fn lease_expires_at(&self) -> Option<DateTime> {
+        self.0
+            .lease_expires_at
+            .filter(|_| self.0.claimed_by.is_some())
+            .map(at)
     }
     /// The plan's audit trail, oldest first.
     #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]

@@ -1,0 +1,706 @@
+//! Agent fleets: priorities, dependencies between plans, claiming the next
+//! claimable plan, leases with fencing tokens and heartbeats.
+//!
+//! The rules themselves (bounds, token format, what blocks, cycles, what a
+//! heartbeat does) are pure and live in `workflow.rs`; this module runs them
+//! in transactions with their event rows.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{
+    Alias, Expr, ExprTrait, IntoIden, LockBehavior, LockType, Query, SimpleExpr,
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
+    JoinType, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use uuid::Uuid;
+
+use super::plans::live_event;
+use super::{Services, Viewer, WriteTransaction, now, parse_id};
+use crate::error::{AppError, AppResult, Argument, Blocker, InputProblem};
+use crate::events::{self, LiveEvent};
+use crate::workflow::{
+    self, ClaimToken, EventKind, Heartbeat, MAX_LEASE_SECONDS, MIN_LEASE_SECONDS, PRIORITIES,
+    PlanStatus,
+};
+use entity::{feature, plan, plan_dependency};
+
+/// Serializes dependency changes of one project on PostgreSQL ("plan_dep"),
+/// so that two concurrent additions cannot close a cycle neither saw.
+const DEPENDENCY_LOCK: i32 = 0x706c_6470;
+
+/// How many times a heartbeat that lost a race re-reads the plan.
+const HEARTBEAT_ATTEMPTS: usize = 4;
+
+/// What `claimNextPlan` may take.
+#[derive(Debug, Clone, Copy)]
+pub struct NextPlanFilter {
+    pub project: Uuid,
+    pub feature: Option<Uuid>,
+    /// Also STALLED plans whose lease expired: their holder is fenced out.
+    pub include_stalled: bool,
+}
+
+/// `priority`, checked against [`PRIORITIES`].
+pub fn validate_priority(priority: i32) -> AppResult<i32> {
+    if PRIORITIES.contains(&priority) {
+        Ok(priority)
+    } else {
+        Err(AppError::invalid(
+            Argument::Priority,
+            InputProblem::OutOfRange {
+                min: i64::from(*PRIORITIES.start()),
+                max: i64::from(*PRIORITIES.end()),
+                unit: "(0 = most urgent, 4 = someday)",
+            },
+        ))
+    }
+}
+
+/// The token sent with a change of `plan`, parsed; a malformed token or one
+/// of another plan is BAD_USER_INPUT (a client bug, not a lost race).
+pub fn parse_token(plan: Uuid, token: Option<&str>) -> AppResult<Option<ClaimToken>> {
+    let Some(text) = token else {
+        return Ok(None);
+    };
+    let token = ClaimToken::parse(text)
+        .ok_or_else(|| AppError::invalid(Argument::ClaimToken, InputProblem::NotAClaimToken))?;
+    if token.plan != plan {
+        return Err(AppError::invalid(
+            Argument::ClaimToken,
+            InputProblem::TokenOfAnotherPlan,
+        ));
+    }
+    Ok(Some(token))
+}
+
+/// STALE_CLAIM unless `token` (when sent) is the plan's current claim.
+pub fn check_token(plan: &plan::Model, token: Option<ClaimToken>) -> AppResult<()> {
+    match token {
+        Some(token) if current_token(plan) != Some(token) => {
+            Err(AppError::StaleClaim { plan: plan.id })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The plan's current claim token; `None` when nobody holds it.
+pub fn current_token(plan: &plan::Model) -> Option<ClaimToken> {
+    ClaimToken::current(plan.id, plan.claimed_by.is_some(), plan.claim_generation)
+}
+
+/// When a lease of `seconds` taken or renewed `at` expires.
+pub fn lease_end(at: DateTime<Utc>, seconds: i32) -> DateTime<Utc> {
+    at + chrono::Duration::seconds(i64::from(seconds))
+}
+
+/// `NOT EXISTS` an unfinished blocker of the plan whose id is `waiter`: the
+/// "not blocked" condition, inside the statement that claims, so a claim
+/// never commits against a blocker it did not see.
+pub fn not_blocked(waiter: SimpleExpr) -> SimpleExpr {
+    let blocker = Alias::new("blocker").into_iden();
+    let unfinished = Query::select()
+        .expr(Expr::val(1))
+        .from(plan_dependency::Entity)
+        .join_as(
+            JoinType::InnerJoin,
+            plan::Entity,
+            blocker.clone(),
+            Expr::col((blocker.clone(), plan::Column::Id)).equals((
+                plan_dependency::Entity,
+                plan_dependency::Column::BlockedByPlanId,
+            )),
+        )
+        .and_where(Expr::col((plan_dependency::Entity, plan_dependency::Column::PlanId)).eq(waiter))
+        .and_where(Expr::col((blocker, plan::Column::Status)).ne(PlanStatus::Completed.as_str()))
+        .to_owned();
+    Expr::exists(unfinished).not()
+}
+
+/// A blocker of some plan with its status.
+#[derive(Debug, FromQueryResult)]
+struct BlockerRow {
+    waiter: Uuid,
+    id: Uuid,
+    title: String,
+    status: PlanStatus,
+}
+
+/// The blockers of each of `plans` (any status), oldest first.
+async fn blockers_of(
+    connection: &impl ConnectionTrait,
+    plans: &[Uuid],
+) -> AppResult<HashMap<Uuid, Vec<Blocker>>> {
+    let rows = plan_dependency::Entity::find()
+        .select_only()
+        .column_as(plan_dependency::Column::PlanId, "waiter")
+        .column_as(plan::Column::Id, "id")
+        .column_as(plan::Column::Title, "title")
+        .column_as(plan::Column::Status, "status")
+        .join(
+            JoinType::InnerJoin,
+            plan_dependency::Entity::belongs_to(plan::Entity)
+                .from(plan_dependency::Column::BlockedByPlanId)
+                .to(plan::Column::Id)
+                .into(),
+        )
+        .filter(plan_dependency::Column::PlanId.is_in(plans.iter().copied()))
+        .order_by_asc(plan::Column::CreatedAt)
+        .order_by_asc(plan::Column::Id)
+        .into_model::<BlockerRow>()
+        .all(connection)
+        .await?;
+    let mut grouped: HashMap<Uuid, Vec<Blocker>> = HashMap::new();
+    for row in rows {
+        grouped.entry(row.waiter).or_default().push(Blocker {
+            id: row.id,
+            title: row.title,
+            status: row.status,
+        });
+    }
+    Ok(grouped)
+}
+
+/// The blockers of `plan` that are not COMPLETED.
+pub async fn unfinished_blockers(
+    connection: &impl ConnectionTrait,
+    plan: Uuid,
+) -> AppResult<Vec<Blocker>> {
+    let mut blockers = blockers_of(connection, &[plan]).await?;
+    Ok(blockers
+        .remove(&plan)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|blocker| blocker.status != PlanStatus::Completed)
+        .collect())
+}
+
+/// In the transaction that completed `completed` (or removed its
+/// dependency `only_for`): each waiting plan that no unfinished blocker
+/// holds any more gets an UNBLOCKED event (and a fresh `updated_at`).
+///
+/// Called after the transaction recorded its own event, so on PostgreSQL it
+/// holds the event-order lock: a concurrent completion of another blocker of
+/// the same plan either committed before (and is seen here) or sees this one.
+pub async fn unblock_waiters(
+    txn: &WriteTransaction,
+    blocker: Uuid,
+    only_for: Option<Uuid>,
+    viewer: &Viewer,
+) -> AppResult<Vec<LiveEvent>> {
+    let waiters: Vec<Uuid> = match only_for {
+        Some(waiter) => vec![waiter],
+        None => {
+            plan_dependency::Entity::find()
+                .select_only()
+                .column(plan_dependency::Column::PlanId)
+                .filter(plan_dependency::Column::BlockedByPlanId.eq(blocker))
+                .into_tuple()
+                .all(&**txn)
+                .await?
+        }
+    };
+    if waiters.is_empty() {
+        return Ok(Vec::new());
+    }
+    let blockers = blockers_of(&**txn, &waiters).await?;
+    let free: Vec<Uuid> = waiters
+        .into_iter()
+        .filter(|waiter| {
+            let statuses = blockers.get(waiter).into_iter().flatten().map(|b| b.status);
+            !workflow::is_blocked(statuses)
+        })
+        .collect();
+    if free.is_empty() {
+        return Ok(Vec::new());
+    }
+    let at = now();
+    let unblocked = plan::Entity::update_many()
+        .col_expr(plan::Column::UpdatedAt, Expr::value(at))
+        .filter(plan::Column::Id.is_in(free))
+        .filter(plan::Column::Status.is_not_in([PlanStatus::Completed, PlanStatus::Failed]))
+        .exec_with_returning(&**txn)
+        .await?;
+    let mut live = Vec::with_capacity(unblocked.len());
+    for plan in unblocked {
+        let event = events::record(
+            &**txn,
+            &plan,
+            EventKind::Unblocked,
+            Some(plan.status),
+            Some(viewer.id()),
+        )
+        .await?;
+        live.push(live_event(event, &plan, Some(viewer)));
+    }
+    Ok(live)
+}
+
+impl Services {
+    /// A lease asked for (seconds), checked; the default when none is asked.
+    pub fn validate_lease(&self, lease_seconds: Option<i32>) -> AppResult<i32> {
+        let Some(seconds) = lease_seconds else {
+            return Ok(self.default_lease_seconds);
+        };
+        if (MIN_LEASE_SECONDS..=MAX_LEASE_SECONDS).contains(&i64::from(seconds)) {
+            Ok(seconds)
+        } else {
+            Err(AppError::invalid(
+                Argument::LeaseSeconds,
+                InputProblem::OutOfRange {
+                    min: MIN_LEASE_SECONDS,
+                    max: MAX_LEASE_SECONDS,
+                    unit: "seconds (7 days)",
+                },
+            ))
+        }
+    }
+
+    /// The blockers of each plan, any status: `Plan.blockedBy` and `isBlocked`.
+    pub async fn blockers_by_plans(&self, plans: &[Uuid]) -> AppResult<HashMap<Uuid, Vec<Uuid>>> {
+        let grouped = blockers_of(&self.db, plans).await?;
+        Ok(grouped
+            .into_iter()
+            .map(|(waiter, blockers)| (waiter, blockers.into_iter().map(|b| b.id).collect()))
+            .collect())
+    }
+
+    /// The plans waiting for each plan: `Plan.blocks`.
+    pub async fn waiters_by_plans(&self, plans: &[Uuid]) -> AppResult<HashMap<Uuid, Vec<Uuid>>> {
+        let rows: Vec<(Uuid, Uuid)> = plan_dependency::Entity::find()
+            .select_only()
+            .column(plan_dependency::Column::BlockedByPlanId)
+            .column(plan_dependency::Column::PlanId)
+            .filter(plan_dependency::Column::BlockedByPlanId.is_in(plans.iter().copied()))
+            .order_by_asc(plan_dependency::Column::PlanId)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut grouped: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+        for (blocker, waiter) in rows {
+            grouped.entry(blocker).or_default().push(waiter);
+        }
+        Ok(grouped)
+    }
+
+    /// Members change a plan's priority; PRIORITY_CHANGED records it.
+    #[tracing::instrument(skip_all)]
+    pub async fn set_plan_priority(
+        &self,
+        viewer: &Viewer,
+        plan_id: &str,
+        priority: i32,
+    ) -> AppResult<plan::Model> {
+        let plan_id = parse_id(Argument::PlanId, plan_id)?;
+        let priority = validate_priority(priority)?;
+        let before = self.find_plan(plan_id).await?;
+        self.require_writer(viewer, before.project_id).await?;
+        if before.priority == priority {
+            return Ok(before);
+        }
+        let txn = self.begin_write().await?;
+        let Some(plan) = plan::Entity::update_many()
+            .col_expr(plan::Column::Priority, Expr::value(priority))
+            .col_expr(plan::Column::UpdatedAt, Expr::value(now()))
+            .filter(plan::Column::Id.eq(plan_id))
+            .exec_with_returning(&*txn)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Err(AppError::NotFound(format!("No plan with id {plan_id}")));
+        };
+        let event = events::record(
+            &*txn,
+            &plan,
+            EventKind::PriorityChanged,
+            Some(plan.status),
+            Some(viewer.id()),
+        )
+        .await?;
+        let live = live_event(event, &plan, Some(viewer));
+        txn.commit_and_publish(&self.events, vec![live]).await?;
+        Ok(plan)
+    }
+
+    /// `plan` waits for `blocked_by` from now on (members; one project; no
+    /// cycles). Adding a dependency that exists already changes nothing.
+    #[tracing::instrument(skip_all)]
+    pub async fn add_plan_dependency(
+        &self,
+        viewer: &Viewer,
+        plan_id: &str,
+        blocked_by_plan_id: &str,
+    ) -> AppResult<plan::Model> {
+        let plan_id = parse_id(Argument::PlanId, plan_id)?;
+        let blocker_id = parse_id(Argument::BlockedByPlanId, blocked_by_plan_id)?;
+        let waiter = self.find_plan(plan_id).await?;
+        self.require_writer(viewer, waiter.project_id).await?;
+        if plan_id == blocker_id {
+            return Err(AppError::invalid(
+                Argument::BlockedByPlanId,
+                InputProblem::SelfDependency,
+            ));
+        }
+        let blocker = self.find_plan(blocker_id).await?;
+        if blocker.project_id != waiter.project_id {
+            return Err(AppError::invalid(
+                Argument::BlockedByPlanId,
+                InputProblem::OtherProject,
+            ));
+        }
+        let txn = self.begin_write().await?;
+        lock_dependencies(&txn, waiter.project_id).await?;
+        let edges: Vec<(Uuid, Uuid)> = plan_dependency::Entity::find()
+            .select_only()
+            .column(plan_dependency::Column::PlanId)
+            .column(plan_dependency::Column::BlockedByPlanId)
+            .filter(plan_dependency::Column::ProjectId.eq(waiter.project_id))
+            .into_tuple()
+            .all(&*txn)
+            .await?;
+        if edges.contains(&(plan_id, blocker_id)) {
+            return Ok(waiter);
+        }
+        if let Some(cycle) = workflow::dependency_cycle(&edges, plan_id, blocker_id) {
+            let titles = self.titles(&cycle).await?;
+            let named = cycle
+                .iter()
+                .map(|id| match titles.get(id) {
+                    Some(title) => format!("\"{title}\" ({id})"),
+                    None => id.to_string(),
+                })
+                .collect();
+            return Err(AppError::invalid(
+                Argument::BlockedByPlanId,
+                InputProblem::DependencyCycle { cycle: named },
+            ));
+        }
+        let at = now();
+        plan_dependency::ActiveModel {
+            plan_id: Set(plan_id),
+            blocked_by_plan_id: Set(blocker_id),
+            project_id: Set(waiter.project_id),
+            created_by: Set(viewer.id()),
+            created_at: Set(at),
+        }
+        .insert(&*txn)
+        .await?;
+        let plan = touch(&txn, plan_id, at).await?;
+        let event = events::record(
+            &*txn,
+            &plan,
+            EventKind::DependencyAdded,
+            Some(plan.status),
+            Some(viewer.id()),
+        )
+        .await?;
+        let live = live_event(event, &plan, Some(viewer));
+        txn.commit_and_publish(&self.events, vec![live]).await?;
+        Ok(plan)
+    }
+
+    /// `plan` no longer waits for `blocked_by`; if nothing else holds it, it
+    /// gets an UNBLOCKED event too. Removing a dependency that does not
+    /// exist changes nothing.
+    #[tracing::instrument(skip_all)]
+    pub async fn remove_plan_dependency(
+        &self,
+        viewer: &Viewer,
+        plan_id: &str,
+        blocked_by_plan_id: &str,
+    ) -> AppResult<plan::Model> {
+        let plan_id = parse_id(Argument::PlanId, plan_id)?;
+        let blocker_id = parse_id(Argument::BlockedByPlanId, blocked_by_plan_id)?;
+        let waiter = self.find_plan(plan_id).await?;
+        self.require_writer(viewer, waiter.project_id).await?;
+        let txn = self.begin_write().await?;
+        lock_dependencies(&txn, waiter.project_id).await?;
+        let removed = plan_dependency::Entity::delete_many()
+            .filter(plan_dependency::Column::PlanId.eq(plan_id))
+            .filter(plan_dependency::Column::BlockedByPlanId.eq(blocker_id))
+            .exec(&*txn)
+            .await?;
+        if removed.rows_affected == 0 {
+            return Ok(waiter);
+        }
+        let plan = touch(&txn, plan_id, now()).await?;
+        let event = events::record(
+            &*txn,
+            &plan,
+            EventKind::DependencyRemoved,
+            Some(plan.status),
+            Some(viewer.id()),
+        )
+        .await?;
+        let mut live = vec![live_event(event, &plan, Some(viewer))];
+        let removed_blocker = plan::Entity::find_by_id(blocker_id).one(&*txn).await?;
+        let was_blocking =
+            removed_blocker.is_some_and(|blocker| blocker.status != PlanStatus::Completed);
+        if was_blocking {
+            live.extend(unblock_waiters(&txn, blocker_id, Some(plan_id), viewer).await?);
+        }
+        let plan = match live.last() {
+            Some(last) if last.plan.id == plan_id => last.plan.clone(),
+            _ => plan,
+        };
+        txn.commit_and_publish(&self.events, live).await?;
+        Ok(plan)
+    }
+
+    /// Atomically claims for the caller the best claimable plan of the
+    /// project (or feature): READY (or, when asked, STALLED with an expired
+    /// lease), not blocked, most urgent first, then oldest. `None` when there
+    /// is none — not an error, a fleet's normal "nothing to do".
+    ///
+    /// On PostgreSQL one `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
+    /// LOCKED LIMIT 1) RETURNING *`: concurrent callers skip each other's
+    /// candidate rows instead of waiting on them, so none ever sees a
+    /// CONFLICT. On SQLite the same statement runs under the write lock.
+    #[tracing::instrument(skip_all)]
+    pub async fn claim_next_plan(
+        &self,
+        viewer: &Viewer,
+        filter: NextPlanFilter,
+        lease_seconds: Option<i32>,
+    ) -> AppResult<Option<plan::Model>> {
+        self.require_writer(viewer, filter.project).await?;
+        if let Some(feature) = filter.feature {
+            let found = feature::Entity::find_by_id(feature).one(&self.db).await?;
+            if found.is_none_or(|found| found.project_id != filter.project) {
+                return Err(AppError::NotFound(format!(
+                    "No feature with id {feature} in this project"
+                )));
+            }
+        }
+        let lease = self.validate_lease(lease_seconds)?;
+        let postgres = self.db.get_database_backend() == DbBackend::Postgres;
+        let txn = self.begin_write().await?;
+        let at = now();
+        let candidate = Alias::new("candidate").into_iden();
+        let column = |name: plan::Column| Expr::col((candidate.clone(), name));
+        let ready = column(plan::Column::Status).eq(PlanStatus::Ready.as_str());
+        let claimable = if filter.include_stalled {
+            ready.or(column(plan::Column::Status)
+                .eq(PlanStatus::Stalled.as_str())
+                .and(
+                    column(plan::Column::LeaseExpiresAt)
+                        .is_null()
+                        .or(column(plan::Column::LeaseExpiresAt).lt(at)),
+                ))
+        } else {
+            ready
+        };
+        let mut select = Query::select();
+        select
+            .column((candidate.clone(), plan::Column::Id))
+            .from_as(plan::Entity, candidate.clone())
+            .and_where(column(plan::Column::ProjectId).eq(filter.project))
+            .and_where(claimable)
+            .and_where(not_blocked(column(plan::Column::Id)))
+            .order_by(
+                (candidate.clone(), plan::Column::Priority),
+                sea_orm::Order::Asc,
+            )
+            .order_by(
+                (candidate.clone(), plan::Column::CreatedAt),
+                sea_orm::Order::Asc,
+            )
+            .order_by((candidate.clone(), plan::Column::Id), sea_orm::Order::Asc)
+            .limit(1);
+        if let Some(feature) = filter.feature {
+            select.and_where(column(plan::Column::FeatureId).eq(feature));
+        }
+        if postgres {
+            select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        // Only a take-over needs the status it took over from (for the
+        // event); the plain READY case stays one statement.
+        let (target, from) = if filter.include_stalled {
+            let Some((id, status)) = txn
+                .query_one(
+                    &select
+                        .clone()
+                        .column((candidate.clone(), plan::Column::Status))
+                        .to_owned(),
+                )
+                .await?
+                .map(|row| -> Result<(Uuid, PlanStatus), sea_orm::DbErr> {
+                    Ok((row.try_get("", "id")?, row.try_get("", "status")?))
+                })
+                .transpose()?
+            else {
+                txn.commit().await?;
+                return Ok(None);
+            };
+            (plan::Column::Id.eq(id), status)
+        } else {
+            (plan::Column::Id.in_subquery(select), PlanStatus::Ready)
+        };
+        let claimed = plan::Entity::update_many()
+            .col_expr(plan::Column::Status, Expr::value(PlanStatus::Claimed))
+            .col_expr(plan::Column::ClaimedBy, Expr::value(Some(viewer.id())))
+            .col_expr(plan::Column::ClaimedAt, Expr::value(Some(at)))
+            .col_expr(plan::Column::LastActivityAt, Expr::value(at))
+            .col_expr(plan::Column::UpdatedAt, Expr::value(at))
+            .col_expr(
+                plan::Column::ClaimGeneration,
+                Expr::col(plan::Column::ClaimGeneration).add(1),
+            )
+            .col_expr(plan::Column::LeaseSeconds, Expr::value(Some(lease)))
+            .col_expr(
+                plan::Column::LeaseExpiresAt,
+                Expr::value(Some(lease_end(at, lease))),
+            )
+            .filter(target)
+            .exec_with_returning(&*txn)
+            .await?;
+        let Some(plan) = claimed.into_iter().next() else {
+            txn.commit().await?;
+            return Ok(None);
+        };
+        let event = events::record(
+            &*txn,
+            &plan,
+            EventKind::Claimed,
+            Some(from),
+            Some(viewer.id()),
+        )
+        .await?;
+        let live = live_event(event, &plan, Some(viewer));
+        txn.commit_and_publish(&self.events, vec![live]).await?;
+        Ok(Some(plan))
+    }
+
+    /// The claimer renews the lease of a plan they hold. Cheap: no spec, no
+    /// event (renewing is not a change anyone watches for), `updatedAt`
+    /// unchanged. A STALLED plan's holder resumes it instead: IN_PROGRESS
+    /// again, with an event.
+    #[tracing::instrument(skip_all)]
+    pub async fn heartbeat_plan(
+        &self,
+        viewer: &Viewer,
+        plan_id: &str,
+        claim_token: Option<&str>,
+    ) -> AppResult<plan::Model> {
+        let plan_id = parse_id(Argument::PlanId, plan_id)?;
+        let token = parse_token(plan_id, claim_token)?;
+        for _ in 0..HEARTBEAT_ATTEMPTS {
+            let before = self.find_plan(plan_id).await?;
+            self.require_writer(viewer, before.project_id).await?;
+            check_token(&before, token)?;
+            let Some(effect) = workflow::heartbeat(before.status) else {
+                return Err(AppError::Conflict(format!(
+                    "Nobody holds this plan (it is {}), so there is no lease to renew; claim it first",
+                    before.status
+                )));
+            };
+            if before.claimed_by != Some(viewer.id()) {
+                return Err(AppError::Forbidden(
+                    "Only the user who claimed this plan can renew its lease".into(),
+                ));
+            }
+            let at = now();
+            let lease = before.lease_seconds.unwrap_or(self.default_lease_seconds);
+            let txn = self.begin_write().await?;
+            let mut update = plan::Entity::update_many()
+                .col_expr(plan::Column::LastActivityAt, Expr::value(at))
+                .col_expr(plan::Column::LeaseSeconds, Expr::value(Some(lease)))
+                .col_expr(
+                    plan::Column::LeaseExpiresAt,
+                    Expr::value(Some(lease_end(at, lease))),
+                )
+                .filter(plan::Column::Id.eq(plan_id))
+                .filter(plan::Column::Status.eq(before.status))
+                .filter(plan::Column::ClaimedBy.eq(viewer.id()))
+                .filter(plan::Column::ClaimGeneration.eq(before.claim_generation));
+            if effect == Heartbeat::Resume {
+                update = update
+                    .col_expr(plan::Column::Status, Expr::value(PlanStatus::InProgress))
+                    .col_expr(plan::Column::UpdatedAt, Expr::value(at));
+            }
+            let Some(plan) = update.exec_with_returning(&*txn).await?.into_iter().next() else {
+                continue;
+            };
+            if effect == Heartbeat::Resume {
+                let event = events::record(
+                    &*txn,
+                    &plan,
+                    EventKind::StatusChanged,
+                    Some(before.status),
+                    Some(viewer.id()),
+                )
+                .await?;
+                let live = live_event(event, &plan, Some(viewer));
+                txn.commit_and_publish(&self.events, vec![live]).await?;
+            } else {
+                txn.commit().await?;
+            }
+            return Ok(plan);
+        }
+        Err(AppError::Conflict(
+            "The plan kept changing while this heartbeat was applied; reload it and retry".into(),
+        ))
+    }
+
+    async fn titles(&self, ids: &[Uuid]) -> AppResult<HashMap<Uuid, String>> {
+        let rows: Vec<(Uuid, String)> = plan::Entity::find()
+            .select_only()
+            .column(plan::Column::Id)
+            .column(plan::Column::Title)
+            .filter(plan::Column::Id.is_in(ids.iter().copied()))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+}
+
+/// On PostgreSQL, the project's dependency lock until the transaction ends
+/// (SQLite's write lock already serializes every writer).
+async fn lock_dependencies(txn: &WriteTransaction, project: Uuid) -> AppResult<()> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        let bytes = project.as_bytes();
+        let key = i32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
+        txn.execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock({DEPENDENCY_LOCK}, {key})"
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Marks the plan changed now and returns it (its dependencies changed).
+async fn touch(txn: &WriteTransaction, plan: Uuid, at: DateTime<Utc>) -> AppResult<plan::Model> {
+    plan::Entity::update_many()
+        .col_expr(plan::Column::UpdatedAt, Expr::value(at))
+        .filter(plan::Column::Id.eq(plan))
+        .exec_with_returning(&**txn)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::NotFound(format!("No plan with id {plan}")))
+}
+
+impl Services {
+    /// [`Services::claim_next_plan`] with the ids as a client sent them.
+    pub async fn claim_next(
+        &self,
+        viewer: &Viewer,
+        project_id: &str,
+        feature_id: Option<&str>,
+        lease_seconds: Option<i32>,
+        include_stalled: bool,
+    ) -> AppResult<Option<plan::Model>> {
+        let filter = NextPlanFilter {
+            project: parse_id(Argument::ProjectId, project_id)?,
+            feature: feature_id
+                .map(|feature| parse_id(Argument::FeatureId, feature))
+                .transpose()?,
+            include_stalled,
+        };
+        self.claim_next_plan(viewer, filter, lease_seconds).await
+    }
+}
