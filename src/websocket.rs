@@ -7,6 +7,14 @@
 //! pings, a clean close on shutdown, and bounds: so many connections per API
 //! key, and a connection whose key is revoked is closed at once (4403), on
 //! every instance, since revocations travel the event bus.
+//!
+//! `planEvents` subscriptions that many sockets share are taken out of the
+//! message stream before async-graphql sees them and served by [`fanout`]:
+//! resolved once per group, the same bytes sent to each member.
+
+mod fanout;
+
+pub use fanout::{Fanout, FanoutSettings};
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -22,6 +30,8 @@ use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_stream::StreamMap;
 use uuid::Uuid;
 
 use crate::auth::bearer_token;
@@ -157,9 +167,20 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// The grouped subscriptions of one connection, by operation id.
+type Members = StreamMap<String, futures::stream::BoxStream<'static, String>>;
+
+/// What the client asked of grouped subscriptions.
+enum Grouped {
+    Subscribe(Box<fanout::GroupedSubscribe>),
+    Stop(String),
+}
+
 /// What the connection loop reacts to next.
 enum Step {
     Outgoing(Option<WsMessage>),
+    Member(String),
+    Grouped(Option<Grouped>),
     KeepAlive,
     AccessChanged(Result<Option<Uuid>, RecvError>),
     ShuttingDown,
@@ -224,18 +245,43 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
     // Before anything else can happen on this connection: a revocation
     // committed from here on is seen by the loop below.
     let mut access_changes = state.services.events.access_changes();
+    let session = SocketSession::new(viewer.clone());
     let mut data = Data::default();
     data.insert(viewer.clone());
-    data.insert(SocketSession::new(viewer.clone()));
-    let incoming = futures::stream::iter([init_bytes]).chain(
-        source
-            .take_while(|message| {
-                std::future::ready(
-                    matches!(message, Ok(message) if !matches!(message, Message::Close(_))),
-                )
-            })
-            .filter_map(|message| std::future::ready(message.ok().and_then(payload).flatten())),
-    );
+    data.insert(session.clone());
+    // Groupable subscriptions (and the `complete`s that may end them) are
+    // handed to this loop; the rest goes on to async-graphql.
+    let (grouped_sender, mut grouped) = mpsc::unbounded_channel();
+    let fanout = state.fanout.clone();
+    let key_id = viewer.key_id;
+    let incoming = futures::stream::iter([init_bytes])
+        .chain(
+            source
+                .take_while(|message| {
+                    std::future::ready(
+                        matches!(message, Ok(message) if !matches!(message, Message::Close(_))),
+                    )
+                })
+                .filter_map(|message| {
+                    std::future::ready(message.ok().and_then(payload).flatten())
+                }),
+        )
+        .filter_map(move |bytes| {
+            let passed = match fanout.inspect(key_id, &bytes) {
+                fanout::Inspected::Pass => Some(bytes),
+                fanout::Inspected::PassAndStop(id) => {
+                    let _ = grouped_sender.send(Grouped::Stop(id));
+                    Some(bytes)
+                }
+                fanout::Inspected::Take(subscribe) => {
+                    let _ = grouped_sender.send(Grouped::Subscribe(subscribe));
+                    None
+                }
+            };
+            std::future::ready(passed)
+        });
+    let mut members = Members::new();
+    let mut taking_grouped = true;
     let mut outgoing =
         async_graphql::http::WebSocket::new(state.schema.clone(), incoming, protocol)
             .connection_data(data)
@@ -255,6 +301,8 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
     loop {
         let step = tokio::select! {
             message = outgoing.next() => Step::Outgoing(message),
+            Some((_, text)) = members.next(), if !members.is_empty() => Step::Member(text),
+            command = grouped.recv(), if taking_grouped => Step::Grouped(command),
             _ = keepalive.tick() => Step::KeepAlive,
             change = access_changes.recv(), if watching_access => Step::AccessChanged(change),
             () = &mut shutting_down => Step::ShuttingDown,
@@ -264,6 +312,24 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
             Step::Outgoing(None) => {
                 let _ = sink.send(close(1000, "Normal closure")).await;
                 return;
+            }
+            Step::Member(text) => WsMessage::Text(text),
+            Step::Grouped(None) => {
+                taking_grouped = false;
+                continue;
+            }
+            Step::Grouped(Some(Grouped::Subscribe(subscribe))) => {
+                let id = subscribe.id().to_owned();
+                // Like async-graphql, a reused id replaces the operation.
+                let member = state.fanout.member(session.clone(), protocol, *subscribe);
+                members.insert(id, member);
+                continue;
+            }
+            Step::Grouped(Some(Grouped::Stop(id))) => {
+                if members.remove(&id).is_none() {
+                    continue;
+                }
+                WsMessage::Text(fanout::complete_message(&id))
             }
             Step::KeepAlive => WsMessage::Text(keepalive_message.clone()),
             Step::AccessChanged(Ok(Some(user))) if user != viewer.id() => continue,
@@ -277,7 +343,8 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
                     // The subscriptions end with UNAUTHENTICATED by
                     // themselves; let those errors out before closing.
                     let reason = "Forbidden: the API key was revoked";
-                    flush_and_close(&mut sink, &mut outgoing, close(4403, reason)).await;
+                    flush_and_close(&mut sink, &mut outgoing, &mut members, close(4403, reason))
+                        .await;
                     return;
                 }
                 continue;
@@ -285,7 +352,7 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
             Step::ShuttingDown => {
                 // Subscriptions end on shutdown; let their `complete` messages out.
                 let closing = close(1001, "Server shutting down");
-                flush_and_close(&mut sink, &mut outgoing, closing).await;
+                flush_and_close(&mut sink, &mut outgoing, &mut members, closing).await;
                 return;
             }
         };
@@ -300,9 +367,17 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
 async fn flush_and_close(
     sink: &mut futures::stream::SplitSink<WebSocket, Message>,
     outgoing: &mut (impl futures::Stream<Item = WsMessage> + Unpin),
+    members: &mut Members,
     closing: Message,
 ) {
-    while let Ok(Some(message)) = tokio::time::timeout(CLOSE_FLUSH, outgoing.next()).await {
+    let mut next = async || {
+        tokio::select! {
+            Some(message) = outgoing.next() => Some(message),
+            Some((_, text)) = members.next(), if !members.is_empty() => Some(WsMessage::Text(text)),
+            else => None,
+        }
+    };
+    while let Ok(Some(message)) = tokio::time::timeout(CLOSE_FLUSH, next()).await {
         if send(sink, message).await.is_err() {
             return;
         }

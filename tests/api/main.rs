@@ -9,6 +9,7 @@ mod concurrency;
 mod dashboard;
 mod database_outage;
 mod errors;
+mod fanout;
 mod limits;
 mod mcp;
 mod migrations;
