@@ -245,7 +245,10 @@ async fn run(count: usize, grouped: bool) -> Outcome {
     // Every subscription set up (each one's setup reads the database).
     let deadline = Instant::now() + Duration::from_secs(300);
     while server.metrics().await.get("plangraph_active_subscriptions") < count as f64 {
-        assert!(Instant::now() < deadline, "subscriptions not set up in 5 min");
+        assert!(
+            Instant::now() < deadline,
+            "subscriptions not set up in 5 min"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -30,7 +30,6 @@ use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
 use tokio_stream::StreamMap;
 use uuid::Uuid;
 
@@ -70,7 +69,14 @@ pub async fn upgrade(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_message_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| serve(state, socket, protocol))
+        .on_upgrade(move |socket| {
+            // Connections live on the fan-out thread (see `fanout.rs`), so that
+            // delivering an event to thousands of them never queues ahead of
+            // the requests on the main runtime.
+            let runtime = state.fanout.runtime().clone();
+            runtime.spawn(serve(state, socket, protocol));
+            std::future::ready(())
+        })
 }
 
 fn close(code: u16, reason: &str) -> Message {
@@ -217,7 +223,10 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
         let _ = sink.send(close(4401, "Unauthorized")).await;
         return;
     }
-    let viewer = match authenticate(&state, &init).await {
+    // Boxed, as the other rare steps below: a task is as large as its
+    // largest state, and every idle connection would pay for a database
+    // query's future otherwise.
+    let viewer = match Box::pin(authenticate(&state, &init)).await {
         Ok(viewer) => viewer,
         Err(error) => {
             error.log_if_internal("websocket connection_init");
@@ -251,7 +260,7 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
     data.insert(session.clone());
     // Groupable subscriptions (and the `complete`s that may end them) are
     // handed to this loop; the rest goes on to async-graphql.
-    let (grouped_sender, mut grouped) = mpsc::unbounded_channel();
+    let (grouped_sender, mut grouped) = futures::channel::mpsc::unbounded();
     let fanout = state.fanout.clone();
     let key_id = viewer.key_id;
     let incoming = futures::stream::iter([init_bytes])
@@ -262,19 +271,17 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
                         matches!(message, Ok(message) if !matches!(message, Message::Close(_))),
                     )
                 })
-                .filter_map(|message| {
-                    std::future::ready(message.ok().and_then(payload).flatten())
-                }),
+                .filter_map(|message| std::future::ready(message.ok().and_then(payload).flatten())),
         )
         .filter_map(move |bytes| {
             let passed = match fanout.inspect(key_id, &bytes) {
                 fanout::Inspected::Pass => Some(bytes),
                 fanout::Inspected::PassAndStop(id) => {
-                    let _ = grouped_sender.send(Grouped::Stop(id));
+                    let _ = grouped_sender.unbounded_send(Grouped::Stop(id));
                     Some(bytes)
                 }
                 fanout::Inspected::Take(subscribe) => {
-                    let _ = grouped_sender.send(Grouped::Subscribe(subscribe));
+                    let _ = grouped_sender.unbounded_send(Grouped::Subscribe(subscribe));
                     None
                 }
             };
@@ -302,7 +309,7 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
         let step = tokio::select! {
             message = outgoing.next() => Step::Outgoing(message),
             Some((_, text)) = members.next(), if !members.is_empty() => Step::Member(text),
-            command = grouped.recv(), if taking_grouped => Step::Grouped(command),
+            command = grouped.next(), if taking_grouped => Step::Grouped(command),
             _ = keepalive.tick() => Step::KeepAlive,
             change = access_changes.recv(), if watching_access => Step::AccessChanged(change),
             () = &mut shutting_down => Step::ShuttingDown,
@@ -339,12 +346,17 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
                 continue;
             }
             Step::AccessChanged(_) => {
-                if key_revoked(&state, &viewer).await {
+                if Box::pin(key_revoked(&state, &viewer)).await {
                     // The subscriptions end with UNAUTHENTICATED by
                     // themselves; let those errors out before closing.
                     let reason = "Forbidden: the API key was revoked";
-                    flush_and_close(&mut sink, &mut outgoing, &mut members, close(4403, reason))
-                        .await;
+                    Box::pin(flush_and_close(
+                        &mut sink,
+                        &mut outgoing,
+                        &mut members,
+                        close(4403, reason),
+                    ))
+                    .await;
                     return;
                 }
                 continue;
@@ -352,7 +364,13 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
             Step::ShuttingDown => {
                 // Subscriptions end on shutdown; let their `complete` messages out.
                 let closing = close(1001, "Server shutting down");
-                flush_and_close(&mut sink, &mut outgoing, &mut members, closing).await;
+                Box::pin(flush_and_close(
+                    &mut sink,
+                    &mut outgoing,
+                    &mut members,
+                    closing,
+                ))
+                .await;
                 return;
             }
         };

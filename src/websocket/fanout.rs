@@ -30,6 +30,12 @@
 //! Other documents (and `planEvents` documents that cannot be grouped: a
 //! literal `after`, several root fields, …) keep the per-socket path of
 //! async-graphql's protocol handler.
+//!
+//! WebSocket connections and groups run on a runtime of their own, one
+//! thread: delivering an event to thousands of sockets is thousands of small
+//! tasks, and on the main runtime they would queue ahead of the requests
+//! (the mutation that caused the event among them). With a thread of their
+//! own the operating system shares the cores between requests and fan-out.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -69,6 +75,7 @@ pub struct Fanout {
 }
 
 struct Inner {
+    runtime: tokio::runtime::Handle,
     schema: AppSchema,
     services: Services,
     settings: FanoutSettings,
@@ -143,6 +150,7 @@ impl Fanout {
     pub fn new(schema: AppSchema, services: Services, settings: FanoutSettings) -> Fanout {
         Fanout {
             inner: Arc::new(Inner {
+                runtime: fan_out_runtime(),
                 schema,
                 services,
                 settings,
@@ -150,6 +158,11 @@ impl Fanout {
                 serials: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Where WebSocket connections run.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.inner.runtime
     }
 
     /// Sorts a client message of a connection authenticated with `key_id`.
@@ -207,7 +220,9 @@ impl Fanout {
             };
             // As every operation on a socket: a key revoked since
             // connection_init stops working here too.
-            if let Err(error) = inner.services.require_active_key(&session.viewer).await {
+            // Boxed, as the setup below: an idle member should not keep
+            // the space of a database query's future.
+            if let Err(error) = Box::pin(inner.services.require_active_key(&session.viewer)).await {
                 yield envelope.next(&refusal(error));
                 yield envelope.complete();
                 return;
@@ -218,7 +233,7 @@ impl Fanout {
             let setup_request = request
                 .data(session.viewer.clone())
                 .data(PlanEventsRole::Setup(Arc::clone(&outcome)));
-            let mut setup = inner.schema.execute_stream(setup_request);
+            let mut setup = inner.schema.execute_stream(setup_request).boxed();
             while let Some(response) = setup.next().await {
                 yield envelope.next(&response);
             }
@@ -228,6 +243,8 @@ impl Fanout {
             }
             let _open = ActiveSubscription::open();
             drop(setup);
+            // What an idle member keeps: its ring position and a few words.
+            drop(session);
             let start = outcome.last_seen.load(Ordering::Acquire);
             // Every event up to here was delivered or is not for this member.
             let mut position = start;
@@ -260,7 +277,6 @@ impl Fanout {
         }
         .boxed()
     }
-
 }
 
 impl Inner {
@@ -300,7 +316,7 @@ impl Inner {
             .data(PlanEventsRole::Group(feed));
         group_request.operation_name = request.operation_name.clone();
         let results = inner.schema.execute_stream(group_request).boxed();
-        let task = tokio::spawn(run_group(
+        let task = inner.runtime.spawn(run_group(
             Arc::clone(inner),
             Arc::clone(key),
             serial,
@@ -334,6 +350,30 @@ impl Inner {
                 entry.task.abort();
             }
             metrics::gauge!("plangraph_subscription_groups").set(groups.len() as f64);
+        }
+    }
+}
+
+/// A runtime on a thread of its own for the WebSocket connections and the
+/// groups; the current one if no thread can be started.
+fn fan_out_runtime() -> tokio::runtime::Handle {
+    let started = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .and_then(|runtime| {
+            let handle = runtime.handle().clone();
+            std::thread::Builder::new()
+                .name("plangraph-fanout".into())
+                // Runs for as long as the process: the tasks end at
+                // shutdown, the thread with the process.
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .map(|_| handle)
+        });
+    match started {
+        Ok(handle) => handle,
+        Err(error) => {
+            tracing::warn!(%error, "no fan-out thread; WebSockets share the main runtime");
+            tokio::runtime::Handle::current()
         }
     }
 }
@@ -402,12 +442,13 @@ async fn run_group(
 
 /// The cursor of a `RESUME_REQUIRED` ending, if `response` is one.
 fn resume_cursor(response: &Response) -> Option<i64> {
-    response.errors.iter().find_map(|error| {
-        match error.source::<AppError>() {
+    response
+        .errors
+        .iter()
+        .find_map(|error| match error.source::<AppError>() {
             Some(AppError::ResumeRequired { last_cursor }) => last_cursor.parse().ok(),
             _ => None,
-        }
-    })
+        })
 }
 
 /// An error of the whole operation, as the schema's guard reports one.
