@@ -16,7 +16,9 @@ use crate::events;
 use crate::service::{Services, now};
 use crate::storage::{SpecOwner, spec_key};
 use crate::workflow::{EventKind, PlanStatus, Role};
-use entity::{feature, feature_version, plan, plan_event, project, project_member, user};
+use entity::{
+    feature, feature_version, plan, plan_event, plan_spec_revision, project, project_member, user,
+};
 
 /// How much to create: `projects` × `features_per_project` features and, on
 /// average, `plans_per_feature` plans per feature.
@@ -222,6 +224,7 @@ struct ProjectBatch {
     features: Vec<feature::Model>,
     versions: Vec<feature_version::Model>,
     plans: Vec<plan::Model>,
+    revisions: Vec<plan_spec_revision::Model>,
     events: Vec<plan_event::ActiveModel>,
     /// (key, content) of every spec object the rows point at.
     specs: Vec<(String, String)>,
@@ -353,6 +356,7 @@ async fn insert_project_batch(services: &Services, batch: ProjectBatch) -> AppRe
         features,
         versions,
         plans,
+        revisions,
         events,
         ..
     } = batch;
@@ -364,6 +368,7 @@ async fn insert_project_batch(services: &Services, batch: ProjectBatch) -> AppRe
     insert_chunked::<feature::ActiveModel, _>(&*txn, features).await?;
     insert_chunked::<feature_version::ActiveModel, _>(&*txn, versions).await?;
     insert_chunked::<plan::ActiveModel, _>(&*txn, plans).await?;
+    insert_chunked::<plan_spec_revision::ActiveModel, _>(&*txn, revisions).await?;
     events::record_many(&*txn, events).await?;
     txn.commit().await
 }
@@ -456,6 +461,7 @@ fn generate_project(rng: &mut Rng, cast: &Cast, index: usize, size: DemoSize) ->
         features: Vec::new(),
         versions: Vec::new(),
         plans: Vec::new(),
+        revisions: Vec::new(),
         events: Vec::new(),
         specs: Vec::new(),
         plans_per_feature: Vec::new(),
@@ -528,6 +534,25 @@ fn generate_feature(
             implemented_by_plan_id: Some(draft.row.id),
             implemented_by: draft.row.submitted_by,
             created_at: at,
+        });
+    }
+    // Each plan was written against the version current when it was created.
+    for draft in &mut drafts {
+        let based_on = versions
+            .iter()
+            .filter(|version| version.created_at <= draft.row.created_at)
+            .map(|version| version.version)
+            .max()
+            .unwrap_or(1);
+        draft.row.based_on_version = based_on;
+        draft.row.based_on_spec_key = stored.key.clone();
+        batch.revisions.push(plan_spec_revision::Model {
+            id: Uuid::now_v7(),
+            plan_id: draft.row.id,
+            spec_key: draft.row.spec_key.clone(),
+            spec_size: draft.row.spec_size,
+            created_by: Some(draft.row.created_by),
+            created_at: draft.row.created_at,
         });
     }
     batch.features.push(feature::Model {
@@ -698,6 +723,9 @@ fn generate_plan(
             created_by: creator,
             created_at: created,
             updated_at: updated,
+            // Set by the feature once its versions are known.
+            based_on_version: 1,
+            based_on_spec_key: String::new(),
         },
         spec,
         events,

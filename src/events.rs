@@ -136,6 +136,19 @@ pub async fn record(
     from: Option<PlanStatus>,
     actor: Option<Uuid>,
 ) -> AppResult<plan_event::Model> {
+    record_at(connection, plan, kind, from, actor, plan.updated_at).await
+}
+
+/// [`record`] for an event that did not change the plan row (a drift of its
+/// feature), stamped `at` rather than with the plan's `updated_at`.
+pub async fn record_at(
+    connection: &impl ConnectionTrait,
+    plan: &plan::Model,
+    kind: EventKind,
+    from: Option<PlanStatus>,
+    actor: Option<Uuid>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> AppResult<plan_event::Model> {
     let postgres = connection.get_database_backend() == DbBackend::Postgres;
     if postgres {
         take_order_lock(connection).await?;
@@ -148,7 +161,7 @@ pub async fn record(
         from_status: Set(from),
         to_status: Set(plan.status),
         actor_id: Set(actor),
-        at: Set(plan.updated_at),
+        at: Set(at),
         ..Default::default()
     }
     .insert(connection)

@@ -9,6 +9,7 @@ pub mod board;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod drift;
 pub mod error;
 pub mod events;
 pub mod graphql;

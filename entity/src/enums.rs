@@ -124,10 +124,14 @@ pub enum EventKind {
     Stalled,
     #[sea_orm(string_value = "failed")]
     Failed,
+    #[sea_orm(string_value = "spec_drifted")]
+    SpecDrifted,
+    #[sea_orm(string_value = "rebased")]
+    Rebased,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::Created,
         EventKind::Updated,
         EventKind::StatusChanged,
@@ -137,6 +141,8 @@ impl EventKind {
         EventKind::Completed,
         EventKind::Stalled,
         EventKind::Failed,
+        EventKind::SpecDrifted,
+        EventKind::Rebased,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -150,6 +156,8 @@ impl EventKind {
             EventKind::Completed => "completed",
             EventKind::Stalled => "stalled",
             EventKind::Failed => "failed",
+            EventKind::SpecDrifted => "spec_drifted",
+            EventKind::Rebased => "rebased",
         }
     }
 }

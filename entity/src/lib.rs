@@ -7,6 +7,7 @@ pub mod feature;
 pub mod feature_version;
 pub mod plan;
 pub mod plan_event;
+pub mod plan_spec_revision;
 pub mod project;
 pub mod project_member;
 pub mod user;

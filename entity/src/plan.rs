@@ -26,6 +26,12 @@ pub struct Model {
     pub created_by: Uuid,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// The feature version current when the plan was written (or last rebased).
+    pub based_on_version: i32,
+    /// The feature spec object of that version at that moment: a later
+    /// amendment of the version gives it another key, so the plan still
+    /// knows the text it was written against.
+    pub based_on_spec_key: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

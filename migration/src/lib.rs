@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_initial;
 mod m20261125_000002_plan_list_order;
 mod m20261129_000005_webhooks;
+mod m20261129_000007_spec_drift;
 
 /// An index named `name` on `columns` of `table`, created only if missing.
 fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement {
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_initial::Migration),
             Box::new(m20261125_000002_plan_list_order::Migration),
             Box::new(m20261129_000005_webhooks::Migration),
+            Box::new(m20261129_000007_spec_drift::Migration),
         ]
     }
 }

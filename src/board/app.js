@@ -19,6 +19,7 @@ const CARD = `fragment Card on Plan {
   id title status updatedAt lastActivityAt
   claimedBy { email displayName }
   feature { id title }
+  specDrift { fromVersion toVersion behind }
 }`;
 const VIEWER = `query BoardViewer { viewer { email displayName } projects { id name } }`;
 // Any event cursor we have seen committed is a safe resume point (an older
@@ -41,6 +42,7 @@ ${CARD}`;
 const PLAN_DETAIL = `query BoardPlanDetail($id: ID!) {
   plan(id: $id) {
     ...Card description spec
+    specDrift { fromVersion toVersion behind diff { unified added removed truncated } }
     events { cursor kind fromStatus toStatus at actor { email displayName } }
   }
 }
@@ -313,10 +315,25 @@ function card(plan, changed) {
     h('span', { class: 'card-title' }, plan.title),
     h('span', { class: 'card-feature' }, plan.feature.title),
     plan.claimedBy ? h('span', { class: 'card-claimer' }, `Claimed by ${person(plan.claimedBy)}`) : null,
+    plan.specDrift ? h('span', { class: 'card-drift', title: 'The feature spec changed since this plan was written' }, driftText(plan.specDrift)) : null,
     h('span', { class: 'card-activity' }, 'Last activity ', time(plan.lastActivityAt)),
   );
   button.addEventListener('click', () => openDetail(plan.id));
   return h('li', {}, button);
+}
+
+/**
+ * `Spec changed since v1`. Only the plan's own version: a plan is told once
+ * when it drifts, so the feature's version on a card could go stale; the
+ * dialog reads the current one.
+ */
+function driftText(drift) {
+  return `Spec changed since v${drift.fromVersion}`;
+}
+
+/** `v1 → v3`, or `v2, amended` when the version was edited in place. */
+function driftDetail(drift) {
+  return drift.behind > 0 ? `v${drift.fromVersion} → v${drift.toVersion}` : `v${drift.toVersion}, amended`;
 }
 
 // ---- The detail dialog -----------------------------------------------------------
@@ -328,6 +345,8 @@ async function openDetail(planId) {
   showFacts(plan);
   $('detail-description').textContent = '';
   $('detail-spec').textContent = 'Loading…';
+  $('detail-drift-section').hidden = true;
+  $('detail-drift').textContent = '';
   $('detail-history').replaceChildren();
   $('detail').showModal();
   try {
@@ -337,10 +356,33 @@ async function openDetail(planId) {
     $('detail-description').textContent = data.plan.description ?? '';
     $('detail-spec').textContent =
       data.plan.spec ?? `The spec could not be loaded: ${errors[0]?.message ?? 'unknown error'}`;
+    showDrift(data.plan.specDrift);
     addHistory(data.plan.events);
   } catch (error) {
     if (state.openPlanId === planId) $('detail-spec').textContent = explain(error);
   }
+}
+
+/** What changed in the feature spec since the plan was written, as a diff. */
+function showDrift(drift) {
+  $('detail-drift-section').hidden = !drift;
+  if (!drift) return;
+  const diff = drift.diff;
+  $('detail-drift-summary').textContent = diff
+    ? `${driftDetail(drift)}: +${diff.added} −${diff.removed} lines${diff.truncated ? ' (cut: the diff is too long to show whole)' : ''}`
+    : `${driftDetail(drift)}: the diff could not be loaded.`;
+  $('detail-drift').replaceChildren(
+    ...(diff?.unified ?? '').replace(/\n$/, '').split('\n').map((line) =>
+      h('span', { class: diffClass(line) }, `${line}\n`),
+    ),
+  );
+}
+
+function diffClass(line) {
+  if (line.startsWith('+++') || line.startsWith('---') || line.startsWith('@@')) return 'diff-head';
+  if (line.startsWith('+')) return 'diff-add';
+  if (line.startsWith('-')) return 'diff-del';
+  return 'diff-ctx';
 }
 
 function showFacts(plan) {
@@ -354,6 +396,8 @@ function showFacts(plan) {
     h('dd', {}, plan.claimedBy ? person(plan.claimedBy) : 'nobody'),
     h('dt', {}, 'Last activity'),
     h('dd', {}, time(plan.lastActivityAt)),
+    h('dt', {}, 'Spec'),
+    h('dd', {}, plan.specDrift ? driftText(plan.specDrift) : 'up to date'),
   );
 }
 

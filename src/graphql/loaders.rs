@@ -14,7 +14,9 @@ use crate::error::AppError;
 use crate::service::Services;
 use crate::storage::{SpecStore, spec_text};
 use crate::workflow::{PlanStatus, Role};
-use entity::{feature, feature_version, plan, plan_event, project, project_member, user};
+use entity::{
+    feature, feature_version, plan, plan_event, plan_spec_revision, project, project_member, user,
+};
 
 /// Keys name what they load, so one loader can serve several tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,10 +55,25 @@ pub struct VersionNumber {
 /// A plan's audit trail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PlanEvents(pub Uuid);
+/// A plan's spec revisions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PlanSpecRevisions(pub Uuid);
+/// How many open plans of a feature are drifted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FeatureDriftCount(pub Uuid);
 
 /// A spec object key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SpecKey(pub String);
+
+/// The diff from one spec object to another, with the labels of its headers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DiffKey {
+    pub from: String,
+    pub to: String,
+    pub from_label: String,
+    pub to_label: String,
+}
 
 pub struct DbLoader {
     services: Services,
@@ -66,12 +83,20 @@ pub struct SpecLoader {
     services: Services,
 }
 
+/// Diffs between specs: the plans of one feature drifted from the same
+/// version share one diff, computed once per request; the specs of a batch
+/// of diffs are one read from the store.
+pub struct DiffLoader {
+    services: Services,
+}
+
 /// The loaders of one request. Each caches what it loaded for the rest of
 /// the request, so a list can load every row's relations in one batch up
 /// front (see `connection.rs`) and the rows' fields then read from the cache.
 pub struct Loaders {
     pub db: DataLoader<DbLoader, HashMapCache>,
     specs: DataLoader<SpecLoader, HashMapCache>,
+    pub diffs: DataLoader<DiffLoader, HashMapCache>,
     /// A list of this request put its specs into `specs` (see [`Loaders::prime_specs`]).
     specs_primed: AtomicBool,
 }
@@ -84,9 +109,13 @@ impl Loaders {
         let specs = SpecLoader {
             services: services.clone(),
         };
+        let diffs = DiffLoader {
+            services: services.clone(),
+        };
         Loaders {
             db: DataLoader::with_cache(db, tokio::spawn, HashMapCache::default()),
             specs: DataLoader::with_cache(specs, tokio::spawn, HashMapCache::default()),
+            diffs: DataLoader::with_cache(diffs, tokio::spawn, HashMapCache::default()),
             specs_primed: AtomicBool::new(false),
         }
     }
@@ -129,6 +158,8 @@ impl Loaders {
         self.db.clear::<RoleIn>();
         self.db.clear::<VersionNumber>();
         self.db.clear::<PlanEvents>();
+        self.db.clear::<PlanSpecRevisions>();
+        self.db.clear::<FeatureDriftCount>();
     }
 
     /// Forgets everything, specs included: a subscription resolves each event
@@ -137,6 +168,7 @@ impl Loaders {
     pub fn forget_all(&self) {
         self.forget_rows();
         self.specs.clear::<SpecKey>();
+        self.diffs.clear::<DiffKey>();
         self.specs_primed.store(false, Ordering::Relaxed);
     }
 }
@@ -347,6 +379,40 @@ impl Loader<PlanEvents> for DbLoader {
     }
 }
 
+impl Loader<PlanSpecRevisions> for DbLoader {
+    type Value = Arc<Vec<plan_spec_revision::Model>>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[PlanSpecRevisions],
+    ) -> Result<HashMap<PlanSpecRevisions, Self::Value>, AppError> {
+        let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
+        let grouped = self.services.spec_revisions_of(&ids).await?;
+        Ok(grouped
+            .into_iter()
+            .map(|(id, revisions)| (PlanSpecRevisions(id), Arc::new(revisions)))
+            .collect())
+    }
+}
+
+impl Loader<FeatureDriftCount> for DbLoader {
+    type Value = u64;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[FeatureDriftCount],
+    ) -> Result<HashMap<FeatureDriftCount, u64>, AppError> {
+        let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
+        let counts = self.services.drifted_counts_by_feature(&ids).await?;
+        Ok(counts
+            .into_iter()
+            .map(|(id, count)| (FeatureDriftCount(id), count))
+            .collect())
+    }
+}
+
 impl Loader<SpecKey> for SpecLoader {
     type Value = String;
     type Error = AppError;
@@ -359,5 +425,51 @@ impl Loader<SpecKey> for SpecLoader {
             .into_iter()
             .map(|(key, bytes)| (SpecKey(key), spec_text(&bytes)))
             .collect())
+    }
+}
+
+impl Loader<DiffKey> for DiffLoader {
+    type Value = Arc<crate::drift::SpecDiff>;
+    type Error = AppError;
+
+    /// Every spec of the batch in one read, then the diffs, one after the
+    /// other, off the async threads (each bounded by its deadline).
+    async fn load(&self, keys: &[DiffKey]) -> Result<HashMap<DiffKey, Self::Value>, AppError> {
+        let mut specs: Vec<String> = keys
+            .iter()
+            .flat_map(|key| [key.from.clone(), key.to.clone()])
+            .collect();
+        specs.sort_unstable();
+        specs.dedup();
+        let objects: HashMap<String, String> = self
+            .services
+            .specs
+            .get_many(&specs)
+            .await?
+            .into_iter()
+            .map(|(key, bytes)| (key, spec_text(&bytes)))
+            .collect();
+        let keys = keys.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let text = |key: &str| {
+                objects
+                    .get(key)
+                    .ok_or_else(|| AppError::Internal(format!("spec object {key} is missing")))
+            };
+            keys.into_iter()
+                .map(|key| {
+                    let diff = crate::drift::diff(
+                        text(&key.from)?,
+                        text(&key.to)?,
+                        &key.from_label,
+                        &key.to_label,
+                        crate::drift::DiffLimits::default(),
+                    );
+                    Ok((key, Arc::new(diff)))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|error| AppError::Internal(format!("the diff task failed: {error}")))?
     }
 }

@@ -189,6 +189,27 @@ impl MutationRoot {
         Ok(Plan(plan))
     }
 
+    /// Rebases a plan onto its feature's current version: `basedOnVersion`
+    /// becomes the feature's current version and `specDrift` clears. Say you
+    /// re-read the feature spec; with `specContent` the plan's spec is replaced
+    /// in the same change (as updatePlan: claimed work only by its claimer).
+    /// Without it, any member may rebase a plan nobody holds, and the claimer
+    /// or an owner one that is held. COMPLETED and FAILED plans: CONFLICT.
+    async fn rebase_plan(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The plan.")] plan_id: ID,
+        #[graphql(
+            desc = "A new spec for the plan, markdown, written against the current feature spec."
+        )]
+        spec_content: Option<String>,
+    ) -> AppResult<Plan> {
+        let plan = writing(ctx)
+            .rebase_plan(viewer(ctx)?, &plan_id, spec_content.as_deref())
+            .await?;
+        Ok(Plan(plan))
+    }
+
     /// Moves a plan along the workflow: DRAFT↔READY, REVIEW→COMPLETED (cuts a
     /// version) or →IN_PROGRESS, STALLED→READY, or →FAILED. Anything else is
     /// INVALID_TRANSITION, listing what is allowed.

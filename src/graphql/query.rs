@@ -83,6 +83,10 @@ impl QueryRoot {
         #[graphql(desc = "Only plans whose title contains this text (any case).")] search: Option<
             String,
         >,
+        #[graphql(
+            desc = "Only plans whose spec is stale (true: open plans written against an older or amended feature spec) or not (false); see Plan.specDrift."
+        )]
+        drifted: Option<bool>,
         #[graphql(desc = "Sort order; default oldest first.")] order_by: Option<PlanOrder>,
         #[graphql(desc = "Page size from the start: 0 to 100, default 20.")] first: Option<i32>,
         #[graphql(desc = "Continue after this cursor (a previous page's endCursor).")]
@@ -94,6 +98,7 @@ impl QueryRoot {
         let filter = PlanFilter {
             updated_since: updated_since.map(|since| since.0),
             search,
+            drifted,
             ..PlanFilter::parse(
                 project_id.as_deref().map(String::as_str),
                 feature_id.as_deref().map(String::as_str),

@@ -6,6 +6,7 @@
 //! made here reaches GraphQL queries and `planEvents` subscribers at once.
 
 mod call;
+mod drift;
 mod features;
 mod plans;
 mod projects;
@@ -119,7 +120,10 @@ pub struct Tools {
 
 impl Tools {
     pub fn new(services: Services) -> Tools {
-        let router = Tools::plan_tools() + Tools::feature_tools() + Tools::project_tools();
+        let router = Tools::plan_tools()
+            + Tools::feature_tools()
+            + Tools::project_tools()
+            + Tools::drift_tools();
         Tools {
             services,
             tool_router: Arc::new(router),

@@ -389,6 +389,13 @@ impl Tools {
             .field("Feature", format!("{} ({})", feature.title, feature.id))
             .field("Project", &related.project(plan.project_id)?.name)
             .field("Status", plan.status.as_str());
+        let mut view = related.plan_view(&plan)?;
+        if let Some(drift) = &view.spec_drift {
+            text.line(drift.warning()).line(format!(
+                "   See what changed with get_spec_diff (plan_id: {}), then rebase_plan.",
+                plan.id
+            ));
+        }
         if let Some(claimer) = plan.claimed_by {
             text.field("Claimed by", &related.user(claimer)?.email)
                 .optional_field("Claimed at", plan.claimed_at.map(text_time))
@@ -414,7 +421,6 @@ impl Tools {
         if let Some(artifacts) = &plan.work_artifacts {
             text.block("Work Artifacts", artifacts);
         }
-        let mut view = related.plan_view(&plan)?;
         view.spec_content = Some(spec);
         Reply::new(&text, &PlanResult { plan: view })
     }

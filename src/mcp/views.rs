@@ -132,9 +132,65 @@ pub struct PlanView {
     pub last_activity_at: String,
     pub created_at: String,
     pub updated_at: String,
+    /// The feature version the plan was written against (at creation or its last rebase_plan).
+    pub based_on_version: i32,
+    /// Set when the feature moved past the spec the plan was written against; see get_spec_diff.
+    pub spec_drift: Option<DriftView>,
     /// The full specification (markdown); create_plan, get_plan and update_plan include it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec_content: Option<String>,
+}
+
+/// How far a plan's spec lags behind its feature.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DriftView {
+    /// The version the plan was written against.
+    pub from_version: i32,
+    /// The feature's current version.
+    pub to_version: i32,
+    /// Versions behind; 0 when the plan's version was amended since.
+    pub behind: i32,
+}
+
+impl DriftView {
+    /// `⚠ Written against v3; feature is at v5`, the line replies show.
+    pub fn warning(&self) -> String {
+        if self.behind == 0 {
+            format!(
+                "⚠ Written against v{}; feature is at v{}, whose spec was amended since",
+                self.from_version, self.to_version
+            )
+        } else {
+            format!(
+                "⚠ Written against v{}; feature is at v{}",
+                self.from_version, self.to_version
+            )
+        }
+    }
+}
+
+/// A line diff between two specs.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DiffView {
+    /// Unified diff with 3 lines of context; empty when the specs are the same.
+    pub unified: String,
+    /// Lines added, over the whole diff.
+    pub added: usize,
+    /// Lines removed, over the whole diff.
+    pub removed: usize,
+    /// The unified text was cut at the server's limit.
+    pub truncated: bool,
+}
+
+impl From<crate::drift::SpecDiff> for DiffView {
+    fn from(diff: crate::drift::SpecDiff) -> DiffView {
+        DiffView {
+            unified: diff.unified,
+            added: diff.added,
+            removed: diff.removed,
+            truncated: diff.truncated,
+        }
+    }
 }
 
 /// A feature version.
@@ -311,6 +367,12 @@ impl Related {
             last_activity_at: rfc3339(plan.last_activity_at),
             created_at: rfc3339(plan.created_at),
             updated_at: rfc3339(plan.updated_at),
+            based_on_version: plan.based_on_version,
+            spec_drift: crate::drift::drift_of(plan, feature).map(|drift| DriftView {
+                from_version: drift.from_version,
+                to_version: drift.to_version,
+                behind: drift.behind,
+            }),
             spec_content: None,
         })
     }

@@ -9,6 +9,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::drift::{FeatureBefore, announce_drift};
 use super::pagination::{Page, Window, fetch_page};
 use super::{Services, Viewer, now, parse_id};
 use crate::error::{AppError, AppResult, Argument};
@@ -163,9 +164,10 @@ impl Services {
             None => None,
         };
         let txn = self.begin_write().await?;
+        let before = feature;
         let mut edit = feature::Entity::update_many()
             .col_expr(feature::Column::UpdatedAt, Expr::value(now()))
-            .filter(feature::Column::Id.eq(feature.id));
+            .filter(feature::Column::Id.eq(before.id));
         if let Some(title) = title {
             edit = edit.col_expr(feature::Column::Title, Expr::value(title));
         }
@@ -180,8 +182,15 @@ impl Services {
             .await?
             .into_iter()
             .next()
-            .ok_or_else(|| AppError::NotFound(format!("No feature with id {}", feature.id)))?;
+            .ok_or_else(|| AppError::NotFound(format!("No feature with id {}", before.id)))?;
+        // What open plans were written against may have moved: a new
+        // version, or a different text for the current one.
+        let mut moved = None;
         if update.new_version {
+            moved = Some(FeatureBefore {
+                version: feature.current_version,
+                spec_key: feature.spec_key.clone(),
+            });
             let origin = VersionOrigin {
                 plan: None,
                 implemented_by: None,
@@ -189,6 +198,10 @@ impl Services {
             };
             feature = cut_version(&*txn, feature.id, origin).await?.0;
         } else if let Some(spec) = spec {
+            moved = Some(FeatureBefore {
+                version: feature.current_version,
+                spec_key: before.spec_key.clone(),
+            });
             feature_version::Entity::update_many()
                 .col_expr(feature_version::Column::SpecKey, Expr::value(spec.key))
                 .filter(feature_version::Column::FeatureId.eq(feature.id))
@@ -196,7 +209,11 @@ impl Services {
                 .exec(&*txn)
                 .await?;
         }
-        txn.commit().await?;
+        let drifted = match moved {
+            Some(before) => announce_drift(&*txn, &before, &feature, Some(viewer)).await?,
+            None => Vec::new(),
+        };
+        txn.commit_and_publish(&self.events, drifted).await?;
         Ok(feature)
     }
 

@@ -1,6 +1,7 @@
 //! Use cases. Resolvers call these and nothing lower: this is where
 //! authorization, validation, transactions and events happen.
 
+pub mod drift;
 pub mod features;
 pub mod keys;
 pub mod pagination;

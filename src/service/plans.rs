@@ -11,6 +11,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::drift::{FeatureBefore, announce_drift, drifted_condition, record_revision};
 use super::features::{VersionOrigin, cut_version};
 use super::pagination::{Page, Position, SortValue, Window, page_of, windowed};
 use super::projects::member_projects;
@@ -42,6 +43,8 @@ pub struct PlanFilter {
     pub updated_since: Option<DateTime<Utc>>,
     /// Case-insensitive substring of the title.
     pub search: Option<String>,
+    /// Only plans whose spec is stale (`true`) or not (`false`); see `crate::drift`.
+    pub drifted: Option<bool>,
 }
 
 impl PlanFilter {
@@ -231,11 +234,14 @@ impl PlanSort {
 struct ChangeInput<'a> {
     spec_content: Option<&'a str>,
     artifacts: Option<&'a str>,
+    /// `rebasePlan` with a spec: the plan is also based on the feature's
+    /// current version, and the event is REBASED.
+    rebase: bool,
 }
 
 /// A conditional update that lost a race is retried on fresh state this many
 /// times before the caller is asked to retry.
-const MAX_ATTEMPTS: usize = 4;
+pub(super) const MAX_ATTEMPTS: usize = 4;
 
 impl Services {
     #[tracing::instrument(skip_all)]
@@ -276,8 +282,8 @@ impl Services {
             title: Set(title),
             description: Set(description),
             status: Set(status),
-            spec_key: Set(spec.key),
-            spec_sha256: Set(spec.sha256),
+            spec_key: Set(spec.key.clone()),
+            spec_sha256: Set(spec.sha256.clone()),
             spec_size: Set(spec.size),
             work_artifacts: Set(None),
             claimed_by: Set(None),
@@ -288,9 +294,12 @@ impl Services {
             created_by: Set(viewer.id()),
             created_at: Set(at),
             updated_at: Set(at),
+            based_on_version: Set(feature.current_version),
+            based_on_spec_key: Set(feature.spec_key.clone()),
         }
         .insert(&*txn)
         .await?;
+        record_revision(&*txn, plan.id, &spec, viewer.id(), at).await?;
         let event =
             events::record(&*txn, &plan, EventKind::Created, None, Some(viewer.id())).await?;
         let live = live_event(event, &plan, Some(viewer));
@@ -320,8 +329,21 @@ impl Services {
         plan_id: &str,
         spec_content: &str,
     ) -> AppResult<plan::Model> {
+        self.update_plan_spec(viewer, plan_id, spec_content, false)
+            .await
+    }
+
+    /// `updatePlan`, or `rebasePlan` with a spec when `rebase`.
+    pub(super) async fn update_plan_spec(
+        &self,
+        viewer: &Viewer,
+        plan_id: &str,
+        spec_content: &str,
+        rebase: bool,
+    ) -> AppResult<plan::Model> {
         let input = ChangeInput {
             spec_content: Some(spec_content),
+            rebase,
             ..ChangeInput::default()
         };
         Ok(self
@@ -413,6 +435,13 @@ impl Services {
                 stored_spec =
                     Some(store_spec(&*self.specs, plan.project_id, owner, content).await?);
             }
+            // A rebase is based on the feature as read now; should the
+            // feature move before the commit, the plan is drifted again and
+            // that move announced it.
+            let rebase_onto = match input.rebase {
+                true => Some(self.find_feature(plan.feature_id).await?),
+                false => None,
+            };
             let txn = self.begin_write().await?;
             let committed = self
                 .commit_transition(
@@ -422,6 +451,7 @@ impl Services {
                     viewer,
                     &input,
                     stored_spec.as_ref(),
+                    rebase_onto.as_ref(),
                 )
                 .await?;
             if let Some(outcome) = committed {
@@ -434,6 +464,7 @@ impl Services {
     }
 
     /// Applies a decided transition; `None` when the plan changed since it was read.
+    #[allow(clippy::too_many_arguments)]
     async fn commit_transition(
         &self,
         txn: WriteTransaction,
@@ -442,6 +473,7 @@ impl Services {
         viewer: &Viewer,
         input: &ChangeInput<'_>,
         spec: Option<&StoredSpec>,
+        rebase_onto: Option<&feature::Model>,
     ) -> AppResult<Option<Outcome>> {
         use plan::Column;
         let at = now();
@@ -482,9 +514,20 @@ impl Services {
                 .col_expr(Column::SpecSha256, Expr::value(spec.sha256.clone()))
                 .col_expr(Column::SpecSize, Expr::value(spec.size));
         }
+        if let Some(feature) = rebase_onto {
+            update = update
+                .col_expr(Column::BasedOnVersion, Expr::value(feature.current_version))
+                .col_expr(
+                    Column::BasedOnSpecKey,
+                    Expr::value(feature.spec_key.clone()),
+                );
+        }
         let Some(mut plan) = update.exec_with_returning(&*txn).await?.into_iter().next() else {
             return Ok(None);
         };
+        if let (true, Some(spec)) = (transition.replaces_spec, spec) {
+            record_revision(&*txn, plan.id, spec, viewer.id(), at).await?;
+        }
         let version = if transition.creates_version {
             // The worker who did the work is credited; an approval of a plan
             // nobody submitted credits the approver.
@@ -494,24 +537,34 @@ impl Services {
                 implemented_by: Some(implemented_by),
                 spec_key: None,
             };
-            let (_, version) = cut_version(&*txn, plan.feature_id, origin).await?;
+            let (feature, version) = cut_version(&*txn, plan.feature_id, origin).await?;
             let mut active: plan::ActiveModel = plan.into();
             active.implemented_version = Set(Some(version.version));
             plan = active.update(&*txn).await?;
-            Some(version)
+            Some((feature, version))
         } else {
             None
         };
-        let event = events::record(
-            &*txn,
-            &plan,
-            transition.event,
-            Some(transition.from),
-            Some(viewer.id()),
-        )
-        .await?;
-        let live = live_event(event, &plan, Some(viewer));
-        txn.commit_and_publish(&self.events, vec![live]).await?;
+        let kind = match rebase_onto {
+            Some(_) => EventKind::Rebased,
+            None => transition.event,
+        };
+        let event =
+            events::record(&*txn, &plan, kind, Some(transition.from), Some(viewer.id())).await?;
+        let mut live = vec![live_event(event, &plan, Some(viewer))];
+        let version = match version {
+            Some((feature, version)) => {
+                // A completion moves the number and keeps the spec.
+                let before = FeatureBefore {
+                    version: feature.current_version - 1,
+                    spec_key: feature.spec_key.clone(),
+                };
+                live.extend(announce_drift(&*txn, &before, &feature, Some(viewer)).await?);
+                Some(version)
+            }
+            None => None,
+        };
+        txn.commit_and_publish(&self.events, live).await?;
         Ok(Some(Outcome {
             plan,
             previous: transition.from,
@@ -630,7 +683,6 @@ impl Services {
         Ok(visible_plans(viewer, filter).count(&self.db).await?)
     }
 
-    /// The audit trail of a plan, oldest first.
     /// The audit trail of each plan, oldest first, in one query.
     pub async fn events_of(
         &self,
@@ -670,6 +722,9 @@ fn visible_plans(viewer: &Viewer, filter: &PlanFilter) -> Select<plan::Entity> {
     }
     if let Some(claimer) = filter.claimed_by {
         query = query.filter(plan::Column::ClaimedBy.eq(claimer));
+    }
+    if let Some(drifted) = filter.drifted {
+        query = query.filter(drifted_condition(drifted));
     }
     if let Some(since) = filter.updated_since {
         query = query.filter(plan::Column::UpdatedAt.gte(since));
@@ -724,7 +779,7 @@ fn live_event(event: plan_event::Model, plan: &plan::Model, actor: Option<&Viewe
 }
 
 /// `column = value`, or `column IS NULL` when there is no value.
-fn same_user(column: plan::Column, value: Option<Uuid>) -> SimpleExpr {
+pub(super) fn same_user(column: plan::Column, value: Option<Uuid>) -> SimpleExpr {
     match value {
         Some(id) => column.eq(id),
         None => column.is_null(),

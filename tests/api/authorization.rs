@@ -125,6 +125,13 @@ fn matrix() -> Vec<(&'static str, Row)> {
         // Submission of work claimed by the caller (viewers and outsiders
         // cannot claim, so they try a plan claimed by a member).
         ("submitWork", writers()),
+        // Rebasing a plan nobody holds: any writer.
+        ("rebasePlan", writers()),
+        // Drift and spec history: whoever may read the plan or feature.
+        ("Plan.specDrift", readers()),
+        ("Plan.specRevisions", readers()),
+        ("Feature.specDiff", readers()),
+        ("FeatureVersion.diff", readers()),
         // Webhooks: owners only, the list on a project included.
         ("createWebhook", owners()),
         ("updateWebhook", owners()),
@@ -164,6 +171,8 @@ struct Fixture {
     receiver: Receiver,
     /// A logged webhook delivery, for redelivery.
     delivery: String,
+    /// A READY plan written against v1 of a feature now at v2.
+    drifted: String,
 }
 
 impl Fixture {
@@ -322,6 +331,34 @@ async fn perform(fixture: &Fixture, operation: &str, caller: Caller) -> Reply {
             let vars = json!({ "planId": plan, "artifacts": "PR", "status": "REVIEW" });
             client.send(SUBMIT, vars).await
         }
+        // One shared plan: a new plan per caller would push the fixture's
+        // logged delivery out of the webhook's log of 50.
+        "rebasePlan" => {
+            let query = "mutation($id: ID!) { rebasePlan(planId: $id) { basedOnVersion } }";
+            client.send(query, json!({ "id": fixture.drifted })).await
+        }
+        "Plan.specDrift" | "Plan.specRevisions" => {
+            let plan = &fixture.drifted;
+            let query = match operation {
+                "Plan.specDrift" => {
+                    "query($id: ID!) { plan(id: $id) { specDrift { behind diff { added } } } }"
+                }
+                _ => {
+                    "query($id: ID!) { plan(id: $id) { specRevisions { size spec diff { added } } } }"
+                }
+            };
+            client.send(query, json!({ "id": plan })).await
+        }
+        "Feature.specDiff" => {
+            let query =
+                "query($id: ID!) { feature(id: $id) { specDiff(fromVersion: 1) { added } } }";
+            client.send(query, json!({ "id": feature })).await
+        }
+        "FeatureVersion.diff" => {
+            let query =
+                "query($id: ID!) { feature(id: $id) { versions { diff(from: 1) { added } } } }";
+            client.send(query, json!({ "id": feature })).await
+        }
         "createWebhook" => {
             let vars = json!({ "projectId": project, "url": fixture.receiver.url });
             let reply = client.send(CREATE_WEBHOOK, vars).await;
@@ -383,12 +420,20 @@ async fn every_operation_for_every_caller(backend: Backend) {
         revoked,
         server.admin(),
     ];
+    let drifted = team.plan("drifted", "READY").await;
+    team.owner
+        .ok(
+            "mutation($id: ID!) { updateFeature(featureId: $id, specContent: \"# v2\", newVersion: true) { id } }",
+            json!({ "id": team.feature }),
+        )
+        .await;
     let fixture = Fixture {
         team,
         clients,
         bystander,
         receiver,
         delivery,
+        drifted,
     };
 
     // The table covers the whole schema.

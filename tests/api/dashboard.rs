@@ -365,12 +365,21 @@ async fn related_lists_of_a_page_load_in_batches(backend: Backend) {
         .await; // warm-up
     let mut costs = Vec::new();
     for first in [6, 60] {
-        let before = statements_executed(&server).await;
-        let page = team
-            .viewer
-            .ok(detail, json!({ "featureId": team.feature, "first": first }))
-            .await;
-        costs.push(statements_executed(&server).await - before);
+        // The server's background tasks (the PostgreSQL event listener and
+        // the webhook worker catching up on the setup's events) may run a
+        // statement during a request; they only ever add, so the least of
+        // three runs is the page's own cost.
+        let mut runs = Vec::new();
+        let mut page = Value::Null;
+        for _ in 0..3 {
+            let before = statements_executed(&server).await;
+            page = team
+                .viewer
+                .ok(detail, json!({ "featureId": team.feature, "first": first }))
+                .await;
+            runs.push(statements_executed(&server).await - before);
+        }
+        costs.push(runs.into_iter().min().expect("three runs"));
         let nodes = page["plans"]["nodes"].as_array().expect("nodes");
         assert_eq!(nodes.len(), first);
         for (index, node) in nodes.iter().enumerate() {
@@ -383,7 +392,10 @@ async fn related_lists_of_a_page_load_in_batches(backend: Backend) {
                 assert_eq!(kinds, 3, "{node}");
                 assert!(node["implementedFeatureVersion"]["version"].as_i64() > Some(1));
             } else {
-                assert_eq!(kinds, 1, "{node}");
+                // Created, then drifted by the next plan's completion (none
+                // comes after the last one).
+                let drifted = if index == 59 { 0 } else { 1 };
+                assert_eq!(kinds, 1 + drifted, "{node}");
                 assert!(node["implementedFeatureVersion"].is_null());
             }
         }

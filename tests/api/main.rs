@@ -8,6 +8,7 @@ mod authorization;
 mod concurrency;
 mod dashboard;
 mod database_outage;
+mod drift;
 mod errors;
 mod fanout;
 mod limits;

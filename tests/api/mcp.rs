@@ -12,7 +12,7 @@ use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
 /// Every tool the server offers: the seed's eight plus what plans need.
-const TOOLS: [&str; 14] = [
+const TOOLS: [&str; 16] = [
     "create_plan",
     "list_plans",
     "get_plan",
@@ -27,6 +27,8 @@ const TOOLS: [&str; 14] = [
     "update_feature",
     "list_feature_versions",
     "list_projects",
+    "get_spec_diff",
+    "rebase_plan",
 ];
 
 /// An MCP client acting with one API key.
@@ -42,9 +44,7 @@ impl Agent {
         let config =
             StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", server.base_url))
                 .auth_header(key);
-        // rmcp's client shares the reqwest 0.13 that the GCS crates build
-        // without a TLS crypto provider; the server installs ring the same way.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let transport = StreamableHttpClientTransport::from_config(config);
         let client = ().serve(transport).await?;
         Ok(Agent { client })
@@ -1049,4 +1049,68 @@ async fn claim_conflicts_are_the_seeds_sentences() {
     let extensions = &reply.errors[0]["extensions"];
     assert_eq!(extensions["currentStatus"], "CLAIMED");
     assert_eq!(extensions["claimedBy"], worker_id.as_str());
+}
+
+/// Spec drift for agents: get_plan warns, get_spec_diff shows what changed,
+/// rebase_plan clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_plan_warns_of_drift_and_get_spec_diff_shows_it() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let worker = Agent::connect(&server, &team.worker).await;
+    let plan = team.plan("written on v1", "READY").await;
+    let (text, data) = worker.ok("get_plan", json!({ "plan_id": plan })).await;
+    assert!(!text.contains('⚠'), "{text}");
+    assert_eq!(data["plan"]["based_on_version"], 1);
+    assert_eq!(data["plan"]["spec_drift"], Value::Null);
+    let (text, data) = worker.ok("get_spec_diff", json!({ "plan_id": plan })).await;
+    assert!(text.starts_with("✓ Plan is up to date"), "{text}");
+    assert_eq!(data["diff"]["unified"], "");
+
+    // Two new versions, the second with a new spec.
+    team.plan_in("implemented", "COMPLETED").await;
+    team.owner
+        .ok(
+            "mutation($id: ID!) { updateFeature(featureId: $id, newVersion: true,
+               specContent: \"# Auth\\nUsers sign in.\\nWith passkeys.\") { id } }",
+            json!({ "id": team.feature }),
+        )
+        .await;
+
+    let (text, data) = worker.ok("get_plan", json!({ "plan_id": plan })).await;
+    assert_lines(&text, &["⚠ Written against v1; feature is at v3"]);
+    assert_eq!(
+        data["plan"]["spec_drift"],
+        json!({ "from_version": 1, "to_version": 3, "behind": 2 })
+    );
+    let (text, data) = worker.ok("get_spec_diff", json!({ "plan_id": plan })).await;
+    assert_lines(&text, &["+With passkeys.", "Lines: +2 -1"]);
+    assert_eq!(data["from_version"], 1);
+    assert_eq!(data["to_version"], 3);
+    assert_eq!(
+        (
+            data["diff"]["added"].clone(),
+            data["diff"]["removed"].clone()
+        ),
+        (json!(2), json!(1))
+    );
+    let (_, data) = worker
+        .ok(
+            "get_spec_diff",
+            json!({ "feature_id": team.feature, "from_version": 2 }),
+        )
+        .await;
+    assert_eq!(data["diff"]["added"], 2);
+    assert!(
+        worker
+            .error("get_spec_diff", json!({ "feature_id": team.feature }))
+            .await
+            .starts_with("BAD_USER_INPUT: Give either plan_id")
+    );
+
+    let (text, data) = worker.ok("rebase_plan", json!({ "plan_id": plan })).await;
+    assert!(text.starts_with("✓ Plan rebased!"), "{text}");
+    assert_eq!(data["plan"]["based_on_version"], 3);
+    let (text, _) = worker.ok("get_plan", json!({ "plan_id": plan })).await;
+    assert!(!text.contains('⚠'), "{text}");
 }

@@ -324,6 +324,35 @@ test(
 );
 
 test(
+  'a plan whose feature moves on gets a drift badge live, and its dialog shows what changed',
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    const plan = await team.plan('OAuth 2.0', 'READY');
+    const page = await openPage(browser);
+    await signIn(page, server, team.owner);
+    const badge = `.card[data-plan-id="${plan}"] .card-drift`;
+    assert.equal(await page.locator(badge).count(), 0);
+
+    await server.gql(
+      team.owner,
+      `mutation($f: ID!, $s: String!) { updateFeature(featureId: $f, newVersion: true, specContent: $s) { id } }`,
+      { f: team.featureId, s: '# Feature\nWith passkeys.' },
+    );
+
+    await eventually(async () => assert.equal(await page.locator(badge).textContent(), 'Spec changed since v1'));
+    await page.click(`.card[data-plan-id="${plan}"]`);
+    await page.waitForSelector('#detail-drift:has-text("With passkeys.")');
+    assert.equal(await page.textContent('#detail-drift-summary'), 'v1 → v2: +2 −1 lines');
+    assert.equal(await page.textContent('.diff-add >> nth=1'), '+With passkeys.\n');
+    assert.equal(await page.textContent('.diff-del'), '-# Feature\n');
+    const history = () => page.$$eval('#detail-history li', (items) => items.map((item) => item.textContent));
+    await eventually(async () => assert.match((await history()).at(-1) ?? '', /^Spec drifted Ready → Ready, by Olivia Owner/));
+    assert.deepEqual(page.errors, []);
+  }),
+);
+
+test(
   'screenshots at laptop and phone width',
   TIMEOUT,
   withServer(async ({ server }) => {

@@ -70,4 +70,10 @@ pub enum PlanEventKind {
     Stalled,
     /// The plan was marked FAILED.
     Failed,
+    /// The feature moved past the spec this open plan was written against (a
+    /// new version, or an amendment of its version): see `Plan.specDrift`.
+    /// Once, when the plan becomes drifted; again only after a rebase.
+    SpecDrifted,
+    /// The plan was rebased onto the feature's current version (`rebasePlan`).
+    Rebased,
 }

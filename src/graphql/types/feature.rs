@@ -3,13 +3,15 @@ use std::sync::Arc;
 use async_graphql::{Context, ID, Object};
 
 use super::{
-    DateTime, FeatureVersion, PlanConnection, PlanCounts, PlanOrder, PlanStatus, Project, at,
-    load_plans, spec_text,
+    DateTime, FeatureVersion, PlanConnection, PlanCounts, PlanOrder, PlanStatus, Project, SpecDiff,
+    at, diff_specs, load_plans, spec_text,
 };
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::PageArguments;
 use crate::graphql::loaders;
-use crate::graphql::loaders::{FeaturePlanCounts, FeatureVersions, ProjectId};
+use crate::graphql::loaders::{
+    FeatureDriftCount, FeaturePlanCounts, FeatureVersions, ProjectId, VersionNumber,
+};
 use crate::service::plans::PlanFilter;
 use entity::feature;
 
@@ -68,6 +70,10 @@ impl Feature {
         #[graphql(desc = "Only plans whose title contains this text (any case).")] search: Option<
             String,
         >,
+        #[graphql(
+            desc = "Only plans whose spec is stale (true) or up to date (false); see Plan.specDrift."
+        )]
+        drifted: Option<bool>,
         #[graphql(desc = "Sort order; default oldest first.")] order_by: Option<PlanOrder>,
         #[graphql(desc = "Page size from the start: 0 to 100, default 20.")] first: Option<i32>,
         #[graphql(desc = "Continue after this cursor (a previous page's endCursor).")]
@@ -79,6 +85,7 @@ impl Feature {
         let filter = PlanFilter {
             feature: Some(self.0.id),
             search,
+            drifted,
             ..PlanFilter::parse(None, None, None, status.unwrap_or_default())?
         };
         let arguments = PageArguments {
@@ -96,6 +103,44 @@ impl Feature {
             .load_one(FeaturePlanCounts(self.0.id))
             .await?;
         Ok(PlanCounts::from(counts.unwrap_or_default()))
+    }
+    /// How many of this feature's open plans (DRAFT … REVIEW) are drifted:
+    /// written against an older version or an amended spec.
+    async fn drifted_plan_count(&self, ctx: &Context<'_>) -> AppResult<u64> {
+        let count = loaders(ctx)
+            .db
+            .load_one(FeatureDriftCount(self.0.id))
+            .await?;
+        Ok(count.unwrap_or(0))
+    }
+    /// The diff of the spec from version `fromVersion` to `toVersion` (default
+    /// the current one), each as it is now (amendments included).
+    #[graphql(complexity = "super::drift::DIFF_COMPLEXITY")]
+    async fn spec_diff(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The version to compare from.")] from_version: i32,
+        #[graphql(desc = "The version to compare to; default the current version.")]
+        to_version: Option<i32>,
+    ) -> AppResult<Option<SpecDiff>> {
+        let to_version = to_version.unwrap_or(self.0.current_version);
+        let version = |version| async move {
+            let key = VersionNumber {
+                feature: self.0.id,
+                version,
+            };
+            loaders(ctx).db.load_one(key).await?.ok_or_else(|| {
+                AppError::BadUserInput(format!(
+                    "The feature has no version {version}; its versions are 1 to {}",
+                    self.0.current_version
+                ))
+            })
+        };
+        let (from, to) = futures::try_join!(version(from_version), version(to_version))?;
+        let labels = (format!("v{from_version}"), format!("v{to_version}"));
+        diff_specs(ctx, &from.spec_key, &to.spec_key, labels.0, labels.1)
+            .await
+            .map(Some)
     }
     /// Every version, oldest first.
     #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]

@@ -100,7 +100,8 @@ pub async fn load_plans(
     let descending = order.direction == OrderDirection::Desc;
     let window = window(arguments, name, sort == PlanSort::Title, descending)?;
     let joins = PlanJoins {
-        feature: row_field_selected(ctx, "feature"),
+        // `specDrift` compares the plan with its feature row.
+        feature: row_field_selected(ctx, "feature") || row_field_selected(ctx, "specDrift"),
         project: row_field_selected(ctx, "project"),
         claimer: row_field_selected(ctx, "claimedBy"),
     };

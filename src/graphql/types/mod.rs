@@ -2,6 +2,7 @@
 //! relations through the operation's loaders; none of them decides anything.
 
 mod api_key;
+mod drift;
 mod enums;
 mod feature;
 mod feature_version;
@@ -17,6 +18,7 @@ mod webhook;
 use async_graphql::Context;
 
 pub use self::api_key::{ApiKey, CreatedApiKey, CreatedUser};
+pub use self::drift::{SpecDiff, SpecDrift, SpecRevision, diff_specs};
 pub use self::enums::{PlanEventKind, PlanStatus, ProjectRole, SubmitStatus};
 pub use self::feature::Feature;
 pub use self::feature_version::FeatureVersion;

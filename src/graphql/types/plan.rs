@@ -1,11 +1,13 @@
 use async_graphql::{Context, ID, Object, SimpleObject};
 
+use std::sync::Arc;
+
 use super::{
-    DateTime, Feature, FeatureVersion, PlanEvent, PlanStatus, Project, User, at, load_spec,
-    optional_user, user_by_id,
+    DateTime, Feature, FeatureVersion, PlanEvent, PlanStatus, Project, SpecDrift, SpecRevision,
+    User, at, load_spec, optional_user, user_by_id,
 };
 use crate::error::{AppError, AppResult};
-use crate::graphql::loaders::{FeatureId, PlanEvents, ProjectId, VersionNumber};
+use crate::graphql::loaders::{FeatureId, PlanEvents, PlanSpecRevisions, ProjectId, VersionNumber};
 use crate::graphql::{document_budget, loaders};
 use entity::plan;
 
@@ -120,6 +122,41 @@ impl Plan {
         project
             .map(Project)
             .ok_or_else(|| AppError::Internal("plan without project".into()))
+    }
+    /// The feature version this plan was written against: the current one
+    /// when it was created, or when it was last rebased (`rebasePlan`).
+    async fn based_on_version(&self) -> i32 {
+        self.0.based_on_version
+    }
+    /// Null unless the feature moved past the spec this plan was written
+    /// against: a newer version, or an amendment of its version. Always null
+    /// for COMPLETED and FAILED plans.
+    async fn spec_drift(&self, ctx: &Context<'_>) -> AppResult<Option<SpecDrift>> {
+        let feature = loaders(ctx)
+            .db
+            .load_one(FeatureId(self.0.feature_id))
+            .await?
+            .ok_or_else(|| AppError::Internal("plan without feature".into()))?;
+        Ok(crate::drift::drift_of(&self.0, &feature).map(SpecDrift))
+    }
+    /// Every spec this plan has had, oldest first: its creation, each
+    /// `updatePlan` and each `rebasePlan` with a spec.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
+    async fn spec_revisions(&self, ctx: &Context<'_>) -> AppResult<Vec<SpecRevision>> {
+        let all = loaders(ctx)
+            .db
+            .load_one(PlanSpecRevisions(self.0.id))
+            .await?
+            .unwrap_or_else(|| Arc::new(Vec::new()));
+        Ok(all
+            .iter()
+            .enumerate()
+            .map(|(index, row)| SpecRevision {
+                row: row.clone(),
+                number: index + 1,
+                all: Arc::clone(&all),
+            })
+            .collect())
     }
     /// The plan's audit trail, oldest first.
     #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]

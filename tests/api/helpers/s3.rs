@@ -56,6 +56,7 @@ impl S3 {
                     .build_https(),
             )
             .build();
+        super::install_crypto_provider();
         S3 {
             endpoint,
             client: aws_sdk_s3::Client::from_conf(config),
