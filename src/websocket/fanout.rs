@@ -211,9 +211,12 @@ impl Fanout {
             field,
         } = subscribe;
         let envelope = Envelope::new(protocol, &id);
+        // Counted now, in the order the client subscribed, not when the
+        // stream is first polled (members are polled in no set order).
+        let limit = inner.settings.max_operations_per_connection;
+        let operation = session.open_operation(limit);
         async_stream::stream! {
-            let limit = inner.settings.max_operations_per_connection;
-            let Some(_operation) = session.open_operation(limit) else {
+            let Some(_operation) = operation else {
                 yield envelope.next(&refusal(too_many_operations(limit)));
                 yield envelope.complete();
                 return;
@@ -342,8 +345,8 @@ impl Inner {
         (membership, receiver)
     }
 
-    /// Forgets the group `serial` of `key` (if it is still the current one);
-    /// returns its sender so the caller can tell its members, under the lock.
+    /// Forgets the group `serial` of `key` (if it is still the current one)
+    /// and stops its execution; called with the registry locked.
     fn forget(&self, groups: &mut HashMap<Arc<GroupKey>, Entry>, key: &GroupKey, serial: u64) {
         if groups.get(key).is_some_and(|entry| entry.serial == serial) {
             if let Some(entry) = groups.remove(key) {
