@@ -1,11 +1,18 @@
-//! Live fan-out under load: N WebSocket subscribers on one project of one
-//! server, 20 mutations 200 ms apart. Run with
-//! `cargo bench --bench subscribers` (default N = 1000 and 10000; pass other
-//! counts as arguments after `--`). The server is a separate, release-built
-//! process on SQLite; this process is the load client. Prints, per N:
-//! mutation → delivery latency p50/p99/max, deliveries received/expected, the
-//! mutations' own latency next to a baseline with no subscribers, and server
-//! memory per idle subscriber.
+//! Live fan-out under load: N subscribers on one project of one server, 20
+//! mutations 200 ms apart. Run with `cargo bench --bench subscribers`
+//! (default N = 1000, 10000 and 20000, grouped, and 1000 and 10000 also with
+//! `--ungrouped-subscriptions` for comparison; pass other counts as arguments
+//! after `--` to run only those, grouped). The server is a separate,
+//! release-built process on SQLite; this process is the load client. Prints,
+//! per N: mutation → delivery latency p50/p99/max, deliveries
+//! received/expected, the mutations' own latency next to a baseline with no
+//! subscribers, server memory per idle subscriber and server CPU per delivery;
+//! then the goals, each met or not.
+//!
+//! Each subscriber is one WebSocket with one subscription, except where the
+//! open-files limit (RLIMIT_NOFILE, for the server and this process alike)
+//! is lower than N: then the subscriptions are spread over as many sockets
+//! as the limit allows, and the table says so.
 
 // The black-box tests' harness; a benchmark uses only part of it.
 #[allow(unused)]
@@ -33,6 +40,33 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
 
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
+}
+
+/// CPU time (user + system) a process has used so far, from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which is in parentheses).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|index| fields.get(*index)?.parse::<u64>().ok())
+        .sum();
+    // The kernel's USER_HZ, 100 on every Linux this runs on.
+    Duration::from_millis(ticks * 10)
+}
+
+/// This process's soft limit on open files.
+fn open_files_limit() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(1024)
 }
 
 /// Resident memory of a process, from /proc.
@@ -69,24 +103,45 @@ async fn drive(team: &Team, plan: &str, count: usize) -> Vec<(Instant, Duration)
     sent
 }
 
+/// One measured configuration.
+struct Outcome {
+    label: String,
+    count: usize,
+    delivered: usize,
+    p99: Duration,
+    mutation_p50: Duration,
+    baseline_p50: Duration,
+    kib_per_subscriber: f64,
+    cpu_per_delivery: Duration,
+}
+
 #[tokio::main]
 async fn main() {
     let counts: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|arg| arg.parse().ok())
         .collect();
-    let counts = if counts.is_empty() {
-        vec![1_000, 10_000]
+    let runs: Vec<(usize, bool)> = if counts.is_empty() {
+        vec![
+            (1_000, false),
+            (1_000, true),
+            (10_000, false),
+            (10_000, true),
+            (20_000, true),
+        ]
     } else {
-        counts
+        counts.into_iter().map(|count| (count, true)).collect()
     };
     println!(
-        "plangraph subscription fan-out: SQLite, one server process, {} cores shared by server and load client",
-        std::thread::available_parallelism().map_or(0, usize::from)
+        "plangraph subscription fan-out: SQLite, one server process, {} cores shared by server and load client; open-files limit {}",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        open_files_limit()
     );
     println!(
-        "{:>8} {:>18} {:>9} {:>9} {:>9} {:>14} {:>14} {:>14} {:>12}",
+        "{:>9} {:>8} {:>8} {:>16} {:>8} {:>8} {:>8} {:>13} {:>12} {:>13} {:>8} {:>12}",
+        "mode",
         "subs",
+        "sockets",
         "delivered",
         "p50 ms",
         "p99 ms",
@@ -94,40 +149,108 @@ async fn main() {
         "mutation p50",
         "no-subs p50",
         "mutation max",
-        "KiB/sub"
+        "KiB/sub",
+        "CPU µs/deliv"
     );
-    for count in counts {
-        run(count).await;
+    let mut outcomes = Vec::new();
+    for (count, grouped) in runs {
+        outcomes.push(run(count, grouped).await);
+    }
+    println!();
+    goals(&outcomes);
+}
+
+/// The goals, against the grouped runs.
+fn goals(outcomes: &[Outcome]) {
+    let verdict = |met: bool| if met { "MET" } else { "NOT MET" };
+    if let Some(at) = outcomes
+        .iter()
+        .find(|outcome| outcome.count == 10_000 && outcome.label == "grouped")
+    {
+        let p99 = millis(at.p99);
+        println!(
+            "goal p99 < 250 ms at 10000 subscribers: {} ({p99:.1} ms)",
+            verdict(p99 < 250.0)
+        );
+        println!(
+            "goal <= 12 KiB per idle subscriber at 10000: {} ({:.1} KiB)",
+            verdict(at.kib_per_subscriber <= 12.0),
+            at.kib_per_subscriber
+        );
+        let cpu = at.cpu_per_delivery.as_secs_f64() * 1e6;
+        println!(
+            "goal <= 5 µs of server CPU per delivery at 10000: {} ({cpu:.2} µs)",
+            verdict(cpu <= 5.0)
+        );
+        let ratio = at.mutation_p50.as_secs_f64() / at.baseline_p50.as_secs_f64().max(1e-9);
+        println!(
+            "goal mutation p50 at 10000 subscribers <= 3x the no-subscriber p50: {} ({:.2} ms vs {:.2} ms, {ratio:.1}x)",
+            verdict(ratio <= 3.0),
+            millis(at.mutation_p50),
+            millis(at.baseline_p50)
+        );
+    }
+    if let Some(at) = outcomes
+        .iter()
+        .find(|outcome| outcome.count == 20_000 && outcome.label == "grouped")
+    {
+        println!(
+            "goal 20000 subscribers on one instance all delivered: {} ({}/{})",
+            verdict(at.delivered == at.count * MUTATIONS),
+            at.delivered,
+            at.count * MUTATIONS
+        );
     }
 }
 
-async fn run(count: usize) {
-    let server = Server::start(Backend::Sqlite).await;
+async fn run(count: usize, grouped: bool) -> Outcome {
+    // Room for the server's own files (database, logs, listeners).
+    let sockets = count.min(open_files_limit().saturating_sub(300)).max(1);
+    let mut args = vec!["--max-connections-per-key", "1000000"];
+    if !grouped {
+        args.push("--ungrouped-subscriptions");
+    }
+    let server = Server::start_with(Backend::Sqlite, &args).await;
     let pid = server.pid();
     let team = Team::new(&server).await;
     let plan = team.plan("watched", "READY").await;
 
+    let cpu_before_baseline = cpu_time(pid);
     let baseline = drive(&team, &plan, MUTATIONS).await;
+    let baseline_cpu = cpu_time(pid).saturating_sub(cpu_before_baseline);
     let mut baseline_latency: Vec<Duration> = baseline.iter().map(|(_, took)| *took).collect();
     baseline_latency.sort_unstable();
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let memory_before = rss_bytes(pid);
-    let subscribers: Vec<Subscriber> = futures::stream::iter(0..count)
-        .map(|_| {
+    // Socket `index` carries subscriptions index, index + sockets, …
+    let subscribers: Vec<(Subscriber, usize)> = futures::stream::iter(0..sockets)
+        .map(|index| {
             let (base, key) = (server.base_url.clone(), team.viewer.key().to_owned());
             let project = team.project.clone();
+            let on_socket = (index..count).step_by(sockets).count();
             async move {
                 let mut subscriber = Subscriber::connect(&base, &key).await;
-                subscriber
-                    .subscribe(QUERY, json!({ "projectId": project }))
-                    .await;
-                subscriber
+                for _ in 0..on_socket {
+                    subscriber
+                        .subscribe(QUERY, json!({ "projectId": project }))
+                        .await;
+                }
+                (subscriber, on_socket)
             }
         })
         .buffer_unordered(100)
         .collect()
         .await;
+    // Every subscription set up (each one's setup reads the database).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while server.metrics().await.get("plangraph_active_subscriptions") < count as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "subscriptions not set up in 5 min"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let memory_idle = rss_bytes(pid);
     let per_subscriber = memory_idle.saturating_sub(memory_before) as f64 / count as f64 / 1024.0;
@@ -136,13 +259,19 @@ async fn run(count: usize) {
     let arrivals: Arc<Mutex<Vec<(usize, Instant)>>> = Arc::default();
     let readers: Vec<_> = subscribers
         .into_iter()
-        .map(|mut subscriber| {
+        .map(|(mut subscriber, on_socket)| {
             let arrivals = arrivals.clone();
             tokio::spawn(async move {
-                let mut received = Vec::with_capacity(MUTATIONS);
-                for index in 0..MUTATIONS {
+                let mut received = Vec::with_capacity(MUTATIONS * on_socket);
+                let mut per_subscription: std::collections::HashMap<String, usize> =
+                    Default::default();
+                for _ in 0..MUTATIONS * on_socket {
                     match subscriber.next_delivery(Duration::from_secs(30)).await {
-                        Some((_, Delivery::Data(_))) => received.push((index, Instant::now())),
+                        Some((id, Delivery::Data(_))) => {
+                            let index = per_subscription.entry(id).or_default();
+                            received.push((*index, Instant::now()));
+                            *index += 1;
+                        }
                         _ => break,
                     }
                 }
@@ -151,24 +280,30 @@ async fn run(count: usize) {
             })
         })
         .collect();
+    let cpu_before = cpu_time(pid);
     let sent = drive(&team, &plan, MUTATIONS).await;
     let subscribers: Vec<Subscriber> = futures::future::join_all(readers)
         .await
         .into_iter()
         .filter_map(Result::ok)
         .collect();
+    let cpu = cpu_time(pid).saturating_sub(cpu_before);
 
     let arrivals = arrivals.lock().await;
     let mut delivery: Vec<Duration> = arrivals
         .iter()
+        .filter(|(index, _)| *index < sent.len())
         .map(|(index, at)| at.saturating_duration_since(sent[*index].0))
         .collect();
     delivery.sort_unstable();
     let mut mutation: Vec<Duration> = sent.iter().map(|(_, took)| *took).collect();
     mutation.sort_unstable();
+    let delivered = arrivals.len();
+    let cpu_per_delivery = cpu.saturating_sub(baseline_cpu) / (delivered.max(1) as u32);
+    let label = if grouped { "grouped" } else { "ungrouped" };
     println!(
-        "{count:>8} {:>18} {:>9.1} {:>9.1} {:>9.1} {:>14.2} {:>14.2} {:>14.2} {:>12.1}",
-        format!("{}/{}", arrivals.len(), count * MUTATIONS),
+        "{label:>9} {count:>8} {sockets:>8} {:>16} {:>8.1} {:>8.1} {:>8.1} {:>13.2} {:>12.2} {:>13.2} {:>8.1} {:>12.2}",
+        format!("{delivered}/{}", count * MUTATIONS),
         millis(percentile(&delivery, 0.50)),
         millis(percentile(&delivery, 0.99)),
         millis(delivery.last().copied().unwrap_or_default()),
@@ -176,10 +311,22 @@ async fn run(count: usize) {
         millis(percentile(&baseline_latency, 0.50)),
         millis(mutation.last().copied().unwrap_or_default()),
         per_subscriber,
+        cpu_per_delivery.as_secs_f64() * 1e6,
     );
+    let outcome = Outcome {
+        label: label.to_owned(),
+        count,
+        delivered,
+        p99: percentile(&delivery, 0.99),
+        mutation_p50: percentile(&mutation, 0.50),
+        baseline_p50: percentile(&baseline_latency, 0.50),
+        kib_per_subscriber: per_subscriber,
+        cpu_per_delivery,
+    };
     drop(arrivals);
     for subscriber in subscribers {
         subscriber.disconnect().await;
     }
     server.stop().await;
+    outcome
 }

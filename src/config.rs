@@ -217,6 +217,12 @@ pub struct Config {
     )]
     pub subscriber_buffer: usize,
 
+    /// Resolve every `planEvents` subscription on its own instead of once per
+    /// group of identical subscriptions (the behaviour before grouping; for
+    /// side-by-side benchmarks).
+    #[arg(long, env = "PLANGRAPH_UNGROUPED_SUBSCRIPTIONS", global = true)]
+    pub ungrouped_subscriptions: bool,
+
     /// How often idle WebSocket connections get a keep-alive ping.
     #[arg(long, env = "PLANGRAPH_WS_KEEPALIVE", default_value = "15s", value_parser = parse_duration, global = true)]
     pub ws_keepalive: Duration,

@@ -44,6 +44,8 @@ pub struct HttpState {
     pub ws_keepalive: std::time::Duration,
     /// WebSocket connections open per API key.
     pub connections_per_key: crate::websocket::ConnectionsPerKey,
+    /// Groups of identical `planEvents` subscriptions, resolved once each.
+    pub fanout: crate::websocket::Fanout,
     /// How `/metrics` is served.
     pub metrics: MetricsEndpoint,
     /// Which operation names get metric series of their own.

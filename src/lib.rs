@@ -212,9 +212,19 @@ pub fn app(
         token: config.metrics_token.clone(),
         separate: config.metrics_listen.is_some(),
     };
+    let fanout = websocket::Fanout::new(
+        schema.clone(),
+        services.clone(),
+        websocket::FanoutSettings {
+            capacity: config.subscriber_buffer,
+            max_operations_per_connection: config.max_operations_per_connection,
+            grouped: !config.ungrouped_subscriptions,
+        },
+    );
     http::router(http::HttpState {
         schema,
         services,
+        fanout,
         max_body_bytes: config.max_body_bytes,
         max_query_bytes: config.max_query_bytes,
         shutdown,

@@ -60,6 +60,14 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
         "Open planEvents subscriptions."
     );
     metrics::describe_gauge!(
+        "plangraph_subscription_groups",
+        "Groups of identical planEvents subscriptions, each resolving an event once for all its members."
+    );
+    metrics::describe_counter!(
+        "plangraph_subscription_group_results_total",
+        "Live planEvents results resolved and serialized by subscription groups (once per group, not per member)."
+    );
+    metrics::describe_gauge!(
         "plangraph_db_pool_connections",
         "Database pool connections by state."
     );

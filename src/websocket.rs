@@ -7,6 +7,14 @@
 //! pings, a clean close on shutdown, and bounds: so many connections per API
 //! key, and a connection whose key is revoked is closed at once (4403), on
 //! every instance, since revocations travel the event bus.
+//!
+//! `planEvents` subscriptions that many sockets share are taken out of the
+//! message stream before async-graphql sees them and served by [`fanout`]:
+//! resolved once per group, the same bytes sent to each member.
+
+mod fanout;
+
+pub use fanout::{Fanout, FanoutSettings};
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -22,6 +30,7 @@ use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::StreamMap;
 use uuid::Uuid;
 
 use crate::auth::bearer_token;
@@ -60,7 +69,14 @@ pub async fn upgrade(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_message_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| serve(state, socket, protocol))
+        .on_upgrade(move |socket| {
+            // Connections live on the fan-out thread (see `fanout.rs`), so that
+            // delivering an event to thousands of them never queues ahead of
+            // the requests on the main runtime.
+            let runtime = state.fanout.runtime().clone();
+            runtime.spawn(serve(state, socket, protocol));
+            std::future::ready(())
+        })
 }
 
 fn close(code: u16, reason: &str) -> Message {
@@ -157,9 +173,20 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// The grouped subscriptions of one connection, by operation id.
+type Members = StreamMap<String, futures::stream::BoxStream<'static, String>>;
+
+/// What the client asked of grouped subscriptions.
+enum Grouped {
+    Subscribe(Box<fanout::GroupedSubscribe>),
+    Stop(String),
+}
+
 /// What the connection loop reacts to next.
 enum Step {
     Outgoing(Option<WsMessage>),
+    Member(String),
+    Grouped(Option<Grouped>),
     KeepAlive,
     AccessChanged(Result<Option<Uuid>, RecvError>),
     ShuttingDown,
@@ -196,7 +223,10 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
         let _ = sink.send(close(4401, "Unauthorized")).await;
         return;
     }
-    let viewer = match authenticate(&state, &init).await {
+    // Boxed, as the other rare steps below: a task is as large as its
+    // largest state, and every idle connection would pay for a database
+    // query's future otherwise.
+    let viewer = match Box::pin(authenticate(&state, &init)).await {
         Ok(viewer) => viewer,
         Err(error) => {
             error.log_if_internal("websocket connection_init");
@@ -224,18 +254,41 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
     // Before anything else can happen on this connection: a revocation
     // committed from here on is seen by the loop below.
     let mut access_changes = state.services.events.access_changes();
+    let session = SocketSession::new(viewer.clone());
     let mut data = Data::default();
     data.insert(viewer.clone());
-    data.insert(SocketSession::new(viewer.clone()));
-    let incoming = futures::stream::iter([init_bytes]).chain(
-        source
-            .take_while(|message| {
-                std::future::ready(
-                    matches!(message, Ok(message) if !matches!(message, Message::Close(_))),
-                )
-            })
-            .filter_map(|message| std::future::ready(message.ok().and_then(payload).flatten())),
-    );
+    data.insert(session.clone());
+    // Groupable subscriptions (and the `complete`s that may end them) are
+    // handed to this loop; the rest goes on to async-graphql.
+    let (grouped_sender, mut grouped) = futures::channel::mpsc::unbounded();
+    let fanout = state.fanout.clone();
+    let key_id = viewer.key_id;
+    let incoming = futures::stream::iter([init_bytes])
+        .chain(
+            source
+                .take_while(|message| {
+                    std::future::ready(
+                        matches!(message, Ok(message) if !matches!(message, Message::Close(_))),
+                    )
+                })
+                .filter_map(|message| std::future::ready(message.ok().and_then(payload).flatten())),
+        )
+        .filter_map(move |bytes| {
+            let passed = match fanout.inspect(key_id, &bytes) {
+                fanout::Inspected::Pass => Some(bytes),
+                fanout::Inspected::PassAndStop(id) => {
+                    let _ = grouped_sender.unbounded_send(Grouped::Stop(id));
+                    Some(bytes)
+                }
+                fanout::Inspected::Take(subscribe) => {
+                    let _ = grouped_sender.unbounded_send(Grouped::Subscribe(subscribe));
+                    None
+                }
+            };
+            std::future::ready(passed)
+        });
+    let mut members = Members::new();
+    let mut taking_grouped = true;
     let mut outgoing =
         async_graphql::http::WebSocket::new(state.schema.clone(), incoming, protocol)
             .connection_data(data)
@@ -255,6 +308,8 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
     loop {
         let step = tokio::select! {
             message = outgoing.next() => Step::Outgoing(message),
+            Some((_, text)) = members.next(), if !members.is_empty() => Step::Member(text),
+            command = grouped.next(), if taking_grouped => Step::Grouped(command),
             _ = keepalive.tick() => Step::KeepAlive,
             change = access_changes.recv(), if watching_access => Step::AccessChanged(change),
             () = &mut shutting_down => Step::ShuttingDown,
@@ -265,6 +320,24 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
                 let _ = sink.send(close(1000, "Normal closure")).await;
                 return;
             }
+            Step::Member(text) => WsMessage::Text(text),
+            Step::Grouped(None) => {
+                taking_grouped = false;
+                continue;
+            }
+            Step::Grouped(Some(Grouped::Subscribe(subscribe))) => {
+                let id = subscribe.id().to_owned();
+                // Like async-graphql, a reused id replaces the operation.
+                let member = state.fanout.member(session.clone(), protocol, *subscribe);
+                members.insert(id, member);
+                continue;
+            }
+            Step::Grouped(Some(Grouped::Stop(id))) => {
+                if members.remove(&id).is_none() {
+                    continue;
+                }
+                WsMessage::Text(fanout::complete_message(&id))
+            }
             Step::KeepAlive => WsMessage::Text(keepalive_message.clone()),
             Step::AccessChanged(Ok(Some(user))) if user != viewer.id() => continue,
             Step::AccessChanged(Err(RecvError::Closed)) => {
@@ -273,11 +346,17 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
                 continue;
             }
             Step::AccessChanged(_) => {
-                if key_revoked(&state, &viewer).await {
+                if Box::pin(key_revoked(&state, &viewer)).await {
                     // The subscriptions end with UNAUTHENTICATED by
                     // themselves; let those errors out before closing.
                     let reason = "Forbidden: the API key was revoked";
-                    flush_and_close(&mut sink, &mut outgoing, close(4403, reason)).await;
+                    Box::pin(flush_and_close(
+                        &mut sink,
+                        &mut outgoing,
+                        &mut members,
+                        close(4403, reason),
+                    ))
+                    .await;
                     return;
                 }
                 continue;
@@ -285,7 +364,13 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
             Step::ShuttingDown => {
                 // Subscriptions end on shutdown; let their `complete` messages out.
                 let closing = close(1001, "Server shutting down");
-                flush_and_close(&mut sink, &mut outgoing, closing).await;
+                Box::pin(flush_and_close(
+                    &mut sink,
+                    &mut outgoing,
+                    &mut members,
+                    closing,
+                ))
+                .await;
                 return;
             }
         };
@@ -300,9 +385,17 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
 async fn flush_and_close(
     sink: &mut futures::stream::SplitSink<WebSocket, Message>,
     outgoing: &mut (impl futures::Stream<Item = WsMessage> + Unpin),
+    members: &mut Members,
     closing: Message,
 ) {
-    while let Ok(Some(message)) = tokio::time::timeout(CLOSE_FLUSH, outgoing.next()).await {
+    let mut next = async || {
+        tokio::select! {
+            Some(message) = outgoing.next() => Some(message),
+            Some((_, text)) = members.next(), if !members.is_empty() => Some(WsMessage::Text(text)),
+            else => None,
+        }
+    };
+    while let Ok(Some(message)) = tokio::time::timeout(CLOSE_FLUSH, next()).await {
         if send(sink, message).await.is_err() {
             return;
         }

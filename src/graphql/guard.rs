@@ -32,7 +32,8 @@ use super::loaders::Loaders;
 use crate::error::AppError;
 use crate::service::{Services, Viewer};
 
-/// What the operations of one WebSocket connection share.
+/// What the operations of one WebSocket connection share (clones share the count).
+#[derive(Clone)]
 pub struct SocketSession {
     /// Who authenticated in `connection_init`, with which key.
     pub viewer: Viewer,
@@ -48,7 +49,8 @@ impl SocketSession {
     }
 
     /// Counts one more open operation, unless `limit` are open already.
-    fn open_operation(&self, limit: usize) -> Option<OpenOperation> {
+    /// Grouped `planEvents` subscriptions (`fanout.rs`) count themselves here too.
+    pub(crate) fn open_operation(&self, limit: usize) -> Option<OpenOperation> {
         self.open_operations
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
                 (open < limit).then_some(open + 1)
@@ -59,12 +61,19 @@ impl SocketSession {
 }
 
 /// An operation counted against its connection until it ends.
-struct OpenOperation(Arc<AtomicUsize>);
+pub(crate) struct OpenOperation(Arc<AtomicUsize>);
 
 impl Drop for OpenOperation {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// The refusal of an operation beyond `--max-operations-per-connection`.
+pub(crate) fn too_many_operations(limit: usize) -> AppError {
+    AppError::BadUserInput(format!(
+        "This connection already has {limit} operations open, the server's limit (--max-operations-per-connection); complete some subscriptions or open another connection"
+    ))
 }
 
 /// Installs [`OperationChecks`] on the schema.
@@ -160,9 +169,7 @@ impl Extension for OperationChecks {
         };
         let limit = self.limits.max_operations_per_connection;
         let Some(open) = session.open_operation(limit) else {
-            let error = AppError::BadUserInput(format!(
-                "This connection already has {limit} operations open, the server's limit (--max-operations-per-connection); complete some subscriptions or open another connection"
-            ));
+            let error = too_many_operations(limit);
             return futures::stream::once(
                 async move { Response::from_errors(vec![refuse(error)]) },
             )

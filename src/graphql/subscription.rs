@@ -1,10 +1,13 @@
 //! `planEvents`: replay from the event log, then live, with no gap and no
 //! duplicate at the seam (see `events.rs` for why ids make that possible).
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_graphql::{Context, ID, Subscription};
 use futures::Stream;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::types::PlanEvent;
@@ -23,6 +26,50 @@ const REPLAY_PAGE: u64 = 200;
 const RESCOPE_RETRIES: usize = 5;
 
 pub struct SubscriptionRoot;
+
+/// How one execution of `planEvents` takes part in a subscriber group of the
+/// WebSocket layer (`fanout.rs`); absent, it is a subscription of its own.
+/// The replay and the live part run in different executions: the replay is
+/// per subscriber (its own cursor), the live part is shared by the group.
+pub enum PlanEventsRole {
+    /// The group's shared live execution.
+    Group(GroupFeed),
+    /// One member's start: authorize, replay after `after` if given, note
+    /// where it stopped, and end.
+    Setup(Arc<SetupOutcome>),
+}
+
+/// What a group's live execution reads from and reports.
+pub struct GroupFeed {
+    /// Taken when the group is created, before any member computes where it
+    /// starts, so no event committed after that point can be missed.
+    live: Mutex<Option<broadcast::Receiver<BusMessage>>>,
+    /// The id of the event whose result is being yielded, or
+    /// [`ALWAYS_DELIVERED`] for an error that ends the subscription.
+    position: Arc<AtomicI64>,
+}
+
+/// The `position` of a result that every member receives, whatever its start.
+pub const ALWAYS_DELIVERED: i64 = i64::MAX;
+
+impl GroupFeed {
+    pub fn new(live: broadcast::Receiver<BusMessage>, position: Arc<AtomicI64>) -> GroupFeed {
+        GroupFeed {
+            live: Mutex::new(Some(live)),
+            position,
+        }
+    }
+}
+
+/// Where a member's setup stopped.
+#[derive(Default)]
+pub struct SetupOutcome {
+    /// The setup ran to its end without an error: the member goes live.
+    pub handed_over: AtomicBool,
+    /// Every event up to this id was delivered by the setup or is not for
+    /// this subscriber.
+    pub last_seen: AtomicI64,
+}
 
 /// Live updates over WebSocket (`/graphql/ws`, protocols graphql-transport-ws
 /// and graphql-ws). Authenticate in `connection_init`:
@@ -48,6 +95,7 @@ impl SubscriptionRoot {
     ) -> Result<impl Stream<Item = AppResult<PlanEvent>> + use<>, AppError> {
         let services = services(ctx).clone();
         let viewer = viewer(ctx)?.clone();
+        let role = ctx.data_opt::<PlanEventsRole>();
         let filters = EventFilters {
             project_id: project_id.map(|id| id.0),
             feature_id: feature_id.map(|id| id.0),
@@ -66,15 +114,38 @@ impl SubscriptionRoot {
         // Subscribe before anything is read: an event committed during the
         // replay is then both replayed and buffered, and the id check drops
         // the copy; an access change after the scope below is seen in the loop.
-        let mut live = services.events.subscribe();
+        let (mut live, position, setup) = match role {
+            Some(PlanEventsRole::Group(feed)) => {
+                let taken = feed
+                    .live
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .take();
+                let live = taken.unwrap_or_else(|| services.events.subscribe());
+                (Some(live), Some(Arc::clone(&feed.position)), None)
+            }
+            // A setup ends before going live; its group listens instead.
+            Some(PlanEventsRole::Setup(outcome)) => (None, None, Some(Arc::clone(outcome))),
+            None => (Some(services.events.subscribe()), None, None),
+        };
         let mut scope = services.event_scope(&viewer, &filters).await?;
-        // Without `after`, "new" means after the newest event right now.
+        // Without `after`, "new" means after the newest event right now. A
+        // group takes everything its receiver got: its members drop what is
+        // older than their own start.
         let start = match after {
             Some(cursor) => cursor,
+            None if position.is_some() => 0,
             None => latest_event_id(&services.db).await?,
         };
+        let mark = move |id: i64| {
+            if let Some(position) = &position {
+                position.store(id, Ordering::Release);
+            }
+        };
+        // A group's members are counted by the WebSocket layer, one each.
+        let counted = role.is_none() || setup.is_some();
         Ok(async_stream::stream! {
-            let _open = ActiveSubscription::open();
+            let _open = counted.then(ActiveSubscription::open);
             // Every event up to here was delivered or filtered out.
             let mut last_seen = start;
             if after.is_some() {
@@ -82,6 +153,7 @@ impl SubscriptionRoot {
                     let page = match services.replay_events(&scope, last_seen, REPLAY_PAGE).await {
                         Ok(page) => page,
                         Err(error) => {
+                            mark(ALWAYS_DELIVERED);
                             yield Err(error);
                             return;
                         }
@@ -99,12 +171,21 @@ impl SubscriptionRoot {
                     match rescope(&services, &viewer, &filters).await {
                         Ok(current) => scope = current,
                         Err(error) => {
+                            mark(ALWAYS_DELIVERED);
                             yield Err(error);
                             return;
                         }
                     }
                 }
             }
+            if let Some(outcome) = setup {
+                outcome.last_seen.store(last_seen, Ordering::Release);
+                outcome.handed_over.store(true, Ordering::Release);
+                return;
+            }
+            let Some(mut live) = live.take() else {
+                return;
+            };
             loop {
                 let received = tokio::select! {
                     received = live.recv() => received,
@@ -118,6 +199,7 @@ impl SubscriptionRoot {
                         last_seen = event.event.id;
                         if scope.matches(&event.event) {
                             fresh();
+                            mark(last_seen);
                             yield Ok(PlanEvent::Live(event));
                         }
                     }
@@ -130,6 +212,7 @@ impl SubscriptionRoot {
                         match rescope(&services, &viewer, &filters).await {
                             Ok(current) => scope = current,
                             Err(error) => {
+                                mark(ALWAYS_DELIVERED);
                                 yield Err(error);
                                 return;
                             }
@@ -137,6 +220,7 @@ impl SubscriptionRoot {
                     }
                     Err(RecvError::Lagged(_)) => {
                         let last_cursor = last_seen.to_string();
+                        mark(ALWAYS_DELIVERED);
                         yield Err(AppError::ResumeRequired { last_cursor });
                         return;
                     }

@@ -10,6 +10,7 @@ mod dashboard;
 mod database_outage;
 mod drift;
 mod errors;
+mod fanout;
 mod fleet;
 mod limits;
 mod mcp;
