@@ -455,7 +455,7 @@ impl Services {
     /// lease), not blocked, most urgent first, then oldest. `None` when there
     /// is none — not an error, a fleet's normal "nothing to do".
     ///
-    /// On PostgreSQL one `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
+    /// On PostgreSQL one `UPDATE … WHERE id IN (SELECT … FOR NO KEY UPDATE SKIP
     /// LOCKED LIMIT 1) RETURNING *`: concurrent callers skip each other's
     /// candidate rows instead of waiting on them, so none ever sees a
     /// CONFLICT. On SQLite the same statement runs under the write lock.
@@ -514,7 +514,13 @@ impl Services {
             select.and_where(column(plan::Column::FeatureId).eq(feature));
         }
         if postgres {
-            select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+            // FOR NO KEY UPDATE, not FOR UPDATE: a transaction that holds
+            // the event-order lock may insert an event about this plan (a
+            // SPEC_DRIFTED when another plan of the feature completes), and
+            // that foreign-key check takes KEY SHARE on the row. FOR UPDATE
+            // would block it while this claim waits for the event-order lock:
+            // a deadlock. Our UPDATE changes no key, so this is all it needs.
+            select.lock_with_behavior(LockType::NoKeyUpdate, LockBehavior::SkipLocked);
         }
         // Only a take-over needs the status it took over from (for the
         // event); the plain READY case stays one statement.

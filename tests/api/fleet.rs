@@ -534,9 +534,11 @@ async fn a_failed_blocker_keeps_its_dependents_blocked_until_the_dependency_goes
         .await;
     let after = state(&team, &then).await;
     assert_eq!(after["isBlocked"], false);
+    // The completion also cut a feature version, so the waiter (written
+    // against the old one) is told its spec drifted, before it is unblocked.
     assert_eq!(
         event_kinds(&after),
-        ["CREATED", "DEPENDENCY_ADDED", "UNBLOCKED"]
+        ["CREATED", "DEPENDENCY_ADDED", "SPEC_DRIFTED", "UNBLOCKED"]
     );
     // Removing a dependency on a completed plan unblocks nothing new.
     team.worker
@@ -547,6 +549,7 @@ async fn a_failed_blocker_keeps_its_dependents_blocked_until_the_dependency_goes
         [
             "CREATED",
             "DEPENDENCY_ADDED",
+            "SPEC_DRIFTED",
             "UNBLOCKED",
             "DEPENDENCY_REMOVED"
         ]

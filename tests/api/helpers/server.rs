@@ -87,6 +87,9 @@ impl Database {
 
 impl Drop for Database {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_server_errors(&self.data_dir.path().join("server.log"));
+        }
         let Some(name) = self.postgres_name.take() else {
             return;
         };
@@ -106,6 +109,23 @@ impl Drop for Database {
             });
         })
         .join();
+    }
+}
+
+/// A failing test's server log dies with its temporary directory: its
+/// errors (the details behind an INTERNAL) go to the test's output first.
+fn print_server_errors(log: &std::path::Path) {
+    const MOST_LINES: usize = 20;
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return;
+    };
+    let errors: Vec<&str> = text.lines().filter(|line| line.contains("ERROR")).collect();
+    if errors.is_empty() {
+        return;
+    }
+    eprintln!("--- {} ERROR line(s) in {}:", errors.len(), log.display());
+    for line in errors.iter().take(MOST_LINES) {
+        eprintln!("{line}");
     }
 }
 
