@@ -245,6 +245,11 @@ impl MutationRoot {
             default_with = "Some(false)"
         )]
         include_stalled: Option<bool>,
+        #[graphql(
+            desc = "Leave out plans whose spec drifted (Plan.specDrift): they need a rebasePlan by someone who re-read the feature first.",
+            default_with = "Some(false)"
+        )]
+        skip_drifted: Option<bool>,
     ) -> AppResult<Option<Plan>> {
         let plan = writing(ctx)
             .claim_next(
@@ -253,6 +258,7 @@ impl MutationRoot {
                 feature_id.as_deref().map(String::as_str),
                 lease_seconds,
                 include_stalled.unwrap_or(false),
+                skip_drifted.unwrap_or(false),
             )
             .await?;
         Ok(plan.map(Plan))

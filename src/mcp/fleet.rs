@@ -34,6 +34,9 @@ struct ClaimNextPlanArgs {
     /// Also take over stalled plans whose lease expired (their previous holder is fenced out); default false
     #[serde(default)]
     include_stalled: bool,
+    /// Leave out plans whose spec drifted since they were written (they need a rebase_plan first); default false
+    #[serde(default)]
+    skip_drifted: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -165,6 +168,7 @@ impl Tools {
                 args.feature_id.as_deref(),
                 args.lease_seconds,
                 args.include_stalled,
+                args.skip_drifted,
             )
             .await?;
         let Some(plan) = claimed else {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, Query, SimpleExpr};
+use sea_orm::sea_query::{DynIden, Expr, ExprTrait, IntoIden, Query, SelectStatement, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -99,12 +99,24 @@ pub(super) async fn record_revision(
 /// `drifted: true` (negated for `false`), a correlated EXISTS on the feature
 /// row, which holds the current version and its spec key.
 pub(super) fn drifted_condition(drifted: bool) -> SimpleExpr {
-    let (plans, features) = (plan::Entity, feature::Entity);
+    let feature_moved = Expr::exists(feature_moved_past(plan::Entity.into_iden()));
+    let open = plan::Column::Status.is_in(open_statuses());
+    if drifted {
+        open.and(feature_moved)
+    } else {
+        open.not().or(feature_moved.not())
+    }
+}
+
+/// The feature of the plan row `plans` (the table or an alias of it) moved
+/// past what the plan was written against: a newer version or another spec.
+pub(super) fn feature_moved_past(plans: DynIden) -> SelectStatement {
+    let features = feature::Entity;
     let moved = Expr::col((features, feature::Column::CurrentVersion))
-        .gt(Expr::col((plans, plan::Column::BasedOnVersion)))
+        .gt(Expr::col((plans.clone(), plan::Column::BasedOnVersion)))
         .or(Expr::col((features, feature::Column::SpecKey))
-            .ne(Expr::col((plans, plan::Column::BasedOnSpecKey))));
-    let feature_moved = Query::select()
+            .ne(Expr::col((plans.clone(), plan::Column::BasedOnSpecKey))));
+    Query::select()
         .expr(Expr::val(1))
         .from(features)
         .and_where(
@@ -112,13 +124,7 @@ pub(super) fn drifted_condition(drifted: bool) -> SimpleExpr {
                 .eq(Expr::col((plans, plan::Column::FeatureId))),
         )
         .and_where(moved)
-        .to_owned();
-    let open = plan::Column::Status.is_in(open_statuses());
-    if drifted {
-        open.and(Expr::exists(feature_moved))
-    } else {
-        open.not().or(Expr::exists(feature_moved).not())
-    }
+        .to_owned()
 }
 
 impl Services {

@@ -17,6 +17,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::drift::feature_moved_past;
 use super::plans::live_event;
 use super::{Services, Viewer, WriteTransaction, now, parse_id};
 use crate::error::{AppError, AppResult, Argument, Blocker, InputProblem};
@@ -41,6 +42,9 @@ pub struct NextPlanFilter {
     pub feature: Option<Uuid>,
     /// Also STALLED plans whose lease expired: their holder is fenced out.
     pub include_stalled: bool,
+    /// Leave out plans whose spec drifted (see `crate::drift`): they need a
+    /// rebase by someone who re-read the feature first.
+    pub skip_drifted: bool,
 }
 
 /// `priority`, checked against [`PRIORITIES`].
@@ -513,6 +517,9 @@ impl Services {
         if let Some(feature) = filter.feature {
             select.and_where(column(plan::Column::FeatureId).eq(feature));
         }
+        if filter.skip_drifted {
+            select.and_where(Expr::exists(feature_moved_past(candidate.clone())).not());
+        }
         if postgres {
             // FOR NO KEY UPDATE, not FOR UPDATE: a transaction that holds
             // the event-order lock may insert an event about this plan (a
@@ -699,6 +706,7 @@ impl Services {
         feature_id: Option<&str>,
         lease_seconds: Option<i32>,
         include_stalled: bool,
+        skip_drifted: bool,
     ) -> AppResult<Option<plan::Model>> {
         let filter = NextPlanFilter {
             project: parse_id(Argument::ProjectId, project_id)?,
@@ -706,6 +714,7 @@ impl Services {
                 .map(|feature| parse_id(Argument::FeatureId, feature))
                 .transpose()?,
             include_stalled,
+            skip_drifted,
         };
         self.claim_next_plan(viewer, filter, lease_seconds).await
     }

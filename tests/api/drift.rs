@@ -13,6 +13,7 @@ on_both_databases!(
     spec_revisions_keep_every_plan_spec_with_diffs,
     feature_versions_diff_against_each_other,
     a_large_diff_is_cut_and_says_so,
+    claim_next_can_skip_drifted_plans,
 );
 
 on_every_store!(drift_diffs_of_a_page_read_each_spec_once_from_the_store);
@@ -449,5 +450,47 @@ async fn drift_diffs_of_a_page_read_each_spec_once_from_the_store(kind: StoreKin
         after - before,
         2.0,
         "five diffs read the two feature specs once each, not once per plan"
+    );
+}
+
+/// A fleet can leave stale plans for someone who re-reads the feature: with
+/// `skipDrifted` claimNextPlan passes over an older drifted plan (and returns
+/// null when only drifted ones are left); without it, the drifted plan is
+/// claimed as the oldest.
+async fn claim_next_can_skip_drifted_plans(backend: Backend) {
+    const CLAIM_NEXT: &str = "mutation($project: ID!, $skip: Boolean) {
+        claimNextPlan(projectId: $project, skipDrifted: $skip) { id } }";
+    let server = Server::start(backend).await;
+    let team = Team::new(&server).await;
+    let stale = team.plan("written on v1", "READY").await;
+    team.plan_in("implemented", "COMPLETED").await;
+    assert_eq!(
+        drift_of(&team.worker, &stale).await["specDrift"]["behind"],
+        1
+    );
+    let current = team.plan("written on v2", "READY").await;
+
+    let skip = json!({ "project": team.project, "skip": true });
+    let next = team.worker.ok(CLAIM_NEXT, skip.clone()).await;
+    assert_eq!(
+        next["claimNextPlan"]["id"],
+        current.as_str(),
+        "the drifted plan is older but skipped"
+    );
+    let none = team.worker.ok(CLAIM_NEXT, skip).await;
+    assert_eq!(
+        none["claimNextPlan"],
+        Value::Null,
+        "only a drifted plan is left"
+    );
+
+    let next = team
+        .worker
+        .ok(CLAIM_NEXT, json!({ "project": team.project }))
+        .await;
+    assert_eq!(
+        next["claimNextPlan"]["id"],
+        stale.as_str(),
+        "by default drift does not matter"
     );
 }
