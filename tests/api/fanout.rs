@@ -43,6 +43,13 @@ async fn identical_subscriptions_get_the_same_frames_from_one_resolution(backend
     let ready = next_data(&mut first).await;
     assert_eq!(next_data(&mut second).await, ready, "the same frame");
     assert_eq!(ready["planEvents"]["toStatus"], "READY");
+    // Counted from here: on PostgreSQL the plan's creation may reach the
+    // group after it formed (notifications are asynchronous) and be resolved
+    // once for nobody; events reach a group in order, so READY came after it.
+    let resolved_before = server
+        .metrics()
+        .await
+        .get("plangraph_subscription_group_results_total");
 
     // A third member joins from the start of the log: it replays the
     // project's events up to the newest, then goes on live with the others.
@@ -71,9 +78,9 @@ async fn identical_subscriptions_get_the_same_frames_from_one_resolution(backend
 
     let metrics = server.metrics().await;
     assert_eq!(
-        metrics.get("plangraph_subscription_group_results_total"),
-        2.0,
-        "each live event was resolved once for the three members"
+        metrics.get("plangraph_subscription_group_results_total") - resolved_before,
+        1.0,
+        "the live event was resolved once for the three members"
     );
     assert_eq!(metrics.get("plangraph_subscription_groups"), 1.0);
 }
