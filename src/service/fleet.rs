@@ -181,6 +181,19 @@ pub async fn unfinished_blockers(
         .collect())
 }
 
+/// Records `kind` for a change that left the plan's status as it was
+/// (priority, dependencies, unblocking), ready to publish after the commit.
+async fn record_in_place(
+    connection: &impl ConnectionTrait,
+    plan: &plan::Model,
+    kind: EventKind,
+    viewer: &Viewer,
+) -> AppResult<LiveEvent> {
+    let event =
+        events::record(connection, plan, kind, Some(plan.status), Some(viewer.id())).await?;
+    Ok(live_event(event, plan, Some(viewer)))
+}
+
 /// In the transaction that completed `completed` (or removed its
 /// dependency `only_for`): each waiting plan that no unfinished blocker
 /// holds any more gets an UNBLOCKED event (and a fresh `updated_at`).
@@ -229,15 +242,7 @@ pub async fn unblock_waiters(
         .await?;
     let mut live = Vec::with_capacity(unblocked.len());
     for plan in unblocked {
-        let event = events::record(
-            &**txn,
-            &plan,
-            EventKind::Unblocked,
-            Some(plan.status),
-            Some(viewer.id()),
-        )
-        .await?;
-        live.push(live_event(event, &plan, Some(viewer)));
+        live.push(record_in_place(&**txn, &plan, EventKind::Unblocked, viewer).await?);
     }
     Ok(live)
 }
@@ -316,15 +321,7 @@ impl Services {
         else {
             return Err(AppError::NotFound(format!("No plan with id {plan_id}")));
         };
-        let event = events::record(
-            &*txn,
-            &plan,
-            EventKind::PriorityChanged,
-            Some(plan.status),
-            Some(viewer.id()),
-        )
-        .await?;
-        let live = live_event(event, &plan, Some(viewer));
+        let live = record_in_place(&*txn, &plan, EventKind::PriorityChanged, viewer).await?;
         txn.commit_and_publish(&self.events, vec![live]).await?;
         Ok(plan)
     }
@@ -393,15 +390,7 @@ impl Services {
         .insert(&*txn)
         .await?;
         let plan = touch(&txn, plan_id, at).await?;
-        let event = events::record(
-            &*txn,
-            &plan,
-            EventKind::DependencyAdded,
-            Some(plan.status),
-            Some(viewer.id()),
-        )
-        .await?;
-        let live = live_event(event, &plan, Some(viewer));
+        let live = record_in_place(&*txn, &plan, EventKind::DependencyAdded, viewer).await?;
         txn.commit_and_publish(&self.events, vec![live]).await?;
         Ok(plan)
     }
@@ -431,15 +420,8 @@ impl Services {
             return Ok(waiter);
         }
         let plan = touch(&txn, plan_id, now()).await?;
-        let event = events::record(
-            &*txn,
-            &plan,
-            EventKind::DependencyRemoved,
-            Some(plan.status),
-            Some(viewer.id()),
-        )
-        .await?;
-        let mut live = vec![live_event(event, &plan, Some(viewer))];
+        let mut live =
+            vec![record_in_place(&*txn, &plan, EventKind::DependencyRemoved, viewer).await?];
         let removed_blocker = plan::Entity::find_by_id(blocker_id).one(&*txn).await?;
         let was_blocking =
             removed_blocker.is_some_and(|blocker| blocker.status != PlanStatus::Completed);
