@@ -817,15 +817,16 @@ async fn private_targets_are_refused_when_saved_and_when_delivered(backend: Back
     assert!(metrics.get("plangraph_webhook_deliveries_total{result=\"failed_blocked\"}") >= 2.0);
 }
 
-/// The README's Python example, run against a delivery the server signed.
+/// The Python example in docs/operations.md, run against a delivery the server signed.
 async fn the_readme_verification_example_accepts_a_real_delivery(backend: Backend) {
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+            .expect("docs/operations.md");
     let example = readme
         .split("<!-- webhook-verification:start -->")
         .nth(1)
         .and_then(|rest| rest.split("<!-- webhook-verification:end -->").next())
-        .expect("the README marks its verification example");
+        .expect("docs/operations.md marks its verification example");
     let code = example
         .split("```python")
         .nth(1)
