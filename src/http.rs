@@ -26,7 +26,7 @@ use subtle::ConstantTimeEq;
 use crate::auth::bearer_token;
 use crate::config::MetricsToken;
 use crate::error::AppError;
-use crate::graphql::AppSchema;
+use crate::graphql::GuardedSchema;
 use crate::http::graphql_over_http::{MediaType, get_request, require_json_body};
 use crate::observability::{operation_label, record_operation};
 use crate::service::{Services, Viewer};
@@ -34,11 +34,9 @@ use crate::shutdown::Shutdown;
 
 #[derive(Clone)]
 pub struct HttpState {
-    pub schema: AppSchema,
+    pub schema: GuardedSchema,
     pub services: Services,
     pub max_body_bytes: usize,
-    /// Longer query documents are refused unparsed (by the schema's guard).
-    pub max_query_bytes: usize,
     pub shutdown: Shutdown,
     /// Period of keep-alive pings on idle WebSocket connections.
     pub ws_keepalive: std::time::Duration,
@@ -234,7 +232,8 @@ async fn execute(
         request = request.data(viewer);
     }
     let started = std::time::Instant::now();
-    let (kind, name) = operation_of(&mut request, state.max_query_bytes);
+    let document = state.schema.document(&request.query).await;
+    let (kind, name) = operation_of(&request, document.as_deref());
     let result = state.schema.execute(request).await;
     let codes: Vec<String> = result
         .errors
@@ -301,7 +300,7 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
         return crate::playground::page();
     }
     let media = MediaType::negotiate(&headers);
-    let mut request = match get_request(&uri) {
+    let request = match get_request(&uri) {
         Ok(request) => request,
         Err(error) => {
             let error = AppError::BadUserInput(format!(
@@ -310,7 +309,8 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
             return error_response(media, StatusCode::BAD_REQUEST, &error);
         }
     };
-    if operation_of(&mut request, state.max_query_bytes).0 == "mutation" {
+    let document = state.schema.document(&request.query).await;
+    if operation_of(&request, document.as_deref()).0 == "mutation" {
         let error = AppError::BadUserInput("Mutations must be sent with POST, not GET".into());
         let mut response = error_response(media, StatusCode::METHOD_NOT_ALLOWED, &error);
         response
@@ -321,21 +321,17 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
     execute(&state, &headers, request).await
 }
 
-/// The kind and (bounded) name of the operation a request would run. A
+/// The kind and (bounded) name of the operation a request would run, from
+/// its parsed `document` (the schema's cache keeps it for execution). A
 /// document that does not parse counts as a query; execution reports the error.
-/// The parsed document stays in the request, so execution does not parse
-/// the query a second time.
 fn operation_of(
-    request: &mut async_graphql::Request,
-    max_query_bytes: usize,
+    request: &async_graphql::Request,
+    document: Option<&async_graphql::parser::types::ExecutableDocument>,
 ) -> (&'static str, String) {
     use async_graphql::parser::types::{DocumentOperations, OperationType};
     let wanted = request.operation_name.clone();
     let name = operation_label(wanted.as_deref());
-    if request.query.len() > max_query_bytes {
-        return ("query", name);
-    }
-    let Ok(document) = request.parsed_query() else {
+    let Some(document) = document else {
         return ("query", name);
     };
     let (operation_type, name) = match (&document.operations, wanted.as_deref()) {

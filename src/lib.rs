@@ -226,7 +226,6 @@ pub fn app(
         services,
         fanout,
         max_body_bytes: config.max_body_bytes,
-        max_query_bytes: config.max_query_bytes,
         shutdown,
         ws_keepalive: config.ws_keepalive,
         connections_per_key: websocket::ConnectionsPerKey::new(config.max_connections_per_key),

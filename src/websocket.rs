@@ -257,7 +257,6 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
     let session = SocketSession::new(viewer.clone());
     let mut data = Data::default();
     data.insert(viewer.clone());
-    data.insert(session.clone());
     // Groupable subscriptions (and the `complete`s that may end them) are
     // handed to this loop; the rest goes on to async-graphql.
     let (grouped_sender, mut grouped) = futures::channel::mpsc::unbounded();
@@ -289,10 +288,13 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
         });
     let mut members = Members::new();
     let mut taking_grouped = true;
-    let mut outgoing =
-        async_graphql::http::WebSocket::new(state.schema.clone(), incoming, protocol)
-            .connection_data(data)
-            .on_connection_init(|_| async { Ok(Data::default()) });
+    let mut outgoing = async_graphql::http::WebSocket::new(
+        state.schema.for_socket(session.clone()),
+        incoming,
+        protocol,
+    )
+    .connection_data(data)
+    .on_connection_init(|_| async { Ok(Data::default()) });
 
     let keepalive_message = match protocol {
         WebSocketProtocols::GraphQLWS => json!({ "type": "ping" }),

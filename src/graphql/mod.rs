@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Schema};
 
+pub use self::guard::GuardedSchema;
 pub use self::limits::QueryLimits;
 use crate::error::{AppError, AppResult};
 use crate::service::{Services, Viewer};
@@ -21,27 +22,28 @@ use crate::shutdown::Shutdown;
 pub type AppSchema =
     Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
 
+/// The schema, behind the checks every operation passes (`guard.rs`).
 pub fn build_schema(
     services: Services,
     shutdown: Shutdown,
     limits: QueryLimits,
     introspection: bool,
-) -> AppSchema {
+) -> GuardedSchema {
     let builder = Schema::build(
         query::QueryRoot,
         mutation::MutationRoot,
         subscription::SubscriptionRoot,
     )
-    .data(services)
+    .data(services.clone())
     .data(shutdown)
-    .extension(guard::OperationGuard::new(limits))
     .limit_depth(limits.max_depth)
     .limit_complexity(limits.max_complexity);
-    if introspection {
+    let schema = if introspection {
         builder.finish()
     } else {
         builder.disable_introspection().finish()
-    }
+    };
+    GuardedSchema::new(schema, services, limits)
 }
 
 /// The SDL clients see; `schema.graphql` is this, written by `print-schema`.

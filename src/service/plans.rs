@@ -149,9 +149,10 @@ impl PlanJoins {
         }
         let (mut features, mut projects, mut users) =
             (HashSet::new(), HashSet::new(), HashSet::new());
+        let plans = super::plan_rows::decode_plans(rows)?;
         rows.iter()
-            .map(|row| {
-                let plan = plan::Model::from_query_result(row, "")?;
+            .zip(plans)
+            .map(|(row, plan)| {
                 Ok(PlanRow {
                     feature: first(
                         self.feature,

@@ -52,7 +52,7 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use crate::error::AppError;
-use crate::graphql::AppSchema;
+use crate::graphql::GuardedSchema;
 use crate::graphql::guard::{SocketSession, too_many_operations};
 use crate::graphql::subscription::{ALWAYS_DELIVERED, GroupFeed, PlanEventsRole, SetupOutcome};
 use crate::observability::ActiveSubscription;
@@ -76,7 +76,7 @@ pub struct Fanout {
 
 struct Inner {
     runtime: tokio::runtime::Handle,
-    schema: AppSchema,
+    schema: GuardedSchema,
     services: Services,
     settings: FanoutSettings,
     groups: Mutex<HashMap<Arc<GroupKey>, Entry>>,
@@ -147,7 +147,7 @@ pub enum Inspected {
 }
 
 impl Fanout {
-    pub fn new(schema: AppSchema, services: Services, settings: FanoutSettings) -> Fanout {
+    pub fn new(schema: GuardedSchema, services: Services, settings: FanoutSettings) -> Fanout {
         Fanout {
             inner: Arc::new(Inner {
                 runtime: fan_out_runtime(),
@@ -236,7 +236,7 @@ impl Fanout {
             let setup_request = request
                 .data(session.viewer.clone())
                 .data(PlanEventsRole::Setup(Arc::clone(&outcome)));
-            let mut setup = inner.schema.execute_stream(setup_request).boxed();
+            let mut setup = inner.schema.execute_stream(setup_request, None, None);
             while let Some(response) = setup.next().await {
                 yield envelope.next(&response);
             }
@@ -318,7 +318,7 @@ impl Inner {
             .data(session.viewer.clone())
             .data(PlanEventsRole::Group(feed));
         group_request.operation_name = request.operation_name.clone();
-        let results = inner.schema.execute_stream(group_request).boxed();
+        let results = inner.schema.execute_stream(group_request, None, None);
         let task = inner.runtime.spawn(run_group(
             Arc::clone(inner),
             Arc::clone(key),

@@ -12,6 +12,7 @@ on_both_databases!(
     statements_per_page_do_not_grow_with_page_size,
     related_lists_of_a_page_load_in_batches,
     oversized_and_malformed_queries_are_refused_clearly,
+    a_page_reads_every_column_as_a_single_plan_does,
 );
 
 /// Rows select their feature, project and claimer too, so that paging,
@@ -472,3 +473,70 @@ fragment FullType on __Type { kind name description
 fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
 fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name
   ofType { kind name ofType { kind name ofType { kind name } } } } } } } }";
+
+/// Every field a plan row answers from its own columns, nulls included.
+const ROW_FIELDS: &str = "id title description status specSha256 specSize workArtifacts
+    claimedBy { id } claimedAt submittedBy { id } implementedVersion lastActivityAt
+    createdBy { id } createdAt updatedAt basedOnVersion priority leaseExpiresAt
+    specDrift { behind }";
+
+/// List pages decode their rows by column position (`service/plan_rows.rs`),
+/// single plans through sea-orm by column name: both must read the same
+/// values, for plans in every state (so every nullable column is seen both
+/// null and set).
+async fn a_page_reads_every_column_as_a_single_plan_does(backend: Backend) {
+    let server = Server::start(backend).await;
+    let team = Team::new(&server).await;
+    let mut plans = Vec::new();
+    for status in [
+        "DRAFT",
+        "READY",
+        "CLAIMED",
+        "IN_PROGRESS",
+        "REVIEW",
+        "COMPLETED",
+    ] {
+        plans.push(team.plan_in(&format!("plan {status}"), status).await);
+    }
+    let described =
+        "mutation($featureId: ID!) { createPlan(featureId: $featureId, title: \"described\",
+        description: \"Why and how\", specContent: \"# Spec\", priority: 0) { id } }";
+    let created = team
+        .owner
+        .ok(described, json!({ "featureId": team.feature }))
+        .await;
+    plans.push(created["createPlan"]["id"].as_str().expect("id").to_owned());
+    let page = team
+        .viewer
+        .ok(
+            &format!("query($featureId: ID!) {{ plans(featureId: $featureId, first: 100) {{ nodes {{ {ROW_FIELDS} }} }} }}"),
+            json!({ "featureId": team.feature }),
+        )
+        .await;
+    let nodes = page["plans"]["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), plans.len(), "{page}");
+    let single = format!("query($id: ID!) {{ plan(id: $id) {{ {ROW_FIELDS} }} }}");
+    for node in nodes {
+        let alone = team.viewer.ok(&single, json!({ "id": node["id"] })).await;
+        assert_eq!(
+            node, &alone["plan"],
+            "the page's row differs from the plan read alone"
+        );
+    }
+    // Each nullable column was read both null and set.
+    for field in [
+        "description",
+        "workArtifacts",
+        "claimedBy",
+        "claimedAt",
+        "submittedBy",
+        "implementedVersion",
+        "leaseExpiresAt",
+    ] {
+        let set = nodes.iter().filter(|node| !node[field].is_null()).count();
+        assert!(
+            0 < set && set < nodes.len(),
+            "{field}: set on {set} of {page}"
+        );
+    }
+}

@@ -94,7 +94,16 @@ impl Feature {
             last,
             before,
         };
-        load_plans(ctx, filter, order_by.unwrap_or_default(), arguments).await
+        // Boxed, as the other large field futures of row types: an object's
+        // fields share one future as large as its largest field, and every
+        // field of every row (a title too) is moved into a box of that size.
+        Box::pin(load_plans(
+            ctx,
+            filter,
+            order_by.unwrap_or_default(),
+            arguments,
+        ))
+        .await
     }
     /// How many of this feature's plans are in each status.
     async fn plan_counts(&self, ctx: &Context<'_>) -> AppResult<PlanCounts> {
@@ -136,11 +145,14 @@ impl Feature {
                 ))
             })
         };
-        let (from, to) = futures::try_join!(version(from_version), version(to_version))?;
-        let labels = (format!("v{from_version}"), format!("v{to_version}"));
-        diff_specs(ctx, &from.spec_key, &to.spec_key, labels.0, labels.1)
-            .await
-            .map(Some)
+        Box::pin(async move {
+            let (from, to) = futures::try_join!(version(from_version), version(to_version))?;
+            let labels = (format!("v{from_version}"), format!("v{to_version}"));
+            diff_specs(ctx, &from.spec_key, &to.spec_key, labels.0, labels.1)
+                .await
+                .map(Some)
+        })
+        .await
     }
     /// Every version, oldest first.
     #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]

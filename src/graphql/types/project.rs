@@ -83,7 +83,8 @@ impl Project {
             last,
             before,
         };
-        load_features(ctx, self.0.id, arguments).await
+        // Boxed: see `Feature.plans`.
+        Box::pin(load_features(ctx, self.0.id, arguments)).await
     }
     /// How many of the project's plans are in each status.
     async fn plan_counts(&self, ctx: &Context<'_>) -> AppResult<PlanCounts> {
