@@ -106,6 +106,16 @@ pub trait CountAll: Send + Sync {
     async fn count_all(&self, ctx: &Context<'_>) -> AppResult<u64>;
 }
 
+/// A count the page's own statement already made.
+pub struct Counted(pub u64);
+
+#[async_trait::async_trait]
+impl CountAll for Counted {
+    async fn count_all(&self, _: &Context<'_>) -> AppResult<u64> {
+        Ok(self.0)
+    }
+}
+
 /// A position in a list.
 #[derive(SimpleObject)]
 #[graphql(name_type)]

@@ -317,16 +317,21 @@ impl Tools {
             status,
         )?;
         let window = Window::new(Some(LIST_LIMIT), None, None, None, false)?;
-        let (page, total) = futures::try_join!(
-            self.services.list_plans(
+        let (page, counted) = self
+            .services
+            .list_plans(
                 &viewer,
                 &filter,
                 PlanSort::CreatedAt,
                 &window,
-                PlanJoins::default()
-            ),
-            self.services.count_plans(&viewer, &filter),
-        )?;
+                PlanJoins::default(),
+                true,
+            )
+            .await?;
+        let total = match counted {
+            Some(total) => total,
+            None => self.services.count_plans(&viewer, &filter).await?,
+        };
         let plans: Vec<_> = page.rows.into_iter().map(|row| row.plan).collect();
         let related = Related::of_plans(&self.services, &plans, &[]).await?;
         let views = plans

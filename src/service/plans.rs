@@ -101,6 +101,8 @@ pub struct PlanRow {
 const FEATURE_PREFIX: &str = "feature__";
 const PROJECT_PREFIX: &str = "project__";
 const CLAIMER_PREFIX: &str = "claimer__";
+/// The column of a page's statement that counts the whole list.
+const TOTAL_COLUMN: &str = "total__count";
 
 impl PlanJoins {
     fn apply(self, mut query: Select<plan::Entity>) -> Select<plan::Entity> {
@@ -719,7 +721,10 @@ impl Services {
     }
 
     /// One page of the viewer's plans matching `filter`, each with the
-    /// related rows `joins` asks for, all in one statement.
+    /// related rows `joins` asks for, all in one statement. With `count`, a
+    /// first page (no cursor) that has rows also says how many plans match
+    /// the filter, counted in the same statement; otherwise the count is
+    /// `None` and [`Services::count_plans`] gives it.
     #[tracing::instrument(skip_all)]
     pub async fn list_plans(
         &self,
@@ -728,16 +733,29 @@ impl Services {
         sort: PlanSort,
         window: &Window,
         joins: PlanJoins,
-    ) -> AppResult<Page<PlanRow>> {
+        count: bool,
+    ) -> AppResult<(Page<PlanRow>, Option<u64>)> {
         self.validate_search(filter.search.as_deref())?;
-        let query = windowed(
+        let mut query = windowed(
             visible_plans(viewer, filter),
             sort.column(),
             plan::Column::Id,
             window,
         );
+        // The window function sees every matching row before the LIMIT;
+        // past a cursor the page's rows are no longer all of them.
+        let count = count && window.cursor.is_none();
+        if count {
+            query = query.column_as(Expr::cust("COUNT(*) OVER ()"), TOTAL_COLUMN);
+        }
         let rows = self.db.query_all(&joins.apply(query).into_query()).await?;
-        Ok(page_of(joins.decode(&rows)?, window))
+        let total = match rows.first() {
+            Some(row) if count => {
+                Some(u64::try_from(row.try_get::<i64>("", TOTAL_COLUMN)?).unwrap_or(0))
+            }
+            _ => None,
+        };
+        Ok((page_of(joins.decode(&rows)?, window), total))
     }
 
     /// Plans per status for each feature, in one query.

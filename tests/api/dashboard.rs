@@ -33,6 +33,7 @@ fn titles(page: &Value) -> Vec<String> {
 /// Walks the whole list forward, `size` at a time.
 async fn walk_forward(client: &Client, base: Value, size: i32) -> Vec<String> {
     let mut seen = Vec::new();
+    let mut totals = Vec::new();
     let mut after = Value::Null;
     loop {
         let mut vars = base.clone();
@@ -40,7 +41,14 @@ async fn walk_forward(client: &Client, base: Value, size: i32) -> Vec<String> {
         vars["after"] = after;
         let page = client.ok(PAGE, vars).await;
         seen.extend(titles(&page));
+        totals.push(page["plans"]["totalCount"].clone());
         if page["plans"]["pageInfo"]["hasNextPage"] != true {
+            // The first page counts in its own statement, later ones apart.
+            assert!(
+                totals.iter().all(|total| *total == json!(seen.len())),
+                "totalCount of each page: {totals:?}, {} plans",
+                seen.len()
+            );
             return seen;
         }
         after = page["plans"]["pageInfo"]["endCursor"].clone();
@@ -341,6 +349,15 @@ async fn statements_per_page_do_not_grow_with_page_size(backend: Backend) {
         costs[0] <= 2,
         "at most 2 statements (the API key, the page joined with feature, project and claimer): {costs:?}"
     );
+    // A first page's totalCount comes with its rows.
+    let counted = "query($featureId: ID!) { plans(featureId: $featureId, first: 10) { totalCount nodes { title } } }";
+    let before = statements_executed(&server).await;
+    let page = team
+        .viewer
+        .ok(counted, json!({ "featureId": team.feature }))
+        .await;
+    assert_eq!(statements_executed(&server).await - before, costs[0]);
+    assert_eq!(page["plans"]["totalCount"], 100);
 }
 
 /// The relations a detail view shows for every row (its events, the version

@@ -9,8 +9,8 @@ use uuid::Uuid;
 use super::{Feature, Plan};
 use crate::error::AppResult;
 use crate::graphql::connection::{
-    Connection, CountAll, PageArguments, SortKind, keys_if, row_field_selected, row_path_selected,
-    window,
+    Connection, CountAll, Counted, PageArguments, SortKind, keys_if, row_field_selected,
+    row_path_selected, window,
 };
 use crate::graphql::loaders::{
     FeatureId, FeaturePlanCounts, FeatureVersions, PlanEvents, ProjectId, ProjectMembers, RoleIn,
@@ -115,13 +115,18 @@ pub async fn load_plans(
         project: row_field_selected(ctx, "project"),
         claimer: row_field_selected(ctx, "claimedBy"),
     };
-    let mut page = services(ctx)
-        .list_plans(viewer(ctx)?, &filter, sort, &window, joins)
+    let count = ctx.look_ahead().field("totalCount").exists();
+    let (mut page, total) = services(ctx)
+        .list_plans(viewer(ctx)?, &filter, sort, &window, joins, count)
         .await?;
     prime_plan_rows(ctx, &mut page.rows).await?;
+    let total: Box<dyn CountAll> = match total {
+        Some(total) => Box::new(Counted(total)),
+        None => Box::new(PlanTotal(filter)),
+    };
     Ok(Connection::from_page(
         page,
-        Box::new(PlanTotal(filter)),
+        total,
         name,
         |row| sort.position(&row.plan),
         |row| Plan(row.plan),
