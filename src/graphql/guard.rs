@@ -117,11 +117,6 @@ impl GuardedSchema {
         }
     }
 
-    /// The schema itself, for what does not execute operations (SDL).
-    pub fn schema(&self) -> &AppSchema {
-        &self.schema
-    }
-
     /// The parsed form of `query`: from the cache of recent documents, or
     /// parsed now and kept. `None` for a document over `--max-query-bytes`
     /// (refused unparsed) or one that does not parse (async-graphql reports

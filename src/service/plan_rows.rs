@@ -47,27 +47,29 @@ pub fn decode_plans(rows: &[QueryResult]) -> Result<Vec<plan::Model>, DbErr> {
         return Ok(Vec::new());
     };
     if let Some(row) = first.try_as_pg_row() {
-        let positions = Positions::of(row.columns())?;
-        return rows
-            .iter()
-            .map(|row| match row.try_as_pg_row() {
-                Some(row) => decode_pg(row, &positions),
-                None => Err(DbErr::Type("a plan page mixes database drivers".into())),
-            })
-            .collect();
+        return decode_all(rows, row, QueryResult::try_as_pg_row, decode_pg);
     }
     if let Some(row) = first.try_as_sqlite_row() {
-        let positions = Positions::of(row.columns())?;
-        return rows
-            .iter()
-            .map(|row| match row.try_as_sqlite_row() {
-                Some(row) => decode_sqlite(row, &positions),
-                None => Err(DbErr::Type("a plan page mixes database drivers".into())),
-            })
-            .collect();
+        return decode_all(rows, row, QueryResult::try_as_sqlite_row, decode_sqlite);
     }
     rows.iter()
         .map(|row| sea_orm::FromQueryResult::from_query_result(row, ""))
+        .collect()
+}
+
+/// Every row through `decode`, with the positions read off the `first`.
+fn decode_all<R: Row>(
+    rows: &[QueryResult],
+    first: &R,
+    driver_row: impl Fn(&QueryResult) -> Option<&R>,
+    decode: fn(&R, &Positions) -> Result<plan::Model, DbErr>,
+) -> Result<Vec<plan::Model>, DbErr> {
+    let positions = Positions::of(first.columns())?;
+    rows.iter()
+        .map(|row| match driver_row(row) {
+            Some(row) => decode(row, &positions),
+            None => Err(DbErr::Type("a plan page mixes database drivers".into())),
+        })
         .collect()
 }
 
