@@ -6,6 +6,9 @@ mod page;
 
 pub use page::{StyleNonce, html_page};
 
+use std::sync::Arc;
+
+use async_graphql::parser::types::ExecutableDocument;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -47,7 +50,7 @@ pub struct HttpState {
     /// How `/metrics` is served.
     pub metrics: MetricsEndpoint,
     /// Which operation names get metric series of their own.
-    pub operation_series: std::sync::Arc<crate::observability::OperationSeries>,
+    pub operation_series: Arc<crate::observability::OperationSeries>,
     /// Serve GraphiQL to browsers.
     pub playground: bool,
     /// Browser origins allowed by CORS.
@@ -215,10 +218,13 @@ async fn authenticate(
     services.authenticate(token).await.map(Some)
 }
 
+/// Authenticates and runs `request`; `document` is its parse from
+/// `GuardedSchema::document`.
 async fn execute(
     state: &HttpState,
     headers: &HeaderMap,
     mut request: async_graphql::Request,
+    document: Option<Arc<ExecutableDocument>>,
 ) -> Response {
     let media = MediaType::negotiate(headers);
     let viewer = match authenticate(&state.services, headers).await {
@@ -232,9 +238,8 @@ async fn execute(
         request = request.data(viewer);
     }
     let started = std::time::Instant::now();
-    let document = state.schema.document(&request.query).await;
     let (kind, name) = operation_of(&request, document.as_deref());
-    let result = state.schema.execute(request).await;
+    let result = state.schema.execute(request, document).await;
     let codes: Vec<String> = result
         .errors
         .iter()
@@ -287,7 +292,8 @@ async fn graphql_post(
             return error_response(media, StatusCode::BAD_REQUEST, &error);
         }
     };
-    execute(&state, &headers, request).await
+    let document = state.schema.document(&request.query).await;
+    execute(&state, &headers, request, document).await
 }
 
 async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -318,7 +324,7 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&state, &headers, request).await
+    execute(&state, &headers, request, document).await
 }
 
 /// The kind and (bounded) name of the operation a request would run, from
@@ -326,7 +332,7 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
 /// document that does not parse counts as a query; execution reports the error.
 fn operation_of(
     request: &async_graphql::Request,
-    document: Option<&async_graphql::parser::types::ExecutableDocument>,
+    document: Option<&ExecutableDocument>,
 ) -> (&'static str, String) {
     use async_graphql::parser::types::{DocumentOperations, OperationType};
     let wanted = request.operation_name.clone();

@@ -135,9 +135,14 @@ impl GuardedSchema {
         Some(document)
     }
 
-    /// Runs a query or mutation sent over HTTP.
-    pub async fn execute(&self, request: Request) -> Response {
-        let prepared = match self.prepare(request, None).await {
+    /// Runs a query or mutation sent over HTTP; `document` is its parse from
+    /// [`Self::document`], which the caller already needed.
+    pub async fn execute(
+        &self,
+        request: Request,
+        document: Option<Arc<ExecutableDocument>>,
+    ) -> Response {
+        let prepared = match self.prepare(request, document) {
             Ok(prepared) => prepared,
             Err(refusal) => return refusal,
         };
@@ -177,7 +182,16 @@ impl GuardedSchema {
         let session = session.cloned();
         async_stream::stream! {
             let _open = open;
-            let prepared = match guarded.prepare(request, session.as_ref()).await {
+            // As every operation on a socket: a key revoked since
+            // connection_init stops working here too.
+            if let Some(session) = &session
+                && let Err(error) = guarded.services.require_active_key(&session.viewer).await
+            {
+                yield guarded.refusal(error);
+                return;
+            }
+            let document = guarded.document(&request.query).await;
+            let prepared = match guarded.prepare(request, document) {
                 Ok(prepared) => prepared,
                 Err(refusal) => {
                     yield refusal;
@@ -209,19 +223,19 @@ impl GuardedSchema {
         }
     }
 
-    /// The checks before anything runs; a refusal is the whole response.
-    async fn prepare(
+    /// A refusal of the whole operation, as its only response.
+    fn refusal(&self, error: AppError) -> Response {
+        self.with_codes(Response::from_errors(vec![refuse(error)]))
+    }
+
+    /// The checks on the document (`document`: its parse, if it parsed)
+    /// before anything runs; a refusal is the whole response.
+    fn prepare(
         &self,
         mut request: Request,
-        session: Option<&SocketSession>,
+        document: Option<Arc<ExecutableDocument>>,
     ) -> Result<Prepared, Response> {
-        let refused = |error: AppError| self.with_codes(Response::from_errors(vec![refuse(error)]));
-        if let Some(session) = session {
-            self.services
-                .require_active_key(&session.viewer)
-                .await
-                .map_err(refused)?;
-        }
+        let refused = |error: AppError| self.refusal(error);
         let max_bytes = self.limits.max_query_bytes;
         if request.query.len() > max_bytes {
             return Err(refused(query_too_long(max_bytes)));
@@ -231,7 +245,7 @@ impl GuardedSchema {
         // to async-graphql, not repeated; a document that does not parse is
         // left for async-graphql to report.
         let mut only_queries = false;
-        if let Some(document) = self.document(&request.query).await {
+        if let Some(document) = document {
             expanded_field_count(&document, self.limits.max_fields)
                 .map_err(|limit| refused(too_many_fields(limit)))?;
             only_queries = document

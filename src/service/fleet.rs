@@ -326,6 +326,21 @@ impl Services {
         Ok(plan)
     }
 
+    /// The waiting plan and the blocker's id of a dependency to add or
+    /// remove, once the caller is known to be a writer of the plan's project.
+    async fn dependency_of(
+        &self,
+        viewer: &Viewer,
+        plan_id: &str,
+        blocked_by_plan_id: &str,
+    ) -> AppResult<(plan::Model, Uuid)> {
+        let plan_id = parse_id(Argument::PlanId, plan_id)?;
+        let blocker_id = parse_id(Argument::BlockedByPlanId, blocked_by_plan_id)?;
+        let waiter = self.find_plan(plan_id).await?;
+        self.require_writer(viewer, waiter.project_id).await?;
+        Ok((waiter, blocker_id))
+    }
+
     /// `plan` waits for `blocked_by` from now on (members; one project; no
     /// cycles). Adding a dependency that exists already changes nothing.
     #[tracing::instrument(skip_all)]
@@ -335,10 +350,10 @@ impl Services {
         plan_id: &str,
         blocked_by_plan_id: &str,
     ) -> AppResult<plan::Model> {
-        let plan_id = parse_id(Argument::PlanId, plan_id)?;
-        let blocker_id = parse_id(Argument::BlockedByPlanId, blocked_by_plan_id)?;
-        let waiter = self.find_plan(plan_id).await?;
-        self.require_writer(viewer, waiter.project_id).await?;
+        let (waiter, blocker_id) = self
+            .dependency_of(viewer, plan_id, blocked_by_plan_id)
+            .await?;
+        let plan_id = waiter.id;
         if plan_id == blocker_id {
             return Err(AppError::invalid(
                 Argument::BlockedByPlanId,
@@ -405,10 +420,10 @@ impl Services {
         plan_id: &str,
         blocked_by_plan_id: &str,
     ) -> AppResult<plan::Model> {
-        let plan_id = parse_id(Argument::PlanId, plan_id)?;
-        let blocker_id = parse_id(Argument::BlockedByPlanId, blocked_by_plan_id)?;
-        let waiter = self.find_plan(plan_id).await?;
-        self.require_writer(viewer, waiter.project_id).await?;
+        let (waiter, blocker_id) = self
+            .dependency_of(viewer, plan_id, blocked_by_plan_id)
+            .await?;
+        let plan_id = waiter.id;
         let txn = self.begin_write().await?;
         lock_dependencies(&txn, waiter.project_id).await?;
         let removed = plan_dependency::Entity::delete_many()
