@@ -144,7 +144,7 @@ impl GuardedSchema {
     ) -> Response {
         let prepared = match self.prepare(request, document) {
             Ok(prepared) => prepared,
-            Err(refusal) => return refusal,
+            Err(error) => return self.refusal(error),
         };
         let execution = self.schema.execute(prepared.request);
         let response = if prepared.only_queries {
@@ -193,8 +193,8 @@ impl GuardedSchema {
             let document = guarded.document(&request.query).await;
             let prepared = match guarded.prepare(request, document) {
                 Ok(prepared) => prepared,
-                Err(refusal) => {
-                    yield refusal;
+                Err(error) => {
+                    yield guarded.refusal(error);
                     return;
                 }
             };
@@ -229,16 +229,15 @@ impl GuardedSchema {
     }
 
     /// The checks on the document (`document`: its parse, if it parsed)
-    /// before anything runs; a refusal is the whole response.
+    /// before anything runs; a refusal ends the operation (see [`Self::refusal`]).
     fn prepare(
         &self,
         mut request: Request,
         document: Option<Arc<ExecutableDocument>>,
-    ) -> Result<Prepared, Response> {
-        let refused = |error: AppError| self.refusal(error);
+    ) -> Result<Prepared, AppError> {
         let max_bytes = self.limits.max_query_bytes;
         if request.query.len() > max_bytes {
-            return Err(refused(query_too_long(max_bytes)));
+            return Err(query_too_long(max_bytes));
         }
         // Measured here, before async-graphql's own checks: they already
         // walk the document with every fragment expanded. The parse is handed
@@ -246,8 +245,7 @@ impl GuardedSchema {
         // left for async-graphql to report.
         let mut only_queries = false;
         if let Some(document) = document {
-            expanded_field_count(&document, self.limits.max_fields)
-                .map_err(|limit| refused(too_many_fields(limit)))?;
+            expanded_field_count(&document, self.limits.max_fields).map_err(too_many_fields)?;
             only_queries = document
                 .operations
                 .iter()
