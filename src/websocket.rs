@@ -27,22 +27,29 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
-use futures::{SinkExt, StreamExt};
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::stream::SplitSink;
+use futures::{SinkExt, Stream, StreamExt};
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::StreamMap;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use uuid::Uuid;
 
 use crate::auth::bearer_token;
 use crate::error::AppError;
 use crate::graphql::guard::SocketSession;
 use crate::http::HttpState;
-use crate::service::Viewer;
+use crate::service::{Services, Viewer};
+use crate::shutdown::Shutdown;
 
 /// How long a client has to send `connection_init`.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest message a client may send (a subscribe with its query).
 const MAX_CLIENT_MESSAGE: usize = 256 * 1024;
+/// Bytes read from a socket at a time, and the buffer each connection keeps.
+const READ_BUFFER: usize = 1024;
 /// How long a closing connection waits for its operations' last messages
 /// (`complete` at shutdown, the errors of a revocation).
 const CLOSE_FLUSH: Duration = Duration::from_millis(300);
@@ -63,10 +70,13 @@ pub async fn upgrade(
         })
         .unwrap_or(WebSocketProtocols::GraphQLWS);
     // Small buffers: an idle subscriber should cost kilobytes, not the
-    // 128 KiB defaults; client messages are tiny and frames go out at once.
+    // 128 KiB defaults; frames go out at once. The read buffer is kept for
+    // the connection's life, so it is sized for the usual client message
+    // (`connection_init`, a subscribe, a ping); a longer one is read into a
+    // buffer grown to its length.
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| {
@@ -193,7 +203,7 @@ enum Step {
 }
 
 async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols) {
-    let _connection = state.shutdown.track_connection();
+    let connection = state.shutdown.track_connection();
     let (mut sink, mut source) = socket.split();
 
     // The first message must be connection_init with a valid key.
@@ -243,7 +253,7 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
         }
     };
 
-    let Some(_slot) = state.connections_per_key.open(viewer.key_id) else {
+    let Some(slot) = state.connections_per_key.open(viewer.key_id) else {
         let reason = format!(
             "Too many connections for this API key; the limit is {}",
             state.connections_per_key.limit
@@ -253,15 +263,15 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
     };
     // Before anything else can happen on this connection: a revocation
     // committed from here on is seen by the loop below.
-    let mut access_changes = state.services.events.access_changes();
-    let session = SocketSession::new(viewer.clone());
+    let access_changes = state.services.events.access_changes();
+    let key_id = viewer.key_id;
     let mut data = Data::default();
     data.insert(viewer.clone());
+    let session = SocketSession::new(viewer);
     // Groupable subscriptions (and the `complete`s that may end them) are
     // handed to this loop; the rest goes on to async-graphql.
-    let (grouped_sender, mut grouped) = futures::channel::mpsc::unbounded();
+    let (grouped_sender, grouped) = futures::channel::mpsc::unbounded();
     let fanout = state.fanout.clone();
-    let key_id = viewer.key_id;
     let incoming = futures::stream::iter([init_bytes])
         .chain(
             source
@@ -286,106 +296,178 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
             };
             std::future::ready(passed)
         });
-    let mut members = Members::new();
-    let mut taking_grouped = true;
-    let mut outgoing = async_graphql::http::WebSocket::new(
+    let outgoing = async_graphql::http::WebSocket::new(
         state.schema.for_socket(session.clone()),
         incoming,
         protocol,
     )
     .connection_data(data)
     .on_connection_init(|_| async { Ok(Data::default()) });
+    let relay = Relay {
+        sink,
+        outgoing,
+        grouped,
+        access_changes,
+        session,
+        fanout: state.fanout.clone(),
+        services: state.services.clone(),
+        protocol,
+        keepalive: state.ws_keepalive,
+        shutdown: state.shutdown.clone(),
+        _slot: slot,
+        _connection: connection,
+    };
+    // A task of its own, so that what only the handshake needed (this
+    // function's state, the `HttpState`, the init message) is not kept for
+    // the life of the connection.
+    tokio::spawn(relay.run());
+}
 
-    let keepalive_message = match protocol {
-        WebSocketProtocols::GraphQLWS => json!({ "type": "ping" }),
-        WebSocketProtocols::SubscriptionsTransportWS => json!({ "type": "ka" }),
-    }
-    .to_string();
-    let mut keepalive = tokio::time::interval(state.ws_keepalive);
-    keepalive.tick().await;
-    let shutdown = state.shutdown.clone();
-    let shutting_down = shutdown.begun();
-    tokio::pin!(shutting_down);
-    let mut watching_access = true;
-    loop {
-        let step = tokio::select! {
-            message = outgoing.next() => Step::Outgoing(message),
-            Some((_, text)) = members.next(), if !members.is_empty() => Step::Member(text),
-            command = grouped.next(), if taking_grouped => Step::Grouped(command),
-            _ = keepalive.tick() => Step::KeepAlive,
-            change = access_changes.recv(), if watching_access => Step::AccessChanged(change),
-            () = &mut shutting_down => Step::ShuttingDown,
-        };
-        let message = match step {
-            Step::Outgoing(Some(message)) => message,
-            Step::Outgoing(None) => {
-                let _ = sink.send(close(1000, "Normal closure")).await;
-                return;
-            }
-            Step::Member(text) => WsMessage::Text(text),
-            Step::Grouped(None) => {
-                taking_grouped = false;
-                continue;
-            }
-            Step::Grouped(Some(Grouped::Subscribe(subscribe))) => {
-                let id = subscribe.id().to_owned();
-                // Like async-graphql, a reused id replaces the operation.
-                let member = state.fanout.member(session.clone(), protocol, *subscribe);
-                members.insert(id, member);
-                continue;
-            }
-            Step::Grouped(Some(Grouped::Stop(id))) => {
-                if members.remove(&id).is_none() {
-                    continue;
-                }
-                WsMessage::Text(fanout::complete_message(&id))
-            }
-            Step::KeepAlive => WsMessage::Text(keepalive_message.clone()),
-            Step::AccessChanged(Ok(Some(user))) if user != viewer.id() => continue,
-            Step::AccessChanged(Err(RecvError::Closed)) => {
-                // The server is going away; nothing more will be announced.
-                watching_access = false;
-                continue;
-            }
-            Step::AccessChanged(_) => {
-                if Box::pin(key_revoked(&state, &viewer)).await {
-                    // The subscriptions end with UNAUTHENTICATED by
-                    // themselves; let those errors out before closing.
-                    let reason = "Forbidden: the API key was revoked";
-                    Box::pin(flush_and_close(
-                        &mut sink,
-                        &mut outgoing,
-                        &mut members,
-                        close(4403, reason),
-                    ))
-                    .await;
+/// What an authenticated connection keeps for its life.
+struct Relay<Outgoing> {
+    sink: SplitSink<WebSocket, Message>,
+    /// async-graphql's protocol handler: every message but the grouped
+    /// subscriptions.
+    outgoing: Outgoing,
+    /// Grouped subscriptions (and `complete`s) taken from the client's messages.
+    grouped: UnboundedReceiver<Grouped>,
+    access_changes: broadcast::Receiver<Option<Uuid>>,
+    session: SocketSession,
+    fanout: Fanout,
+    services: Services,
+    protocol: WebSocketProtocols,
+    keepalive: Duration,
+    shutdown: Shutdown,
+    _slot: ConnectionSlot,
+    _connection: TaskTrackerToken,
+}
+
+impl<Outgoing: Stream<Item = WsMessage> + Unpin> Relay<Outgoing> {
+    /// Relays messages between the socket and the connection's operations
+    /// until either side ends, the key is revoked or the server shuts down.
+    ///
+    /// Not an `async fn`: one would keep `self` twice (as its argument and
+    /// as the local it moves the argument into), and this future is what an
+    /// idle connection costs.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would store its argument twice; see above"
+    )]
+    fn run(mut self) -> impl Future<Output = ()> {
+        async move {
+            // The relay as a whole, so that the block keeps its guards
+            // (`_slot`, `_connection`) too: a block would otherwise take
+            // only the fields it reads and drop the others at once.
+            let this = &mut self;
+            let mut members = Members::new();
+            let mut taking_grouped = true;
+            let mut watching_access = true;
+            let mut keepalive = tokio::time::interval(this.keepalive);
+            keepalive.tick().await;
+            let shutting_down = this.shutdown.begun();
+            tokio::pin!(shutting_down);
+            loop {
+                // In this order, not at random: most wake-ups of a busy
+                // connection are a grouped result to forward, which the first
+                // poll then finds, instead of one after a poll of the protocol
+                // handler and its socket. Every branch is still polled (and
+                // registers its wake-up) whenever no earlier one is ready, and
+                // members cannot starve the rest for long (each group's ring is
+                // bounded).
+                let step = tokio::select! {
+                    biased;
+                    Some((_, text)) = members.next(), if !members.is_empty() => Step::Member(text),
+                    change = this.access_changes.recv(), if watching_access => Step::AccessChanged(change),
+                    () = &mut shutting_down => Step::ShuttingDown,
+                    command = this.grouped.next(), if taking_grouped => Step::Grouped(command),
+                    message = this.outgoing.next() => Step::Outgoing(message),
+                    _ = keepalive.tick() => Step::KeepAlive,
+                };
+                let message = match step {
+                    Step::Outgoing(Some(message)) => message,
+                    Step::Outgoing(None) => {
+                        let _ = this.sink.send(close(1000, "Normal closure")).await;
+                        return;
+                    }
+                    Step::Member(text) => WsMessage::Text(text),
+                    Step::Grouped(None) => {
+                        taking_grouped = false;
+                        continue;
+                    }
+                    Step::Grouped(Some(Grouped::Subscribe(subscribe))) => {
+                        let id = subscribe.id().to_owned();
+                        // Like async-graphql, a reused id replaces the operation.
+                        let member =
+                            this.fanout
+                                .member(this.session.clone(), this.protocol, *subscribe);
+                        members.insert(id, member);
+                        continue;
+                    }
+                    Step::Grouped(Some(Grouped::Stop(id))) => {
+                        if members.remove(&id).is_none() {
+                            continue;
+                        }
+                        WsMessage::Text(fanout::complete_message(&id))
+                    }
+                    Step::KeepAlive => WsMessage::Text(keepalive_message(this.protocol)),
+                    Step::AccessChanged(Ok(Some(user))) if user != this.session.viewer.id() => {
+                        continue;
+                    }
+                    Step::AccessChanged(Err(RecvError::Closed)) => {
+                        // The server is going away; nothing more will be announced.
+                        watching_access = false;
+                        continue;
+                    }
+                    Step::AccessChanged(_) => {
+                        if Box::pin(key_revoked(&this.services, &this.session.viewer)).await {
+                            // The subscriptions end with UNAUTHENTICATED by
+                            // themselves; let those errors out before closing.
+                            let reason = "Forbidden: the API key was revoked";
+                            Box::pin(flush_and_close(
+                                &mut this.sink,
+                                &mut this.outgoing,
+                                &mut members,
+                                close(4403, reason),
+                            ))
+                            .await;
+                            return;
+                        }
+                        continue;
+                    }
+                    Step::ShuttingDown => {
+                        // Subscriptions end on shutdown; let their `complete` messages out.
+                        let closing = close(1001, "Server shutting down");
+                        Box::pin(flush_and_close(
+                            &mut this.sink,
+                            &mut this.outgoing,
+                            &mut members,
+                            closing,
+                        ))
+                        .await;
+                        return;
+                    }
+                };
+                if send(&mut this.sink, message).await.is_err() {
                     return;
                 }
-                continue;
             }
-            Step::ShuttingDown => {
-                // Subscriptions end on shutdown; let their `complete` messages out.
-                let closing = close(1001, "Server shutting down");
-                Box::pin(flush_and_close(
-                    &mut sink,
-                    &mut outgoing,
-                    &mut members,
-                    closing,
-                ))
-                .await;
-                return;
-            }
-        };
-        if send(&mut sink, message).await.is_err() {
-            return;
         }
     }
+}
+
+/// The protocol's keep-alive message.
+fn keepalive_message(protocol: WebSocketProtocols) -> String {
+    let kind = match protocol {
+        WebSocketProtocols::GraphQLWS => "ping",
+        WebSocketProtocols::SubscriptionsTransportWS => "ka",
+    };
+    json!({ "type": kind }).to_string()
 }
 
 /// Sends what the operations still have to say (until they fall quiet for a
 /// moment), then the close frame.
 async fn flush_and_close(
-    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    sink: &mut SplitSink<WebSocket, Message>,
     outgoing: &mut (impl futures::Stream<Item = WsMessage> + Unpin),
     members: &mut Members,
     closing: Message,
@@ -407,8 +489,8 @@ async fn flush_and_close(
 
 /// Whether the connection's key is known to be revoked now. A database
 /// error keeps the connection: every operation re-checks the key anyway.
-async fn key_revoked(state: &HttpState, viewer: &Viewer) -> bool {
-    match state.services.require_active_key(viewer).await {
+async fn key_revoked(services: &Services, viewer: &Viewer) -> bool {
+    match services.require_active_key(viewer).await {
         Err(AppError::Unauthenticated(_)) => true,
         Err(error) => {
             tracing::warn!(?error, "cannot re-check a WebSocket's API key");
@@ -419,7 +501,7 @@ async fn key_revoked(state: &HttpState, viewer: &Viewer) -> bool {
 }
 
 async fn send(
-    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    sink: &mut SplitSink<WebSocket, Message>,
     message: WsMessage,
 ) -> Result<(), axum::Error> {
     let frame = match message {

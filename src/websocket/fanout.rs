@@ -215,9 +215,20 @@ impl Fanout {
         // stream is first polled (members are polled in no set order).
         let limit = inner.settings.max_operations_per_connection;
         let operation = session.open_operation(limit);
-        async_stream::stream! {
+        // What only the setup needs, behind one pointer that is freed when
+        // the setup ends: everything a stream captures is kept for its life.
+        let joining = Box::new(Joining {
+            session,
+            key,
+            request,
+            group_variables,
+        });
+        let stream = async_stream::stream! {
+            // Responses are turned into messages before each `yield`: a
+            // value alive across one is kept in the stream for its life.
             let Some(_operation) = operation else {
-                yield envelope.next(&refusal(too_many_operations(limit)));
+                let message = envelope.next(&refusal(too_many_operations(limit)));
+                yield message;
                 yield envelope.complete();
                 return;
             };
@@ -225,20 +236,28 @@ impl Fanout {
             // connection_init stops working here too.
             // Boxed, as the setup below: an idle member should not keep
             // the space of a database query's future.
-            if let Err(error) = Box::pin(inner.services.require_active_key(&session.viewer)).await {
-                yield envelope.next(&refusal(error));
+            let active = Box::pin(inner.services.require_active_key(&joining.session.viewer)).await;
+            if let Err(error) = active {
+                let message = envelope.next(&refusal(error));
+                yield message;
                 yield envelope.complete();
                 return;
             }
-            let (_membership, mut frames) =
-                Inner::join(&inner, &key, &request, group_variables, &session);
+            let (_membership, mut frames) = Inner::join(&inner, &joining);
             let outcome = Arc::new(SetupOutcome::default());
-            let setup_request = request
-                .data(session.viewer.clone())
-                .data(PlanEventsRole::Setup(Arc::clone(&outcome)));
+            let setup_request = {
+                let Joining { session, request, .. } = *joining;
+                request
+                    .data(session.viewer)
+                    .data(PlanEventsRole::Setup(Arc::clone(&outcome)))
+            };
             let mut setup = inner.schema.execute_stream(setup_request, None, None);
-            while let Some(response) = setup.next().await {
-                yield envelope.next(&response);
+            loop {
+                let message = match setup.next().await {
+                    Some(response) => envelope.next(&response),
+                    None => break,
+                };
+                yield message;
             }
             if !outcome.handed_over.load(Ordering::Acquire) {
                 yield envelope.complete();
@@ -246,9 +265,8 @@ impl Fanout {
             }
             let _open = ActiveSubscription::open();
             drop(setup);
-            // What an idle member keeps: its ring position and a few words.
-            drop(session);
             let start = outcome.last_seen.load(Ordering::Acquire);
+            drop(outcome);
             // Every event up to here was delivered or is not for this member.
             let mut position = start;
             loop {
@@ -262,7 +280,8 @@ impl Fanout {
                         }
                     }
                     Ok(Frame::Resume { cursor }) => {
-                        yield envelope.next(&resume_required(&field, position.max(cursor)));
+                        let message = envelope.next(&resume_required(&field, position.max(cursor)));
+                        yield message;
                         yield envelope.complete();
                         return;
                     }
@@ -271,15 +290,24 @@ impl Fanout {
                         return;
                     }
                     Err(RecvError::Lagged(_)) => {
-                        yield envelope.next(&resume_required(&field, position));
+                        let message = envelope.next(&resume_required(&field, position));
+                        yield message;
                         yield envelope.complete();
                         return;
                     }
                 }
             }
-        }
-        .boxed()
+        };
+        stream.boxed()
     }
+}
+
+/// What a member needs until it has joined its group and run its setup.
+struct Joining {
+    session: SocketSession,
+    key: Arc<GroupKey>,
+    request: Request,
+    group_variables: async_graphql::Variables,
 }
 
 impl Inner {
@@ -291,13 +319,13 @@ impl Inner {
 
     /// Joins the group of `key`, starting it if there is none. The receiver
     /// gets every result the group sends from now on.
-    fn join(
-        inner: &Arc<Inner>,
-        key: &Arc<GroupKey>,
-        request: &Request,
-        group_variables: async_graphql::Variables,
-        session: &SocketSession,
-    ) -> (Membership, broadcast::Receiver<Frame>) {
+    fn join(inner: &Arc<Inner>, joining: &Joining) -> (Membership, broadcast::Receiver<Frame>) {
+        let Joining {
+            session,
+            key,
+            request,
+            group_variables,
+        } = joining;
         let mut groups = inner.lock();
         if let Some(entry) = groups.get_mut(key) {
             entry.members += 1;
@@ -314,7 +342,7 @@ impl Inner {
         // Subscribed to the bus before any member notes where it starts.
         let feed = GroupFeed::new(inner.services.events.subscribe(), Arc::clone(&position));
         let mut group_request = Request::new(request.query.clone())
-            .variables(group_variables)
+            .variables(group_variables.clone())
             .data(session.viewer.clone())
             .data(PlanEventsRole::Group(feed));
         group_request.operation_name = request.operation_name.clone();
@@ -369,7 +397,10 @@ fn fan_out_runtime() -> tokio::runtime::Handle {
                 .name("plangraph-fanout".into())
                 // Runs for as long as the process: the tasks end at
                 // shutdown, the thread with the process.
-                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .spawn(move || {
+                    yield_to_requests();
+                    runtime.block_on(std::future::pending::<()>())
+                })
                 .map(|_| handle)
         });
     match started {
@@ -377,6 +408,37 @@ fn fan_out_runtime() -> tokio::runtime::Handle {
         Err(error) => {
             tracing::warn!(%error, "no fan-out thread; WebSockets share the main runtime");
             tokio::runtime::Handle::current()
+        }
+    }
+}
+
+/// How much lower the fan-out thread's scheduling priority is than the
+/// request threads' (a nice value, 0–19).
+///
+/// When the cores are busy, the operating system gives a thread of nice 5
+/// about a third of the time it gives one of nice 0: a burst of deliveries
+/// to thousands of sockets then slows down instead of the mutation that
+/// caused it and the requests behind it. When the cores are idle the
+/// deliveries run at full speed as before.
+const FAN_OUT_NICENESS: i32 = 5;
+
+/// Lowers the calling thread's scheduling priority by [`FAN_OUT_NICENESS`].
+/// Failing to is harmless (the thread keeps the process's priority), so it is
+/// only logged.
+fn yield_to_requests() {
+    #[cfg(target_os = "linux")]
+    {
+        // On Linux a nice value belongs to a thread: PRIO_PROCESS with a
+        // thread id changes that thread alone. Lowering one's own priority
+        // needs no privilege.
+        // SAFETY: plain system calls on the calling thread, no pointers.
+        let changed = unsafe {
+            let thread = libc::gettid() as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, thread, FAN_OUT_NICENESS)
+        };
+        if changed != 0 {
+            let error = std::io::Error::last_os_error();
+            tracing::warn!(%error, "cannot lower the fan-out thread's priority");
         }
     }
 }
