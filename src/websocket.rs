@@ -79,6 +79,9 @@ pub async fn upgrade(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(MAX_CLIENT_MESSAGE)
+        // A frame over the limit is refused by its header, before it is
+        // read into memory (the default would read up to 16 MiB first).
+        .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| {
             // Connections live on the fan-out thread (see `fanout.rs`), so that
             // delivering an event to thousands of them never queues ahead of
@@ -186,17 +189,22 @@ impl Drop for ConnectionSlot {
 /// The grouped subscriptions of one connection, by operation id.
 type Members = StreamMap<String, futures::stream::BoxStream<'static, String>>;
 
-/// What the client asked of grouped subscriptions.
-enum Grouped {
+/// What the connection takes from the client's messages itself; async-graphql
+/// gets the rest.
+enum FromClient {
+    /// A groupable subscription.
     Subscribe(Box<fanout::GroupedSubscribe>),
+    /// The end of an operation, which may be a grouped one.
     Stop(String),
+    /// A message over `MAX_CLIENT_MESSAGE`: the socket is closed with 1009.
+    TooLong,
 }
 
 /// What the connection loop reacts to next.
 enum Step {
     Outgoing(Option<WsMessage>),
     Member(String),
-    Grouped(Option<Grouped>),
+    FromClient(Option<FromClient>),
     KeepAlive,
     AccessChanged(Result<Option<Uuid>, RecvError>),
     ShuttingDown,
@@ -268,17 +276,26 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
     let mut data = Data::default();
     data.insert(viewer.clone());
     let session = SocketSession::new(viewer);
-    // Groupable subscriptions (and the `complete`s that may end them) are
-    // handed to this loop; the rest goes on to async-graphql.
-    let (grouped_sender, grouped) = futures::channel::mpsc::unbounded();
+    // Groupable subscriptions (and the `complete`s that may end them) and a
+    // message over the limit are handed to the relay; the rest goes on to
+    // async-graphql.
+    let (from_client, taken) = futures::channel::mpsc::unbounded();
+    let refusals = from_client.clone();
     let fanout = state.fanout.clone();
     let incoming = futures::stream::iter([init_bytes])
         .chain(
             source
-                .take_while(|message| {
-                    std::future::ready(
-                        matches!(message, Ok(message) if !matches!(message, Message::Close(_))),
-                    )
+                .take_while(move |message| {
+                    let open = match message {
+                        Ok(message) => !matches!(message, Message::Close(_)),
+                        Err(error) => {
+                            if too_long(error) {
+                                let _ = refusals.unbounded_send(FromClient::TooLong);
+                            }
+                            false
+                        }
+                    };
+                    std::future::ready(open)
                 })
                 .filter_map(|message| std::future::ready(message.ok().and_then(payload).flatten())),
         )
@@ -286,11 +303,11 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
             let passed = match fanout.inspect(key_id, &bytes) {
                 fanout::Inspected::Pass => Some(bytes),
                 fanout::Inspected::PassAndStop(id) => {
-                    let _ = grouped_sender.unbounded_send(Grouped::Stop(id));
+                    let _ = from_client.unbounded_send(FromClient::Stop(id));
                     Some(bytes)
                 }
                 fanout::Inspected::Take(subscribe) => {
-                    let _ = grouped_sender.unbounded_send(Grouped::Subscribe(subscribe));
+                    let _ = from_client.unbounded_send(FromClient::Subscribe(subscribe));
                     None
                 }
             };
@@ -306,7 +323,7 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
     let relay = Relay {
         sink,
         outgoing,
-        grouped,
+        taken,
         access_changes,
         session,
         fanout: state.fanout.clone(),
@@ -329,8 +346,8 @@ struct Relay<Outgoing> {
     /// async-graphql's protocol handler: every message but the grouped
     /// subscriptions.
     outgoing: Outgoing,
-    /// Grouped subscriptions (and `complete`s) taken from the client's messages.
-    grouped: UnboundedReceiver<Grouped>,
+    /// What the relay takes from the client's messages itself.
+    taken: UnboundedReceiver<FromClient>,
     access_changes: broadcast::Receiver<Option<Uuid>>,
     session: SocketSession,
     fanout: Fanout,
@@ -360,7 +377,7 @@ impl<Outgoing: Stream<Item = WsMessage> + Unpin> Relay<Outgoing> {
             // only the fields it reads and drop the others at once.
             let this = &mut self;
             let mut members = Members::new();
-            let mut taking_grouped = true;
+            let mut taking = true;
             let mut watching_access = true;
             let mut keepalive = tokio::time::interval(this.keepalive);
             keepalive.tick().await;
@@ -379,22 +396,22 @@ impl<Outgoing: Stream<Item = WsMessage> + Unpin> Relay<Outgoing> {
                     Some((_, text)) = members.next(), if !members.is_empty() => Step::Member(text),
                     change = this.access_changes.recv(), if watching_access => Step::AccessChanged(change),
                     () = &mut shutting_down => Step::ShuttingDown,
-                    command = this.grouped.next(), if taking_grouped => Step::Grouped(command),
+                    taken = this.taken.next(), if taking => Step::FromClient(taken),
                     message = this.outgoing.next() => Step::Outgoing(message),
                     _ = keepalive.tick() => Step::KeepAlive,
                 };
                 let message = match step {
                     Step::Outgoing(Some(message)) => message,
                     Step::Outgoing(None) => {
-                        let _ = this.sink.send(close(1000, "Normal closure")).await;
+                        let _ = this.sink.send(end_of_input(&mut this.taken)).await;
                         return;
                     }
                     Step::Member(text) => WsMessage::Text(text),
-                    Step::Grouped(None) => {
-                        taking_grouped = false;
+                    Step::FromClient(None) => {
+                        taking = false;
                         continue;
                     }
-                    Step::Grouped(Some(Grouped::Subscribe(subscribe))) => {
+                    Step::FromClient(Some(FromClient::Subscribe(subscribe))) => {
                         let id = subscribe.id().to_owned();
                         // Like async-graphql, a reused id replaces the operation.
                         let member =
@@ -403,11 +420,15 @@ impl<Outgoing: Stream<Item = WsMessage> + Unpin> Relay<Outgoing> {
                         members.insert(id, member);
                         continue;
                     }
-                    Step::Grouped(Some(Grouped::Stop(id))) => {
+                    Step::FromClient(Some(FromClient::Stop(id))) => {
                         if members.remove(&id).is_none() {
                             continue;
                         }
                         WsMessage::Text(fanout::complete_message(&id))
+                    }
+                    Step::FromClient(Some(FromClient::TooLong)) => {
+                        let _ = this.sink.send(message_too_long()).await;
+                        return;
                     }
                     Step::KeepAlive => WsMessage::Text(keepalive_message(this.protocol)),
                     Step::AccessChanged(Ok(Some(user))) if user != this.session.viewer.id() => {
@@ -462,6 +483,33 @@ fn keepalive_message(protocol: WebSocketProtocols) -> String {
         WebSocketProtocols::SubscriptionsTransportWS => "ka",
     };
     json!({ "type": kind }).to_string()
+}
+
+/// How the connection closes once the client's messages have ended: with
+/// 1009 when the last one was over the limit (its notice is taken just
+/// before the end), else normally.
+fn end_of_input(taken: &mut UnboundedReceiver<FromClient>) -> Message {
+    while let Ok(Some(taken)) = taken.try_next() {
+        if matches!(taken, FromClient::TooLong) {
+            return message_too_long();
+        }
+    }
+    close(1000, "Normal closure")
+}
+
+fn message_too_long() -> Message {
+    let reason = format!(
+        "Message too big: the limit is {} KiB",
+        MAX_CLIENT_MESSAGE / 1024
+    );
+    close(1009, &reason)
+}
+
+/// Whether a read failed because the client's message is over the limit.
+fn too_long(error: &axum::Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|error| matches!(error, tungstenite::Error::Capacity(_)))
 }
 
 /// Sends what the operations still have to say (until they fall quiet for a

@@ -510,6 +510,49 @@ async fn request_ids_that_could_forge_log_lines_are_replaced() {
     }
 }
 
+/// A connection reads its socket through a 1 KiB buffer (an idle
+/// subscriber keeps it); a client message many times longer is still read
+/// whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_websocket_message_is_read_whole() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let mut board = Subscriber::connect(&server.base_url, team.viewer.key()).await;
+    // 64 KiB of comment after the document: 64 buffers' worth.
+    let long = format!("{PLAN_EVENTS}\n#{}\n", "x".repeat(64 * 1024));
+    board
+        .subscribe(&long, json!({ "projectId": team.project }))
+        .await;
+    server.wait_for_subscriptions(1).await;
+    let plan = team.plan("read whole", "DRAFT").await;
+    let event = board.next_event().await;
+    assert_eq!(event["kind"], "CREATED");
+    assert_eq!(event["plan"]["id"], plan.as_str());
+}
+
+/// A client message over 256 KiB closes its socket with 1009 (message too
+/// big), and only its socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_message_over_the_limit_closes_with_1009() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let mut bystander = Subscriber::connect(&server.base_url, team.viewer.key()).await;
+    bystander
+        .subscribe(PLAN_EVENTS, json!({ "projectId": team.project }))
+        .await;
+    let mut sender = Subscriber::connect(&server.base_url, team.viewer.key()).await;
+    let too_long = format!("{PLAN_EVENTS}\n#{}\n", "x".repeat(300 * 1024));
+    sender
+        .subscribe(&too_long, json!({ "projectId": team.project }))
+        .await;
+    assert_eq!(sender.close_code(Duration::from_secs(10)).await, Some(1009));
+
+    server.wait_for_subscriptions(1).await;
+    let plan = team.plan("still served", "DRAFT").await;
+    let event = bystander.next_event().await;
+    assert_eq!(event["plan"]["id"], plan.as_str());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_key_holds_a_bounded_number_of_sockets() {
     let server = Server::start_with(Backend::Sqlite, &["--max-connections-per-key", "2"]).await;
