@@ -489,7 +489,7 @@ fn keepalive_message(protocol: WebSocketProtocols) -> String {
 /// 1009 when the last one was over the limit (its notice is taken just
 /// before the end), else normally.
 fn end_of_input(taken: &mut UnboundedReceiver<FromClient>) -> Message {
-    while let Ok(Some(taken)) = taken.try_next() {
+    while let Ok(taken) = taken.try_recv() {
         if matches!(taken, FromClient::TooLong) {
             return message_too_long();
         }

@@ -412,8 +412,8 @@ fn fan_out_runtime() -> tokio::runtime::Handle {
     }
 }
 
-/// How much lower the fan-out thread's scheduling priority is than the
-/// request threads' (a nice value, 0–19).
+/// The fan-out thread's nice value; the request threads keep the process's
+/// (0 unless the server was started with another).
 ///
 /// When the cores are busy, the operating system gives a thread of nice 5
 /// about a third of the time it gives one of nice 0: a burst of deliveries
@@ -422,9 +422,9 @@ fn fan_out_runtime() -> tokio::runtime::Handle {
 /// deliveries run at full speed as before.
 const FAN_OUT_NICENESS: i32 = 5;
 
-/// Lowers the calling thread's scheduling priority by [`FAN_OUT_NICENESS`].
-/// Failing to is harmless (the thread keeps the process's priority), so it is
-/// only logged.
+/// Gives the calling thread the nice value [`FAN_OUT_NICENESS`]. Failing to
+/// is harmless (the thread keeps the process's priority; a process started
+/// at a higher nice value may not lower it), so it is only logged.
 fn yield_to_requests() {
     #[cfg(target_os = "linux")]
     {
