@@ -18,6 +18,8 @@ pub struct CachedSpecStore {
     inner: SharedSpecStore,
     cache: Cache<String, Bytes>,
     fetch_concurrency: usize,
+    /// Whether objects are kept at all (`cache_bytes` above 0).
+    caching: bool,
     metrics: StoreMetrics,
 }
 
@@ -37,6 +39,7 @@ impl CachedSpecStore {
             inner,
             cache,
             fetch_concurrency: fetch_concurrency.max(1),
+            caching: cache_bytes > 0,
             metrics: StoreMetrics::default(),
         }
     }
@@ -58,8 +61,14 @@ impl CachedSpecStore {
     }
 
     /// A read through the cache. Concurrent misses of one key (two requests
-    /// showing the same plan) share a single store read.
+    /// showing the same plan) share a single store read. With the cache off
+    /// the read goes straight to the store: a cache of no capacity would
+    /// only add an insertion and an eviction to every read, and its
+    /// bookkeeping can hold reads back behind each other.
     async fn load(&self, key: &str) -> Result<Bytes, StoreError> {
+        if !self.caching {
+            return self.fetch(key).await;
+        }
         self.cache
             .try_get_with_by_ref(key, self.fetch(key))
             .await
