@@ -12,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::inline::{Nodes, PageRow};
 use crate::error::{AppError, AppResult};
 use crate::service::pagination::{Page, Position, SortValue, Window};
 use crate::service::{parse_rfc3339, rfc3339};
@@ -173,7 +174,7 @@ impl<N> Connection<N> {
 
 /// One page of a list, Relay style.
 #[Object(name_type)]
-impl<N: OutputType + Clone> Connection<N>
+impl<N: PageRow + Clone> Connection<N>
 where
     Edge<N>: OutputType,
 {
@@ -188,8 +189,8 @@ where
             .collect()
     }
     /// The items of this page, without cursors.
-    async fn nodes(&self) -> Vec<&N> {
-        self.items.iter().map(|(_, node)| node).collect()
+    async fn nodes(&self) -> Nodes<'_, N> {
+        Nodes(self.items.iter().map(|(_, node)| node).collect())
     }
     /// Where this page sits in the whole list.
     async fn page_info(&self) -> PageInfo {

@@ -2,6 +2,7 @@
 
 pub mod connection;
 pub mod guard;
+pub(crate) mod inline;
 pub mod limits;
 pub mod loaders;
 pub mod mutation;

@@ -13,6 +13,7 @@ on_both_databases!(
     related_lists_of_a_page_load_in_batches,
     oversized_and_malformed_queries_are_refused_clearly,
     a_page_reads_every_column_as_a_single_plan_does,
+    rows_resolved_inline_read_as_resolved_one_field_at_a_time,
 );
 
 /// Rows select their feature, project and claimer too, so that paging,
@@ -556,4 +557,95 @@ async fn a_page_reads_every_column_as_a_single_plan_does(backend: Backend) {
             "{field}: set on {set} of {page}"
         );
     }
+}
+
+/// Everything a plan page may show without waiting, so that its rows and
+/// the objects under them resolve inline (`graphql/inline.rs`), with an
+/// alias and `__typename` at two depths (`inline`); or the same with each
+/// object's fields inside a fragment, which async-graphql resolves itself.
+fn row_selection(inline: bool) -> String {
+    let object = |type_name: &str, fields: &str| {
+        if inline {
+            fields.to_owned()
+        } else {
+            format!("... on {type_name} {{ {fields} }}")
+        }
+    };
+    let user = object("User", "id email displayName isAdmin createdAt");
+    let feature = object(
+        "Feature",
+        "__typename id title description currentVersion createdAt updatedAt",
+    );
+    let project = object("Project", "id name description createdAt updatedAt");
+    object(
+        "Plan",
+        &format!(
+            "__typename id title heading: title description status specSha256 specSize
+            workArtifacts claimedAt implementedVersion lastActivityAt createdAt updatedAt
+            basedOnVersion priority claimToken leaseExpiresAt claimedBy {{ {user} }}
+            submittedBy {{ {user} }} createdBy {{ {user} }} feature {{ {feature} }}
+            project {{ {project} }}"
+        ),
+    )
+}
+
+/// A page whose rows show only fields that never wait resolves them one
+/// after another (`graphql/inline.rs`); the same fields inside a fragment go
+/// through async-graphql's concurrent resolution. Both must answer alike,
+/// for plans in every state, and in the order the fields were asked for.
+async fn rows_resolved_inline_read_as_resolved_one_field_at_a_time(backend: Backend) {
+    let server = Server::start(backend).await;
+    let team = Team::new(&server).await;
+    for status in [
+        "DRAFT",
+        "READY",
+        "CLAIMED",
+        "IN_PROGRESS",
+        "REVIEW",
+        "COMPLETED",
+    ] {
+        team.plan_in(&format!("plan {status}"), status).await;
+    }
+    // The bodies as sent, so that field order counts too.
+    let body_of = |selection: String| {
+        let query = format!(
+            "query($featureId: ID!) {{ plans(featureId: $featureId, first: 10) {{ nodes {{ {selection} }} }} }}"
+        );
+        let server = &server;
+        let team = &team;
+        async move {
+            reqwest::Client::new()
+                .post(format!("{}/graphql", server.base_url))
+                .bearer_auth(team.viewer.key())
+                .json(&json!({ "query": query, "variables": { "featureId": team.feature } }))
+                .send()
+                .await
+                .expect("the server answers")
+                .text()
+                .await
+                .expect("a body")
+        }
+    };
+    let inline = body_of(row_selection(true)).await;
+    let general = body_of(row_selection(false)).await;
+    assert_eq!(inline, general);
+
+    let page: Value = serde_json::from_str(&inline).expect("JSON");
+    assert!(page.get("errors").is_none(), "{page}");
+    let nodes = page["data"]["plans"]["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 6, "{page}");
+    let claimed = nodes
+        .iter()
+        .find(|node| node["status"] == "CLAIMED")
+        .expect("the claimed plan");
+    assert_eq!(claimed["__typename"], "Plan");
+    assert_eq!(claimed["heading"], "plan CLAIMED");
+    assert_eq!(claimed["claimedBy"]["email"], "worker@example.com");
+    assert!(claimed["claimToken"].is_string(), "{claimed}");
+    assert_eq!(claimed["feature"]["__typename"], "Feature");
+    assert_eq!(claimed["project"]["name"], "Task Manager");
+    assert!(
+        inline.starts_with(r#"{"data":{"plans":{"nodes":[{"__typename":"Plan","id":"#),
+        "fields in the order asked for: {inline}"
+    );
 }

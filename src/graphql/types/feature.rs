@@ -8,6 +8,7 @@ use super::{
 };
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::PageArguments;
+use crate::graphql::inline::PureFields;
 use crate::graphql::loaders;
 use crate::graphql::loaders::{
     FeatureDriftCount, FeaturePlanCounts, FeatureVersions, ProjectId, VersionNumber,
@@ -172,4 +173,16 @@ impl Feature {
     async fn updated_at(&self) -> DateTime {
         at(self.0.updated_at)
     }
+}
+
+/// Read straight off the row (see `graphql/inline.rs`).
+impl PureFields for Feature {
+    const PURE: &'static [&'static str] = &[
+        "id",
+        "title",
+        "description",
+        "currentVersion",
+        "createdAt",
+        "updatedAt",
+    ];
 }

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use async_graphql::{Context, Enum, InputObject};
 use uuid::Uuid;
 
-use super::{Feature, Plan};
+use super::{Feature, Plan, Project, User};
 use crate::error::AppResult;
 use crate::graphql::connection::{
     Connection, CountAll, Counted, PageArguments, SortKind, keys_if, row_field_selected,
     row_path_selected, window,
 };
+use crate::graphql::inline::{PageRow, PureFields};
 use crate::graphql::loaders::{
     FeatureId, FeaturePlanCounts, FeatureVersions, PlanEvents, ProjectId, ProjectMembers, RoleIn,
     SpecKey, UserId, VersionNumber, prime,
@@ -72,6 +73,47 @@ fn sort_name(sort: PlanSort) -> &'static str {
 
 pub type PlanConnection = Connection<Plan>;
 pub type FeatureConnection = Connection<Feature>;
+
+/// A plan page's rows resolve inline (`inline.rs`) when they show only
+/// these: the plan's columns, and the relations its statement joins in or
+/// [`prime_plan_rows`] loads up front (with the columns of those). A field
+/// missing here is only slower; one listed here that waited would make the
+/// page wait for it row after row.
+impl PageRow for Plan {
+    const IMMEDIATE: &'static [(&'static str, &'static [&'static str])] = &[
+        (
+            "Plan",
+            &[
+                "id",
+                "title",
+                "description",
+                "status",
+                "specSha256",
+                "specSize",
+                "workArtifacts",
+                "claimedBy",
+                "claimedAt",
+                "submittedBy",
+                "implementedVersion",
+                "lastActivityAt",
+                "createdBy",
+                "createdAt",
+                "updatedAt",
+                "feature",
+                "project",
+                "basedOnVersion",
+                "priority",
+                "claimToken",
+                "leaseExpiresAt",
+            ],
+        ),
+        ("User", User::PURE),
+        ("Feature", Feature::PURE),
+        ("Project", Project::PURE),
+    ];
+}
+
+impl PageRow for Feature {}
 
 /// `totalCount` of a plan list: the viewer's plans matching the filter.
 struct PlanTotal(PlanFilter);

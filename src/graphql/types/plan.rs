@@ -7,6 +7,7 @@ use super::{
     User, at, load_spec, optional_user, user_by_id,
 };
 use crate::error::{AppError, AppResult};
+use crate::graphql::inline::Related;
 use crate::graphql::loaders::{
     FeatureId, PlanBlockers, PlanEvents, PlanId, PlanSpecRevisions, PlanWaiters, ProjectId,
     VersionNumber,
@@ -81,16 +82,16 @@ impl Plan {
         Ok(artifacts)
     }
     /// Who holds the plan; null when nobody does.
-    async fn claimed_by(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
-        optional_user(ctx, self.0.claimed_by).await
+    async fn claimed_by(&self, ctx: &Context<'_>) -> AppResult<Option<Related<User>>> {
+        Ok(optional_user(ctx, self.0.claimed_by).await?.map(Related))
     }
     /// When the current claim was taken.
     async fn claimed_at(&self) -> Option<DateTime> {
         self.0.claimed_at.map(at)
     }
     /// Who submitted the work.
-    async fn submitted_by(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
-        optional_user(ctx, self.0.submitted_by).await
+    async fn submitted_by(&self, ctx: &Context<'_>) -> AppResult<Option<Related<User>>> {
+        Ok(optional_user(ctx, self.0.submitted_by).await?.map(Related))
     }
     /// The feature version number this plan's completion created.
     async fn implemented_version(&self) -> Option<i32> {
@@ -116,8 +117,8 @@ impl Plan {
         at(self.0.last_activity_at)
     }
     /// Who created the plan.
-    async fn created_by(&self, ctx: &Context<'_>) -> AppResult<User> {
-        user_by_id(ctx, self.0.created_by).await
+    async fn created_by(&self, ctx: &Context<'_>) -> AppResult<Related<User>> {
+        user_by_id(ctx, self.0.created_by).await.map(Related)
     }
     /// When the plan was created.
     async fn created_at(&self) -> DateTime {
@@ -128,23 +129,23 @@ impl Plan {
         at(self.0.updated_at)
     }
     /// The feature this plan implements.
-    async fn feature(&self, ctx: &Context<'_>) -> AppResult<Feature> {
+    async fn feature(&self, ctx: &Context<'_>) -> AppResult<Related<Feature>> {
         let feature = loaders(ctx)
             .db
             .load_one(FeatureId(self.0.feature_id))
             .await?;
         feature
-            .map(Feature)
+            .map(|feature| Related(Feature(feature)))
             .ok_or_else(|| AppError::Internal("plan without feature".into()))
     }
     /// The project the plan belongs to.
-    async fn project(&self, ctx: &Context<'_>) -> AppResult<Project> {
+    async fn project(&self, ctx: &Context<'_>) -> AppResult<Related<Project>> {
         let project = loaders(ctx)
             .db
             .load_one(ProjectId(self.0.project_id))
             .await?;
         project
-            .map(Project)
+            .map(|project| Related(Project(project)))
             .ok_or_else(|| AppError::Internal("plan without project".into()))
     }
     /// The feature version this plan was written against: the current one

@@ -7,6 +7,7 @@ use super::{
 };
 use crate::error::AppResult;
 use crate::graphql::connection::PageArguments;
+use crate::graphql::inline::PureFields;
 use crate::graphql::loaders::{ProjectMembers, ProjectPlanCounts, RoleIn};
 use crate::graphql::{loaders, viewer};
 use entity::{project, project_member};
@@ -121,4 +122,9 @@ impl ProjectMember {
     async fn added_at(&self) -> DateTime {
         at(self.0.created_at)
     }
+}
+
+/// Read straight off the row (see `graphql/inline.rs`).
+impl PureFields for Project {
+    const PURE: &'static [&'static str] = &["id", "name", "description", "createdAt", "updatedAt"];
 }

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use async_graphql::{ID, Object};
 
 use super::scalars::{DateTime, at};
+use crate::graphql::inline::PureFields;
 use entity::user;
 
 pub struct User(pub Arc<user::Model>);
@@ -36,4 +37,9 @@ impl User {
     async fn created_at(&self) -> DateTime {
         at(self.0.created_at)
     }
+}
+
+/// Read straight off the row (see `graphql/inline.rs`).
+impl PureFields for User {
+    const PURE: &'static [&'static str] = &["id", "email", "displayName", "isAdmin", "createdAt"];
 }
