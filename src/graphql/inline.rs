@@ -151,7 +151,7 @@ struct Immediate<'a> {
     fields: &'static [(&'static str, &'static [&'static str])],
 }
 
-impl Immediate<'_> {
+impl<'a> Immediate<'a> {
     /// Every selection in `set` (on `type_name`) is a plain field that never
     /// waits, and so is everything under it.
     fn selection(&self, set: &SelectionSet, type_name: &str) -> bool {
@@ -166,25 +166,23 @@ impl Immediate<'_> {
             let below = &field.selection_set.node;
             immediate.contains(&name)
                 && (below.items.is_empty()
-                    || self.selection(below, &self.field_type(type_name, name)))
+                    || self.selection(below, self.field_type(type_name, name)))
         })
     }
 
     /// The named type of `type_name.field` (`[PlanEvent!]!` → `PlanEvent`).
-    fn field_type(&self, type_name: &str, field: &str) -> String {
+    fn field_type(&self, type_name: &str, field: &str) -> &'a str {
         self.registry
             .types
             .get(type_name)
             .and_then(|meta| meta.field_by_name(field))
-            .map(|meta| MetaTypeName::concrete_typename(&meta.ty).to_owned())
-            .unwrap_or_default()
+            .map_or("", |meta| MetaTypeName::concrete_typename(&meta.ty))
     }
 }
 
 /// One object's selected fields, one after another, through its generated
-/// field resolvers. Like async-graphql's own resolution, a field's error is
-/// recorded on the response and the field left out (non-null fields then
-/// null their parent when the response is built).
+/// field resolvers. As in async-graphql's own `resolve_container`, a
+/// field's error is recorded on the response and the field left out.
 async fn resolve_object<T: ContainerType + OutputType>(
     ctx: &ContextSelectionSet<'_>,
     object: &T,
