@@ -307,7 +307,7 @@ async fn statements_executed(server: &Server) -> u64 {
 /// The dashboard query of issue 7: its SQL statement count is the same for
 /// 10 and 100 rows (DataLoaders batch every relation) and small.
 async fn statements_per_page_do_not_grow_with_page_size(backend: Backend) {
-    let server = Server::start_with(backend, &["--sweep-every", "1h"]).await;
+    let server = Server::start_with(backend, &NO_BACKGROUND_STATEMENTS).await;
     let team = Team::new(&server).await;
     for index in 0..100 {
         let status = if index % 3 == 0 { "CLAIMED" } else { "READY" };
@@ -367,7 +367,11 @@ async fn statements_per_page_do_not_grow_with_page_size(backend: Backend) {
 async fn related_lists_of_a_page_load_in_batches(backend: Backend) {
     let server = Server::start_with(
         backend,
-        &["--sweep-every", "1h", "--max-query-complexity", "1000000"],
+        &[
+            &NO_BACKGROUND_STATEMENTS[..],
+            &["--max-query-complexity", "1000000"],
+        ]
+        .concat(),
     )
     .await;
     let team = Team::new(&server).await;

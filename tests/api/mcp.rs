@@ -846,7 +846,7 @@ async fn feature_tools_create_read_and_version_features() {
 /// however many projects it lists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_projects_costs_the_same_for_one_project_or_many() {
-    let server = Server::start_with(Backend::Sqlite, &["--sweep-every", "1h"]).await;
+    let server = Server::start_with(Backend::Sqlite, &NO_BACKGROUND_STATEMENTS).await;
     let team = Team::new(&server).await;
     let worker = Agent::connect(&server, &team.worker).await;
     worker.ok("list_projects", json!({})).await; // the key's last use is recorded now

@@ -130,6 +130,12 @@ fn print_server_errors(log: &std::path::Path) {
 }
 
 /// A running server process.
+/// Server flags that keep background work (the stale sweep, the webhook
+/// worker's poll every 5 s) from running statements while a test counts
+/// the statements of a request.
+pub const NO_BACKGROUND_STATEMENTS: [&str; 4] =
+    ["--sweep-every", "1h", "--webhook-poll-every", "1h"];
+
 pub struct Server {
     child: Child,
     pub base_url: String,
