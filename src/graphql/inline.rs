@@ -84,17 +84,18 @@ fn plain_fields(set: &SelectionSet, mut inline: impl FnMut(&str, &Field) -> bool
     if set.items.len() > MAX_INLINE_FIELDS {
         return false;
     }
-    let mut keys = Vec::with_capacity(set.items.len());
-    set.items.iter().all(|selection| {
+    set.items.iter().enumerate().all(|(index, selection)| {
         let Selection::Field(field) = &selection.node else {
             return false;
         };
         let field = &field.node;
-        let key = field.response_key().node.as_str();
-        if !field.directives.is_empty() || keys.contains(&key) {
+        let key = &field.response_key().node;
+        let repeated = set.items[..index].iter().any(|earlier| {
+            matches!(&earlier.node, Selection::Field(earlier) if earlier.node.response_key().node == *key)
+        });
+        if !field.directives.is_empty() || repeated {
             return false;
         }
-        keys.push(key);
         let name = field.name.node.as_str();
         name == "__typename" || inline(name, field)
     })

@@ -497,6 +497,16 @@ fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofT
   ofType { kind name ofType { kind name ofType { kind name } } } } } } } }";
 
 /// Every field a plan row answers from its own columns, nulls included.
+/// States `Team::plan_in` takes a plan to, for pages that should show each.
+const EVERY_STATUS_BUT_FAILED: [&str; 6] = [
+    "DRAFT",
+    "READY",
+    "CLAIMED",
+    "IN_PROGRESS",
+    "REVIEW",
+    "COMPLETED",
+];
+
 const ROW_FIELDS: &str = "id title description status specSha256 specSize workArtifacts
     claimedBy { id } claimedAt submittedBy { id } implementedVersion lastActivityAt
     createdBy { id } createdAt updatedAt basedOnVersion priority leaseExpiresAt
@@ -510,14 +520,7 @@ async fn a_page_reads_every_column_as_a_single_plan_does(backend: Backend) {
     let server = Server::start(backend).await;
     let team = Team::new(&server).await;
     let mut plans = Vec::new();
-    for status in [
-        "DRAFT",
-        "READY",
-        "CLAIMED",
-        "IN_PROGRESS",
-        "REVIEW",
-        "COMPLETED",
-    ] {
+    for status in EVERY_STATUS_BUT_FAILED {
         plans.push(team.plan_in(&format!("plan {status}"), status).await);
     }
     let described =
@@ -600,14 +603,7 @@ fn row_selection(inline: bool) -> String {
 async fn rows_resolved_inline_read_as_resolved_one_field_at_a_time(backend: Backend) {
     let server = Server::start(backend).await;
     let team = Team::new(&server).await;
-    for status in [
-        "DRAFT",
-        "READY",
-        "CLAIMED",
-        "IN_PROGRESS",
-        "REVIEW",
-        "COMPLETED",
-    ] {
+    for status in EVERY_STATUS_BUT_FAILED {
         team.plan_in(&format!("plan {status}"), status).await;
     }
     // The bodies as sent, so that field order counts too.
