@@ -244,6 +244,25 @@ pub fn row_path_selected(ctx: &Context<'_>, path: &[&str]) -> bool {
     nodes.exists() || edges.exists()
 }
 
+/// Calls `visit` with the name of each field selected on the rows of this
+/// connection (`nodes { … }` and `edges { node { … } }`, fragments
+/// included, directives not evaluated).
+pub fn visit_row_fields(ctx: &Context<'_>, mut visit: impl FnMut(&str)) {
+    for field in ctx.field().selection_set() {
+        let rows: Vec<_> = match field.name() {
+            "nodes" => vec![field],
+            "edges" => field
+                .selection_set()
+                .filter(|field| field.name() == "node")
+                .collect(),
+            _ => continue,
+        };
+        for row in rows {
+            row.selection_set().for_each(|field| visit(field.name()));
+        }
+    }
+}
+
 /// The keys a selected field needs, collected before any await: iterators
 /// borrowing the rows would keep the resolver's future from being `Send`.
 pub fn keys_if<M, K>(selected: bool, rows: &[M], key: impl Fn(&M) -> K) -> Vec<K> {

@@ -17,7 +17,7 @@ pub struct MutationRoot;
 
 fn submit_result(outcome: Outcome) -> SubmitWorkResult {
     SubmitWorkResult {
-        plan: Plan(outcome.plan),
+        plan: Plan::from(outcome.plan),
         feature_version: outcome.version.map(FeatureVersion),
     }
 }
@@ -179,7 +179,7 @@ impl MutationRoot {
                 priority,
             )
             .await?;
-        Ok(Plan(plan))
+        Ok(Plan::from(plan))
     }
 
     /// Members change a plan's priority (0 = most urgent … 4 = someday);
@@ -193,7 +193,7 @@ impl MutationRoot {
         let plan = writing(ctx)
             .set_plan_priority(viewer(ctx)?, &plan_id, priority)
             .await?;
-        Ok(Plan(plan))
+        Ok(Plan::from(plan))
     }
 
     /// Members make a plan wait for another plan of the same project: it
@@ -209,7 +209,7 @@ impl MutationRoot {
         let plan = writing(ctx)
             .add_plan_dependency(viewer(ctx)?, &plan_id, &blocked_by_plan_id)
             .await?;
-        Ok(Plan(plan))
+        Ok(Plan::from(plan))
     }
 
     /// Members remove a dependency; when nothing else holds the plan back,
@@ -223,7 +223,7 @@ impl MutationRoot {
         let plan = writing(ctx)
             .remove_plan_dependency(viewer(ctx)?, &plan_id, &blocked_by_plan_id)
             .await?;
-        Ok(Plan(plan))
+        Ok(Plan::from(plan))
     }
 
     /// Claims for you the best claimable plan of a project (or feature):
@@ -261,7 +261,7 @@ impl MutationRoot {
                 skip_drifted.unwrap_or(false),
             )
             .await?;
-        Ok(plan.map(Plan))
+        Ok(plan.map(Plan::from))
     }
 
     /// The claimer renews the lease of a plan they hold, cheaply (no spec,
@@ -276,7 +276,7 @@ impl MutationRoot {
         let plan = writing(ctx)
             .heartbeat_plan(viewer(ctx)?, &plan_id, claim_token.as_deref())
             .await?;
-        Ok(Plan(plan))
+        Ok(Plan::from(plan))
     }
 
     /// Replaces the spec. DRAFT/READY plans: any member. Claimed work: only the
@@ -297,7 +297,7 @@ impl MutationRoot {
                 claim_token.as_deref(),
             )
             .await?;
-        Ok(Plan(plan))
+        Ok(Plan::from(plan))
     }
 
     /// Rebases a plan onto its feature's current version: `basedOnVersion`
@@ -318,7 +318,7 @@ impl MutationRoot {
         let plan = writing(ctx)
             .rebase_plan(viewer(ctx)?, &plan_id, spec_content.as_deref())
             .await?;
-        Ok(Plan(plan))
+        Ok(Plan::from(plan))
     }
 
     /// Moves a plan along the workflow: DRAFT↔READY, REVIEW→COMPLETED (cuts a
@@ -333,7 +333,7 @@ impl MutationRoot {
         let outcome = writing(ctx)
             .set_plan_status(viewer(ctx)?, &plan_id, status.into())
             .await?;
-        Ok(Plan(outcome.plan))
+        Ok(Plan::from(outcome.plan))
     }
 
     /// Claims a READY plan for yourself. CONFLICT if it is not READY, someone
@@ -351,7 +351,7 @@ impl MutationRoot {
         let plan = writing(ctx)
             .claim_plan(viewer(ctx)?, &plan_id, lease_seconds)
             .await?;
-        Ok(Plan(plan))
+        Ok(Plan::from(plan))
     }
 
     /// Gives a claimed plan back: READY again, claim cleared. The claimer or an owner.
@@ -365,7 +365,7 @@ impl MutationRoot {
         let outcome = writing(ctx)
             .release_plan(viewer(ctx)?, &plan_id, claim_token.as_deref())
             .await?;
-        Ok(Plan(outcome.plan))
+        Ok(Plan::from(outcome.plan))
     }
 
     /// The claimer submits work: to REVIEW for approval, or straight to

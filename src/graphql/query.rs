@@ -64,7 +64,7 @@ impl QueryRoot {
         #[graphql(desc = "The plan's id.")] id: ID,
     ) -> AppResult<Plan> {
         let plan = services(ctx).plan(viewer(ctx)?, &id).await?;
-        Ok(Plan(plan))
+        Ok(Plan::from(plan))
     }
 
     /// Plans of your projects, filtered, ordered and paged (default: oldest

@@ -18,7 +18,7 @@ use crate::error::AppResult;
 use crate::service::Viewer;
 use crate::service::fleet::current_token;
 use crate::service::pagination::Window;
-use crate::service::plans::{Outcome, PlanFilter, PlanJoins, PlanSort};
+use crate::service::plans::{Outcome, PageReads, PlanFilter, PlanSort};
 use crate::workflow::{PlanStatus, SubmitTarget};
 use entity::plan;
 
@@ -324,8 +324,7 @@ impl Tools {
                 &filter,
                 PlanSort::CreatedAt,
                 &window,
-                PlanJoins::default(),
-                true,
+                PageReads::PLANS_AND_COUNT,
             )
             .await?;
         let total = match counted {

@@ -6,7 +6,7 @@ pub mod features;
 pub mod fleet;
 pub mod keys;
 pub mod pagination;
-mod plan_rows;
+pub mod plan_rows;
 pub mod plans;
 pub mod projects;
 pub mod subscriptions;

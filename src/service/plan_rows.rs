@@ -12,6 +12,10 @@
 //! every non-null value, a fifth of the decoding. A result set has one type
 //! per column, so once a column's value passed that check, its later rows
 //! decode with `try_get_unchecked`: the same checks, made once per page.
+//!
+//! A page selects only the columns its fields read ([`PlanColumns`]); the
+//! others are left at their type's default in the decoded models, which
+//! those fields never look at.
 
 use sea_orm::sqlx::postgres::PgRow;
 use sea_orm::sqlx::sqlite::SqliteRow;
@@ -21,61 +25,109 @@ use sea_orm::{ActiveEnum, DbErr, Iterable, QueryResult};
 use entity::enums::PlanStatus;
 use entity::plan;
 
+/// A set of the plan's columns, one bit per `plan::Column` (24 of them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlanColumns(u64);
+
+impl PlanColumns {
+    /// Every column.
+    pub const ALL: PlanColumns = PlanColumns(u64::MAX);
+    /// What every page reads: the keys its rows and their relations are
+    /// found by, and the status every rule looks at.
+    pub const KEYS: PlanColumns = PlanColumns::of(&[
+        plan::Column::Id,
+        plan::Column::ProjectId,
+        plan::Column::FeatureId,
+        plan::Column::Status,
+    ]);
+
+    pub const fn of(columns: &[plan::Column]) -> PlanColumns {
+        let mut set = 0;
+        let mut index = 0;
+        while index < columns.len() {
+            set |= 1 << columns[index] as u64;
+            index += 1;
+        }
+        PlanColumns(set)
+    }
+
+    #[must_use]
+    pub const fn and(self, other: PlanColumns) -> PlanColumns {
+        PlanColumns(self.0 | other.0)
+    }
+
+    pub fn contains(self, column: plan::Column) -> bool {
+        self.0 & (1 << column as u64) != 0
+    }
+
+    /// The columns in the set, in the table's order.
+    pub fn iter(self) -> impl Iterator<Item = plan::Column> {
+        plan::Column::iter().filter(move |column| self.contains(*column))
+    }
+}
+
 /// Where each of the plan's own columns is in the rows of one result set,
-/// indexed by `plan::Column as usize`.
-struct Positions(Vec<usize>);
+/// indexed by `plan::Column as usize`; `None` for one the page did not select.
+struct Positions(Vec<Option<usize>>);
 
 impl Positions {
-    fn of<C: Column>(columns: &[C]) -> Result<Positions, DbErr> {
+    fn of<C: Column>(columns: &[C], selected: PlanColumns) -> Result<Positions, DbErr> {
         plan::Column::iter()
             .map(|wanted| {
                 let name = sea_orm::IdenStatic::as_str(&wanted);
-                columns
-                    .iter()
-                    .position(|column| column.name() == name)
-                    .ok_or_else(|| DbErr::Type(format!("the plan page has no column `{name}`")))
+                let position = columns.iter().position(|column| column.name() == name);
+                if position.is_none() && selected.contains(wanted) {
+                    return Err(DbErr::Type(format!("the plan page has no column `{name}`")));
+                }
+                Ok(position)
             })
             .collect::<Result<_, _>>()
             .map(Positions)
     }
 
-    fn at(&self, column: plan::Column) -> usize {
+    fn at(&self, column: plan::Column) -> Option<usize> {
         self.0[column as usize]
     }
 }
 
-/// The plans of a page's rows (their own columns; joined ones are read by
-/// the caller). Rows not from sqlx's PostgreSQL or SQLite drivers fall back
-/// to sea-orm's decoding.
-pub fn decode_plans(rows: &[QueryResult]) -> Result<Vec<plan::Model>, DbErr> {
+/// The plans of a page's rows (their `selected` columns; joined ones are
+/// read by the caller). Rows not from sqlx's PostgreSQL or SQLite drivers
+/// fall back to sea-orm's decoding, which needs every column.
+pub fn decode_plans(
+    rows: &[QueryResult],
+    selected: PlanColumns,
+) -> Result<Vec<plan::Model>, DbErr> {
     let Some(first) = rows.first() else {
         return Ok(Vec::new());
     };
     if let Some(row) = first.try_as_pg_row() {
-        return decode_all(rows, row, QueryResult::try_as_pg_row, decode_pg);
+        return decode_all(rows, row, selected, QueryResult::try_as_pg_row, decode_pg);
     }
     if let Some(row) = first.try_as_sqlite_row() {
-        return decode_all(rows, row, QueryResult::try_as_sqlite_row, decode_sqlite);
+        return decode_all(
+            rows,
+            row,
+            selected,
+            QueryResult::try_as_sqlite_row,
+            decode_sqlite,
+        );
     }
     rows.iter()
         .map(|row| sea_orm::FromQueryResult::from_query_result(row, ""))
         .collect()
 }
 
-/// The columns whose type was checked against the Rust type, one bit per
-/// `plan::Column` (24 of them).
-#[derive(Default)]
-struct Checked(u64);
-
-/// Every row through `decode`, with the positions read off the `first`.
+/// Every row through `decode`, with the positions read off the `first`;
+/// `checked` holds the columns whose type was checked against the Rust type.
 fn decode_all<R: Row>(
     rows: &[QueryResult],
     first: &R,
+    selected: PlanColumns,
     driver_row: impl Fn(&QueryResult) -> Option<&R>,
-    decode: fn(&R, &Positions, &mut Checked) -> Result<plan::Model, DbErr>,
+    decode: fn(&R, &Positions, &mut PlanColumns) -> Result<plan::Model, DbErr>,
 ) -> Result<Vec<plan::Model>, DbErr> {
-    let positions = Positions::of(first.columns())?;
-    let mut checked = Checked::default();
+    let positions = Positions::of(first.columns(), selected)?;
+    let mut checked = PlanColumns::default();
     rows.iter()
         .map(|row| match driver_row(row) {
             Some(row) => decode(row, &positions, &mut checked),
@@ -93,26 +145,28 @@ fn decode_error(error: sea_orm::sqlx::Error) -> DbErr {
 }
 
 /// The value of `column` in `row`, its type checked as sqlx's `try_get`
-/// does until one non-null value of the column passed.
+/// does until one non-null value of the column passed; the type's default
+/// for a column the page did not select.
 fn read<'r, R, T>(
     row: &'r R,
     positions: &Positions,
-    checked: &mut Checked,
+    checked: &mut PlanColumns,
     column: plan::Column,
 ) -> Result<T, DbErr>
 where
     R: Row,
     usize: ColumnIndex<R>,
-    T: Decode<'r, R::Database> + Type<R::Database>,
+    T: Decode<'r, R::Database> + Type<R::Database> + Default,
 {
-    let index = positions.at(column);
-    let bit = 1 << column as u64;
-    if checked.0 & bit != 0 {
+    let Some(index) = positions.at(column) else {
+        return Ok(T::default());
+    };
+    if checked.contains(column) {
         return row.try_get_unchecked(index).map_err(decode_error);
     }
     let value = row.try_get(index).map_err(decode_error)?;
     if !row.try_get_raw(index).map_err(decode_error)?.is_null() {
-        checked.0 |= bit;
+        *checked = checked.and(PlanColumns::of(&[column]));
     }
     Ok(value)
 }
@@ -124,7 +178,7 @@ macro_rules! plan_decoder {
         fn $name(
             row: &$row,
             positions: &Positions,
-            checked: &mut Checked,
+            checked: &mut PlanColumns,
         ) -> Result<plan::Model, DbErr> {
             use plan::Column as C;
             Ok(plan::Model {

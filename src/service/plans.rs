@@ -1,6 +1,7 @@
 //! Plans: the eight seed tools, listing, and stale detection.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, JoinType, LikeExpr, SimpleExpr};
@@ -18,6 +19,7 @@ use super::fleet::{
     validate_priority,
 };
 use super::pagination::{Page, Position, SortValue, Window, page_of, windowed};
+use super::plan_rows::PlanColumns;
 use super::projects::member_projects;
 use super::{Services, Viewer, WriteTransaction, now, parse_id};
 use crate::error::{AppError, AppResult, Argument, InputProblem};
@@ -80,20 +82,41 @@ impl PlanFilter {
 /// The rows related to a page of plans that its fields will show. Fetched
 /// in the page's own statement (LEFT JOINs): a dashboard page then costs one
 /// round trip to the database instead of one per relation.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct PlanJoins {
     pub feature: bool,
     pub project: bool,
     pub claimer: bool,
 }
 
+/// What a page's statement reads besides its plans' keys.
+#[derive(Debug, Clone, Copy)]
+pub struct PageReads {
+    /// The plans' columns (those their selected fields show).
+    pub columns: PlanColumns,
+    /// The related rows to join in.
+    pub joins: PlanJoins,
+    /// The length of the whole list (`totalCount`), counted by the same statement.
+    pub count: bool,
+}
+
+impl PageReads {
+    /// Every column of the plans and their list's length, nothing joined.
+    pub const PLANS_AND_COUNT: PageReads = PageReads {
+        columns: PlanColumns::ALL,
+        joins: PlanJoins::NONE,
+        count: true,
+    };
+}
+
 /// A plan of a page with the related rows its [`PlanJoins`] asked for; a
-/// related row shared by several plans of the page comes with the first.
+/// related row shared by several plans of the page (their feature) is one
+/// row shared between them.
 pub struct PlanRow {
     pub plan: plan::Model,
-    pub feature: Option<feature::Model>,
-    pub project: Option<project::Model>,
-    pub claimer: Option<user::Model>,
+    pub feature: Option<Arc<feature::Model>>,
+    pub project: Option<Arc<project::Model>>,
+    pub claimer: Option<Arc<user::Model>>,
 }
 
 /// Column prefixes of the joined tables; the double underscore keeps them
@@ -105,6 +128,12 @@ const CLAIMER_PREFIX: &str = "claimer__";
 const TOTAL_COLUMN: &str = "total__count";
 
 impl PlanJoins {
+    pub const NONE: PlanJoins = PlanJoins {
+        feature: false,
+        project: false,
+        claimer: false,
+    };
+
     fn apply(self, mut query: Select<plan::Entity>) -> Select<plan::Entity> {
         if self.feature {
             query = also_select::<feature::Entity>(
@@ -135,42 +164,54 @@ impl PlanJoins {
 
     /// Decodes the page's rows. A related row repeats on every plan that
     /// refers to it (fifty plans of one feature carry that feature fifty
-    /// times); it is decoded once, with the first of them.
-    fn decode(self, rows: &[QueryResult]) -> Result<Vec<PlanRow>, sea_orm::DbErr> {
-        fn first<M: FromQueryResult>(
+    /// times); it is decoded once, with the first of them, and shared.
+    fn decode(
+        self,
+        rows: &[QueryResult],
+        columns: PlanColumns,
+    ) -> Result<Vec<PlanRow>, sea_orm::DbErr> {
+        fn shared<M: FromQueryResult>(
             wanted: bool,
-            seen: &mut HashSet<Uuid>,
+            decoded: &mut HashMap<Uuid, Arc<M>>,
             id: Option<Uuid>,
             row: &QueryResult,
             prefix: &str,
-        ) -> Result<Option<M>, sea_orm::DbErr> {
-            match id {
-                Some(id) if wanted && seen.insert(id) => M::from_query_result_optional(row, prefix),
-                _ => Ok(None),
+        ) -> Result<Option<Arc<M>>, sea_orm::DbErr> {
+            let Some(id) = id.filter(|_| wanted) else {
+                return Ok(None);
+            };
+            if let Some(model) = decoded.get(&id) {
+                return Ok(Some(Arc::clone(model)));
             }
+            let Some(model) = M::from_query_result_optional(row, prefix)? else {
+                return Ok(None);
+            };
+            let model = Arc::new(model);
+            decoded.insert(id, Arc::clone(&model));
+            Ok(Some(model))
         }
         let (mut features, mut projects, mut users) =
-            (HashSet::new(), HashSet::new(), HashSet::new());
-        let plans = super::plan_rows::decode_plans(rows)?;
+            (HashMap::new(), HashMap::new(), HashMap::new());
+        let plans = super::plan_rows::decode_plans(rows, columns)?;
         rows.iter()
             .zip(plans)
             .map(|(row, plan)| {
                 Ok(PlanRow {
-                    feature: first(
+                    feature: shared(
                         self.feature,
                         &mut features,
                         Some(plan.feature_id),
                         row,
                         FEATURE_PREFIX,
                     )?,
-                    project: first(
+                    project: shared(
                         self.project,
                         &mut projects,
                         Some(plan.project_id),
                         row,
                         PROJECT_PREFIX,
                     )?,
-                    claimer: first(
+                    claimer: shared(
                         self.claimer,
                         &mut users,
                         plan.claimed_by,
@@ -732,8 +773,7 @@ impl Services {
         filter: &PlanFilter,
         sort: PlanSort,
         window: &Window,
-        joins: PlanJoins,
-        count: bool,
+        reads: PageReads,
     ) -> AppResult<(Page<PlanRow>, Option<u64>)> {
         self.validate_search(filter.search.as_deref())?;
         let mut query = windowed(
@@ -742,20 +782,31 @@ impl Services {
             plan::Column::Id,
             window,
         );
+        // The keys, and the sort column for the rows' cursors.
+        let columns = reads
+            .columns
+            .and(PlanColumns::KEYS)
+            .and(PlanColumns::of(&[sort.column()]));
+        if columns != PlanColumns::ALL {
+            query = query.select_only().columns(columns.iter());
+        }
         // The window function sees every matching row before the LIMIT;
         // past a cursor the page's rows are no longer all of them.
-        let count = count && window.cursor.is_none();
+        let count = reads.count && window.cursor.is_none();
         if count {
             query = query.column_as(Expr::cust("COUNT(*) OVER ()"), TOTAL_COLUMN);
         }
-        let rows = self.db.query_all(&joins.apply(query).into_query()).await?;
+        let rows = self
+            .db
+            .query_all(&reads.joins.apply(query).into_query())
+            .await?;
         let total = match rows.first() {
             Some(row) if count => {
                 Some(u64::try_from(row.try_get::<i64>("", TOTAL_COLUMN)?).unwrap_or(0))
             }
             _ => None,
         };
-        Ok((page_of(joins.decode(&rows)?, window), total))
+        Ok((page_of(reads.joins.decode(&rows, columns)?, window), total))
     }
 
     /// Plans per status for each feature, in one query.

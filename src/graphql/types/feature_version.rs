@@ -41,7 +41,7 @@ impl FeatureVersion {
         let Some(id) = self.0.implemented_by_plan_id else {
             return Ok(None);
         };
-        Ok(loaders(ctx).db.load_one(PlanId(id)).await?.map(Plan))
+        Ok(loaders(ctx).db.load_one(PlanId(id)).await?.map(Plan::from))
     }
     /// Who implemented it: the worker who submitted, else the approver.
     async fn implemented_by(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {

@@ -10,7 +10,7 @@ use super::{Feature, Plan, Project, User};
 use crate::error::AppResult;
 use crate::graphql::connection::{
     Connection, CountAll, Counted, PageArguments, SortKind, keys_if, row_field_selected,
-    row_path_selected, window,
+    row_path_selected, visit_row_fields, window,
 };
 use crate::graphql::inline::{PageRow, PureFields};
 use crate::graphql::loaders::{
@@ -19,7 +19,8 @@ use crate::graphql::loaders::{
 };
 use crate::graphql::{document_budget, loaders, services, viewer};
 use crate::service::pagination::{Position, SortValue};
-use crate::service::plans::{PlanFilter, PlanJoins, PlanRow, PlanSort};
+use crate::service::plan_rows::PlanColumns;
+use crate::service::plans::{PageReads, PlanFilter, PlanJoins, PlanRow, PlanSort};
 use entity::feature;
 
 /// Sort keys of plan lists.
@@ -151,17 +152,20 @@ pub async fn load_plans(
         _ => SortKind::Time,
     };
     let window = window(arguments, name, kind, descending)?;
-    let joins = PlanJoins {
-        // `specDrift` compares the plan with its feature row.
-        feature: row_field_selected(ctx, "feature") || row_field_selected(ctx, "specDrift"),
-        project: row_field_selected(ctx, "project"),
-        claimer: row_field_selected(ctx, "claimedBy"),
+    let reads = PageReads {
+        columns: selected_columns(ctx),
+        joins: PlanJoins {
+            // `specDrift` compares the plan with its feature row.
+            feature: row_field_selected(ctx, "feature") || row_field_selected(ctx, "specDrift"),
+            project: row_field_selected(ctx, "project"),
+            claimer: row_field_selected(ctx, "claimedBy"),
+        },
+        count: ctx.look_ahead().field("totalCount").exists(),
     };
-    let count = ctx.look_ahead().field("totalCount").exists();
-    let (mut page, total) = services(ctx)
-        .list_plans(viewer(ctx)?, &filter, sort, &window, joins, count)
+    let (page, total) = services(ctx)
+        .list_plans(viewer(ctx)?, &filter, sort, &window, reads)
         .await?;
-    prime_plan_rows(ctx, &mut page.rows).await?;
+    prime_plan_rows(ctx, &page.rows).await?;
     let total: Box<dyn CountAll> = match total {
         Some(total) => Box::new(Counted(total)),
         None => Box::new(PlanTotal(filter)),
@@ -171,8 +175,25 @@ pub async fn load_plans(
         total,
         name,
         |row| sort.position(&row.plan),
-        |row| Plan(row.plan),
+        Plan::from,
     ))
+}
+
+/// The plan columns that the fields selected on a page's rows read
+/// ([`Plan::COLUMNS_READ`]); all of them for a field not listed there.
+fn selected_columns(ctx: &Context<'_>) -> PlanColumns {
+    let mut columns = PlanColumns::KEYS;
+    visit_row_fields(ctx, |name| {
+        let read = Plan::COLUMNS_READ
+            .iter()
+            .find_map(|(field, read)| (*field == name).then_some(*read));
+        columns = match read {
+            Some(read) => columns.and(PlanColumns::of(read)),
+            None if name == "__typename" => columns,
+            None => PlanColumns::ALL,
+        };
+    });
+    columns
 }
 
 /// One page of a project's features, oldest first.
@@ -204,22 +225,24 @@ pub async fn load_features(
 /// loaders, but each batch first waits 1 ms for more keys and a
 /// slow-to-resolve page could split into several queries; priming makes the
 /// statement count independent of page size and timing, and costs no waiting.
-async fn prime_plan_rows(ctx: &Context<'_>, rows: &mut [PlanRow]) -> AppResult<()> {
+async fn prime_plan_rows(ctx: &Context<'_>, rows: &[PlanRow]) -> AppResult<()> {
     let loaders = loaders(ctx);
     let db = &loaders.db;
-    db.feed_many(rows.iter_mut().filter_map(|row| {
-        let feature = row.feature.take()?;
-        Some((FeatureId(feature.id), Arc::new(feature)))
+    // The rows carry what was joined for their own fields; the loaders get
+    // it too, for the same rows shown deeper (a feature's project).
+    db.feed_many(rows.iter().filter_map(|row| {
+        let feature = row.feature.as_ref()?;
+        Some((FeatureId(feature.id), Arc::clone(feature)))
     }))
     .await;
-    db.feed_many(rows.iter_mut().filter_map(|row| {
-        let project = row.project.take()?;
-        Some((ProjectId(project.id), Arc::new(project)))
+    db.feed_many(rows.iter().filter_map(|row| {
+        let project = row.project.as_ref()?;
+        Some((ProjectId(project.id), Arc::clone(project)))
     }))
     .await;
-    db.feed_many(rows.iter_mut().filter_map(|row| {
-        let claimer = row.claimer.take()?;
-        Some((UserId(claimer.id), Arc::new(claimer)))
+    db.feed_many(rows.iter().filter_map(|row| {
+        let claimer = row.claimer.as_ref()?;
+        Some((UserId(claimer.id), Arc::clone(claimer)))
     }))
     .await;
     let selected = |field| row_field_selected(ctx, field);

@@ -14,11 +14,40 @@ use crate::graphql::loaders::{
 };
 use crate::graphql::{document_budget, loaders};
 use crate::service::fleet::current_token;
+use crate::service::plans::PlanRow;
 use crate::workflow;
-use entity::plan;
+use entity::{feature, plan, project, user};
 
 #[derive(Clone)]
-pub struct Plan(pub plan::Model);
+pub struct Plan(pub plan::Model, Joined);
+
+/// The rows a page's statement joined to its plans (`PlanJoins`), shared
+/// between the plans that refer to the same one. A field that has its row
+/// here shows it as it is: fifty plans of a page do not each look up their
+/// feature in the request's loader.
+#[derive(Clone, Default)]
+struct Joined {
+    feature: Option<Arc<feature::Model>>,
+    project: Option<Arc<project::Model>>,
+    claimer: Option<Arc<user::Model>>,
+}
+
+impl From<plan::Model> for Plan {
+    fn from(row: plan::Model) -> Plan {
+        Plan(row, Joined::default())
+    }
+}
+
+impl From<PlanRow> for Plan {
+    fn from(row: PlanRow) -> Plan {
+        let joined = Joined {
+            feature: row.feature,
+            project: row.project,
+            claimer: row.claimer,
+        };
+        Plan(row.plan, joined)
+    }
+}
 
 /// The plans `plan` waits for.
 async fn blockers(ctx: &Context<'_>, plan: uuid::Uuid) -> AppResult<Vec<Plan>> {
@@ -35,8 +64,63 @@ async fn plans_in_order(ctx: &Context<'_>, ids: Vec<uuid::Uuid>) -> AppResult<Ve
         .await?;
     Ok(ids
         .into_iter()
-        .filter_map(|id| found.remove(&PlanId(id)).map(Plan))
+        .filter_map(|id| found.remove(&PlanId(id)).map(Plan::from))
         .collect())
+}
+
+impl Plan {
+    /// The columns each field reads besides `PlanColumns::KEYS` (id,
+    /// project, feature, status). A page selects only those of the fields
+    /// it shows (`types/lists.rs`); the others hold their type's default
+    /// there, so a field that reads a column must list it. A field missing
+    /// here makes its page read every column.
+    pub const COLUMNS_READ: &'static [(&'static str, &'static [plan::Column])] = {
+        use plan::Column as C;
+        &[
+            ("id", &[]),
+            ("title", &[C::Title]),
+            ("description", &[C::Description]),
+            ("status", &[]),
+            ("spec", &[C::SpecKey, C::SpecSize]),
+            ("specSha256", &[C::SpecSha256]),
+            ("specSize", &[C::SpecSize]),
+            ("workArtifacts", &[C::WorkArtifacts]),
+            ("claimedBy", &[C::ClaimedBy]),
+            ("claimedAt", &[C::ClaimedAt]),
+            ("submittedBy", &[C::SubmittedBy]),
+            ("implementedVersion", &[C::ImplementedVersion]),
+            ("implementedFeatureVersion", &[C::ImplementedVersion]),
+            ("lastActivityAt", &[C::LastActivityAt]),
+            ("createdBy", &[C::CreatedBy]),
+            ("createdAt", &[C::CreatedAt]),
+            ("updatedAt", &[C::UpdatedAt]),
+            ("feature", &[]),
+            ("project", &[]),
+            ("basedOnVersion", &[C::BasedOnVersion]),
+            ("specDrift", &[C::BasedOnVersion, C::BasedOnSpecKey]),
+            ("specRevisions", &[]),
+            ("priority", &[C::Priority]),
+            ("blockedBy", &[]),
+            ("blocks", &[]),
+            ("isBlocked", &[]),
+            ("claimToken", &[C::ClaimedBy, C::ClaimGeneration]),
+            ("leaseExpiresAt", &[C::ClaimedBy, C::LeaseExpiresAt]),
+            ("events", &[]),
+        ]
+    };
+
+    /// The plan's feature: the row its page joined in, or from the
+    /// request's loader.
+    async fn feature_row(&self, ctx: &Context<'_>) -> AppResult<Arc<feature::Model>> {
+        if let Some(feature) = &self.1.feature {
+            return Ok(Arc::clone(feature));
+        }
+        loaders(ctx)
+            .db
+            .load_one(FeatureId(self.0.feature_id))
+            .await?
+            .ok_or_else(|| AppError::Internal("plan without feature".into()))
+    }
 }
 
 /// How to build (part of) a feature, and where that work stands.
@@ -83,6 +167,9 @@ impl Plan {
     }
     /// Who holds the plan; null when nobody does.
     async fn claimed_by(&self, ctx: &Context<'_>) -> AppResult<Option<Related<User>>> {
+        if let Some(claimer) = &self.1.claimer {
+            return Ok(Some(Related(User(Arc::clone(claimer)))));
+        }
         Ok(optional_user(ctx, self.0.claimed_by).await?.map(Related))
     }
     /// When the current claim was taken.
@@ -130,16 +217,13 @@ impl Plan {
     }
     /// The feature this plan implements.
     async fn feature(&self, ctx: &Context<'_>) -> AppResult<Related<Feature>> {
-        let feature = loaders(ctx)
-            .db
-            .load_one(FeatureId(self.0.feature_id))
-            .await?;
-        feature
-            .map(|feature| Related(Feature(feature)))
-            .ok_or_else(|| AppError::Internal("plan without feature".into()))
+        self.feature_row(ctx).await.map(|row| Related(Feature(row)))
     }
     /// The project the plan belongs to.
     async fn project(&self, ctx: &Context<'_>) -> AppResult<Related<Project>> {
+        if let Some(project) = &self.1.project {
+            return Ok(Related(Project(Arc::clone(project))));
+        }
         let project = loaders(ctx)
             .db
             .load_one(ProjectId(self.0.project_id))
@@ -157,11 +241,7 @@ impl Plan {
     /// against: a newer version, or an amendment of its version. Always null
     /// for COMPLETED and FAILED plans.
     async fn spec_drift(&self, ctx: &Context<'_>) -> AppResult<Option<SpecDrift>> {
-        let feature = loaders(ctx)
-            .db
-            .load_one(FeatureId(self.0.feature_id))
-            .await?
-            .ok_or_else(|| AppError::Internal("plan without feature".into()))?;
+        let feature = self.feature_row(ctx).await?;
         Ok(crate::drift::drift_of(&self.0, &feature).map(SpecDrift))
     }
     /// Every spec this plan has had, oldest first: its creation, each
@@ -242,4 +322,34 @@ pub struct SubmitWorkResult {
     pub plan: Plan,
     /// The feature version created, when the plan was submitted as COMPLETED.
     pub feature_version: Option<FeatureVersion>,
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::OutputType;
+    use async_graphql::registry::Registry;
+
+    use super::Plan;
+
+    /// A field left out of `COLUMNS_READ` still answers right, but makes
+    /// every page that shows it read every column.
+    #[test]
+    fn every_field_says_which_columns_it_reads() {
+        let mut registry = Registry::default();
+        Plan::create_type_info(&mut registry);
+        let fields = registry.types["Plan"].fields().expect("Plan has fields");
+        let unlisted: Vec<&String> = fields
+            .keys()
+            .filter(|name| !Plan::COLUMNS_READ.iter().any(|(field, _)| field == name))
+            .collect();
+        assert!(
+            unlisted.is_empty(),
+            "not in Plan::COLUMNS_READ: {unlisted:?}"
+        );
+        assert_eq!(
+            fields.len(),
+            Plan::COLUMNS_READ.len(),
+            "a field listed twice, or one that is gone"
+        );
+    }
 }

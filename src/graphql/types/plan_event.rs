@@ -61,11 +61,11 @@ impl PlanEvent {
     /// delayed event shows the plan's latest state, not a historical copy).
     async fn plan(&self, ctx: &Context<'_>) -> AppResult<Plan> {
         let event = match self {
-            PlanEvent::Live(live) => return Ok(Plan(live.plan.clone())),
+            PlanEvent::Live(live) => return Ok(Plan::from(live.plan.clone())),
             PlanEvent::Stored(event) => event,
         };
         let plan = loaders(ctx).db.load_one(PlanId(event.plan_id)).await?;
-        plan.map(Plan)
+        plan.map(Plan::from)
             .ok_or_else(|| AppError::Internal("event without plan".into()))
     }
 }
