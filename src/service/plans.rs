@@ -170,9 +170,12 @@ impl PlanJoins {
         rows: &[QueryResult],
         columns: PlanColumns,
     ) -> Result<Vec<PlanRow>, sea_orm::DbErr> {
+        // A page refers to few distinct related rows (one feature, one
+        // project, a few claimers): a list searched from the most recent
+        // beats hashing each row's key.
         fn shared<M: FromQueryResult>(
             wanted: bool,
-            decoded: &mut HashMap<Uuid, Arc<M>>,
+            decoded: &mut Vec<(Uuid, Arc<M>)>,
             id: Option<Uuid>,
             row: &QueryResult,
             prefix: &str,
@@ -180,18 +183,17 @@ impl PlanJoins {
             let Some(id) = id.filter(|_| wanted) else {
                 return Ok(None);
             };
-            if let Some(model) = decoded.get(&id) {
+            if let Some((_, model)) = decoded.iter().rev().find(|(seen, _)| *seen == id) {
                 return Ok(Some(Arc::clone(model)));
             }
             let Some(model) = M::from_query_result_optional(row, prefix)? else {
                 return Ok(None);
             };
             let model = Arc::new(model);
-            decoded.insert(id, Arc::clone(&model));
+            decoded.push((id, Arc::clone(&model)));
             Ok(Some(model))
         }
-        let (mut features, mut projects, mut users) =
-            (HashMap::new(), HashMap::new(), HashMap::new());
+        let (mut features, mut projects, mut users) = (Vec::new(), Vec::new(), Vec::new());
         let plans = super::plan_rows::decode_plans(rows, columns)?;
         rows.iter()
             .zip(plans)
