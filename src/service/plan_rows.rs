@@ -1,4 +1,5 @@
-//! Decoding a page of plans by column position.
+//! Decoding a page of plans, and the rows its statement joined in, by
+//! column position.
 //!
 //! sea-orm decodes a model by column name: each of a plan's columns is looked
 //! up in the row by hashing its name (two or three times per value), and every
@@ -15,15 +16,20 @@
 //!
 //! A page selects only the columns its fields read ([`PlanColumns`]); the
 //! others are left at their type's default in the decoded models, which
-//! those fields never look at.
+//! those fields never look at. The feature, project and claimer joined in
+//! ([`JoinedRows`]) are decoded whole, once per distinct row.
+
+use std::sync::Arc;
 
 use sea_orm::sqlx::postgres::PgRow;
 use sea_orm::sqlx::sqlite::SqliteRow;
 use sea_orm::sqlx::{Column, ColumnIndex, Decode, Row, Type, ValueRef};
-use sea_orm::{ActiveEnum, DbErr, Iterable, QueryResult};
+use sea_orm::{ActiveEnum, DbErr, FromQueryResult, IdenStatic, Iterable, QueryResult};
+
+use uuid::Uuid;
 
 use entity::enums::PlanStatus;
-use entity::plan;
+use entity::{feature, plan, project, user};
 
 /// A set of the plan's columns, one bit per `plan::Column` (24 of them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,18 +72,36 @@ impl PlanColumns {
     }
 }
 
-/// Where each of the plan's own columns is in the rows of one result set,
-/// indexed by `plan::Column as usize`; `None` for one the page did not select.
-struct Positions(Vec<Option<usize>>);
+/// Where each column of one table is in the rows of one result set, indexed
+/// by the table's `Column as usize`; `None` for one the page did not select.
+pub struct Positions(Vec<Option<usize>>);
 
 impl Positions {
-    fn of<C: Column>(columns: &[C], selected: PlanColumns) -> Result<Positions, DbErr> {
-        plan::Column::iter()
-            .map(|wanted| {
-                let name = sea_orm::IdenStatic::as_str(&wanted);
-                let position = columns.iter().position(|column| column.name() == name);
-                if position.is_none() && selected.contains(wanted) {
-                    return Err(DbErr::Type(format!("the plan page has no column `{name}`")));
+    /// The positions of the columns named `prefix` + each of `wanted`'s
+    /// names; one that is missing but required (`true`) is an error.
+    fn of<'a, C: Column>(
+        columns: &[C],
+        prefix: &str,
+        wanted: impl Iterator<Item = (&'a str, bool)>,
+    ) -> Result<Positions, DbErr> {
+        // A table's columns are selected in its order, so each search
+        // starts after the last column found.
+        let mut from = 0;
+        wanted
+            .map(|(name, required)| {
+                let named = |column: &C| column.name().strip_prefix(prefix) == Some(name);
+                let position = columns[from..]
+                    .iter()
+                    .position(named)
+                    .map(|position| from + position)
+                    .or_else(|| columns[..from].iter().position(named));
+                if let Some(position) = position {
+                    from = position + 1;
+                }
+                if position.is_none() && required {
+                    return Err(DbErr::Type(format!(
+                        "the plan page has no column `{prefix}{name}`"
+                    )));
                 }
                 Ok(position)
             })
@@ -85,10 +109,15 @@ impl Positions {
             .map(Positions)
     }
 
-    fn at(&self, column: plan::Column) -> Option<usize> {
-        self.0[column as usize]
+    fn at(&self, column: usize) -> Option<usize> {
+        self.0[column]
     }
 }
+
+/// The columns of one table whose type was checked against the Rust type,
+/// one bit per `Column as usize` (up to 64).
+#[derive(Default)]
+pub struct Checked(u64);
 
 /// The plans of a page's rows (their `selected` columns; joined ones are
 /// read by the caller). Rows not from sqlx's PostgreSQL or SQLite drivers
@@ -124,10 +153,11 @@ fn decode_all<R: Row>(
     first: &R,
     selected: PlanColumns,
     driver_row: impl Fn(&QueryResult) -> Option<&R>,
-    decode: fn(&R, &Positions, &mut PlanColumns) -> Result<plan::Model, DbErr>,
+    decode: fn(&R, &Positions, &mut Checked) -> Result<plan::Model, DbErr>,
 ) -> Result<Vec<plan::Model>, DbErr> {
-    let positions = Positions::of(first.columns(), selected)?;
-    let mut checked = PlanColumns::default();
+    let wanted = plan::Column::iter().map(|column| (column.as_str(), selected.contains(column)));
+    let positions = Positions::of(first.columns(), "", wanted)?;
+    let mut checked = Checked::default();
     rows.iter()
         .map(|row| match driver_row(row) {
             Some(row) => decode(row, &positions, &mut checked),
@@ -144,14 +174,14 @@ fn decode_error(error: sea_orm::sqlx::Error) -> DbErr {
     DbErr::Type(format!("could not decode a plan row: {error}"))
 }
 
-/// The value of `column` in `row`, its type checked as sqlx's `try_get`
-/// does until one non-null value of the column passed; the type's default
-/// for a column the page did not select.
+/// The value of `column` (`Column as usize`) in `row`, its type checked as
+/// sqlx's `try_get` does until one non-null value of the column passed; the
+/// type's default for a column the page did not select.
 fn read<'r, R, T>(
     row: &'r R,
     positions: &Positions,
-    checked: &mut PlanColumns,
-    column: plan::Column,
+    checked: &mut Checked,
+    column: usize,
 ) -> Result<T, DbErr>
 where
     R: Row,
@@ -161,12 +191,13 @@ where
     let Some(index) = positions.at(column) else {
         return Ok(T::default());
     };
-    if checked.contains(column) {
+    let bit = 1 << column;
+    if checked.0 & bit != 0 {
         return row.try_get_unchecked(index).map_err(decode_error);
     }
     let value = row.try_get(index).map_err(decode_error)?;
     if !row.try_get_raw(index).map_err(decode_error)?.is_null() {
-        *checked = checked.and(PlanColumns::of(&[column]));
+        checked.0 |= bit;
     }
     Ok(value)
 }
@@ -178,34 +209,34 @@ macro_rules! plan_decoder {
         fn $name(
             row: &$row,
             positions: &Positions,
-            checked: &mut PlanColumns,
+            checked: &mut Checked,
         ) -> Result<plan::Model, DbErr> {
             use plan::Column as C;
             Ok(plan::Model {
-                id: read(row, positions, checked, C::Id)?,
-                project_id: read(row, positions, checked, C::ProjectId)?,
-                feature_id: read(row, positions, checked, C::FeatureId)?,
-                title: read(row, positions, checked, C::Title)?,
-                description: read(row, positions, checked, C::Description)?,
-                status: status(read(row, positions, checked, C::Status)?)?,
-                spec_key: read(row, positions, checked, C::SpecKey)?,
-                spec_sha256: read(row, positions, checked, C::SpecSha256)?,
-                spec_size: read(row, positions, checked, C::SpecSize)?,
-                work_artifacts: read(row, positions, checked, C::WorkArtifacts)?,
-                claimed_by: read(row, positions, checked, C::ClaimedBy)?,
-                claimed_at: read(row, positions, checked, C::ClaimedAt)?,
-                submitted_by: read(row, positions, checked, C::SubmittedBy)?,
-                implemented_version: read(row, positions, checked, C::ImplementedVersion)?,
-                last_activity_at: read(row, positions, checked, C::LastActivityAt)?,
-                created_by: read(row, positions, checked, C::CreatedBy)?,
-                created_at: read(row, positions, checked, C::CreatedAt)?,
-                updated_at: read(row, positions, checked, C::UpdatedAt)?,
-                based_on_version: read(row, positions, checked, C::BasedOnVersion)?,
-                based_on_spec_key: read(row, positions, checked, C::BasedOnSpecKey)?,
-                priority: read(row, positions, checked, C::Priority)?,
-                claim_generation: read(row, positions, checked, C::ClaimGeneration)?,
-                lease_seconds: read(row, positions, checked, C::LeaseSeconds)?,
-                lease_expires_at: read(row, positions, checked, C::LeaseExpiresAt)?,
+                id: read(row, positions, checked, C::Id as usize)?,
+                project_id: read(row, positions, checked, C::ProjectId as usize)?,
+                feature_id: read(row, positions, checked, C::FeatureId as usize)?,
+                title: read(row, positions, checked, C::Title as usize)?,
+                description: read(row, positions, checked, C::Description as usize)?,
+                status: status(read(row, positions, checked, C::Status as usize)?)?,
+                spec_key: read(row, positions, checked, C::SpecKey as usize)?,
+                spec_sha256: read(row, positions, checked, C::SpecSha256 as usize)?,
+                spec_size: read(row, positions, checked, C::SpecSize as usize)?,
+                work_artifacts: read(row, positions, checked, C::WorkArtifacts as usize)?,
+                claimed_by: read(row, positions, checked, C::ClaimedBy as usize)?,
+                claimed_at: read(row, positions, checked, C::ClaimedAt as usize)?,
+                submitted_by: read(row, positions, checked, C::SubmittedBy as usize)?,
+                implemented_version: read(row, positions, checked, C::ImplementedVersion as usize)?,
+                last_activity_at: read(row, positions, checked, C::LastActivityAt as usize)?,
+                created_by: read(row, positions, checked, C::CreatedBy as usize)?,
+                created_at: read(row, positions, checked, C::CreatedAt as usize)?,
+                updated_at: read(row, positions, checked, C::UpdatedAt as usize)?,
+                based_on_version: read(row, positions, checked, C::BasedOnVersion as usize)?,
+                based_on_spec_key: read(row, positions, checked, C::BasedOnSpecKey as usize)?,
+                priority: read(row, positions, checked, C::Priority as usize)?,
+                claim_generation: read(row, positions, checked, C::ClaimGeneration as usize)?,
+                lease_seconds: read(row, positions, checked, C::LeaseSeconds as usize)?,
+                lease_expires_at: read(row, positions, checked, C::LeaseExpiresAt as usize)?,
             })
         }
     };
@@ -213,3 +244,146 @@ macro_rules! plan_decoder {
 
 plan_decoder!(decode_pg, PgRow);
 plan_decoder!(decode_sqlite, SqliteRow);
+
+/// A row a plan page's statement joins in under a prefix (`PlanJoins`).
+pub trait JoinedRow: FromQueryResult {
+    type Column: IdenStatic + Iterable;
+    /// `Self::Column::Id as usize`: a row whose id is null was not found.
+    const ID: usize;
+    fn decode_pg(row: &PgRow, positions: &Positions, checked: &mut Checked) -> Result<Self, DbErr>;
+    fn decode_sqlite(
+        row: &SqliteRow,
+        positions: &Positions,
+        checked: &mut Checked,
+    ) -> Result<Self, DbErr>;
+}
+
+/// Implements [`JoinedRow`] for a model, each field read from its column
+/// (the struct literal makes the compiler name any field left out).
+macro_rules! joined_row {
+    ($model:ty, $column:ident, { $($field:ident: $variant:ident),* $(,)? }) => {
+        impl JoinedRow for $model {
+            type Column = $column::Column;
+            const ID: usize = $column::Column::Id as usize;
+
+            fn decode_pg(
+                row: &PgRow,
+                positions: &Positions,
+                checked: &mut Checked,
+            ) -> Result<Self, DbErr> {
+                Ok(Self {
+                    $($field: read(row, positions, checked, $column::Column::$variant as usize)?,)*
+                })
+            }
+
+            fn decode_sqlite(
+                row: &SqliteRow,
+                positions: &Positions,
+                checked: &mut Checked,
+            ) -> Result<Self, DbErr> {
+                Ok(Self {
+                    $($field: read(row, positions, checked, $column::Column::$variant as usize)?,)*
+                })
+            }
+        }
+    };
+}
+
+joined_row!(feature::Model, feature, {
+    id: Id,
+    project_id: ProjectId,
+    title: Title,
+    description: Description,
+    current_version: CurrentVersion,
+    spec_key: SpecKey,
+    created_at: CreatedAt,
+    updated_at: UpdatedAt,
+});
+joined_row!(project::Model, project, {
+    id: Id,
+    name: Name,
+    description: Description,
+    created_by: CreatedBy,
+    created_at: CreatedAt,
+    updated_at: UpdatedAt,
+});
+joined_row!(user::Model, user, {
+    id: Id,
+    email: Email,
+    display_name: DisplayName,
+    is_admin: IsAdmin,
+    created_at: CreatedAt,
+});
+
+/// The rows of `M` that a page's statement joined in under `prefix`,
+/// decoded by position (found once per page by name, as a page's plans)
+/// and once per distinct row: fifty plans of one feature share it.
+pub struct JoinedRows<M> {
+    prefix: &'static str,
+    positions: Option<Positions>,
+    checked: Checked,
+    /// A page refers to few distinct related rows (one feature, one
+    /// project, a few claimers): a list searched from the most recent
+    /// beats hashing each row's key.
+    decoded: Vec<(Uuid, Arc<M>)>,
+}
+
+impl<M: JoinedRow> JoinedRows<M> {
+    pub fn new(prefix: &'static str) -> JoinedRows<M> {
+        JoinedRows {
+            prefix,
+            positions: None,
+            checked: Checked::default(),
+            decoded: Vec::new(),
+        }
+    }
+
+    /// The `M` with this `id` joined to `row`, decoded if it is the first
+    /// row to refer to it; `None` when the join found none.
+    pub fn shared(&mut self, id: Uuid, row: &QueryResult) -> Result<Option<Arc<M>>, DbErr> {
+        if let Some((_, model)) = self.decoded.iter().rev().find(|(seen, _)| *seen == id) {
+            return Ok(Some(Arc::clone(model)));
+        }
+        let Some(model) = self.decode(row)? else {
+            return Ok(None);
+        };
+        let model = Arc::new(model);
+        self.decoded.push((id, Arc::clone(&model)));
+        Ok(Some(model))
+    }
+
+    /// Rows not from sqlx's PostgreSQL or SQLite drivers go through sea-orm.
+    fn decode(&mut self, row: &QueryResult) -> Result<Option<M>, DbErr> {
+        if let Some(row) = row.try_as_pg_row() {
+            return self.decode_with(row, M::decode_pg);
+        }
+        if let Some(row) = row.try_as_sqlite_row() {
+            return self.decode_with(row, M::decode_sqlite);
+        }
+        M::from_query_result_optional(row, self.prefix)
+    }
+
+    fn decode_with<R: Row>(
+        &mut self,
+        row: &R,
+        decode: fn(&R, &Positions, &mut Checked) -> Result<M, DbErr>,
+    ) -> Result<Option<M>, DbErr>
+    where
+        usize: ColumnIndex<R>,
+    {
+        let positions = match &mut self.positions {
+            Some(positions) => positions,
+            empty => {
+                let wanted = M::Column::iter().map(|column| (column.as_str(), true));
+                empty.insert(Positions::of(row.columns(), self.prefix, wanted)?)
+            }
+        };
+        let Some(id) = positions.at(M::ID) else {
+            return Ok(None);
+        };
+        if row.try_get_raw(id).map_err(decode_error)?.is_null() {
+            return Ok(None);
+        }
+        decode(row, positions, &mut self.checked).map(Some)
+    }
+}

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, JoinType, LikeExpr, SimpleExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, IdenStatic,
-    Iterable, PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait,
-    Select, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IdenStatic, Iterable,
+    PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Select, Set,
 };
 use uuid::Uuid;
 
@@ -19,7 +18,7 @@ use super::fleet::{
     validate_priority,
 };
 use super::pagination::{Page, Position, SortValue, Window, page_of, windowed};
-use super::plan_rows::PlanColumns;
+use super::plan_rows::{JoinedRows, PlanColumns};
 use super::projects::member_projects;
 use super::{Services, Viewer, WriteTransaction, now, parse_id};
 use crate::error::{AppError, AppResult, Argument, InputProblem};
@@ -170,56 +169,29 @@ impl PlanJoins {
         rows: &[QueryResult],
         columns: PlanColumns,
     ) -> Result<Vec<PlanRow>, sea_orm::DbErr> {
-        // A page refers to few distinct related rows (one feature, one
-        // project, a few claimers): a list searched from the most recent
-        // beats hashing each row's key.
-        fn shared<M: FromQueryResult>(
-            wanted: bool,
-            decoded: &mut Vec<(Uuid, Arc<M>)>,
-            id: Option<Uuid>,
-            row: &QueryResult,
-            prefix: &str,
-        ) -> Result<Option<Arc<M>>, sea_orm::DbErr> {
-            let Some(id) = id.filter(|_| wanted) else {
-                return Ok(None);
-            };
-            if let Some((_, model)) = decoded.iter().rev().find(|(seen, _)| *seen == id) {
-                return Ok(Some(Arc::clone(model)));
-            }
-            let Some(model) = M::from_query_result_optional(row, prefix)? else {
-                return Ok(None);
-            };
-            let model = Arc::new(model);
-            decoded.push((id, Arc::clone(&model)));
-            Ok(Some(model))
-        }
-        let (mut features, mut projects, mut users) = (Vec::new(), Vec::new(), Vec::new());
+        let mut features = JoinedRows::new(FEATURE_PREFIX);
+        let mut projects = JoinedRows::new(PROJECT_PREFIX);
+        let mut claimers = JoinedRows::new(CLAIMER_PREFIX);
         let plans = super::plan_rows::decode_plans(rows, columns)?;
         rows.iter()
             .zip(plans)
             .map(|(row, plan)| {
+                let feature = Some(plan.feature_id).filter(|_| self.feature);
+                let project = Some(plan.project_id).filter(|_| self.project);
+                let claimer = plan.claimed_by.filter(|_| self.claimer);
                 Ok(PlanRow {
-                    feature: shared(
-                        self.feature,
-                        &mut features,
-                        Some(plan.feature_id),
-                        row,
-                        FEATURE_PREFIX,
-                    )?,
-                    project: shared(
-                        self.project,
-                        &mut projects,
-                        Some(plan.project_id),
-                        row,
-                        PROJECT_PREFIX,
-                    )?,
-                    claimer: shared(
-                        self.claimer,
-                        &mut users,
-                        plan.claimed_by,
-                        row,
-                        CLAIMER_PREFIX,
-                    )?,
+                    feature: feature
+                        .map(|id| features.shared(id, row))
+                        .transpose()?
+                        .flatten(),
+                    project: project
+                        .map(|id| projects.shared(id, row))
+                        .transpose()?
+                        .flatten(),
+                    claimer: claimer
+                        .map(|id| claimers.shared(id, row))
+                        .transpose()?
+                        .flatten(),
                     plan,
                 })
             })

@@ -507,7 +507,8 @@ const EVERY_STATUS_BUT_FAILED: [&str; 6] = [
     "COMPLETED",
 ];
 
-/// Every field of a plan, objects by their id (or a scalar of theirs).
+/// Every field of a plan, objects by their id (or a scalar of theirs); the
+/// rows a page joins in (claimer, feature, project) with every column.
 const ROW_FIELDS: &[&str] = &[
     "id",
     "title",
@@ -517,7 +518,7 @@ const ROW_FIELDS: &[&str] = &[
     "specSha256",
     "specSize",
     "workArtifacts",
-    "claimedBy { id }",
+    "claimedBy { id email displayName isAdmin createdAt }",
     "claimedAt",
     "submittedBy { id }",
     "implementedVersion",
@@ -526,8 +527,8 @@ const ROW_FIELDS: &[&str] = &[
     "createdBy { id }",
     "createdAt",
     "updatedAt",
-    "feature { id }",
-    "project { id }",
+    "feature { id title description currentVersion spec project { id } createdAt updatedAt }",
+    "project { id name description createdBy { id } createdAt updatedAt }",
     "basedOnVersion",
     "specDrift { behind }",
     "specRevisions { number }",
