@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use async_graphql::{Context, Object, OutputType, SimpleObject, TypeName};
+use async_graphql::{Context, Object, OutputType, SelectionField, SimpleObject, TypeName};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -244,10 +244,10 @@ pub fn row_path_selected(ctx: &Context<'_>, path: &[&str]) -> bool {
     nodes.exists() || edges.exists()
 }
 
-/// Calls `visit` with the name of each field selected on the rows of this
-/// connection (`nodes { … }` and `edges { node { … } }`, fragments
-/// included, directives not evaluated).
-pub fn visit_row_fields(ctx: &Context<'_>, mut visit: impl FnMut(&str)) {
+/// Calls `visit` with each field selected on the rows of this connection
+/// (`nodes { … }` and `edges { node { … } }`, fragments included,
+/// directives not evaluated).
+pub fn visit_row_fields(ctx: &Context<'_>, mut visit: impl FnMut(SelectionField<'_>)) {
     for field in ctx.field().selection_set() {
         let rows: Vec<_> = match field.name() {
             "nodes" => vec![field],
@@ -258,7 +258,7 @@ pub fn visit_row_fields(ctx: &Context<'_>, mut visit: impl FnMut(&str)) {
             _ => continue,
         };
         for row in rows {
-            row.selection_set().for_each(|field| visit(field.name()));
+            row.selection_set().for_each(&mut visit);
         }
     }
 }

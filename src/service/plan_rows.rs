@@ -72,13 +72,44 @@ impl PlanColumns {
     }
 }
 
+/// The columns of a table a page joins in (`PlanJoins`), one bit per
+/// column in the table's order: none (not joined), some, or all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JoinColumns(u64);
+
+impl JoinColumns {
+    /// Not joined.
+    pub const NONE: JoinColumns = JoinColumns(0);
+    /// Every column: a row that can stand for the table's row anywhere.
+    pub const ALL: JoinColumns = JoinColumns(u64::MAX);
+
+    /// The columns of `C` that `wanted` accepts.
+    pub fn of<C: Iterable>(mut wanted: impl FnMut(C) -> bool) -> JoinColumns {
+        let set = C::iter()
+            .enumerate()
+            .filter_map(|(index, column)| wanted(column).then_some(index))
+            .fold(0, |set, index| set | 1 << index);
+        JoinColumns(set)
+    }
+
+    pub fn joined(self) -> bool {
+        self != JoinColumns::NONE
+    }
+
+    /// Whether the column at `index` in the table's order is selected.
+    pub fn contains(self, index: usize) -> bool {
+        self.0 & 1 << index != 0
+    }
+}
+
 /// Where each column of one table is in the rows of one result set, indexed
 /// by the table's `Column as usize`; `None` for one the page did not select.
 pub struct Positions(Vec<Option<usize>>);
 
 impl Positions {
     /// The positions of the columns named `prefix` + each of `wanted`'s
-    /// names; one that is missing but required (`true`) is an error.
+    /// names that the page selected (`true`); one of those missing is an
+    /// error.
     fn of<'a, C: Column>(
         columns: &[C],
         prefix: &str,
@@ -88,7 +119,10 @@ impl Positions {
         // starts after the last column found.
         let mut from = 0;
         wanted
-            .map(|(name, required)| {
+            .map(|(name, selected)| {
+                if !selected {
+                    return Ok(None);
+                }
                 let named = |column: &C| column.name().strip_prefix(prefix) == Some(name);
                 let position = columns[from..]
                     .iter()
@@ -98,7 +132,7 @@ impl Positions {
                 if let Some(position) = position {
                     from = position + 1;
                 }
-                if position.is_none() && required {
+                if position.is_none() {
                     return Err(DbErr::Type(format!(
                         "the plan page has no column `{prefix}{name}`"
                     )));
@@ -247,7 +281,7 @@ plan_decoder!(decode_sqlite, SqliteRow);
 
 /// A row a plan page's statement joins in under a prefix (`PlanJoins`).
 pub trait JoinedRow: FromQueryResult {
-    type Column: IdenStatic + Iterable;
+    type Column: IdenStatic + Iterable + Copy;
     /// `Self::Column::Id as usize`: a row whose id is null was not found.
     const ID: usize;
     fn decode_pg(row: &PgRow, positions: &Positions, checked: &mut Checked) -> Result<Self, DbErr>;
@@ -317,9 +351,11 @@ joined_row!(user::Model, user, {
 
 /// The rows of `M` that a page's statement joined in under `prefix`,
 /// decoded by position (found once per page by name, as a page's plans)
-/// and once per distinct row: fifty plans of one feature share it.
+/// and once per distinct row: fifty plans of one feature share it. The
+/// columns the page did not select hold their type's default.
 pub struct JoinedRows<M> {
     prefix: &'static str,
+    columns: JoinColumns,
     positions: Option<Positions>,
     checked: Checked,
     /// A page refers to few distinct related rows (one feature, one
@@ -329,9 +365,10 @@ pub struct JoinedRows<M> {
 }
 
 impl<M: JoinedRow> JoinedRows<M> {
-    pub fn new(prefix: &'static str) -> JoinedRows<M> {
+    pub fn new(prefix: &'static str, columns: JoinColumns) -> JoinedRows<M> {
         JoinedRows {
             prefix,
+            columns,
             positions: None,
             checked: Checked::default(),
             decoded: Vec::new(),
@@ -374,7 +411,10 @@ impl<M: JoinedRow> JoinedRows<M> {
         let positions = match &mut self.positions {
             Some(positions) => positions,
             empty => {
-                let wanted = M::Column::iter().map(|column| (column.as_str(), true));
+                let columns = self.columns;
+                let wanted = M::Column::iter()
+                    .enumerate()
+                    .map(|(index, column)| (column.as_str(), columns.contains(index)));
                 empty.insert(Positions::of(row.columns(), self.prefix, wanted)?)
             }
         };

@@ -18,7 +18,7 @@ use super::fleet::{
     validate_priority,
 };
 use super::pagination::{Page, Position, SortValue, Window, page_of, windowed};
-use super::plan_rows::{JoinedRows, PlanColumns};
+use super::plan_rows::{JoinColumns, JoinedRows, PlanColumns};
 use super::projects::member_projects;
 use super::{Services, Viewer, WriteTransaction, now, parse_id};
 use crate::error::{AppError, AppResult, Argument, InputProblem};
@@ -83,9 +83,9 @@ impl PlanFilter {
 /// round trip to the database instead of one per relation.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanJoins {
-    pub feature: bool,
-    pub project: bool,
-    pub claimer: bool,
+    pub feature: JoinColumns,
+    pub project: JoinColumns,
+    pub claimer: JoinColumns,
 }
 
 /// What a page's statement reads besides its plans' keys.
@@ -128,34 +128,37 @@ const TOTAL_COLUMN: &str = "total__count";
 
 impl PlanJoins {
     pub const NONE: PlanJoins = PlanJoins {
-        feature: false,
-        project: false,
-        claimer: false,
+        feature: JoinColumns::NONE,
+        project: JoinColumns::NONE,
+        claimer: JoinColumns::NONE,
     };
 
     fn apply(self, mut query: Select<plan::Entity>) -> Select<plan::Entity> {
-        if self.feature {
+        if self.feature.joined() {
             query = also_select::<feature::Entity>(
                 query,
                 plan::Column::FeatureId,
                 feature::Column::Id,
                 FEATURE_PREFIX,
+                self.feature,
             );
         }
-        if self.project {
+        if self.project.joined() {
             query = also_select::<project::Entity>(
                 query,
                 plan::Column::ProjectId,
                 project::Column::Id,
                 PROJECT_PREFIX,
+                self.project,
             );
         }
-        if self.claimer {
+        if self.claimer.joined() {
             query = also_select::<user::Entity>(
                 query,
                 plan::Column::ClaimedBy,
                 user::Column::Id,
                 CLAIMER_PREFIX,
+                self.claimer,
             );
         }
         query
@@ -169,16 +172,16 @@ impl PlanJoins {
         rows: &[QueryResult],
         columns: PlanColumns,
     ) -> Result<Vec<PlanRow>, sea_orm::DbErr> {
-        let mut features = JoinedRows::new(FEATURE_PREFIX);
-        let mut projects = JoinedRows::new(PROJECT_PREFIX);
-        let mut claimers = JoinedRows::new(CLAIMER_PREFIX);
+        let mut features = JoinedRows::new(FEATURE_PREFIX, self.feature);
+        let mut projects = JoinedRows::new(PROJECT_PREFIX, self.project);
+        let mut claimers = JoinedRows::new(CLAIMER_PREFIX, self.claimer);
         let plans = super::plan_rows::decode_plans(rows, columns)?;
         rows.iter()
             .zip(plans)
             .map(|(row, plan)| {
-                let feature = Some(plan.feature_id).filter(|_| self.feature);
-                let project = Some(plan.project_id).filter(|_| self.project);
-                let claimer = plan.claimed_by.filter(|_| self.claimer);
+                let feature = Some(plan.feature_id).filter(|_| self.feature.joined());
+                let project = Some(plan.project_id).filter(|_| self.project.joined());
+                let claimer = plan.claimed_by.filter(|_| self.claimer.joined());
                 Ok(PlanRow {
                     feature: feature
                         .map(|id| features.shared(id, row))
@@ -200,19 +203,23 @@ impl PlanJoins {
 }
 
 /// Joins the row of `R` that `from` points to, under the alias `prefix`,
-/// and selects its columns as `prefix` + column name.
+/// and selects its `columns` as `prefix` + column name.
 fn also_select<R: EntityTrait>(
     query: Select<plan::Entity>,
     from: plan::Column,
     to: R::Column,
     prefix: &'static str,
+    columns: JoinColumns,
 ) -> Select<plan::Entity> {
     let relation = plan::Entity::belongs_to(R::default())
         .from(from)
         .to(to)
         .into();
     let mut query = query.join_as(JoinType::LeftJoin, relation, Alias::new(prefix));
-    for column in R::Column::iter() {
+    for (_, column) in R::Column::iter()
+        .enumerate()
+        .filter(|(index, _)| columns.contains(*index))
+    {
         query = query.column_as(
             Expr::col((Alias::new(prefix), column)),
             format!("{prefix}{}", column.as_str()),

@@ -600,6 +600,47 @@ async fn a_page_reads_every_column_as_a_single_plan_does(backend: Backend) {
             );
         }
     }
+    // A page joins only the columns of its feature, project and claimer
+    // that it shows: each of their columns alone.
+    for (object, fields) in [
+        (
+            "claimedBy",
+            &["id", "email", "displayName", "isAdmin", "createdAt"][..],
+        ),
+        (
+            "feature",
+            &[
+                "id",
+                "title",
+                "description",
+                "currentVersion",
+                "createdAt",
+                "updatedAt",
+            ],
+        ),
+        (
+            "project",
+            &["id", "name", "description", "createdAt", "updatedAt"],
+        ),
+    ] {
+        for field in fields {
+            let narrow = team
+                .viewer
+                .ok(
+                    &page_of(&format!("id {object} {{ {field} }}")),
+                    json!({ "featureId": team.feature }),
+                )
+                .await;
+            let narrow_nodes = narrow["plans"]["nodes"].as_array().expect("nodes");
+            for (narrow_node, node) in narrow_nodes.iter().zip(nodes) {
+                assert_eq!(narrow_node["id"], node["id"], "{narrow}");
+                assert_eq!(
+                    narrow_node[object][field], node[object][field],
+                    "`{object} {{ {field} }}` on a page that selects it alone differs from a page of every field"
+                );
+            }
+        }
+    }
     // Each nullable column was read both null and set.
     for field in [
         "description",

@@ -19,9 +19,10 @@ use crate::graphql::loaders::{
 };
 use crate::graphql::{document_budget, loaders, services, viewer};
 use crate::service::pagination::{Position, SortValue};
-use crate::service::plan_rows::PlanColumns;
+use crate::service::plan_rows::{JoinColumns, PlanColumns};
 use crate::service::plans::{PageReads, PlanFilter, PlanJoins, PlanRow, PlanSort};
-use entity::feature;
+use entity::{feature, project, user};
+use sea_orm::{IdenStatic, Iterable};
 
 /// Sort keys of plan lists.
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
@@ -155,17 +156,21 @@ pub async fn load_plans(
     let reads = PageReads {
         columns: selected_columns(ctx),
         joins: PlanJoins {
-            // `specDrift` compares the plan with its feature row.
-            feature: row_field_selected(ctx, "feature") || row_field_selected(ctx, "specDrift"),
-            project: row_field_selected(ctx, "project"),
-            claimer: row_field_selected(ctx, "claimedBy"),
+            // `specDrift` compares the plan with its whole feature row.
+            feature: if row_field_selected(ctx, "specDrift") {
+                JoinColumns::ALL
+            } else {
+                joined_columns::<Feature, feature::Column>(ctx, "feature")
+            },
+            project: joined_columns::<Project, project::Column>(ctx, "project"),
+            claimer: joined_columns::<User, user::Column>(ctx, "claimedBy"),
         },
         count: ctx.look_ahead().field("totalCount").exists(),
     };
     let (page, total) = services(ctx)
         .list_plans(viewer(ctx)?, &filter, sort, &window, reads)
         .await?;
-    prime_plan_rows(ctx, &page.rows).await?;
+    prime_plan_rows(ctx, &page.rows, reads.joins).await?;
     let total: Box<dyn CountAll> = match total {
         Some(total) => Box::new(Counted(total)),
         None => Box::new(PlanTotal(filter)),
@@ -183,7 +188,8 @@ pub async fn load_plans(
 /// ([`Plan::COLUMNS_READ`]); all of them for a field not listed there.
 fn selected_columns(ctx: &Context<'_>) -> PlanColumns {
     let mut columns = PlanColumns::KEYS;
-    visit_row_fields(ctx, |name| {
+    visit_row_fields(ctx, |field| {
+        let name = field.name();
         let read = Plan::COLUMNS_READ
             .iter()
             .find_map(|(field, read)| (*field == name).then_some(*read));
@@ -194,6 +200,54 @@ fn selected_columns(ctx: &Context<'_>) -> PlanColumns {
         };
     });
     columns
+}
+
+/// The columns of the row joined under the rows' `field` (`feature`) that
+/// the page shows: the id and those of the `T::PURE` fields selected under
+/// it; all of them when anything else is (a field that may read any
+/// column); none when `field` is not selected.
+fn joined_columns<T: PureFields, C: Iterable + IdenStatic + Copy>(
+    ctx: &Context<'_>,
+    field: &str,
+) -> JoinColumns {
+    let mut joined = false;
+    let mut columns: Vec<String> = vec!["id".to_owned()];
+    let mut all = false;
+    visit_row_fields(ctx, |row_field| {
+        if row_field.name() != field {
+            return;
+        }
+        joined = true;
+        for below in row_field.selection_set() {
+            match below.name() {
+                "__typename" => {}
+                name if T::PURE.contains(&name) => columns.push(column_name(name)),
+                _ => all = true,
+            }
+        }
+    });
+    match (joined, all) {
+        (false, _) => JoinColumns::NONE,
+        (true, true) => JoinColumns::ALL,
+        (true, false) => {
+            JoinColumns::of(|column: C| columns.iter().any(|name| name == column.as_str()))
+        }
+    }
+}
+
+/// A pure field's column: its name in snake case (`displayName` →
+/// `display_name`).
+fn column_name(field: &str) -> String {
+    let mut column = String::with_capacity(field.len() + 4);
+    for character in field.chars() {
+        if character.is_ascii_uppercase() {
+            column.push('_');
+            column.push(character.to_ascii_lowercase());
+        } else {
+            column.push(character);
+        }
+    }
+    column
 }
 
 /// One page of a project's features, oldest first.
@@ -225,26 +279,33 @@ pub async fn load_features(
 /// loaders, but each batch first waits 1 ms for more keys and a
 /// slow-to-resolve page could split into several queries; priming makes the
 /// statement count independent of page size and timing, and costs no waiting.
-async fn prime_plan_rows(ctx: &Context<'_>, rows: &[PlanRow]) -> AppResult<()> {
+async fn prime_plan_rows(ctx: &Context<'_>, rows: &[PlanRow], joins: PlanJoins) -> AppResult<()> {
     let loaders = loaders(ctx);
     let db = &loaders.db;
     // The rows carry what was joined for their own fields; the loaders get
-    // it too, for the same rows shown deeper (a feature's project).
-    db.feed_many(rows.iter().filter_map(|row| {
-        let feature = row.feature.as_ref()?;
-        Some((FeatureId(feature.id), Arc::clone(feature)))
-    }))
-    .await;
-    db.feed_many(rows.iter().filter_map(|row| {
-        let project = row.project.as_ref()?;
-        Some((ProjectId(project.id), Arc::clone(project)))
-    }))
-    .await;
-    db.feed_many(rows.iter().filter_map(|row| {
-        let claimer = row.claimer.as_ref()?;
-        Some((UserId(claimer.id), Arc::clone(claimer)))
-    }))
-    .await;
+    // it too, for the same rows shown deeper (a feature's project), unless
+    // only some of its columns were selected.
+    if joins.feature == JoinColumns::ALL {
+        db.feed_many(rows.iter().filter_map(|row| {
+            let feature = row.feature.as_ref()?;
+            Some((FeatureId(feature.id), Arc::clone(feature)))
+        }))
+        .await;
+    }
+    if joins.project == JoinColumns::ALL {
+        db.feed_many(rows.iter().filter_map(|row| {
+            let project = row.project.as_ref()?;
+            Some((ProjectId(project.id), Arc::clone(project)))
+        }))
+        .await;
+    }
+    if joins.claimer == JoinColumns::ALL {
+        db.feed_many(rows.iter().filter_map(|row| {
+            let claimer = row.claimer.as_ref()?;
+            Some((UserId(claimer.id), Arc::clone(claimer)))
+        }))
+        .await;
+    }
     let selected = |field| row_field_selected(ctx, field);
     let mut users = keys_if(selected("submittedBy"), rows, |row| row.plan.submitted_by);
     users.extend(keys_if(selected("createdBy"), rows, |row| {
