@@ -381,3 +381,32 @@ async fn prime_feature_rows(ctx: &Context<'_>, features: &[feature::Model]) -> A
     );
     counts.and(versions)
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{IdenStatic, Iterable};
+
+    use super::{Feature, Project, User, column_name};
+    use crate::graphql::inline::PureFields;
+    use entity::{feature, project, user};
+
+    /// A page joins only the columns named after the pure fields selected
+    /// under its rows' feature, project and claimer: a pure field that is
+    /// not a column of that name would read its type's default there.
+    #[test]
+    fn every_pure_field_is_a_column_of_its_name() {
+        fn check<T: PureFields, C: Iterable + IdenStatic>() {
+            for field in T::PURE {
+                let column = column_name(field);
+                assert!(
+                    C::iter().any(|candidate| candidate.as_str() == column),
+                    "{}.{field} is not the column `{column}`",
+                    T::type_name()
+                );
+            }
+        }
+        check::<Feature, feature::Column>();
+        check::<Project, project::Column>();
+        check::<User, user::Column>();
+    }
+}
