@@ -221,7 +221,7 @@ pub fn app(
             grouped: !config.ungrouped_subscriptions,
         },
     );
-    http::router(http::HttpState {
+    http::router(http::HttpState::new(http::SharedState {
         schema,
         services,
         fanout,
@@ -233,7 +233,7 @@ pub fn app(
         operation_series: Arc::default(),
         playground: !config.no_playground,
         cors_origins: config.cors_origins.clone(),
-    })
+    }))
 }
 
 /// `/metrics` alone, for the separate address of `--metrics-listen`.
