@@ -376,8 +376,12 @@ impl<M: JoinedRow> JoinedRows<M> {
     }
 
     /// The `M` with this `id` joined to `row`, decoded if it is the first
-    /// row to refer to it; `None` when the join found none.
-    pub fn shared(&mut self, id: Uuid, row: &QueryResult) -> Result<Option<Arc<M>>, DbErr> {
+    /// row to refer to it; `None` without an id, when the page does not
+    /// join `M`, or when the join found none.
+    pub fn shared(&mut self, id: Option<Uuid>, row: &QueryResult) -> Result<Option<Arc<M>>, DbErr> {
+        let Some(id) = id.filter(|_| self.columns.joined()) else {
+            return Ok(None);
+        };
         if let Some((_, model)) = self.decoded.iter().rev().find(|(seen, _)| *seen == id) {
             return Ok(Some(Arc::clone(model)));
         }

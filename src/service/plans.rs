@@ -179,22 +179,10 @@ impl PlanJoins {
         rows.iter()
             .zip(plans)
             .map(|(row, plan)| {
-                let feature = Some(plan.feature_id).filter(|_| self.feature.joined());
-                let project = Some(plan.project_id).filter(|_| self.project.joined());
-                let claimer = plan.claimed_by.filter(|_| self.claimer.joined());
                 Ok(PlanRow {
-                    feature: feature
-                        .map(|id| features.shared(id, row))
-                        .transpose()?
-                        .flatten(),
-                    project: project
-                        .map(|id| projects.shared(id, row))
-                        .transpose()?
-                        .flatten(),
-                    claimer: claimer
-                        .map(|id| claimers.shared(id, row))
-                        .transpose()?
-                        .flatten(),
+                    feature: features.shared(Some(plan.feature_id), row)?,
+                    project: projects.shared(Some(plan.project_id), row)?,
+                    claimer: claimers.shared(plan.claimed_by, row)?,
                     plan,
                 })
             })

@@ -581,27 +581,16 @@ async fn a_page_reads_every_column_as_a_single_plan_does(backend: Backend) {
             "the page's row differs from the plan read alone"
         );
     }
-    for field in ROW_FIELDS {
-        let narrow = team
-            .viewer
-            .ok(
-                &page_of(&format!("id {field}")),
-                json!({ "featureId": team.feature }),
-            )
-            .await;
-        let name = field.split(' ').next().expect("a field name");
-        let narrow_nodes = narrow["plans"]["nodes"].as_array().expect("nodes");
-        assert_eq!(narrow_nodes.len(), nodes.len(), "{narrow}");
-        for (narrow_node, node) in narrow_nodes.iter().zip(nodes) {
-            assert_eq!(narrow_node["id"], node["id"], "{narrow}");
-            assert_eq!(
-                narrow_node[name], node[name],
-                "`{name}` on a page that selects it alone differs from a page of every field"
-            );
-        }
-    }
-    // A page joins only the columns of its feature, project and claimer
-    // that it shows: each of their columns alone.
+    // A page reads only the plan columns its fields need and joins only the
+    // columns of the feature, project and claimer it shows: each field, and
+    // each joined column, on a page that selects it alone.
+    let mut alone: Vec<(String, String)> = ROW_FIELDS
+        .iter()
+        .map(|field| {
+            let name = field.split(' ').next().expect("a field name");
+            (format!("id {field}"), format!("/{name}"))
+        })
+        .collect();
     for (object, fields) in [
         (
             "claimedBy",
@@ -624,21 +613,26 @@ async fn a_page_reads_every_column_as_a_single_plan_does(backend: Backend) {
         ),
     ] {
         for field in fields {
-            let narrow = team
-                .viewer
-                .ok(
-                    &page_of(&format!("id {object} {{ {field} }}")),
-                    json!({ "featureId": team.feature }),
-                )
-                .await;
-            let narrow_nodes = narrow["plans"]["nodes"].as_array().expect("nodes");
-            for (narrow_node, node) in narrow_nodes.iter().zip(nodes) {
-                assert_eq!(narrow_node["id"], node["id"], "{narrow}");
-                assert_eq!(
-                    narrow_node[object][field], node[object][field],
-                    "`{object} {{ {field} }}` on a page that selects it alone differs from a page of every field"
-                );
-            }
+            alone.push((
+                format!("id {object} {{ {field} }}"),
+                format!("/{object}/{field}"),
+            ));
+        }
+    }
+    for (selection, pointer) in alone {
+        let narrow = team
+            .viewer
+            .ok(&page_of(&selection), json!({ "featureId": team.feature }))
+            .await;
+        let narrow_nodes = narrow["plans"]["nodes"].as_array().expect("nodes");
+        assert_eq!(narrow_nodes.len(), nodes.len(), "{narrow}");
+        for (narrow_node, node) in narrow_nodes.iter().zip(nodes) {
+            assert_eq!(narrow_node["id"], node["id"], "{narrow}");
+            assert_eq!(
+                narrow_node.pointer(&pointer),
+                node.pointer(&pointer),
+                "`{selection}` on a page that selects it alone differs from a page of every field"
+            );
         }
     }
     // Each nullable column was read both null and set.

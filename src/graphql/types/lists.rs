@@ -1,8 +1,10 @@
 //! The lists of the schema: plans and features, one page at a time, with
 //! what their rows show loaded up front.
 
+use std::hash::Hash;
 use std::sync::Arc;
 
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use async_graphql::{Context, Enum, InputObject};
 use uuid::Uuid;
 
@@ -14,8 +16,8 @@ use crate::graphql::connection::{
 };
 use crate::graphql::inline::{PageRow, PureFields};
 use crate::graphql::loaders::{
-    FeatureId, FeaturePlanCounts, FeatureVersions, PlanEvents, ProjectId, ProjectMembers, RoleIn,
-    SpecKey, UserId, VersionNumber, prime,
+    DbLoader, FeatureId, FeaturePlanCounts, FeatureVersions, PlanEvents, ProjectId, ProjectMembers,
+    RoleIn, SpecKey, UserId, VersionNumber, prime,
 };
 use crate::graphql::{document_budget, loaders, services, viewer};
 use crate::service::pagination::{Position, SortValue};
@@ -285,27 +287,21 @@ async fn prime_plan_rows(ctx: &Context<'_>, rows: &[PlanRow], joins: PlanJoins) 
     // The rows carry what was joined for their own fields; the loaders get
     // it too, for the same rows shown deeper (a feature's project), unless
     // only some of its columns were selected.
-    if joins.feature == JoinColumns::ALL {
-        db.feed_many(rows.iter().filter_map(|row| {
-            let feature = row.feature.as_ref()?;
-            Some((FeatureId(feature.id), Arc::clone(feature)))
-        }))
-        .await;
-    }
-    if joins.project == JoinColumns::ALL {
-        db.feed_many(rows.iter().filter_map(|row| {
-            let project = row.project.as_ref()?;
-            Some((ProjectId(project.id), Arc::clone(project)))
-        }))
-        .await;
-    }
-    if joins.claimer == JoinColumns::ALL {
-        db.feed_many(rows.iter().filter_map(|row| {
-            let claimer = row.claimer.as_ref()?;
-            Some((UserId(claimer.id), Arc::clone(claimer)))
-        }))
-        .await;
-    }
+    feed_whole(db, joins.feature, rows, |row| {
+        let feature = row.feature.as_ref()?;
+        Some((FeatureId(feature.id), Arc::clone(feature)))
+    })
+    .await;
+    feed_whole(db, joins.project, rows, |row| {
+        let project = row.project.as_ref()?;
+        Some((ProjectId(project.id), Arc::clone(project)))
+    })
+    .await;
+    feed_whole(db, joins.claimer, rows, |row| {
+        let claimer = row.claimer.as_ref()?;
+        Some((UserId(claimer.id), Arc::clone(claimer)))
+    })
+    .await;
     let selected = |field| row_field_selected(ctx, field);
     let mut users = keys_if(selected("submittedBy"), rows, |row| row.plan.submitted_by);
     users.extend(keys_if(selected("createdBy"), rows, |row| {
@@ -358,6 +354,23 @@ async fn prime_plan_rows(ctx: &Context<'_>, rows: &[PlanRow], joins: PlanJoins) 
         }
     );
     users.and(events).and(versions).and(members).and(roles)
+}
+
+/// Feeds the loader the related rows a page joined with every column
+/// (`joined` picks one out of a row); a row with only some of its columns
+/// must not stand for the whole row elsewhere in the request.
+async fn feed_whole<K, M>(
+    db: &DataLoader<DbLoader, HashMapCache>,
+    columns: JoinColumns,
+    rows: &[PlanRow],
+    joined: impl Fn(&PlanRow) -> Option<(K, Arc<M>)>,
+) where
+    DbLoader: Loader<K, Value = Arc<M>>,
+    K: Send + Sync + Hash + Eq + Clone + 'static,
+{
+    if columns == JoinColumns::ALL {
+        db.feed_many(rows.iter().filter_map(joined)).await;
+    }
 }
 
 async fn prime_feature_rows(ctx: &Context<'_>, features: &[feature::Model]) -> AppResult<()> {
