@@ -272,8 +272,8 @@ async fn execute(
         })
         .map(|code| code.trim_matches('"').to_owned())
         .collect();
-    let series = state.operation_series.series(&name);
-    record_operation(kind, &name, series, started.elapsed(), &codes);
+    let metrics = state.operation_series.metrics(kind, &name);
+    record_operation(&name, &metrics, started.elapsed(), &codes);
     let mut response = media.result(result);
     no_store(&mut response);
     response

@@ -12,12 +12,17 @@ pub struct DatabaseMetrics {
 }
 
 impl DatabaseMetrics {
+    /// sea-orm's callback for each statement it runs.
     pub fn record(&self, info: &sea_orm::metric::Info<'_>) {
+        self.record_statement(info.elapsed, info.failed);
+    }
+
+    pub fn record_statement(&self, elapsed: std::time::Duration, failed: bool) {
         self.statements.fetch_add(1, Ordering::Relaxed);
-        if info.failed {
+        if failed {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
-        let micros = u64::try_from(info.elapsed.as_micros()).unwrap_or(u64::MAX);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.micros.fetch_add(micros, Ordering::Relaxed);
     }
 

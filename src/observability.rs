@@ -2,10 +2,11 @@
 //! error codes — never spec contents or keys) inside a per-request span that
 //! carries the request id; Prometheus metrics through the `metrics` facade.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// How log lines are written.
@@ -124,10 +125,20 @@ pub fn operation_label(name: Option<&str>) -> String {
 /// The operation names that get metric series of their own: the first
 /// `limit` distinct names seen (a server's clients use a handful); any
 /// further name is counted as `other`, so a client sending ever new names
-/// cannot grow `/metrics` without bound.
+/// cannot grow `/metrics` without bound. Each series keeps its metric
+/// handles: looking them up by name and labels in the recorder on every
+/// operation cost more than the rest of recording it.
 pub struct OperationSeries {
     limit: usize,
-    known: Mutex<HashSet<String>>,
+    known: Mutex<HashMap<String, Vec<OperationMetrics>>>,
+}
+
+/// The metrics of one series of one kind of operation.
+#[derive(Clone)]
+pub struct OperationMetrics {
+    kind: &'static str,
+    requests: Counter,
+    duration: Histogram,
 }
 
 impl OperationSeries {
@@ -144,14 +155,46 @@ impl OperationSeries {
             .known
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if known.contains(label) {
+        Self::series_in(&mut known, self.limit, label)
+    }
+
+    fn series_in<'a>(
+        known: &mut HashMap<String, Vec<OperationMetrics>>,
+        limit: usize,
+        label: &'a str,
+    ) -> &'a str {
+        if known.contains_key(label) {
             return label;
         }
-        if known.len() < self.limit {
-            known.insert(label.to_owned());
+        if known.len() < limit {
+            known.insert(label.to_owned(), Vec::new());
             return label;
         }
         "other"
+    }
+
+    /// The metrics an operation of `kind` labelled `label` is counted in.
+    pub fn metrics(&self, kind: &'static str, label: &str) -> OperationMetrics {
+        let mut known = self
+            .known
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let series = Self::series_in(&mut known, self.limit, label);
+        // `other` has no entry of its own: it must not take up the room
+        // of a name.
+        let mut others = Vec::new();
+        let kinds = known.get_mut(series).unwrap_or(&mut others);
+        if let Some(metrics) = kinds.iter().find(|metrics| metrics.kind == kind) {
+            return metrics.clone();
+        }
+        let labels = [("kind", kind.to_owned()), ("operation", series.to_owned())];
+        let metrics = OperationMetrics {
+            kind,
+            requests: metrics::counter!("plangraph_graphql_requests_total", &labels),
+            duration: metrics::histogram!("plangraph_graphql_request_duration_seconds", &labels),
+        };
+        kinds.push(metrics.clone());
+        metrics
     }
 }
 
@@ -163,15 +206,15 @@ impl Default for OperationSeries {
 }
 
 /// Records one executed operation: the log line (with the operation's own
-/// label) and its metrics (under its bounded `series`).
+/// label) and its metrics (under its bounded series).
 pub fn record_operation(
-    kind: &'static str,
     name: &str,
-    series: &str,
+    metrics: &OperationMetrics,
     duration: Duration,
     codes: &[String],
 ) {
     let milliseconds = duration.as_secs_f64() * 1000.0;
+    let kind = metrics.kind;
     if codes.is_empty() {
         tracing::info!(
             operation = name,
@@ -182,10 +225,8 @@ pub fn record_operation(
     } else {
         tracing::info!(operation = name, kind, duration_ms = milliseconds, errors = ?codes, "graphql operation");
     }
-    let labels = [("kind", kind.to_owned()), ("operation", series.to_owned())];
-    metrics::counter!("plangraph_graphql_requests_total", &labels).increment(1);
-    metrics::histogram!("plangraph_graphql_request_duration_seconds", &labels)
-        .record(duration.as_secs_f64());
+    metrics.requests.increment(1);
+    metrics.duration.record(duration.as_secs_f64());
     for code in codes {
         metrics::counter!("plangraph_graphql_errors_total", "code" => code.clone()).increment(1);
     }

@@ -3,6 +3,7 @@
 pub mod connection;
 pub mod guard;
 pub(crate) mod inline;
+pub mod json;
 pub mod limits;
 pub mod loaders;
 pub mod mutation;

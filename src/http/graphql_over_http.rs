@@ -8,7 +8,6 @@
 //! no change; a client that asks for `application/graphql-response+json`
 //! gets 400 and no `data` for such request errors, as the spec says.
 
-use axum::Json;
 use axum::extract::Query;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::AppError;
+use crate::graphql::json::response_json;
 
 /// The media type of a GraphQL response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,21 +76,20 @@ impl MediaType {
     /// not parse or validate, or its variables did not coerce, so nothing ran
     /// — is a 400 without `data`.
     pub fn result(self, result: async_graphql::Response) -> Response {
-        if self == Self::Json {
-            return Json(result).into_response();
-        }
-        let status = if is_request_error(&result) {
+        let status = if self == Self::GraphqlResponseJson && is_request_error(&result) {
             StatusCode::BAD_REQUEST
         } else {
             StatusCode::OK
         };
-        let mut body = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
-        if status != StatusCode::OK
-            && let Some(body) = body.as_object_mut()
-        {
-            body.remove("data");
+        match response_json(&result, status == StatusCode::OK) {
+            Ok(body) => self.bytes(status, body),
+            Err(error) => {
+                let error =
+                    AppError::Internal(format!("cannot write a GraphQL response as JSON: {error}"));
+                error.log_if_internal("response");
+                self.error(StatusCode::INTERNAL_SERVER_ERROR, &error)
+            }
         }
-        self.body(status, &body)
     }
 
     /// A request that never reached GraphQL (unreadable body, bad key, …),
@@ -107,7 +106,11 @@ impl MediaType {
     }
 
     fn body(self, status: StatusCode, body: &serde_json::Value) -> Response {
-        let mut response = (status, body.to_string()).into_response();
+        self.bytes(status, body.to_string().into_bytes())
+    }
+
+    fn bytes(self, status: StatusCode, body: Vec<u8>) -> Response {
+        let mut response = (status, body).into_response();
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, self.content_type());

@@ -135,7 +135,7 @@ impl Services {
     /// may rebase a plan nobody holds; a held plan, its claimer or an owner.
     /// One `REBASED` event either way. COMPLETED and FAILED plans are never
     /// drifted and cannot be rebased.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn rebase_plan(
         &self,
         viewer: &Viewer,
@@ -294,7 +294,7 @@ impl Services {
 
     /// A plan's drift with its diff, for members of its project; `None` when
     /// the plan is up to date (or finished).
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn plan_drift_diff(
         &self,
         viewer: &Viewer,
@@ -323,7 +323,7 @@ impl Services {
 
     /// The diff of a feature's spec between two versions (`to` default the
     /// current one), for members of its project.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn feature_spec_diff(
         &self,
         viewer: &Viewer,

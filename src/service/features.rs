@@ -77,7 +77,7 @@ pub(super) async fn cut_version(
 
 impl Services {
     /// Creates a feature with its first version, v1.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_feature(
         &self,
         viewer: &Viewer,
@@ -130,7 +130,7 @@ impl Services {
 
     /// Edits a feature. With `new_version` it cuts the next version (carrying
     /// the new spec if one is given); otherwise it amends the current version.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn update_feature(
         &self,
         viewer: &Viewer,
@@ -218,7 +218,7 @@ impl Services {
     }
 
     /// A feature by id, for members of its project.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn feature(&self, viewer: &Viewer, id: &str) -> AppResult<feature::Model> {
         let id = parse_id(Argument::FeatureId, id)?;
         let feature = self.find_feature(id).await?;
@@ -234,7 +234,7 @@ impl Services {
     }
 
     /// One page of a project's features, oldest first.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn list_features(
         &self,
         project: Uuid,
@@ -286,7 +286,7 @@ impl Services {
     }
 
     /// `featureVersions(featureId)`: versions for members of the project.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn feature_versions(
         &self,
         viewer: &Viewer,

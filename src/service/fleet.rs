@@ -295,7 +295,7 @@ impl Services {
     }
 
     /// Members change a plan's priority; PRIORITY_CHANGED records it.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn set_plan_priority(
         &self,
         viewer: &Viewer,
@@ -343,7 +343,7 @@ impl Services {
 
     /// `plan` waits for `blocked_by` from now on (members; one project; no
     /// cycles). Adding a dependency that exists already changes nothing.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn add_plan_dependency(
         &self,
         viewer: &Viewer,
@@ -413,7 +413,7 @@ impl Services {
     /// `plan` no longer waits for `blocked_by`; if nothing else holds it, it
     /// gets an UNBLOCKED event too. Removing a dependency that does not
     /// exist changes nothing.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn remove_plan_dependency(
         &self,
         viewer: &Viewer,
@@ -460,7 +460,7 @@ impl Services {
     /// LOCKED LIMIT 1) RETURNING *`: concurrent callers skip each other's
     /// candidate rows instead of waiting on them, so none ever sees a
     /// CONFLICT. On SQLite the same statement runs under the write lock.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn claim_next_plan(
         &self,
         viewer: &Viewer,
@@ -588,7 +588,7 @@ impl Services {
     /// event (renewing is not a change anyone watches for), `updatedAt`
     /// unchanged. A STALLED plan's holder resumes it instead: IN_PROGRESS
     /// again, with an event.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn heartbeat_plan(
         &self,
         viewer: &Viewer,

@@ -3,7 +3,7 @@
 use chrono::Duration;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, Set,
+    QueryOrder, QuerySelect, QueryTrait, SelectTwoModel, SelectorTrait, Set,
 };
 use uuid::Uuid;
 
@@ -47,14 +47,14 @@ pub(super) async fn insert_key(
 }
 
 impl Services {
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_api_key(&self, viewer: &Viewer, label: &str) -> AppResult<CreatedKey> {
         let label = self.validate_title(Argument::Label, label)?;
         self.create_key_for(viewer.id(), &label).await
     }
 
     /// For the CLI: a new key for an existing user.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_key_for(&self, user_id: Uuid, label: &str) -> AppResult<CreatedKey> {
         let txn = self.begin_write().await?;
         let created = insert_key(&*txn, user_id, label).await?;
@@ -64,7 +64,7 @@ impl Services {
 
     /// Owners revoke their own keys; admins revoke anyone's. Revoking twice
     /// keeps the first revocation time.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn revoke_api_key(&self, viewer: &Viewer, id: &str) -> AppResult<api_key::Model> {
         let id = parse_id(Argument::Id, id)?;
         let not_found = || AppError::NotFound(format!("No API key with id {id}"));
@@ -86,7 +86,7 @@ impl Services {
         Ok(key)
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn api_keys_of(&self, viewer: &Viewer) -> AppResult<Vec<api_key::Model>> {
         Ok(api_key::Entity::find()
             .filter(api_key::Column::UserId.eq(viewer.id()))
@@ -97,7 +97,7 @@ impl Services {
 
     /// Resolves a presented token to its user. Every failure reads the same to
     /// the client, so a caller cannot tell a revoked key from a made-up one.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn authenticate(&self, token: &str) -> AppResult<Viewer> {
         let refused = || {
             metrics::counter!("plangraph_auth_failures_total").increment(1);
@@ -108,12 +108,14 @@ impl Services {
         };
         let (prefix, secret) = auth::parse_token(token).ok_or_else(refused)?;
         // One query for key and user: this runs on every request.
-        let (key, user) = api_key::Entity::find()
+        let statement = api_key::Entity::find()
             .filter(api_key::Column::Prefix.eq(prefix))
             .find_also_related(user::Entity)
-            .one(&self.db)
-            .await?
-            .ok_or_else(refused)?;
+            .limit(1)
+            .into_query();
+        let row = self.reads.first(&statement).await?.ok_or_else(refused)?;
+        let (key, user) =
+            SelectTwoModel::<api_key::Model, user::Model>::from_raw_query_result(row)?;
         if key.revoked_at.is_some() || !auth::secret_matches(secret, &key.secret_hash) {
             tracing::warn!(key_prefix = %key.prefix, "refused API key");
             return Err(refused());

@@ -9,6 +9,7 @@ pub mod pagination;
 pub mod plan_rows;
 pub mod plans;
 pub mod projects;
+pub mod reads;
 pub mod subscriptions;
 pub mod users;
 pub mod webhooks;
@@ -61,6 +62,8 @@ pub struct Services {
     pub limits: Limits,
     /// Statement counters, shared with the database connection's callback.
     pub database_metrics: Arc<DatabaseMetrics>,
+    /// The reads every request makes, past sea-orm's executor.
+    pub reads: reads::DirectReads,
     write_lock: Option<Arc<Mutex<()>>>,
     /// Webhook delivery settings and client (see [`Services::with_webhooks`]).
     pub webhooks: Arc<crate::webhooks::Webhooks>,
@@ -141,8 +144,10 @@ impl Services {
         let database_metrics = Arc::new(DatabaseMetrics::default());
         let recorder = Arc::clone(&database_metrics);
         db.set_metric_callback(move |info| recorder.record(info));
+        let reads = reads::DirectReads::new(&db, Arc::clone(&database_metrics));
         Services {
             db,
+            reads,
             specs,
             events,
             limits,

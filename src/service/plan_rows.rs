@@ -192,12 +192,15 @@ fn decode_all<R: Row>(
     let wanted = plan::Column::iter().map(|column| (column.as_str(), selected.contains(column)));
     let positions = Positions::of(first.columns(), "", wanted)?;
     let mut checked = Checked::default();
-    rows.iter()
-        .map(|row| match driver_row(row) {
-            Some(row) => decode(row, &positions, &mut checked),
-            None => Err(DbErr::Type("a plan page mixes database drivers".into())),
-        })
-        .collect()
+    // Collected by hand: `collect` into a `Result` cannot size the vector
+    // up front and would copy the large models at each doubling.
+    let mut plans = Vec::with_capacity(rows.len());
+    for row in rows {
+        let row = driver_row(row)
+            .ok_or_else(|| DbErr::Type("a plan page mixes database drivers".into()))?;
+        plans.push(decode(row, &positions, &mut checked)?);
+    }
+    Ok(plans)
 }
 
 fn status(value: String) -> Result<PlanStatus, DbErr> {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, JoinType, LikeExpr, SimpleExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IdenStatic, Iterable,
-    PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Select, Set,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IdenStatic, Iterable, PaginatorTrait, QueryFilter,
+    QueryOrder, QueryResult, QuerySelect, QueryTrait, Select, Set,
 };
 use uuid::Uuid;
 
@@ -176,17 +176,16 @@ impl PlanJoins {
         let mut projects = JoinedRows::new(PROJECT_PREFIX, self.project);
         let mut claimers = JoinedRows::new(CLAIMER_PREFIX, self.claimer);
         let plans = super::plan_rows::decode_plans(rows, columns)?;
-        rows.iter()
-            .zip(plans)
-            .map(|(row, plan)| {
-                Ok(PlanRow {
-                    feature: features.shared(Some(plan.feature_id), row)?,
-                    project: projects.shared(Some(plan.project_id), row)?,
-                    claimer: claimers.shared(plan.claimed_by, row)?,
-                    plan,
-                })
-            })
-            .collect()
+        let mut page = Vec::with_capacity(plans.len());
+        for (row, plan) in rows.iter().zip(plans) {
+            page.push(PlanRow {
+                feature: features.shared(Some(plan.feature_id), row)?,
+                project: projects.shared(Some(plan.project_id), row)?,
+                claimer: claimers.shared(plan.claimed_by, row)?,
+                plan,
+            });
+        }
+        Ok(page)
     }
 }
 
@@ -272,7 +271,7 @@ struct ChangeInput<'a> {
 pub(super) const MAX_ATTEMPTS: usize = 4;
 
 impl Services {
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     #[allow(clippy::too_many_arguments)]
     pub async fn create_plan(
         &self,
@@ -343,7 +342,7 @@ impl Services {
     }
 
     /// A plan by id, for members of its project.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn plan(&self, viewer: &Viewer, id: &str) -> AppResult<plan::Model> {
         let plan = self.find_plan(parse_id(Argument::PlanId, id)?).await?;
         self.require_member(viewer, plan.project_id).await?;
@@ -357,7 +356,7 @@ impl Services {
             .ok_or_else(|| AppError::NotFound(format!("No plan with id {id}")))
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn update_plan(
         &self,
         viewer: &Viewer,
@@ -390,7 +389,7 @@ impl Services {
             .plan)
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn set_plan_status(
         &self,
         viewer: &Viewer,
@@ -402,7 +401,7 @@ impl Services {
             .await
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn claim_plan(
         &self,
         viewer: &Viewer,
@@ -417,7 +416,7 @@ impl Services {
         Ok(outcome.await?.plan)
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn release_plan(
         &self,
         viewer: &Viewer,
@@ -431,7 +430,7 @@ impl Services {
         self.change(viewer, plan_id, Action::Release, input).await
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn submit_work(
         &self,
         viewer: &Viewer,
@@ -689,7 +688,7 @@ impl Services {
     /// A claim with a lease stalls when its lease ran out (`lease_expires_at`
     /// before now); a claim from before leases, when its last activity is
     /// older than `cutoff` (the global `--stale-after`).
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn mark_stale_plans(&self, cutoff: DateTime<Utc>) -> AppResult<usize> {
         let watched = [PlanStatus::Claimed, PlanStatus::InProgress];
         let expired = plan::Column::LeaseExpiresAt
@@ -735,7 +734,7 @@ impl Services {
     /// first page (no cursor) that has rows also says how many plans match
     /// the filter, counted in the same statement; otherwise the count is
     /// `None` and [`Services::count_plans`] gives it.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn list_plans(
         &self,
         viewer: &Viewer,
@@ -766,8 +765,8 @@ impl Services {
             query = query.column_as(Expr::cust("COUNT(*) OVER ()"), TOTAL_COLUMN);
         }
         let rows = self
-            .db
-            .query_all(&reads.joins.apply(query).into_query())
+            .reads
+            .all(&reads.joins.apply(query).into_query())
             .await?;
         let total = match rows.first() {
             Some(row) if count => {
@@ -820,7 +819,7 @@ impl Services {
         Ok(counts)
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn count_plans(&self, viewer: &Viewer, filter: &PlanFilter) -> AppResult<u64> {
         self.validate_search(filter.search.as_deref())?;
         Ok(visible_plans(viewer, filter).count(&self.db).await?)

@@ -15,7 +15,7 @@ use entity::{project, project_member, user};
 
 impl Services {
     /// Any user may start a project and becomes its owner.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_project(
         &self,
         viewer: &Viewer,
@@ -49,7 +49,7 @@ impl Services {
     }
 
     /// Projects the viewer belongs to, oldest first.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn projects_of(&self, viewer: &Viewer) -> AppResult<Vec<project::Model>> {
         Ok(project::Entity::find()
             .filter(project::Column::Id.in_subquery(member_projects(viewer.id())))
@@ -59,7 +59,7 @@ impl Services {
     }
 
     /// A project by id, for members only.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn project(&self, viewer: &Viewer, id: &str) -> AppResult<project::Model> {
         let id = parse_id(Argument::ProjectId, id)?;
         let project = self.find_project(id).await?;
@@ -114,7 +114,7 @@ impl Services {
     }
 
     /// Owners add members by email, or change an existing member's role.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn add_project_member(
         &self,
         viewer: &Viewer,
@@ -161,7 +161,7 @@ impl Services {
 
     /// Owners remove anyone; members may remove themselves. A project never
     /// loses its last owner.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn remove_project_member(
         &self,
         viewer: &Viewer,

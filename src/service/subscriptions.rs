@@ -56,7 +56,7 @@ impl Services {
     /// again whenever the subscriber's access changes: a revoked key is
     /// `UNAUTHENTICATED`, a filter naming something outside the viewer's
     /// projects is `FORBIDDEN`.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn event_scope(
         &self,
         viewer: &Viewer,
@@ -109,7 +109,7 @@ impl Services {
     }
 
     /// Up to `limit` events in `scope` committed after cursor `after`, oldest first.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn replay_events(
         &self,
         scope: &EventScope,

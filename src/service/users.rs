@@ -20,7 +20,7 @@ pub const BOOTSTRAP_ADMIN_EMAIL: &str = "admin@localhost";
 
 impl Services {
     /// Admins only: creates a user with a first API key.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_user(
         &self,
         viewer: &Viewer,
@@ -36,7 +36,7 @@ impl Services {
     }
 
     /// For the CLI and the first start, where there is no viewer yet.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_user_unchecked(
         &self,
         email: &str,
@@ -91,7 +91,7 @@ impl Services {
 
     /// On an empty database, creates the admin and returns its key so the
     /// caller can print it once. `None` when users already exist.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn bootstrap_admin(&self) -> AppResult<Option<CreatedUser>> {
         if user::Entity::find().count(&self.db).await? > 0 {
             return Ok(None);

@@ -63,7 +63,7 @@ pub struct WebhookUpdate {
 
 impl Services {
     /// Owners register a webhook; it receives the events committed from now on.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_webhook(
         &self,
         viewer: &Viewer,
@@ -120,7 +120,7 @@ impl Services {
     /// Owners change the URL, the filter or whether it is enabled. A new URL
     /// or enabling again starts afresh: failures forgotten, retry now. The
     /// cursor stays, so enabling again delivers what happened meanwhile.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn update_webhook(
         &self,
         viewer: &Viewer,
@@ -184,7 +184,7 @@ impl Services {
     }
 
     /// Owners delete a webhook and its delivery log.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn delete_webhook(&self, viewer: &Viewer, id: &str) -> AppResult<bool> {
         let webhook = self.managed_webhook(viewer, id).await?;
         let txn = self.begin_write().await?;
@@ -201,7 +201,7 @@ impl Services {
 
     /// Owners replace the secret; the next delivery is signed with the new
     /// one, which is shown only in this answer.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn rotate_webhook_secret(
         &self,
         viewer: &Viewer,
@@ -221,7 +221,7 @@ impl Services {
     /// Owners send a logged delivery's event again, now, with the current
     /// URL and secret. It is outside the webhook's ordered stream: the
     /// cursor and the failure count stay as they are.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn redeliver_webhook_delivery(
         &self,
         viewer: &Viewer,
@@ -273,7 +273,7 @@ impl Services {
     }
 
     /// A project's webhooks, oldest first; owners only.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn webhooks_of(
         &self,
         viewer: &Viewer,

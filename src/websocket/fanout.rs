@@ -484,7 +484,7 @@ async fn run_group(
             continue;
         }
         let id = position.load(Ordering::Acquire);
-        match serde_json::to_string(&response) {
+        match crate::graphql::json::response_text(&response) {
             Ok(payload) => {
                 metrics::counter!("plangraph_subscription_group_results_total").increment(1);
                 // No member listening is normal for a moment: the last one
