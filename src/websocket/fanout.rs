@@ -568,7 +568,7 @@ impl Envelope {
     }
 
     fn next(&self, response: &Response) -> String {
-        match serde_json::to_string(response) {
+        match crate::graphql::json::response_text(response) {
             Ok(payload) => self.next_serialized(&payload),
             Err(error) => {
                 tracing::error!(%error, "cannot serialize a subscription result");
