@@ -3,14 +3,14 @@
 use chrono::Duration;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, SelectTwoModel, SelectorTrait, Set,
+    QueryOrder, Set,
 };
 use uuid::Uuid;
 
 use super::{Services, Viewer, now, parse_id};
 use crate::auth;
 use crate::error::{AppError, AppResult, Argument};
-use entity::{api_key, user};
+use entity::api_key;
 
 /// A key row plus the token, which exists only in this value.
 pub struct CreatedKey {
@@ -108,14 +108,11 @@ impl Services {
         };
         let (prefix, secret) = auth::parse_token(token).ok_or_else(refused)?;
         // One query for key and user: this runs on every request.
-        let statement = api_key::Entity::find()
-            .filter(api_key::Column::Prefix.eq(prefix))
-            .find_also_related(user::Entity)
-            .limit(1)
-            .into_query();
-        let row = self.reads.first(&statement).await?.ok_or_else(refused)?;
-        let (key, user) =
-            SelectTwoModel::<api_key::Model, user::Model>::from_raw_query_result(row)?;
+        let (key, user) = self
+            .reads
+            .key_with_user(prefix)
+            .await?
+            .ok_or_else(refused)?;
         if key.revoked_at.is_some() || !auth::secret_matches(secret, &key.secret_hash) {
             tracing::warn!(key_prefix = %key.prefix, "refused API key");
             return Err(refused());

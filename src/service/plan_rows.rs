@@ -29,7 +29,7 @@ use sea_orm::{ActiveEnum, DbErr, FromQueryResult, IdenStatic, Iterable, QueryRes
 use uuid::Uuid;
 
 use entity::enums::PlanStatus;
-use entity::{feature, plan, project, user};
+use entity::{api_key, feature, plan, project, user};
 
 /// A set of the plan's columns, one bit per `plan::Column` (24 of them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -344,6 +344,16 @@ joined_row!(project::Model, project, {
     created_at: CreatedAt,
     updated_at: UpdatedAt,
 });
+joined_row!(api_key::Model, api_key, {
+    id: Id,
+    user_id: UserId,
+    label: Label,
+    prefix: Prefix,
+    secret_hash: SecretHash,
+    created_at: CreatedAt,
+    last_used_at: LastUsedAt,
+    revoked_at: RevokedAt,
+});
 joined_row!(user::Model, user, {
     id: Id,
     email: Email,
@@ -396,8 +406,9 @@ impl<M: JoinedRow> JoinedRows<M> {
         Ok(Some(model))
     }
 
-    /// Rows not from sqlx's PostgreSQL or SQLite drivers go through sea-orm.
-    fn decode(&mut self, row: &QueryResult) -> Result<Option<M>, DbErr> {
+    /// The `M` joined to `row`; `None` when the join found none. Rows not
+    /// from sqlx's PostgreSQL or SQLite drivers go through sea-orm.
+    pub fn decode(&mut self, row: &QueryResult) -> Result<Option<M>, DbErr> {
         if let Some(row) = row.try_as_pg_row() {
             return self.decode_with(row, M::decode_pg);
         }

@@ -14,18 +14,24 @@ use std::time::Instant;
 
 use sea_orm::sqlx::{self, PgPool, SqlitePool};
 use sea_orm::{
-    ConnAcquireErr, DatabaseConnection, DbBackend, DbErr, QueryResult, RuntimeErr, Statement,
-    StatementBuilder, Values,
+    ColumnTrait, ConnAcquireErr, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryResult, QuerySelect, QueryTrait, RuntimeErr, SelectTwo, Statement, StatementBuilder,
+    Values,
 };
 use sea_query_sqlx::SqlxValues;
 
+use super::plan_rows::{JoinColumns, JoinedRows};
 use crate::metrics::DatabaseMetrics;
+use entity::{api_key, user};
 
 /// The pool behind a [`DatabaseConnection`], reached without its executor.
 #[derive(Clone)]
 pub struct DirectReads {
     pool: Pool,
     metrics: Arc<DatabaseMetrics>,
+    /// The API key lookup: its shape never changes, so it is built once
+    /// instead of on every request.
+    key_lookup: Arc<KeyLookup>,
 }
 
 #[derive(Clone)]
@@ -36,12 +42,18 @@ enum Pool {
 
 impl DirectReads {
     pub fn new(db: &DatabaseConnection, metrics: Arc<DatabaseMetrics>) -> DirectReads {
-        let pool = match db.get_database_backend() {
+        let backend = db.get_database_backend();
+        let pool = match backend {
             DbBackend::Postgres => Pool::Postgres(db.get_postgres_connection_pool().clone()),
             // The only other database the server is built for.
             _ => Pool::Sqlite(db.get_sqlite_connection_pool().clone()),
         };
-        DirectReads { pool, metrics }
+        let key_lookup = Arc::new(KeyLookup::new(backend));
+        DirectReads {
+            pool,
+            metrics,
+            key_lookup,
+        }
     }
 
     fn backend(&self) -> DbBackend {
@@ -54,7 +66,28 @@ impl DirectReads {
     /// Every row `statement` reads.
     pub async fn all(&self, statement: &impl StatementBuilder) -> Result<Vec<QueryResult>, DbErr> {
         let Statement { sql, values, .. } = statement.build(&self.backend());
-        let values = SqlxValues(values.unwrap_or_else(|| Values(Vec::new())));
+        self.rows(&sql, values.unwrap_or_else(|| Values(Vec::new())))
+            .await
+    }
+
+    /// The API key with `prefix` and its user, if there is such a key.
+    pub async fn key_with_user(
+        &self,
+        prefix: &str,
+    ) -> Result<Option<(api_key::Model, Option<user::Model>)>, DbErr> {
+        let (sql, values) = self.key_lookup.with_prefix(prefix);
+        let rows = self.rows(sql, values).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        // By position, under the prefixes sea-orm gives the two models.
+        let key = JoinedRows::<api_key::Model>::new("A_", JoinColumns::ALL).decode(row)?;
+        let user = JoinedRows::<user::Model>::new("B_", JoinColumns::ALL).decode(row)?;
+        Ok(key.map(|key| (key, user)))
+    }
+
+    async fn rows(&self, sql: &str, values: Values) -> Result<Vec<QueryResult>, DbErr> {
+        let values = SqlxValues(values);
         let sql = sqlx::AssertSqlSafe(sql);
         let started = Instant::now();
         let rows = match &self.pool {
@@ -71,13 +104,44 @@ impl DirectReads {
             .record_statement(started.elapsed(), rows.is_err());
         rows.map_err(query_error)
     }
+}
 
-    /// The first row `statement` reads, if any (the caller limits it).
-    pub async fn first(
-        &self,
-        statement: &impl StatementBuilder,
-    ) -> Result<Option<QueryResult>, DbErr> {
-        Ok(self.all(statement).await?.into_iter().next())
+/// The key with `prefix`, and its user, in one statement.
+fn key_lookup(prefix: &str) -> SelectTwo<api_key::Entity, user::Entity> {
+    api_key::Entity::find()
+        .filter(api_key::Column::Prefix.eq(prefix))
+        .find_also_related(user::Entity)
+        .limit(1)
+}
+
+/// The key lookup's statement, with the place of the prefix among its values.
+struct KeyLookup {
+    sql: String,
+    values: Vec<sea_orm::Value>,
+    prefix_at: usize,
+}
+
+impl KeyLookup {
+    fn new(backend: DbBackend) -> KeyLookup {
+        let Statement { sql, values, .. } = key_lookup("").build(backend);
+        let values = values.map(|values| values.0).unwrap_or_default();
+        let prefix_at = values
+            .iter()
+            .position(|value| *value == "".into())
+            .unwrap_or_default();
+        KeyLookup {
+            sql,
+            values,
+            prefix_at,
+        }
+    }
+
+    fn with_prefix(&self, prefix: &str) -> (&str, Values) {
+        let mut values = self.values.clone();
+        if let Some(value) = values.get_mut(self.prefix_at) {
+            *value = prefix.into();
+        }
+        (&self.sql, Values(values))
     }
 }
 
@@ -87,5 +151,23 @@ fn query_error(error: sqlx::Error) -> DbErr {
         sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
         sqlx::Error::PoolClosed => DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
         error => DbErr::Query(RuntimeErr::SqlxError(Arc::new(error))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The statement built once, given a prefix, is the statement built
+    /// for that prefix.
+    #[test]
+    fn the_key_lookup_built_once_fits_every_prefix() {
+        for backend in [DbBackend::Postgres, DbBackend::Sqlite] {
+            let once = KeyLookup::new(backend);
+            let built = key_lookup("pg_abc").build(backend);
+            let (sql, values) = once.with_prefix("pg_abc");
+            assert_eq!(sql, built.sql);
+            assert_eq!(Some(values), built.values);
+        }
     }
 }
