@@ -21,7 +21,8 @@
 
 use std::sync::Arc;
 
-use sea_orm::sqlx::postgres::PgRow;
+use chrono::{DateTime, Utc};
+use sea_orm::sqlx::postgres::{PgRow, PgValueFormat};
 use sea_orm::sqlx::sqlite::SqliteRow;
 use sea_orm::sqlx::{Column, ColumnIndex, Decode, Row, Type, ValueRef};
 use sea_orm::{ActiveEnum, DbErr, FromQueryResult, IdenStatic, Iterable, QueryResult};
@@ -239,6 +240,92 @@ where
     Ok(value)
 }
 
+/// A timestamp column's value, as [`read`] reads it, through
+/// [`Timestamps`] once the column's type was checked.
+fn read_time<R>(
+    row: &R,
+    positions: &Positions,
+    checked: &mut Checked,
+    column: usize,
+) -> Result<Option<DateTime<Utc>>, DbErr>
+where
+    R: Timestamps,
+    usize: ColumnIndex<R>,
+    for<'r> Option<DateTime<Utc>>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let Some(index) = positions.at(column) else {
+        return Ok(None);
+    };
+    let bit = 1 << column;
+    if checked.0 & bit != 0 {
+        return row.timestamp(index).map_err(decode_error);
+    }
+    let value: Option<DateTime<Utc>> = row.try_get(index).map_err(decode_error)?;
+    if value.is_some() {
+        checked.0 |= bit;
+    }
+    Ok(value)
+}
+
+/// A timestamp column that is never null: the type's default when the page
+/// did not select it, an error for a null.
+fn read_required_time<R>(
+    row: &R,
+    positions: &Positions,
+    checked: &mut Checked,
+    column: usize,
+) -> Result<DateTime<Utc>, DbErr>
+where
+    R: Timestamps,
+    usize: ColumnIndex<R>,
+    for<'r> Option<DateTime<Utc>>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    if positions.at(column).is_none() {
+        return Ok(DateTime::default());
+    }
+    read_time(row, positions, checked, column)?.ok_or_else(|| {
+        DbErr::Type("could not decode a plan row: a required timestamp is null".into())
+    })
+}
+
+/// Decoding a timestamp whose column type was checked.
+pub trait Timestamps: Row {
+    fn timestamp(&self, index: usize) -> Result<Option<DateTime<Utc>>, sea_orm::sqlx::Error>;
+}
+
+impl Timestamps for PgRow {
+    /// sqlx decodes PostgreSQL's binary timestamp (microseconds since
+    /// 2000-01-01) through a fixed offset, a naive date-time and chrono's
+    /// date arithmetic: the dearest value of a page. It is one addition from
+    /// the Unix epoch. Anything else (text, out of chrono's range) goes
+    /// through sqlx.
+    fn timestamp(&self, index: usize) -> Result<Option<DateTime<Utc>>, sea_orm::sqlx::Error> {
+        /// 2000-01-01T00:00:00Z in microseconds since the Unix epoch.
+        const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
+        let value = self.try_get_raw(index)?;
+        if value.is_null() {
+            return Ok(None);
+        }
+        if value.format() == PgValueFormat::Binary
+            && let Some(instant) = value
+                .as_bytes()
+                .ok()
+                .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                .and_then(|bytes| i64::from_be_bytes(bytes).checked_add(POSTGRES_EPOCH_MICROS))
+                .and_then(DateTime::from_timestamp_micros)
+        {
+            return Ok(Some(instant));
+        }
+        self.try_get_unchecked(index)
+    }
+}
+
+impl Timestamps for SqliteRow {
+    fn timestamp(&self, index: usize) -> Result<Option<DateTime<Utc>>, sea_orm::sqlx::Error> {
+        self.try_get_unchecked(index)
+    }
+}
+
 /// The same body for both drivers' row types (sqlx's traits differ per
 /// database, so a generic function would need a bound per column type).
 macro_rules! plan_decoder {
@@ -261,19 +348,24 @@ macro_rules! plan_decoder {
                 spec_size: read(row, positions, checked, C::SpecSize as usize)?,
                 work_artifacts: read(row, positions, checked, C::WorkArtifacts as usize)?,
                 claimed_by: read(row, positions, checked, C::ClaimedBy as usize)?,
-                claimed_at: read(row, positions, checked, C::ClaimedAt as usize)?,
+                claimed_at: read_time(row, positions, checked, C::ClaimedAt as usize)?,
                 submitted_by: read(row, positions, checked, C::SubmittedBy as usize)?,
                 implemented_version: read(row, positions, checked, C::ImplementedVersion as usize)?,
-                last_activity_at: read(row, positions, checked, C::LastActivityAt as usize)?,
+                last_activity_at: read_required_time(
+                    row,
+                    positions,
+                    checked,
+                    C::LastActivityAt as usize,
+                )?,
                 created_by: read(row, positions, checked, C::CreatedBy as usize)?,
-                created_at: read(row, positions, checked, C::CreatedAt as usize)?,
-                updated_at: read(row, positions, checked, C::UpdatedAt as usize)?,
+                created_at: read_required_time(row, positions, checked, C::CreatedAt as usize)?,
+                updated_at: read_required_time(row, positions, checked, C::UpdatedAt as usize)?,
                 based_on_version: read(row, positions, checked, C::BasedOnVersion as usize)?,
                 based_on_spec_key: read(row, positions, checked, C::BasedOnSpecKey as usize)?,
                 priority: read(row, positions, checked, C::Priority as usize)?,
                 claim_generation: read(row, positions, checked, C::ClaimGeneration as usize)?,
                 lease_seconds: read(row, positions, checked, C::LeaseSeconds as usize)?,
-                lease_expires_at: read(row, positions, checked, C::LeaseExpiresAt as usize)?,
+                lease_expires_at: read_time(row, positions, checked, C::LeaseExpiresAt as usize)?,
             })
         }
     };
