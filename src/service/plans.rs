@@ -1,7 +1,7 @@
 //! Plans: the eight seed tools, listing, and stale detection.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, JoinType, LikeExpr, SimpleExpr};
@@ -744,8 +744,12 @@ impl Services {
         reads: PageReads,
     ) -> AppResult<(Page<PlanRow>, Option<u64>)> {
         self.validate_search(filter.search.as_deref())?;
+        // `plan::Entity::find()` would list every column, each an expression
+        // to build and drop again; a page starts from none.
+        static NO_COLUMNS: LazyLock<Select<plan::Entity>> =
+            LazyLock::new(|| plan::Entity::find().select_only());
         let mut query = windowed(
-            visible_plans(viewer, filter),
+            visible_plans(NO_COLUMNS.clone(), viewer, filter),
             sort.column(),
             plan::Column::Id,
             window,
@@ -755,9 +759,7 @@ impl Services {
             .columns
             .and(PlanColumns::KEYS)
             .and(PlanColumns::of(&[sort.column()]));
-        if columns != PlanColumns::ALL {
-            query = query.select_only().columns(columns.iter());
-        }
+        query = query.columns(columns.iter());
         // The window function sees every matching row before the LIMIT;
         // past a cursor the page's rows are no longer all of them.
         let count = reads.count && window.cursor.is_none();
@@ -822,7 +824,9 @@ impl Services {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn count_plans(&self, viewer: &Viewer, filter: &PlanFilter) -> AppResult<u64> {
         self.validate_search(filter.search.as_deref())?;
-        Ok(visible_plans(viewer, filter).count(&self.db).await?)
+        Ok(visible_plans(plan::Entity::find(), viewer, filter)
+            .count(&self.db)
+            .await?)
     }
 
     /// The audit trail of each plan, oldest first, in one query.
@@ -850,9 +854,13 @@ impl Services {
     }
 }
 
-fn visible_plans(viewer: &Viewer, filter: &PlanFilter) -> Select<plan::Entity> {
-    let mut query = plan::Entity::find()
-        .filter(plan::Column::ProjectId.in_subquery(member_projects(viewer.id())));
+/// `plans` narrowed to the plans `viewer` may see that match `filter`.
+fn visible_plans(
+    plans: Select<plan::Entity>,
+    viewer: &Viewer,
+    filter: &PlanFilter,
+) -> Select<plan::Entity> {
+    let mut query = plans.filter(plan::Column::ProjectId.in_subquery(member_projects(viewer.id())));
     if let Some(project) = filter.project {
         query = query.filter(plan::Column::ProjectId.eq(project));
     }
