@@ -150,14 +150,6 @@ impl OperationSeries {
     }
 
     /// The series label for an operation labelled `label` in logs.
-    pub fn series<'a>(&self, label: &'a str) -> &'a str {
-        let mut known = self
-            .known
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Self::series_in(&mut known, self.limit, label)
-    }
-
     fn series_in<'a>(
         known: &mut HashMap<String, Vec<OperationMetrics>>,
         limit: usize,
@@ -278,9 +270,16 @@ mod tests {
     #[test]
     fn operation_series_stop_growing_at_their_limit() {
         let series = OperationSeries::new(2);
-        assert_eq!(series.series("A"), "A");
-        assert_eq!(series.series("B"), "B");
-        assert_eq!(series.series("C"), "other");
-        assert_eq!(series.series("A"), "A");
+        for label in ["A", "B", "C", "A", "D"] {
+            series.metrics("query", label);
+        }
+        series.metrics("mutation", "A");
+        let known = series.known.lock().unwrap();
+        let mut labels: Vec<&str> = known.keys().map(String::as_str).collect();
+        labels.sort_unstable();
+        assert_eq!(labels, ["A", "B"]);
+        // One set of handles per kind of operation, kept.
+        assert_eq!(known["A"].len(), 2);
+        assert_eq!(known["B"].len(), 1);
     }
 }

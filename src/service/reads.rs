@@ -1,9 +1,10 @@
 //! The reads every request makes, run on sqlx's pool directly.
 //!
 //! sea-orm's executor boxes a future sized for every driver it supports at
-//! each statement: callgrind counted about 15 000 instructions of `memcpy`
-//! per statement, a tenth of a small dashboard request's work. The API key
-//! lookup and a page of plans go straight to sqlx instead, with the SQL and
+//! each statement and copies it on the way (callgrind: about 15 000
+//! instructions of `memcpy` per statement, more in cache traffic). The API
+//! key lookup and a page of plans, the two statements of a dashboard
+//! request, go straight to sqlx instead, with the SQL and
 //! the bound values sea-query builds for sea-orm (through sea-orm's own
 //! binding crate), and come back as sea-orm rows: the decoding and the
 //! errors are the same as through sea-orm, and each statement is counted in
