@@ -20,6 +20,8 @@ use sea_orm::{
     Values,
 };
 use sea_query_sqlx::SqlxValues;
+use tracing::Dispatch;
+use tracing::instrument::WithSubscriber;
 
 use super::plan_rows::{JoinColumns, JoinedRows};
 use crate::metrics::DatabaseMetrics;
@@ -91,13 +93,24 @@ impl DirectReads {
         let values = SqlxValues(values);
         let sql = sqlx::AssertSqlSafe(sql);
         let started = Instant::now();
+        // sqlx instruments its row streams with the span current when they
+        // start, so the request's span would be entered and left again for
+        // every row: ~170 times a dashboard request, a tenth of the server's
+        // CPU per request (A/B at 16 connections, docs/benchmarks.md). The
+        // statement runs under no subscriber instead. What that silences is
+        // sqlx's own events during it: its statement logging is off anyway
+        // (`sqlx_logging(false)`), its slow-acquire warning is not; the
+        // server's own log lines, metrics and errors for the statement stay.
+        let quiet = Dispatch::none();
         let rows = match &self.pool {
             Pool::Postgres(pool) => sqlx::query_with(sql, values)
                 .fetch_all(pool)
+                .with_subscriber(quiet)
                 .await
                 .map(|rows| rows.into_iter().map(QueryResult::from).collect()),
             Pool::Sqlite(pool) => sqlx::query_with(sql, values)
                 .fetch_all(pool)
+                .with_subscriber(quiet)
                 .await
                 .map(|rows| rows.into_iter().map(QueryResult::from).collect()),
         };
