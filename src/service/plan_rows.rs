@@ -22,6 +22,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use sea_orm::sqlx::error::UnexpectedNullError;
 use sea_orm::sqlx::postgres::{PgRow, PgValueFormat};
 use sea_orm::sqlx::sqlite::SqliteRow;
 use sea_orm::sqlx::{Column, ColumnIndex, Decode, Row, Type, ValueRef};
@@ -226,12 +227,31 @@ where
     usize: ColumnIndex<R>,
     T: Decode<'r, R::Database> + Type<R::Database> + Default,
 {
+    read_with(row, positions, checked, column, |row, index| {
+        row.try_get_unchecked(index)
+    })
+}
+
+/// [`read`], with `unchecked` decoding the values that follow the first one
+/// whose type passed.
+fn read_with<'r, R, T>(
+    row: &'r R,
+    positions: &Positions,
+    checked: &mut Checked,
+    column: usize,
+    unchecked: impl FnOnce(&'r R, usize) -> Result<T, sea_orm::sqlx::Error>,
+) -> Result<T, DbErr>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database> + Default,
+{
     let Some(index) = positions.at(column) else {
         return Ok(T::default());
     };
     let bit = 1 << column;
     if checked.0 & bit != 0 {
-        return row.try_get_unchecked(index).map_err(decode_error);
+        return unchecked(row, index).map_err(decode_error);
     }
     let value = row.try_get(index).map_err(decode_error)?;
     if !row.try_get_raw(index).map_err(decode_error)?.is_null() {
@@ -240,7 +260,7 @@ where
     Ok(value)
 }
 
-/// A timestamp column's value, as [`read`] reads it, through
+/// A nullable timestamp column, as [`read`] reads it, through
 /// [`Timestamps`] once the column's type was checked.
 fn read_time<R>(
     row: &R,
@@ -253,22 +273,10 @@ where
     usize: ColumnIndex<R>,
     for<'r> Option<DateTime<Utc>>: Decode<'r, R::Database> + Type<R::Database>,
 {
-    let Some(index) = positions.at(column) else {
-        return Ok(None);
-    };
-    let bit = 1 << column;
-    if checked.0 & bit != 0 {
-        return row.timestamp(index).map_err(decode_error);
-    }
-    let value: Option<DateTime<Utc>> = row.try_get(index).map_err(decode_error)?;
-    if value.is_some() {
-        checked.0 |= bit;
-    }
-    Ok(value)
+    read_with(row, positions, checked, column, R::timestamp)
 }
 
-/// A timestamp column that is never null: the type's default when the page
-/// did not select it, an error for a null.
+/// A timestamp column that is never null, the same way.
 fn read_required_time<R>(
     row: &R,
     positions: &Positions,
@@ -278,13 +286,11 @@ fn read_required_time<R>(
 where
     R: Timestamps,
     usize: ColumnIndex<R>,
-    for<'r> Option<DateTime<Utc>>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
 {
-    if positions.at(column).is_none() {
-        return Ok(DateTime::default());
-    }
-    read_time(row, positions, checked, column)?.ok_or_else(|| {
-        DbErr::Type("could not decode a plan row: a required timestamp is null".into())
+    read_with(row, positions, checked, column, |row, index| {
+        row.timestamp(index)?
+            .ok_or_else(|| sea_orm::sqlx::Error::Decode(Box::new(UnexpectedNullError)))
     })
 }
 
