@@ -3,6 +3,7 @@
 //! carries the request id; Prometheus metrics through the `metrics` facade.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -19,12 +20,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Colours only on a terminal: a log file or a collector reading stderr
+/// would otherwise get escape codes around every level and field name.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PLANGRAPH_LOG")
         .unwrap_or_else(|_| "plangraph=info,warn".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Pretty => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

@@ -83,6 +83,27 @@ async fn requests_are_traced_logged_and_counted() {
 }
 
 #[tokio::test]
+async fn readable_logs_written_to_a_file_carry_no_colour_codes() {
+    let server = Server::start_with(Backend::Sqlite, &[]).await;
+    let reply = server
+        .admin()
+        .send("query Colourless { viewer { id } }", json!({}))
+        .await;
+    assert!(reply.errors.is_empty(), "{reply:?}");
+    let log =
+        std::fs::read_to_string(server.database.data_dir.path().join("server.log")).expect("log");
+    let line = log
+        .lines()
+        .find(|line| line.contains("graphql operation") && line.contains("Colourless"))
+        .unwrap_or_else(|| panic!("no log line for the operation:\n{log}"));
+    assert!(line.contains("INFO"), "{line}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a log file:\n{log}"
+    );
+}
+
+#[tokio::test]
 async fn cors_allows_only_named_origins() {
     let server =
         Server::start_with(Backend::Sqlite, &["--cors-origin", "https://board.example"]).await;
