@@ -22,13 +22,14 @@
 //! way would not call an extension's per-field hook.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{Field, Selection, SelectionSet};
 use async_graphql::registry::{MetaTypeName, Registry};
 use async_graphql::resolver_utils::resolve_list;
 use async_graphql::{
-    ContainerType, ContextSelectionSet, OutputType, Positioned, ServerResult, Value,
+    ContainerType, ContextSelectionSet, Name, OutputType, Positioned, ServerResult, Value,
 };
 
 /// An object type with fields that are columns of its row: computed from
@@ -67,7 +68,7 @@ impl<T: PureFields> OutputType for Related<T> {
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
         if plain_fields(&ctx.item.node, |name, _| T::PURE.contains(&name)) {
-            Ok(resolve_object(ctx, &self.0).await)
+            Ok(resolve_object(ctx, &self.0, recent_shape(&ctx.item.node)).await)
         } else {
             OutputType::resolve(&self.0, ctx, field).await
         }
@@ -137,10 +138,14 @@ impl<N: PageRow> OutputType for Nodes<'_, N> {
         if !immediate.selection(&ctx.item.node, &N::type_name()) {
             return resolve_list(ctx, field, self.0.iter().copied(), Some(self.0.len())).await;
         }
+        // Every row has the same keys: hashed once, then the map is cloned,
+        // which copies the hashes (SipHash of the keys was 8 % of a
+        // dashboard request's instructions).
+        let keys = shape(&ctx.item.node);
         let mut rows = Vec::with_capacity(self.0.len());
         for (index, row) in self.0.iter().enumerate() {
             let ctx_row = ctx.with_index(index);
-            rows.push(resolve_object(&ctx_row, *row).await);
+            rows.push(resolve_object(&ctx_row, *row, keys.clone()).await);
         }
         Ok(Value::List(rows))
     }
@@ -181,34 +186,120 @@ impl<'a> Immediate<'a> {
     }
 }
 
+/// The response keys of a selection set of [`plain_fields`], in order, each
+/// with a null for its value.
+fn shape(set: &SelectionSet) -> IndexMap<Name, Value> {
+    selected_fields(set)
+        .map(|field| (field.node.response_key().node.clone(), Value::Null))
+        .collect()
+}
+
+fn selected_fields(set: &SelectionSet) -> impl Iterator<Item = &Positioned<Field>> {
+    set.items
+        .iter()
+        .filter_map(|selection| match &selection.node {
+            Selection::Field(field) => Some(field),
+            _ => None,
+        })
+}
+
+/// How many shapes [`recent_shape`] keeps per thread: the objects under a
+/// page's rows (a plan's feature, project, claimer) rarely have more kinds.
+const RECENT_SHAPES: usize = 8;
+
+thread_local! {
+    static RECENT: RefCell<Vec<IndexMap<Name, Value>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`shape`], cloned from one built lately on this thread with the same
+/// keys: the fifty features of a page are resolved one by one, each
+/// unaware of the others, but share one selection set. Found by its keys,
+/// not by the selection set's address, so a shape left by another request
+/// is only ever used where it is exactly right.
+fn recent_shape(set: &SelectionSet) -> IndexMap<Name, Value> {
+    RECENT.with_borrow_mut(|recent| {
+        let keys = || selected_fields(set).map(|field| &field.node.response_key().node);
+        if let Some(found) = recent.iter().find(|shape| shape.keys().eq(keys())) {
+            return found.clone();
+        }
+        let built = shape(set);
+        if recent.len() == RECENT_SHAPES {
+            recent.remove(0);
+        }
+        recent.push(built.clone());
+        built
+    })
+}
+
 /// One object's selected fields, one after another, through its generated
-/// field resolvers. As in async-graphql's own `resolve_container`, a
-/// field's error is recorded on the response and the field left out.
+/// field resolvers, into `fields` (its [`shape`]). As in async-graphql's own
+/// `resolve_container`, a field's error is recorded on the response and the
+/// field left out.
 async fn resolve_object<T: ContainerType + OutputType>(
     ctx: &ContextSelectionSet<'_>,
     object: &T,
+    mut fields: IndexMap<Name, Value>,
 ) -> Value {
-    let mut fields = IndexMap::with_capacity(ctx.item.node.items.len());
-    for selection in &ctx.item.node.items {
-        let Selection::Field(field) = &selection.node else {
-            continue;
-        };
-        let key = field.node.response_key().node.clone();
-        if field.node.name.node == "__typename" {
-            let name = object.introspection_type_name().into_owned();
-            fields.insert(key, Value::String(name));
-            continue;
-        }
-        match object.resolve_field(&ctx.with_field(field)).await {
-            Ok(value) => {
-                fields.insert(key, value.unwrap_or_default());
+    let mut failed = Vec::new();
+    for (index, field) in selected_fields(&ctx.item.node).enumerate() {
+        fields[index] = if field.node.name.node == "__typename" {
+            Value::String(object.introspection_type_name().into_owned())
+        } else {
+            match object.resolve_field(&ctx.with_field(field)).await {
+                Ok(value) => value.unwrap_or_default(),
+                Err(error) => {
+                    ctx.add_error(error);
+                    failed.push(index);
+                    continue;
+                }
             }
-            Err(error) => ctx.add_error(error),
-        }
+        };
+    }
+    for index in failed.into_iter().rev() {
+        fields.shift_remove_index(index);
     }
     if fields.is_empty() {
         Value::Null
     } else {
         Value::Object(fields)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::parser::parse_query;
+    use async_graphql::parser::types::{DocumentOperations, SelectionSet};
+
+    use super::{RECENT, RECENT_SHAPES, recent_shape};
+
+    fn selection(query: &str) -> SelectionSet {
+        let document = parse_query(query).expect("a valid query");
+        let DocumentOperations::Single(operation) = document.operations else {
+            panic!("one operation");
+        };
+        operation.node.selection_set.node
+    }
+
+    fn keys(query: &str) -> Vec<String> {
+        recent_shape(&selection(query))
+            .keys()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn recent_shapes_have_exactly_the_keys_of_their_selection() {
+        assert_eq!(keys("{ title }"), ["title"]);
+        assert_eq!(keys("{ name }"), ["name"]);
+        assert_eq!(keys("{ title }"), ["title"]);
+        assert_eq!(keys("{ title name }"), ["title", "name"]);
+        assert_eq!(keys("{ name title }"), ["name", "title"]);
+        assert_eq!(keys("{ heading: title }"), ["heading"]);
+        for count in 0..2 * RECENT_SHAPES {
+            let alias = format!("{{ field{count}: title }}");
+            assert_eq!(keys(&alias), [format!("field{count}")]);
+        }
+        assert_eq!(keys("{ title }"), ["title"]);
+        assert!(RECENT.with_borrow(Vec::len) <= RECENT_SHAPES);
     }
 }
