@@ -11,6 +11,7 @@ on_both_databases!(
     a_fragment_fan_out_is_refused_before_it_expands,
     nested_lists_are_refused_by_their_multiplied_cost,
     one_response_carries_a_bounded_amount_of_specs,
+    a_page_over_the_document_budget_loses_only_the_fields_that_overrun_it,
     a_revoked_key_stops_working_on_open_sockets,
     socket_operations_read_fresh_data_and_are_capped,
     text_with_nul_and_oversized_searches_are_refused,
@@ -186,6 +187,57 @@ async fn one_response_carries_a_bounded_amount_of_specs(backend: Backend) {
         .filter(|alias| reply.data[**alias]["spec"].is_string())
         .count();
     assert_eq!(specs, 2, "two of the three fit");
+}
+
+/// Work artifacts are a column of a page's rows, resolved row after row:
+/// the row whose artifacts would overrun the response's budget loses that
+/// field alone, with an error at its path; every row keeps its other fields.
+async fn a_page_over_the_document_budget_loses_only_the_fields_that_overrun_it(backend: Backend) {
+    let server = Server::start_with(backend, &["--max-response-document-bytes", "1000000"]).await;
+    let team = Team::new(&server).await;
+    let artifacts = "y".repeat(400 * 1024);
+    for title in ["one", "two", "three"] {
+        let plan = team.plan(title, "READY").await;
+        team.worker.ok(CLAIM, json!({ "planId": plan })).await;
+        team.worker
+            .ok(
+                SUBMIT,
+                json!({ "planId": plan, "artifacts": artifacts, "status": "REVIEW" }),
+            )
+            .await;
+    }
+
+    let reply = team
+        .owner
+        .send(
+            "query($feature: ID!) { plans(featureId: $feature, first: 10) { nodes { title workArtifacts status } } }",
+            json!({ "feature": team.feature }),
+        )
+        .await;
+    let nodes = reply.data["plans"]["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 3, "{:?}", reply.errors);
+    for node in nodes {
+        assert!(node["title"].is_string(), "{node}");
+        assert_eq!(node["status"], "REVIEW", "{node}");
+    }
+    let without: Vec<usize> = (0..nodes.len())
+        .filter(|&index| !nodes[index]["workArtifacts"].is_string())
+        .collect();
+    assert_eq!(without.len(), 1, "two of the three fit in 1 MB");
+    assert_eq!(reply.errors.len(), 1, "{:?}", reply.errors);
+    let error = &reply.errors[0];
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("--max-response-document-bytes")),
+        "{error}"
+    );
+    assert_eq!(
+        error["path"],
+        json!(["plans", "nodes", without[0], "workArtifacts"]),
+        "the error points at the row that lost its artifacts"
+    );
 }
 
 /// The id of the API key this client authenticates with, found by label.
