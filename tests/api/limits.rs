@@ -57,6 +57,18 @@ fn assert_refused_naming(reply: &Reply, limit: &str) {
     assert!(reply.data.is_null(), "nothing was executed: {reply:?}");
 }
 
+/// `error` is a field's refusal for going over the response's document
+/// budget, naming the option that sets it.
+fn assert_over_document_budget(error: &Value) {
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("--max-response-document-bytes")),
+        "{error}"
+    );
+}
+
 async fn a_fragment_fan_out_is_refused_before_it_expands(backend: Backend) {
     let server = Server::start(backend).await;
     let attacker = server.anonymous();
@@ -155,13 +167,7 @@ async fn one_response_carries_a_bounded_amount_of_specs(backend: Backend) {
     assert_eq!(served, 2, "two megabytes fit in 2.5 MB, the third does not");
     assert_eq!(reply.errors.len(), 198);
     for error in &reply.errors {
-        assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{error}");
-        assert!(
-            error["message"]
-                .as_str()
-                .is_some_and(|message| message.contains("--max-response-document-bytes")),
-            "{error}"
-        );
+        assert_over_document_budget(error);
     }
     assert!(
         reply.data.to_string().len() < 3_000_000,
@@ -226,13 +232,7 @@ async fn a_page_over_the_document_budget_loses_only_the_fields_that_overrun_it(b
     assert_eq!(without.len(), 1, "two of the three fit in 1 MB");
     assert_eq!(reply.errors.len(), 1, "{:?}", reply.errors);
     let error = &reply.errors[0];
-    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{error}");
-    assert!(
-        error["message"]
-            .as_str()
-            .is_some_and(|message| message.contains("--max-response-document-bytes")),
-        "{error}"
-    );
+    assert_over_document_budget(error);
     assert_eq!(
         error["path"],
         json!(["plans", "nodes", without[0], "workArtifacts"]),
