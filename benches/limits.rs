@@ -60,7 +60,13 @@ impl Bench {
                     .token
             }
         };
-        let app = plangraph::app(&config, services, Shutdown::default(), None);
+        let app = plangraph::app(
+            &config,
+            services,
+            Shutdown::default(),
+            None,
+            tokio::runtime::Handle::current(),
+        );
         Bench { app, key }
     }
 
@@ -126,11 +132,9 @@ fn fan_out(levels: usize, fan: usize) -> String {
     let mut query = String::from("{ ...G0 }");
     for level in 0..levels {
         let spreads = format!("...G{} ", level + 1).repeat(fan);
-        query.push_str(&format!(" fragment G{level} on QueryRoot {{ {spreads} }}"));
+        query.push_str(&format!(" fragment G{level} on Query {{ {spreads} }}"));
     }
-    query.push_str(&format!(
-        " fragment G{levels} on QueryRoot {{ __typename }}"
-    ));
+    query.push_str(&format!(" fragment G{levels} on Query {{ __typename }}"));
     query
 }
 
@@ -179,7 +183,7 @@ async fn main() {
 
     let (baseline, _) = bench
         .median(SAMPLES, "{ __typename }", json!({}), |reply| {
-            assert_eq!(reply["data"]["__typename"], "QueryRoot");
+            assert_eq!(reply["data"]["__typename"], "Query");
         })
         .await;
     println!(
@@ -247,6 +251,75 @@ async fn main() {
         )
         .await;
     report("200 aliases of a 1 MiB spec (16 served)", time, bytes);
+
+    let introspection = |count: usize| {
+        let one = "__schema { types { name description fields { name description } } }";
+        let aliases: String = (0..count).map(|n| format!("s{n}: {one} ")).collect();
+        format!("{{ {aliases} }}")
+    };
+    let (time, bytes) = bench
+        .median(SAMPLES, &introspection(285), json!({}), refused)
+        .await;
+    report("285 aliased introspections (20 KB)", time, bytes);
+    let (time, bytes) = bench
+        .median(SAMPLES, &introspection(1), json!({}), |reply| {
+            assert!(reply["data"]["s0"]["types"].is_array(), "{reply}");
+        })
+        .await;
+    report("one introspection, served (for scale)", time, bytes);
+
+    let blockers = "{ plans(first: 100) { nodes { blockedBy { blockedBy { blockedBy { blockedBy { id } } } } } } }";
+    let (time, bytes) = bench.median(SAMPLES, blockers, json!({}), refused).await;
+    report("blockedBy nested four deep", time, bytes);
+
+    let priorities: Vec<i32> = (0..200_000).map(|n| n % 5).collect();
+    let (time, bytes) = bench
+        .median(
+            5,
+            "query($p: [Int!]) { plans(priority: $p) { totalCount } }",
+            json!({ "p": priorities }),
+            refused,
+        )
+        .await;
+    report("plans(priority:) with 200 000 values", time, bytes);
+
+    // Diffs: 40 revisions of a 2 000-line spec, every line changed each
+    // time; one request asks for a diff of every revision.
+    let rewritten = bench
+        .ok(
+            create,
+            json!({ "f": feature, "t": "rewritten", "s": "# start" }),
+        )
+        .await["createPlan"]["id"]
+        .clone();
+    for revision in 0..40 {
+        let spec: String = (0..2000)
+            .map(|line| {
+                format!(
+                    "line {line} of revision {revision}: {}\n",
+                    (line * 7919 + revision * 104_729) % 1_000_003
+                )
+            })
+            .collect();
+        bench
+            .ok(
+                "mutation($id: ID!, $s: String!) { updatePlan(planId: $id, specContent: $s) { id } }",
+                json!({ "id": rewritten, "s": spec }),
+            )
+            .await;
+    }
+    let (time, bytes) = bench
+        .median(
+            5,
+            "query($id: ID!) { plan(id: $id) { specRevisions(last: 40) { diff(from: 1) { added } } } }",
+            json!({ "id": rewritten }),
+            |reply| {
+                let refusals = reply["errors"].as_array().map_or(0, Vec::len);
+                assert_eq!(refusals, 24, "16 of 40 diffs computed: {}", reply["errors"]);
+            },
+        )
+        .await;
+    report("40 diffs of 2 000 changed lines (16 computed)", time, bytes);
 
     // The same fan-out on a server that lets it through validation: what
     // every such request cost before the bound.

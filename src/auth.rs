@@ -22,7 +22,7 @@ pub fn generate_key() -> AppResult<GeneratedKey> {
     let mut secret = [0u8; SECRET_BYTES];
     getrandom::fill(&mut prefix)
         .and_then(|()| getrandom::fill(&mut secret))
-        .map_err(|error| AppError::Internal(format!("no randomness for a key: {error}")))?;
+        .map_err(|error| AppError::internal_from("no randomness for a key", error))?;
     let prefix = hex::encode(prefix);
     let secret = hex::encode(secret);
     Ok(GeneratedKey {

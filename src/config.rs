@@ -1,13 +1,27 @@
 //! One configuration struct from flags and `PLANGRAPH_*` environment
 //! variables. Every default runs locally with nothing installed.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
 use crate::observability::LogFormat;
+
+/// Who may introspect the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Introspection {
+    /// Anyone, with or without an API key.
+    #[default]
+    Public,
+    /// Only callers with an API key (GraphiQL works once a key is set).
+    Authenticated,
+    /// Nobody.
+    Off,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -115,9 +129,46 @@ pub struct Config {
     )]
     pub max_description_chars: usize,
 
+    /// Most operations one batched request (a JSON array of requests, as
+    /// Apollo's BatchHttpLink sends) may hold; each runs under every limit
+    /// of its own.
+    #[arg(
+        long,
+        env = "PLANGRAPH_MAX_BATCH_OPERATIONS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub max_batch_operations: usize,
+
     /// Largest accepted HTTP request body, in bytes.
     #[arg(long, env = "PLANGRAPH_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
+
+    /// Longest a client may take to send a request's headers, counted from
+    /// when its connection can take a request (just opened, or done with the
+    /// previous one); the connection is then closed. A client dribbling its
+    /// headers, or saying nothing, cannot hold a connection longer. It is
+    /// also how long an idle keep-alive connection stays open.
+    #[arg(long, env = "PLANGRAPH_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub header_read_timeout: Duration,
+
+    /// Longest a request's whole body may take to arrive after its headers;
+    /// a later one is answered with HTTP 408 and its connection closed. A
+    /// client sending a byte now and then cannot hold a request open.
+    #[arg(long, env = "PLANGRAPH_BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub body_read_timeout: Duration,
+
+    /// Most connections, HTTP and WebSocket, open at once on this instance.
+    /// At the limit no more are accepted until one closes (the kernel's
+    /// backlog holds the next ones), so clients cannot take every file
+    /// descriptor the database and the spec store also need.
+    #[arg(
+        long,
+        env = "PLANGRAPH_MAX_CONNECTIONS",
+        default_value = "10000",
+        global = true
+    )]
+    pub max_connections: std::num::NonZeroUsize,
 
     /// Log line format: pretty or json.
     #[arg(long, env = "PLANGRAPH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
@@ -136,6 +187,31 @@ pub struct Config {
     /// Turn off GraphiQL and schema introspection (e.g. for a locked-down deployment).
     #[arg(long, env = "PLANGRAPH_NO_PLAYGROUND", global = true)]
     pub no_playground: bool,
+
+    /// Who may introspect the schema (`__schema`, `__type`): anyone
+    /// (`public`), callers with an API key (`authenticated`), or nobody
+    /// (`off`). `__typename` always works.
+    #[arg(long, env = "PLANGRAPH_INTROSPECTION", value_enum, default_value_t = Introspection::Public, global = true)]
+    pub introspection: Introspection,
+
+    /// Run only the documents of this manifest (trusted documents): an
+    /// Apollo persisted query manifest or a JSON object of SHA-256 hash to
+    /// document. Clients send a document or its hash; anything else is
+    /// refused. Without it, any document runs and clients may register
+    /// theirs by hash (automatic persisted queries).
+    #[arg(long, env = "PLANGRAPH_TRUSTED_DOCUMENTS", value_parser = TrustedDocuments::read, global = true)]
+    pub trusted_documents: Option<TrustedDocuments>,
+
+    /// Most requests without an API key one client address may have open at
+    /// once; the next is refused with RATE_LIMITED (HTTP 429). Bounds what
+    /// anonymous clients, who can only introspect, may take of the server.
+    #[arg(
+        long,
+        env = "PLANGRAPH_MAX_ANONYMOUS_REQUESTS_PER_ADDRESS",
+        default_value_t = 4,
+        global = true
+    )]
+    pub max_anonymous_requests_per_address: usize,
 
     /// Deepest selection nesting a query may have.
     #[arg(
@@ -175,6 +251,23 @@ pub struct Config {
     /// subscription event) may carry: bounds the memory of one request.
     #[arg(long, env = "PLANGRAPH_MAX_RESPONSE_DOCUMENT_BYTES", default_value_t = 16 * 1024 * 1024, global = true)]
     pub max_response_document_bytes: usize,
+
+    /// Most bytes of JSON one response (or one subscription event) may be,
+    /// whatever its fields: counted while it is written, so no request can
+    /// make the server send (or buffer for sending) more.
+    #[arg(long, env = "PLANGRAPH_MAX_RESPONSE_BYTES", default_value_t = 32 * 1024 * 1024, global = true)]
+    pub max_response_bytes: usize,
+
+    /// Most spec diffs computed at once on this instance, over all requests:
+    /// a diff is CPU-bound work of up to its deadline, and requests beyond
+    /// this wait their turn instead of taking every core.
+    #[arg(
+        long,
+        env = "PLANGRAPH_MAX_CONCURRENT_DIFFS",
+        default_value_t = 2,
+        global = true
+    )]
+    pub max_concurrent_diffs: usize,
 
     /// Longest a query may run before it is stopped (mutations run to the end).
     #[arg(long, env = "PLANGRAPH_QUERY_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
@@ -233,9 +326,26 @@ pub struct Config {
     #[arg(long, env = "PLANGRAPH_WEBHOOK_ALLOW_PRIVATE", global = true)]
     pub webhook_allow_private: bool,
 
-    /// Longest one webhook delivery may take, connecting and answering included.
-    #[arg(long, env = "PLANGRAPH_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    /// Longest one webhook delivery may take, connecting and answering
+    /// included. A receiver that cannot answer holds a delivery slot this
+    /// long per attempt; receivers are expected to answer at once and do
+    /// their work afterwards.
+    #[arg(long, env = "PLANGRAPH_WEBHOOK_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
     pub webhook_timeout: Duration,
+
+    /// Longest a webhook delivery may take to connect (TLS included), within
+    /// --webhook-timeout: a target that does not accept connections is given
+    /// up on quickly.
+    #[arg(long, env = "PLANGRAPH_WEBHOOK_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration, global = true)]
+    pub webhook_connect_timeout: Duration,
+
+    /// Send webhook deliveries through this HTTP(S) proxy. The proxy then
+    /// resolves the targets' names and decides what is reachable; without
+    /// this flag deliveries connect directly, whatever `HTTP_PROXY`,
+    /// `HTTPS_PROXY` or `ALL_PROXY` say, so that the public-only resolver
+    /// is the one that picks the address.
+    #[arg(long, env = "PLANGRAPH_WEBHOOK_PROXY", global = true)]
+    pub webhook_proxy: Option<ProxyUrl>,
 
     /// Wait before the first retry of a failed delivery; it doubles with
     /// each further failure (with jitter), up to --webhook-retry-max.
@@ -265,15 +375,45 @@ pub struct Config {
     #[arg(long, env = "PLANGRAPH_WEBHOOK_POLL_EVERY", default_value = "5s", value_parser = parse_duration, global = true)]
     pub webhook_poll_every: Duration,
 
-    /// Most webhook deliveries one instance makes at once (on PostgreSQL
-    /// each holds a database connection while it waits for its receiver).
+    /// Most webhook deliveries one instance makes at once, all projects
+    /// together. On PostgreSQL each holds a connection, from a pool of this
+    /// size kept apart from --database-max-connections, so receivers that
+    /// are slow to answer never take connections that requests need.
     #[arg(
         long,
         env = "PLANGRAPH_WEBHOOK_CONCURRENCY",
-        default_value = "4",
+        default_value = "16",
         global = true
     )]
     pub webhook_concurrency: std::num::NonZeroUsize,
+
+    /// Most deliveries of one project's webhooks one instance makes at once
+    /// (at most --webhook-concurrency): one project whose receivers hang
+    /// cannot take every slot and delay the other projects' deliveries.
+    #[arg(
+        long,
+        env = "PLANGRAPH_WEBHOOK_PROJECT_CONCURRENCY",
+        default_value = "4",
+        global = true
+    )]
+    pub webhook_project_concurrency: std::num::NonZeroUsize,
+}
+
+/// The documents of `--trusted-documents`, by hash, read and checked at start.
+#[derive(Clone)]
+pub struct TrustedDocuments(pub Arc<HashMap<String, Arc<str>>>);
+
+impl TrustedDocuments {
+    fn read(path: &str) -> Result<TrustedDocuments, String> {
+        crate::graphql::PersistedQueries::read_manifest(std::path::Path::new(path))
+            .map(|documents| TrustedDocuments(Arc::new(documents)))
+    }
+}
+
+impl std::fmt::Debug for TrustedDocuments {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "TrustedDocuments({} documents)", self.0.len())
+    }
 }
 
 /// The bearer token that guards `/metrics`; never printed, not even in `Debug`.
@@ -296,6 +436,33 @@ impl std::str::FromStr for MetricsToken {
     }
 }
 
+/// The webhook proxy's URL, which may carry the proxy's credentials: `Debug`
+/// shows where it points, never its user name or password.
+#[derive(Clone)]
+pub struct ProxyUrl(pub url::Url);
+
+impl std::fmt::Debug for ProxyUrl {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = self.0.host_str().unwrap_or_default();
+        match self.0.port() {
+            Some(port) => write!(formatter, "ProxyUrl({}://{host}:{port})", self.0.scheme()),
+            None => write!(formatter, "ProxyUrl({}://{host})", self.0.scheme()),
+        }
+    }
+}
+
+impl std::str::FromStr for ProxyUrl {
+    type Err = String;
+    fn from_str(text: &str) -> Result<ProxyUrl, String> {
+        let url = url::Url::parse(text.trim())
+            .map_err(|error| format!("not a URL ({error}); write it like http://proxy:3128"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err("the webhook proxy must be an http:// or https:// URL with a host".into());
+        }
+        Ok(ProxyUrl(url))
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|error| format!("{error}; write durations like 90s, 15m or 24h"))
@@ -315,12 +482,23 @@ impl Config {
         crate::webhooks::WebhookSettings {
             allow_private: self.webhook_allow_private,
             timeout: self.webhook_timeout,
+            connect_timeout: self.webhook_connect_timeout,
+            proxy: self.webhook_proxy.clone(),
             retry_base: self.webhook_retry_base,
             retry_max: self.webhook_retry_max,
             disable_after_failures: self.webhook_disable_after_failures,
             disable_after: self.webhook_disable_after,
             poll_every: self.webhook_poll_every,
             concurrency: self.webhook_concurrency.get(),
+            project_concurrency: self.webhook_project_concurrency.get(),
+        }
+    }
+
+    pub fn connection_limits(&self) -> crate::http::ConnectionLimits {
+        crate::http::ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            max_connections: self.max_connections.get(),
         }
     }
 
@@ -396,6 +574,47 @@ mod tests {
             config.spec_store(),
             Ok(SpecStoreConfig::Fs(PathBuf::from("./data/specs")))
         );
+    }
+
+    #[test]
+    fn connections_default_to_bounded_reads_and_a_cap_that_cannot_be_zero() {
+        let limits = Cli::parse_from(["plangraph"]).config.connection_limits();
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(limits.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(limits.max_connections, 10_000);
+        assert!(Cli::try_parse_from(["plangraph", "--max-connections", "0"]).is_err());
+    }
+
+    #[test]
+    fn webhooks_default_to_short_attempts_shared_fairly_and_no_proxy() {
+        let settings = Cli::parse_from(["plangraph"]).config.webhook_settings();
+        assert_eq!(settings.timeout, Duration::from_secs(5));
+        assert_eq!(settings.connect_timeout, Duration::from_secs(2));
+        assert_eq!(
+            (settings.concurrency, settings.project_concurrency),
+            (16, 4)
+        );
+        assert!(settings.proxy.is_none());
+    }
+
+    #[test]
+    fn a_webhook_proxy_is_an_http_url_whose_credentials_never_print() {
+        let config = Cli::parse_from([
+            "plangraph",
+            "--webhook-proxy",
+            "http://user:hunter2@proxy.internal:3128",
+        ])
+        .config;
+        let proxy = config.webhook_proxy.expect("a proxy");
+        assert_eq!(proxy.0.host_str(), Some("proxy.internal"));
+        let shown = format!("{proxy:?}");
+        assert_eq!(shown, "ProxyUrl(http://proxy.internal:3128)");
+        for refused in ["socks5://proxy:1080", "proxy:3128", "not a url"] {
+            assert!(
+                Cli::try_parse_from(["plangraph", "--webhook-proxy", refused]).is_err(),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::error::{AppError, AppResult};
 use crate::events;
 use crate::service::{Services, now};
 use crate::storage::{SpecOwner, spec_key};
-use crate::workflow::{EventKind, PlanStatus, Role};
+use crate::workflow::{EventKind, PlanStatus, ReviewPolicy, Role};
 use entity::{
     feature, feature_version, plan, plan_event, plan_spec_revision, project, project_member, user,
 };
@@ -456,6 +456,7 @@ fn generate_project(rng: &mut Rng, cast: &Cast, index: usize, size: DemoSize) ->
             created_by: cast.owner,
             created_at: project_created,
             updated_at: project_created,
+            review_policy: ReviewPolicy::default(),
         },
         members,
         features: Vec::new(),

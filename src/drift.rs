@@ -28,9 +28,12 @@ pub struct Drift {
 /// plan is up to date or finished: a COMPLETED or FAILED plan is never
 /// drifted, whatever happened to the feature since.
 ///
-/// The feature row holds the current version's spec key (every amendment
-/// and every version cut writes it), so one row answers both questions:
-/// a newer version, or a different text for the same version.
+/// Drift means the text changed: the feature row holds the current
+/// version's spec key, which names the spec by its content, so a plan is
+/// drifted exactly when that key differs from the one it was written
+/// against. A version cut that keeps the text (every completion cuts one) is
+/// not drift, or each completion would send every sibling plan to re-read a
+/// spec that says the same.
 pub fn drift_of(plan: &plan::Model, feature: &feature::Model) -> Option<Drift> {
     drift(
         plan.status,
@@ -47,9 +50,7 @@ pub fn drift(
     based_on_spec_key: &str,
     feature: &feature::Model,
 ) -> Option<Drift> {
-    let newer = feature.current_version > based_on_version;
-    let amended = feature.spec_key != based_on_spec_key;
-    if status.is_terminal() || !(newer || amended) {
+    if status.is_terminal() || feature.spec_key == based_on_spec_key {
         return None;
     }
     Some(Drift {
@@ -80,6 +81,12 @@ pub fn becomes_drifted(
     };
     drift_of(plan, feature).is_some() && drift_of(plan, &before).is_none()
 }
+
+/// Most distinct diffs one operation may compute (diffs shared by several
+/// fields count once). Each costs up to its deadline of CPU; past this, the
+/// fields asking for more diffs get an error and the rest of the response
+/// still arrives.
+pub const MAX_DIFFS_PER_OPERATION: usize = 16;
 
 /// Bounds on one diff, so that two 1 MiB specs cost a bounded time and response.
 #[derive(Debug, Clone, Copy)]
@@ -187,8 +194,13 @@ mod tests {
     }
 
     #[test]
-    fn a_newer_version_or_an_amendment_drifts_open_plans_only() {
+    fn another_text_drifts_open_plans_only_and_a_version_alone_does_not() {
         assert_eq!(drift(PlanStatus::Draft, 1, "a", &feature(1, "a")), None);
+        assert_eq!(
+            drift(PlanStatus::Ready, 1, "a", &feature(4, "a")),
+            None,
+            "versions cut with the same text"
+        );
         let behind = drift(PlanStatus::InProgress, 3, "a", &feature(5, "b")).expect("drifted");
         assert_eq!(
             (behind.from_version, behind.to_version, behind.behind),
@@ -230,10 +242,14 @@ mod tests {
             lease_seconds: None,
             lease_expires_at: None,
         };
-        assert!(becomes_drifted(&plan, 1, "a", &feature(2, "a")));
-        assert!(becomes_drifted(&plan, 1, "a", &feature(1, "b")));
         assert!(
-            !becomes_drifted(&plan, 2, "a", &feature(3, "a")),
+            !becomes_drifted(&plan, 1, "a", &feature(2, "a")),
+            "a version with the same text"
+        );
+        assert!(becomes_drifted(&plan, 1, "a", &feature(1, "b")));
+        assert!(becomes_drifted(&plan, 1, "a", &feature(2, "b")));
+        assert!(
+            !becomes_drifted(&plan, 2, "b", &feature(3, "c")),
             "already drifted"
         );
         assert!(
@@ -244,7 +260,7 @@ mod tests {
             status: PlanStatus::Completed,
             ..plan
         };
-        assert!(!becomes_drifted(&done, 1, "a", &feature(2, "a")));
+        assert!(!becomes_drifted(&done, 1, "a", &feature(2, "b")));
     }
 
     #[test]

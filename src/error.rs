@@ -8,6 +8,7 @@
 //! (`spec_content`, `release_plan`, `in_progress`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use async_graphql::ErrorExtensions;
 use sea_orm::DbErr;
@@ -30,6 +31,9 @@ pub enum AppError {
         current: PlanStatus,
         claimed_by: Option<Uuid>,
         claimed_by_caller: bool,
+        /// The holder's email and lease end, for a plan someone else holds:
+        /// who to ask, and whether waiting (or a take-over) will help.
+        holder: Option<(String, Option<chrono::DateTime<chrono::Utc>>)>,
     },
     /// `INVALID_TRANSITION`: the workflow has no such move from `current`;
     /// `allowed` are the moves it has, each with the operation that makes it.
@@ -58,14 +62,26 @@ pub enum AppError {
     StorageUnavailable(String),
     /// A query ran longer than the server allows and was stopped.
     Timeout(String),
+    /// `RATE_LIMITED` (HTTP 429): a client without an API key has as many
+    /// requests open as its address may; it can retry, or send a key.
+    RateLimited(String),
+    /// `PERSISTED_QUERY_NOT_FOUND`: a request named its document only by
+    /// hash, and the server does not know that hash; Apollo's
+    /// persisted-queries protocol then sends the document itself.
+    PersistedQueryNotFound(String),
     /// A subscriber fell further behind the live stream than its buffer
     /// allows; it resumes losslessly by subscribing again from its cursor.
     ResumeRequired {
         last_cursor: String,
     },
     DatabaseUnavailable,
-    /// The detail is logged, never sent: it may contain SQL or paths.
-    Internal(String),
+    /// `INTERNAL`. What failed and the error that made it fail are logged,
+    /// never sent: they may contain SQL or paths. The source is kept whole so
+    /// that the log line shows its chain of causes, not only its top.
+    Internal {
+        detail: String,
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 pub type AppResult<T> = Result<T, AppError>;
@@ -147,6 +163,7 @@ pub enum Argument {
     Name,
     Label,
     Description,
+    Note,
     DisplayName,
     Search,
     Url,
@@ -175,6 +192,7 @@ impl Argument {
             Argument::Name => "name",
             Argument::Label => "label",
             Argument::Description => "description",
+            Argument::Note => "note",
             Argument::DisplayName => "displayName",
             Argument::Search => "search",
             Argument::Url => "url",
@@ -241,6 +259,37 @@ pub enum InputProblem {
     DependencyCycle {
         cycle: Vec<String>,
     },
+    /// The plan already waits for as many plans as one plan may.
+    TooManyBlockers {
+        limit: usize,
+    },
+    /// As many plans as may wait for one plan already wait for this one.
+    TooManyWaiters {
+        limit: usize,
+    },
+    /// A list argument with more items than the argument can mean.
+    TooManyItems {
+        count: usize,
+        limit: usize,
+    },
+}
+
+/// Most plans a cycle refusal names, and the longest title it echoes: a
+/// cycle can run through a whole project, and a refusal is read by a person.
+pub const CYCLE_PLANS_NAMED: usize = 8;
+const TITLE_CHARS_ECHOED: usize = 60;
+
+/// `text` cut to at most `limit` characters, marked when cut.
+pub fn echo(text: &str, limit: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(limit) {
+        None => Cow::Borrowed(text),
+        Some((end, _)) => Cow::Owned(format!("{}…", &text[..end])),
+    }
+}
+
+/// A plan as a refusal names it: its title (cut short) and id.
+pub fn plan_named(title: &str, id: Uuid) -> String {
+    format!("\"{}\" ({id})", echo(title, TITLE_CHARS_ECHOED))
 }
 
 impl AppError {
@@ -257,8 +306,10 @@ impl AppError {
             AppError::BadUserInput(_) | AppError::InvalidArgument { .. } => "BAD_USER_INPUT",
             AppError::StorageUnavailable(_) => "STORAGE_UNAVAILABLE",
             AppError::Timeout(_) => "TIMEOUT",
+            AppError::RateLimited(_) => "RATE_LIMITED",
+            AppError::PersistedQueryNotFound(_) => "PERSISTED_QUERY_NOT_FOUND",
             AppError::ResumeRequired { .. } => "RESUME_REQUIRED",
-            AppError::DatabaseUnavailable | AppError::Internal(_) => "INTERNAL",
+            AppError::DatabaseUnavailable | AppError::Internal { .. } => "INTERNAL",
         }
     }
 
@@ -276,16 +327,36 @@ impl AppError {
             | AppError::NotFound(message)
             | AppError::Conflict(message)
             | AppError::BadUserInput(message)
-            | AppError::Timeout(message) => message.clone(),
+            | AppError::Timeout(message)
+            | AppError::RateLimited(message)
+            | AppError::PersistedQueryNotFound(message) => message.clone(),
             AppError::NotClaimable {
                 current,
                 claimed_by_caller,
+                holder,
                 ..
             } => {
                 if *claimed_by_caller {
                     "You have already claimed this plan".into()
                 } else if current.is_worked_on() {
-                    "Plan already claimed by another user".into()
+                    let held_by = match holder {
+                        Some((email, Some(until))) if *until > chrono::Utc::now() => format!(
+                            " ({email}, lease until {})",
+                            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        ),
+                        Some((email, Some(until))) => format!(
+                            " ({email}, whose lease ran out at {}; {} with {} takes it over)",
+                            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                            interface.spell("claimNextPlan"),
+                            interface.spell("includeStalled"),
+                        ),
+                        Some((email, None)) => format!(" ({email})"),
+                        None => String::new(),
+                    };
+                    format!(
+                        "Plan already claimed by another user{held_by}; use {} to get other work",
+                        interface.spell("claimNextPlan")
+                    )
                 } else {
                     format!(
                         "Plan not in {} status (may be already claimed or in progress)",
@@ -299,8 +370,9 @@ impl AppError {
                 allowed,
             } => transition_message(interface, *current, *requested, allowed),
             AppError::StaleClaim { .. } => format!(
-                "This {} is no longer current: the claim it came from ended (the plan was released, finished, or its lease expired and it was claimed again). Nothing was changed; stop working on this plan and claim another one",
-                Argument::ClaimToken.name(interface)
+                "This {} is no longer current: the claim it came from ended (the plan was released, finished, or its lease expired and it was claimed again). Nothing was changed; stop working on this plan and claim another one with {}",
+                Argument::ClaimToken.name(interface),
+                interface.spell("claimNextPlan")
             ),
             AppError::Blocked { blockers } => {
                 let named: Vec<String> = blockers
@@ -308,17 +380,27 @@ impl AppError {
                     .map(|blocker| {
                         format!(
                             "\"{}\" ({}, {})",
-                            blocker.title,
+                            echo(&blocker.title, TITLE_CHARS_ECHOED),
                             blocker.id,
                             interface.status(blocker.status)
                         )
                     })
                     .collect();
-                format!(
+                let mut message = format!(
                     "This plan is blocked until these plans are {}: {}",
                     interface.status(PlanStatus::Completed),
                     named.join(", ")
-                )
+                );
+                if blockers.iter().any(|b| b.status == PlanStatus::Failed) {
+                    // A failed plan never completes: waiting does not help.
+                    message.push_str(&format!(
+                        ". A {} plan never completes: a project member must remove that dependency ({}) or replace the failed plan; until then, use {} to get other work",
+                        interface.status(PlanStatus::Failed),
+                        interface.spell("removePlanDependency"),
+                        interface.spell("claimNextPlan"),
+                    ));
+                }
+                message
             }
             AppError::InvalidArgument { argument, problem } => {
                 argument_message(interface, *argument, problem)
@@ -332,7 +414,7 @@ impl AppError {
             AppError::DatabaseUnavailable => {
                 "The database is unavailable; try again shortly".into()
             }
-            AppError::Internal(_) => "Internal error; the server log has the details".into(),
+            AppError::Internal { .. } => "Internal error; the server log has the details".into(),
         }
     }
 
@@ -378,10 +460,10 @@ impl AppError {
                 details.insert(key("lastCursor"), json!(last_cursor));
             }
             AppError::StaleClaim { .. } => {
-                details.insert(key("reason"), json!("STALE_CLAIM"));
+                details.insert(key("reason"), json!(self.reason()));
             }
             AppError::Blocked { blockers } => {
-                details.insert(key("reason"), json!("BLOCKED"));
+                details.insert(key("reason"), json!(self.reason()));
                 let ids: Vec<String> = blockers.iter().map(|b| b.id.to_string()).collect();
                 details.insert(key("blockedBy"), json!(ids));
                 let statuses: Vec<Value> = blockers.iter().map(|b| status(b.status)).collect();
@@ -392,6 +474,17 @@ impl AppError {
         details
     }
 
+    /// Why a CONFLICT happened, when it has a more specific reason than the
+    /// code (`STALE_CLAIM`, `BLOCKED`): the `reason` of its details, which
+    /// the MCP text also names.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            AppError::StaleClaim { .. } => Some("STALE_CLAIM"),
+            AppError::Blocked { .. } => Some("BLOCKED"),
+            _ => None,
+        }
+    }
+
     pub fn not_member() -> AppError {
         AppError::Forbidden("You are not a member of this project".into())
     }
@@ -399,6 +492,43 @@ impl AppError {
     pub fn invalid(argument: Argument, problem: InputProblem) -> AppError {
         AppError::InvalidArgument { argument, problem }
     }
+
+    /// `INTERNAL` for a broken expectation with no error behind it (a row
+    /// that foreign keys should have kept, a task that ended early).
+    pub fn internal(detail: impl Into<String>) -> AppError {
+        AppError::Internal {
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// `INTERNAL` caused by `source`, whose chain the log line shows.
+    pub fn internal_from(
+        detail: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> AppError {
+        AppError::Internal {
+            detail: detail.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+}
+
+/// `detail: cause: cause of the cause …`, each cause once: many errors
+/// already repeat their source's text in their own, which would otherwise
+/// read twice.
+fn with_causes(detail: &str, source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut text = detail.to_owned();
+    let mut next = source;
+    while let Some(cause) = next {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 /// `Cannot setPlanStatus to IN_PROGRESS: the plan is CLAIMED; allowed next
@@ -490,10 +620,27 @@ fn argument_message(interface: Interface, argument: Argument, problem: &InputPro
         InputProblem::OtherProject => {
             format!("{name} is a plan of another project; dependencies link plans of one project")
         }
-        InputProblem::DependencyCycle { cycle } => format!(
-            "{name}: this dependency would make a cycle: {}; remove one of its dependencies first",
-            cycle.join(" → ")
+        InputProblem::DependencyCycle { cycle } => {
+            let shown = if cycle.len() > CYCLE_PLANS_NAMED {
+                let (head, tail) = (&cycle[..CYCLE_PLANS_NAMED - 1], &cycle[cycle.len() - 1]);
+                let skipped = cycle.len() - CYCLE_PLANS_NAMED;
+                format!("{} → … {skipped} more … → {tail}", head.join(" → "))
+            } else {
+                cycle.join(" → ")
+            };
+            format!(
+                "{name}: this dependency would make a cycle: {shown}; remove one of its dependencies first"
+            )
+        }
+        InputProblem::TooManyBlockers { limit } => format!(
+            "{name}: the plan already waits for {limit} plans, the most one plan may wait for; remove a dependency first, or split the plan"
         ),
+        InputProblem::TooManyWaiters { limit } => format!(
+            "{name}: {limit} plans already wait for that plan, the most that may wait for one plan; make some of them wait for another plan"
+        ),
+        InputProblem::TooManyItems { count, limit } => {
+            format!("{name} has {count} items; it takes at most {limit} (each distinct value once)")
+        }
     }
 }
 
@@ -504,7 +651,7 @@ impl From<DbErr> for AppError {
             AppError::DatabaseUnavailable
         } else {
             // Logged where it becomes a response, with that context.
-            AppError::Internal(error.to_string())
+            AppError::internal_from("a database statement failed", error)
         }
     }
 }
@@ -540,7 +687,7 @@ impl ErrorExtensions for AppError {
     /// detail of an internal error that the client never sees.
     fn extend(&self) -> async_graphql::Error {
         let mut error = async_graphql::Error::new(self.message());
-        error.source = Some(std::sync::Arc::new(self.clone()));
+        error.source = Some(Arc::new(self.clone()));
         error.extend_with(|_, extensions| {
             extensions.set("code", self.code());
             for (key, value) in self.details(Interface::GraphQl) {
@@ -570,7 +717,9 @@ impl AppError {
     /// response, an MCP result, an HTTP refusal); `context` says which, e.g.
     /// the GraphQL path of the field.
     pub fn log_if_internal(&self, context: &str) {
-        if let AppError::Internal(detail) = self {
+        if let AppError::Internal { detail, source } = self {
+            let source = source.as_deref().map(|source| source as _);
+            let detail = with_causes(detail, source);
             tracing::error!(context, detail = %detail, "internal error");
         }
     }
@@ -670,5 +819,38 @@ mod tests {
             "spec_content must not be empty"
         );
         assert_eq!(error.details(Interface::Mcp)["argument"], "spec_content");
+    }
+
+    #[test]
+    fn an_internal_error_reads_its_causes_once_each() {
+        #[derive(Debug)]
+        struct Wrapping(std::io::Error, &'static str);
+        impl std::fmt::Display for Wrapping {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.1)
+            }
+        }
+        impl std::error::Error for Wrapping {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let cause = || std::io::Error::other("disk full");
+        let quiet = Wrapping(cause(), "cannot write");
+        assert_eq!(
+            with_causes("saving a spec", Some(&quiet)),
+            "saving a spec: cannot write: disk full"
+        );
+        let repeating = Wrapping(cause(), "cannot write: disk full");
+        assert_eq!(
+            with_causes("saving a spec", Some(&repeating)),
+            "saving a spec: cannot write: disk full"
+        );
+        let error = AppError::internal_from("saving a spec", quiet);
+        assert_eq!(error.code(), "INTERNAL");
+        assert_eq!(
+            error.message(),
+            "Internal error; the server log has the details"
+        );
     }
 }

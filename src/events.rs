@@ -127,6 +127,43 @@ impl EventBus {
     }
 }
 
+/// Who made a change and why, as its event records it: a person (with the
+/// reason they gave, if any), or the server itself, which always says why —
+/// a drift, an unblock or a stall is set off by something else, and the
+/// history names that instead of the person whose unrelated action it was.
+#[derive(Debug, Clone)]
+pub struct ChangedBy {
+    user: Option<Uuid>,
+    note: Option<String>,
+}
+
+impl ChangedBy {
+    /// A person's change.
+    pub fn user(id: Uuid) -> ChangedBy {
+        ChangedBy {
+            user: Some(id),
+            note: None,
+        }
+    }
+
+    /// A change the server made, and what caused it.
+    pub fn system(cause: impl Into<String>) -> ChangedBy {
+        ChangedBy {
+            user: None,
+            note: Some(cause.into()),
+        }
+    }
+
+    /// The reason a person gave for their change.
+    pub fn with_note(self, note: Option<String>) -> ChangedBy {
+        ChangedBy { note, ..self }
+    }
+
+    pub fn user_id(&self) -> Option<Uuid> {
+        self.user
+    }
+}
+
 /// Inserts the audit row for a change of `plan`, inside the caller's
 /// transaction, as the last write before its commit.
 pub async fn record(
@@ -134,9 +171,9 @@ pub async fn record(
     plan: &plan::Model,
     kind: EventKind,
     from: Option<PlanStatus>,
-    actor: Option<Uuid>,
+    by: ChangedBy,
 ) -> AppResult<plan_event::Model> {
-    record_at(connection, plan, kind, from, actor, plan.updated_at).await
+    record_at(connection, plan, kind, from, by, plan.updated_at).await
 }
 
 /// [`record`] for an event that did not change the plan row (a drift of its
@@ -146,7 +183,7 @@ pub async fn record_at(
     plan: &plan::Model,
     kind: EventKind,
     from: Option<PlanStatus>,
-    actor: Option<Uuid>,
+    by: ChangedBy,
     at: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<plan_event::Model> {
     let postgres = connection.get_database_backend() == DbBackend::Postgres;
@@ -160,8 +197,9 @@ pub async fn record_at(
         kind: Set(kind),
         from_status: Set(from),
         to_status: Set(plan.status),
-        actor_id: Set(actor),
+        actor_id: Set(by.user),
         at: Set(at),
+        note: Set(by.note),
         ..Default::default()
     }
     .insert(connection)

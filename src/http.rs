@@ -1,23 +1,30 @@
 //! The axum router: `/graphql` (POST, GET, GraphiQL), `/graphql/ws`,
-//! `/mcp` (MCP tools for assistants), `/healthz`, `/readyz`.
+//! `/mcp` (MCP tools for assistants), `/healthz`, `/readyz`; and the accept
+//! loop that serves it (`serve.rs`).
 
+pub mod anonymous;
 mod graphql_over_http;
 mod page;
+mod serve;
 
 pub use page::{StyleNonce, html_page};
+pub use serve::{ConnectionLimits, OpenConnections, serve};
 
 use std::sync::Arc;
 
+use std::net::SocketAddr;
+
 use async_graphql::parser::types::ExecutableDocument;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -28,8 +35,10 @@ use subtle::ConstantTimeEq;
 
 use crate::auth::bearer_token;
 use crate::config::MetricsToken;
-use crate::error::AppError;
+use crate::error::{AppError, AppResult};
 use crate::graphql::GuardedSchema;
+use crate::graphql::guard::Parsed;
+use crate::http::anonymous::AnonymousRequest;
 use crate::http::graphql_over_http::{MediaType, get_request, require_json_body};
 use crate::observability::{operation_label, record_operation};
 use crate::service::{Services, Viewer};
@@ -60,6 +69,8 @@ pub struct SharedState {
     pub schema: GuardedSchema,
     pub services: Services,
     pub max_body_bytes: usize,
+    /// Most operations one batched request may hold.
+    pub max_batch_operations: usize,
     pub shutdown: Shutdown,
     /// Period of keep-alive pings on idle WebSocket connections.
     pub ws_keepalive: std::time::Duration,
@@ -67,6 +78,9 @@ pub struct SharedState {
     pub connections_per_key: crate::websocket::ConnectionsPerKey,
     /// Groups of identical `planEvents` subscriptions, resolved once each.
     pub fanout: crate::websocket::Fanout,
+    /// The runtime requests run on; WebSocket queries and mutations are
+    /// sent there from the fan-out thread.
+    pub requests: tokio::runtime::Handle,
     /// How `/metrics` is served.
     pub metrics: MetricsEndpoint,
     /// Which operation names get metric series of their own.
@@ -75,6 +89,8 @@ pub struct SharedState {
     pub playground: bool,
     /// Browser origins allowed by CORS.
     pub cors_origins: Vec<String>,
+    /// Requests without an API key open per client address.
+    pub anonymous: anonymous::AnonymousRequests,
 }
 
 /// `/metrics`: the Prometheus recorder (when this process installed one) and
@@ -86,6 +102,26 @@ pub struct MetricsEndpoint {
     pub token: Option<MetricsToken>,
     /// Served on its own address (`--metrics-listen`), not beside the API.
     pub separate: bool,
+    /// Beside an API that listens on a network (not loopback) with no token:
+    /// refused, so a server reachable by anyone does not show everyone its
+    /// traffic, tenants' operation names and pool usage.
+    pub refused: bool,
+}
+
+impl MetricsEndpoint {
+    /// `/metrics` answers without a token only on an address of its own or
+    /// beside an API that listens on loopback.
+    pub fn new(handle: Option<PrometheusHandle>, config: &crate::config::Config) -> Self {
+        let separate = config.metrics_listen.is_some();
+        let token = config.metrics_token.clone();
+        let refused = token.is_none() && !separate && !config.listen.ip().is_loopback();
+        MetricsEndpoint {
+            handle,
+            token,
+            separate,
+            refused,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -171,7 +207,7 @@ fn answer_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("a panic without a message");
-    let error = AppError::Internal(format!("handler panicked: {detail}"));
+    let error = AppError::internal(format!("handler panicked: {detail}"));
     error_response(MediaType::Json, StatusCode::INTERNAL_SERVER_ERROR, &error)
 }
 
@@ -204,7 +240,12 @@ fn cors(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+        ])
+        .expose_headers([header::ETAG])
         .max_age(std::time::Duration::from_secs(600))
 }
 
@@ -238,28 +279,43 @@ async fn authenticate(
     services.authenticate(token).await.map(Some)
 }
 
-/// Authenticates and runs `request`; `document` is its parse from
-/// `GuardedSchema::document`.
-async fn execute(
-    state: &HttpState,
-    headers: &HeaderMap,
-    mut request: async_graphql::Request,
-    document: Option<Arc<ExecutableDocument>>,
-) -> Response {
+/// The caller of a request: its API key's user, or nobody (public parts
+/// such as introspection still work); or the HTTP refusal of its key.
+async fn caller(state: &HttpState, headers: &HeaderMap) -> Result<Option<Viewer>, Response> {
     let media = MediaType::negotiate(headers);
-    let viewer = match authenticate(&state.services, headers).await {
-        Ok(viewer) => viewer,
+    match authenticate(&state.services, headers).await {
+        Ok(viewer) => Ok(viewer),
         Err(error @ AppError::Unauthenticated(_)) => {
-            return error_response(media, StatusCode::UNAUTHORIZED, &error);
+            Err(error_response(media, StatusCode::UNAUTHORIZED, &error))
         }
-        Err(error) => return error_response(media, StatusCode::SERVICE_UNAVAILABLE, &error),
-    };
+        Err(error) => Err(error_response(
+            media,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &error,
+        )),
+    }
+}
+
+/// Runs one operation for `viewer` and counts it; `document` is its parse
+/// from `GuardedSchema::document`.
+async fn run(
+    state: &HttpState,
+    viewer: Option<&Viewer>,
+    mut request: async_graphql::Request,
+    document: AppResult<Parsed>,
+) -> async_graphql::Response {
     if let Some(viewer) = viewer {
-        request = request.data(viewer);
+        request = request.data(viewer.clone());
     }
     let started = std::time::Instant::now();
-    let (kind, name) = operation_of(&request, document.as_deref());
-    let result = state.schema.execute(request, document).await;
+    let (kind, name) = operation_of(
+        &request,
+        document.as_ref().ok().map(|parsed| &*parsed.document),
+    );
+    let result = state
+        .schema
+        .execute(request, document, viewer.is_none())
+        .await;
     let codes: Vec<String> = result
         .errors
         .iter()
@@ -274,16 +330,92 @@ async fn execute(
         .collect();
     let metrics = state.operation_series.metrics(kind, &name);
     record_operation(&name, &metrics, started.elapsed(), &codes);
-    let mut response = media.result(result);
-    no_store(&mut response);
+    result
+}
+
+/// Authenticates and runs one operation, as the HTTP response.
+async fn execute(
+    state: &HttpState,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+    document: AppResult<Parsed>,
+) -> Response {
+    let viewer = match caller(state, headers).await {
+        Ok(viewer) => viewer,
+        Err(refusal) => return refusal,
+    };
+    let result = run(state, viewer.as_ref(), request, document).await;
+    MediaType::negotiate(headers).result(result, state.schema.limits().max_response_bytes)
+}
+
+/// Authenticates once and runs a batch's operations one after another, each
+/// under every limit of its own, as one JSON array.
+async fn execute_batch(
+    state: &HttpState,
+    headers: &HeaderMap,
+    requests: Vec<async_graphql::Request>,
+) -> Response {
+    let media = MediaType::negotiate(headers);
+    let most = state.max_batch_operations;
+    if requests.is_empty() || requests.len() > most {
+        let error = AppError::BadUserInput(format!(
+            "A batch holds 1 to {most} operations (--max-batch-operations); this one holds {}",
+            requests.len()
+        ));
+        return error_response(media, StatusCode::BAD_REQUEST, &error);
+    }
+    let viewer = match caller(state, headers).await {
+        Ok(viewer) => viewer,
+        Err(refusal) => return refusal,
+    };
+    let mut results = Vec::with_capacity(requests.len());
+    for mut request in requests {
+        let document = state.schema.document(&mut request).await;
+        results.push(run(state, viewer.as_ref(), request, document).await);
+    }
+    media.batch(&results, state.schema.limits().max_response_bytes)
+}
+
+/// The client's address, where the server was started with it (tests that
+/// call the router directly have none).
+type Peer = Option<axum::Extension<ConnectInfo<SocketAddr>>>;
+
+/// A request without an Authorization header counted against its address
+/// (see `anonymous.rs`), or its refusal; `None` for requests with a key.
+fn admit_anonymous(
+    state: &HttpState,
+    headers: &HeaderMap,
+    peer: Peer,
+) -> Result<Option<AnonymousRequest>, AppError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return Ok(None);
+    }
+    let Some(axum::Extension(ConnectInfo(address))) = peer else {
+        return Ok(None);
+    };
+    state.anonymous.admit(address.ip()).map(Some)
+}
+
+/// HTTP 429 for a refused anonymous request, with when to retry.
+fn too_many_requests(headers: &HeaderMap, error: &AppError) -> Response {
+    let media = MediaType::negotiate(headers);
+    let mut response = error_response(media, StatusCode::TOO_MANY_REQUESTS, error);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
 
 async fn graphql_post(
     State(state): State<HttpState>,
+    peer: Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let _admitted = match admit_anonymous(&state, &headers, peer) {
+        Ok(admitted) => admitted,
+        Err(error) => return too_many_requests(&headers, &error),
+    };
     let media = MediaType::negotiate(&headers);
     let body = match body {
         Ok(body) => body,
@@ -303,20 +435,41 @@ async fn graphql_post(
     if let Err(error) = require_json_body(&headers) {
         return error_response(media, StatusCode::BAD_REQUEST, &error);
     }
-    let request = match serde_json::from_slice::<async_graphql::Request>(&body) {
-        Ok(request) => request,
+    // Checked by hand: a `[]` would otherwise read as one empty request.
+    let batched = body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[');
+    let parsed = if batched {
+        serde_json::from_slice(&body).map(async_graphql::BatchRequest::Batch)
+    } else {
+        serde_json::from_slice(&body).map(async_graphql::BatchRequest::Single)
+    };
+    let batch = match parsed {
+        Ok(batch) => batch,
         Err(error) => {
             let error = AppError::BadUserInput(format!(
-                "The body is not a GraphQL request: {error}. Send JSON like {{\"query\": \"{{ viewer {{ email }} }}\"}}"
+                "The body is not a GraphQL request: {error}. Send JSON like {{\"query\": \"{{ viewer {{ email }} }}\"}}, or an array of such requests"
             ));
             return error_response(media, StatusCode::BAD_REQUEST, &error);
         }
     };
-    let document = state.schema.document(&request.query).await;
-    execute(&state, &headers, request, document).await
+    let mut response = match batch {
+        async_graphql::BatchRequest::Single(mut request) => {
+            let document = state.schema.document(&mut request).await;
+            execute(&state, &headers, request, document).await
+        }
+        async_graphql::BatchRequest::Batch(requests) => {
+            execute_batch(&state, &headers, requests).await
+        }
+    };
+    no_store(&mut response);
+    response
 }
 
-async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Uri) -> Response {
+async fn graphql_get(
+    State(state): State<HttpState>,
+    peer: Peer,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
     let query_string = uri.query().unwrap_or_default();
     let wants_html = headers
         .get(header::ACCEPT)
@@ -325,6 +478,10 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
     if wants_html && !query_string.contains("query=") && state.playground {
         return crate::playground::page();
     }
+    let _admitted = match admit_anonymous(&state, &headers, peer) {
+        Ok(admitted) => admitted,
+        Err(error) => return too_many_requests(&headers, &error),
+    };
     let media = MediaType::negotiate(&headers);
     let request = match get_request(&uri) {
         Ok(request) => request,
@@ -335,8 +492,14 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
             return error_response(media, StatusCode::BAD_REQUEST, &error);
         }
     };
-    let document = state.schema.document(&request.query).await;
-    if operation_of(&request, document.as_deref()).0 == "mutation" {
+    let mut request = request;
+    let document = state.schema.document(&mut request).await;
+    if operation_of(
+        &request,
+        document.as_ref().ok().map(|parsed| &*parsed.document),
+    )
+    .0 == "mutation"
+    {
         let error = AppError::BadUserInput("Mutations must be sent with POST, not GET".into());
         let mut response = error_response(media, StatusCode::METHOD_NOT_ALLOWED, &error);
         response
@@ -344,7 +507,62 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: Ur
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&state, &headers, request, document).await
+    let response = execute(&state, &headers, request, document).await;
+    revalidated(response, &headers).await
+}
+
+/// A query's answer over GET, which dashboards poll: it carries a validator
+/// (`ETag`, a hash of the answer), and a client that sends it back in
+/// `If-None-Match` gets `304 Not Modified` without the body when the
+/// answer is the same. The query runs every time, so a 304 is never stale;
+/// what it saves is the bytes. `private`: answers depend on the API key.
+async fn revalidated(response: Response, headers: &HeaderMap) -> Response {
+    let mut response = response;
+    if response.status() != StatusCode::OK {
+        no_store(&mut response);
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(body) => body,
+        Err(error) => {
+            let error = AppError::internal_from("cannot read a response body", error);
+            return error_response(
+                MediaType::negotiate(headers),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &error,
+            );
+        }
+    };
+    let digest = Sha256::digest(&body);
+    // Weak: the same answer may be sent gzipped or not.
+    let tag = format!("W/\"{}\"", hex::encode(&digest[..16]));
+    let Ok(tag_value) = HeaderValue::from_str(&tag) else {
+        return Response::from_parts(parts, Body::from(body));
+    };
+    parts.headers.insert(header::ETAG, tag_value);
+    parts.headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    parts.headers.insert(
+        header::VARY,
+        HeaderValue::from_static("authorization, accept"),
+    );
+    let unchanged = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|candidate| candidate.trim().trim_start_matches("W/"))
+        .any(|candidate| candidate == "*" || candidate == tag.trim_start_matches("W/"));
+    if unchanged {
+        parts.status = StatusCode::NOT_MODIFIED;
+        parts.headers.remove(header::CONTENT_TYPE);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(parts, Body::empty());
+    }
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// The kind and (bounded) name of the operation a request would run, from
@@ -402,6 +620,14 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 /// Prometheus text exposition. The spec store counters live with the store's
 /// cache, so every backend (gcs, fs, memory) is measured alike.
 async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
+    if state.endpoint.refused {
+        return (
+            StatusCode::FORBIDDEN,
+            "metrics beside an API on a network address need --metrics-token, \
+             or --metrics-listen for an address of their own\n",
+        )
+            .into_response();
+    }
     if let Some(token) = &state.endpoint.token {
         let presented = headers
             .get(header::AUTHORIZATION)

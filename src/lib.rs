@@ -63,9 +63,47 @@ pub async fn connect_database(config: &Config) -> Result<DatabaseConnection, Sta
             ))
         })?;
     }
-    let mut options = ConnectOptions::new(url.clone());
+    let options = pool_options(config, &url, config.database_max_connections);
+    let host = database_host(&url);
+    let db = Database::connect(options).await.map_err(|error| {
+        StartupError(format!(
+            "cannot connect to the database at {host}: {}",
+            short(&error)
+        ))
+    })?;
+    migrate(&db).await.map_err(|error| {
+        StartupError(format!(
+            "cannot migrate the database at {host}: {}",
+            short(&error)
+        ))
+    })?;
+    Ok(db)
+}
+
+/// On PostgreSQL, the pool whose connections hold webhooks while their
+/// receivers answer (`--webhook-concurrency` of them), apart from the
+/// request pool so that slow receivers cannot use up the connections
+/// requests wait for. Connected on first use: most servers never send a
+/// webhook. SQLite needs none: its deliveries hold no connection.
+pub async fn connect_webhook_pool(config: &Config) -> Result<DatabaseConnection, StartupError> {
+    let url = config.database_url();
+    let size = u32::try_from(config.webhook_concurrency.get()).unwrap_or(u32::MAX);
+    let mut options = pool_options(config, &url, size);
+    options.connect_lazy(true);
+    let pool = Database::connect(options).await.map_err(|error| {
+        StartupError(format!(
+            "cannot set up the webhook connections to the database at {}: {}",
+            database_host(&url),
+            short(&error)
+        ))
+    })?;
+    Ok(pool)
+}
+
+fn pool_options(config: &Config, url: &str, max_connections: u32) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.to_owned());
     options
-        .max_connections(config.database_max_connections)
+        .max_connections(max_connections)
         .acquire_timeout(config.database_acquire_timeout)
         // sqlx pings every connection when it returns to the pool, so a
         // connection that goes idle is known to work; pinging it again on
@@ -84,20 +122,7 @@ pub async fn connect_database(config: &Config) -> Result<DatabaseConnection, Sta
                 .foreign_keys(true)
                 .busy_timeout(std::time::Duration::from_secs(10))
         });
-    let host = database_host(&url);
-    let db = Database::connect(options).await.map_err(|error| {
-        StartupError(format!(
-            "cannot connect to the database at {host}: {}",
-            short(&error)
-        ))
-    })?;
-    migrate(&db).await.map_err(|error| {
-        StartupError(format!(
-            "cannot migrate the database at {host}: {}",
-            short(&error)
-        ))
-    })?;
-    Ok(db)
+    options
 }
 
 /// Brings the schema up to date. On PostgreSQL several instances may start at
@@ -179,18 +204,26 @@ pub async fn services(config: &Config) -> Result<Services, StartupError> {
     };
     let on_postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
     let events = EventBus::new(config.subscriber_buffer, on_postgres);
+    let webhook_pool = if on_postgres {
+        Some(connect_webhook_pool(config).await?)
+    } else {
+        None
+    };
     Ok(Services::new(db, specs, events, limits)
-        .with_webhooks(config.webhook_settings())
-        .with_default_lease(config.stale_after))
+        .with_webhooks(config.webhook_settings(), webhook_pool)
+        .with_default_lease(config.stale_after)
+        .with_concurrent_diffs(config.max_concurrent_diffs))
 }
 
 /// The HTTP application for these services. `/metrics` is part of it unless
-/// `--metrics-listen` moves it to [`metrics_app`].
+/// `--metrics-listen` moves it to [`metrics_app`]. `requests` is the runtime
+/// that serves requests, where WebSocket queries and mutations run too.
 pub fn app(
     config: &Config,
     services: Services,
     shutdown: Shutdown,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    requests: tokio::runtime::Handle,
 ) -> axum::Router {
     let limits = graphql::QueryLimits {
         max_query_bytes: config.max_query_bytes,
@@ -198,20 +231,35 @@ pub fn app(
         max_complexity: config.max_query_complexity,
         max_fields: config.max_query_fields,
         max_document_bytes: config.max_response_document_bytes,
+        max_response_bytes: config.max_response_bytes,
         query_timeout: config.query_timeout,
         max_operations_per_connection: config.max_operations_per_connection,
     };
+    let introspection = if config.no_playground {
+        config::Introspection::Off
+    } else {
+        config.introspection
+    };
+    let persisted = graphql::PersistedQueries::new(
+        config
+            .trusted_documents
+            .as_ref()
+            .map(|trusted| Arc::clone(&trusted.0)),
+    );
     let schema = graphql::build_schema(
         services.clone(),
         shutdown.clone(),
         limits,
-        !config.no_playground,
+        introspection,
+        persisted,
     );
-    let metrics = http::MetricsEndpoint {
-        handle: metrics,
-        token: config.metrics_token.clone(),
-        separate: config.metrics_listen.is_some(),
-    };
+    let metrics = http::MetricsEndpoint::new(metrics, config);
+    if metrics.refused {
+        tracing::warn!(
+            listen = %config.listen,
+            "/metrics is refused: set --metrics-token, or --metrics-listen to serve it on an address of its own"
+        );
+    }
     let fanout = websocket::Fanout::new(
         schema.clone(),
         services.clone(),
@@ -225,7 +273,9 @@ pub fn app(
         schema,
         services,
         fanout,
+        requests,
         max_body_bytes: config.max_body_bytes,
+        max_batch_operations: config.max_batch_operations,
         shutdown,
         ws_keepalive: config.ws_keepalive,
         connections_per_key: websocket::ConnectionsPerKey::new(config.max_connections_per_key),
@@ -233,6 +283,9 @@ pub fn app(
         operation_series: Arc::default(),
         playground: !config.no_playground,
         cors_origins: config.cors_origins.clone(),
+        anonymous: http::anonymous::AnonymousRequests::new(
+            config.max_anonymous_requests_per_address,
+        ),
     }))
 }
 
@@ -242,14 +295,7 @@ pub fn metrics_app(
     services: Services,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> axum::Router {
-    http::metrics_router(
-        services,
-        http::MetricsEndpoint {
-            handle: metrics,
-            token: config.metrics_token.clone(),
-            separate: true,
-        },
-    )
+    http::metrics_router(services, http::MetricsEndpoint::new(metrics, config))
 }
 
 /// Background work of a serving instance: the stale sweeper, the webhook

@@ -86,6 +86,19 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
         "Requests with a refused API key."
     );
     metrics::describe_counter!(
+        "plangraph_anonymous_requests_refused_total",
+        "Requests without an API key refused because their address had as many open as --max-anonymous-requests-per-address allows."
+    );
+    metrics::describe_counter!(
+        "plangraph_spec_diffs_total",
+        "Spec diffs computed (each in one of --max-concurrent-diffs turns)."
+    );
+    metrics::describe_gauge!(
+        "plangraph_document_cache_bytes",
+        metrics::Unit::Bytes,
+        "Parsed query documents kept for reuse, weighed by their parsed size."
+    );
+    metrics::describe_counter!(
         "plangraph_mcp_tool_calls_total",
         "MCP tool calls by tool and result (ok, or the error's code)."
     );

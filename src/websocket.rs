@@ -3,7 +3,9 @@
 //! async-graphql speaks both protocols (graphql-transport-ws and the legacy
 //! graphql-ws); this module adds what it leaves to the server: authentication
 //! in `connection_init` with the close codes the protocol prescribes (4401
-//! subscribe before init, 4403 bad key, 4408 no init in time), keep-alive
+//! subscribe before init, 4403 bad key, 4408 no init in time), the checks
+//! of every client message it leaves undone (4400 for a broken message, 4409
+//! for an id in use; the legacy protocol's error messages), keep-alive
 //! pings, a clean close on shutdown, and bounds: so many connections per API
 //! key, and a connection whose key is revoked is closed at once (4403), on
 //! every instance, since revocations travel the event bus.
@@ -187,15 +189,85 @@ impl Drop for ConnectionSlot {
 }
 
 /// The grouped subscriptions of one connection, by operation id.
-type Members = StreamMap<String, futures::stream::BoxStream<'static, String>>;
+type Members = StreamMap<MemberKey, futures::stream::BoxStream<'static, String>>;
+
+/// A grouped subscription's id, and which subscription under that id it is
+/// (ids may be used again once an operation has ended).
+#[derive(Clone)]
+struct MemberKey {
+    id: String,
+    generation: u64,
+}
+
+impl PartialEq for MemberKey {
+    fn eq(&self, other: &MemberKey) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for MemberKey {}
+
+impl std::hash::Hash for MemberKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for MemberKey {
+    fn borrow(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Who runs an open operation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Runner {
+    /// async-graphql's protocol handler.
+    Handler,
+    /// The relay, as a group member of this generation.
+    Member(u64),
+}
+
+/// The operation ids open on one connection: the protocol forbids a second
+/// `subscribe` with an id in use. Written by the filter that sees the
+/// client's messages in order (an operation starts or is completed by the
+/// client) and by the relay that sees operations end on their own.
+#[derive(Clone, Default)]
+struct OpenIds(Arc<Mutex<HashMap<String, Runner>>>);
+
+impl OpenIds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Runner>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The operation `id` of `runner` has ended by itself; a later one
+    /// under the same id stays open.
+    fn ended(&self, id: &str, runner: Runner) {
+        let mut open = self.lock();
+        if open.get(id) == Some(&runner) {
+            open.remove(id);
+        }
+    }
+}
 
 /// What the connection takes from the client's messages itself; async-graphql
 /// gets the rest.
 enum FromClient {
-    /// A groupable subscription.
-    Subscribe(Box<fanout::GroupedSubscribe>),
-    /// The end of an operation, which may be a grouped one.
+    /// A groupable subscription, and its generation.
+    Subscribe(Box<fanout::GroupedSubscribe>, u64),
+    /// The client completed a grouped operation.
     Stop(String),
+    /// A legacy `start` reused a grouped operation's id for one that is not
+    /// groupable: the old one ends without a word, as the protocol replaces it.
+    Replace(String),
+    /// A message for the client (legacy protocol errors, which keep the
+    /// connection open).
+    Reply(String),
+    /// The client broke the protocol: the connection closes with this code
+    /// and reason.
+    Close(u16, String),
     /// A message over `MAX_CLIENT_MESSAGE`: the socket is closed with 1009.
     TooLong,
 }
@@ -203,11 +275,214 @@ enum FromClient {
 /// What the connection loop reacts to next.
 enum Step {
     Outgoing(Option<WsMessage>),
-    Member(String),
+    Member(MemberKey, String),
     FromClient(Option<FromClient>),
     KeepAlive,
     AccessChanged(Result<Option<Uuid>, RecvError>),
     ShuttingDown,
+}
+
+/// Longest close reason a close frame may carry (125 bytes of payload less
+/// the code).
+const MAX_CLOSE_REASON: usize = 123;
+
+/// Sorts the client's messages before async-graphql sees them: checks
+/// each against the protocol (async-graphql would end the connection
+/// without a close code the client can act on), keeps the open ids, and
+/// takes groupable subscriptions out for the relay.
+struct Inbound {
+    protocol: WebSocketProtocols,
+    key_id: Uuid,
+    fanout: Fanout,
+    open: OpenIds,
+    to_relay: futures::channel::mpsc::UnboundedSender<FromClient>,
+    generations: u64,
+    /// The connection is closing for a broken rule: nothing more is read.
+    ended: bool,
+}
+
+impl Inbound {
+    /// The message for async-graphql, if it gets one.
+    fn sort(&mut self, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        if self.ended {
+            return None;
+        }
+        let mut message = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(message)) => message,
+            Ok(_) => return self.invalid(None, "Invalid message received: not a JSON object"),
+            Err(error) => {
+                return self.invalid(None, &format!("Invalid message received: {error}"));
+            }
+        };
+        let Some(Value::String(kind)) = message.remove("type") else {
+            return self.invalid(None, "Message is missing the 'type' property");
+        };
+        let legacy = self.protocol == WebSocketProtocols::SubscriptionsTransportWS;
+        let (subscribe, complete) = if legacy {
+            ("start", "stop")
+        } else {
+            ("subscribe", "complete")
+        };
+        match kind.as_str() {
+            "connection_init" => Some(bytes),
+            "ping" | "pong" if !legacy => Some(bytes),
+            "connection_terminate" if legacy => Some(bytes),
+            kind if kind == subscribe => {
+                let id = match operation_id(&message, kind) {
+                    Ok(id) => id,
+                    Err(reason) => return self.invalid(None, &reason),
+                };
+                let request = match operation_request(message.remove("payload"), kind) {
+                    Ok(request) => request,
+                    Err(reason) => return self.invalid(Some(&id), &reason),
+                };
+                self.subscribe(id, request, bytes)
+            }
+            kind if kind == complete => match operation_id(&message, kind) {
+                Ok(id) => self.complete(&id).then_some(bytes),
+                Err(reason) => self.invalid(None, &reason),
+            },
+            other => {
+                let id = message.get("id").and_then(Value::as_str).map(str::to_owned);
+                let reason = format!("Invalid message type {:?} received", clip(other, 40));
+                self.invalid(id.as_deref(), &reason)
+            }
+        }
+    }
+
+    /// A valid subscribe (start) of operation `id`.
+    fn subscribe(
+        &mut self,
+        id: String,
+        request: async_graphql::Request,
+        bytes: Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        let mut open = self.open.lock();
+        let previous = open.get(&id).copied();
+        if previous.is_some() && self.protocol == WebSocketProtocols::GraphQLWS {
+            drop(open);
+            let reason = format!("Subscriber for {} already exists", clip(&id, 90));
+            return self.end(4409, reason);
+        }
+        // The legacy protocol replaces an operation whose id is used again
+        // (subscriptions-transport-ws stops the old one first). A runner
+        // replaces its own operation; one the handler runs stays with it.
+        let grouped = match previous {
+            Some(Runner::Handler) => None,
+            _ => self.fanout.group(self.key_id, &id, request),
+        };
+        match grouped {
+            Some(grouped) => {
+                self.generations += 1;
+                open.insert(id, Runner::Member(self.generations));
+                let _ = self
+                    .to_relay
+                    .unbounded_send(FromClient::Subscribe(Box::new(grouped), self.generations));
+                None
+            }
+            None => {
+                if matches!(previous, Some(Runner::Member(_))) {
+                    let _ = self
+                        .to_relay
+                        .unbounded_send(FromClient::Replace(id.clone()));
+                }
+                open.insert(id, Runner::Handler);
+                Some(bytes)
+            }
+        }
+    }
+
+    /// The client completes operation `id`; whether async-graphql is to hear of it.
+    fn complete(&mut self, id: &str) -> bool {
+        match self.open.lock().remove(id) {
+            Some(Runner::Handler) => true,
+            Some(Runner::Member(_)) => {
+                let _ = self
+                    .to_relay
+                    .unbounded_send(FromClient::Stop(id.to_owned()));
+                false
+            }
+            // Already over: the protocol asks for nothing.
+            None => false,
+        }
+    }
+
+    /// A message that breaks the protocol. graphql-transport-ws closes
+    /// with 4400; the legacy protocol answers with an error and reads on:
+    /// `error` when the message names its operation, else `connection_error`.
+    fn invalid(&mut self, id: Option<&str>, reason: &str) -> Option<Vec<u8>> {
+        match self.protocol {
+            WebSocketProtocols::GraphQLWS => self.end(4400, clip(reason, MAX_CLOSE_REASON).into()),
+            WebSocketProtocols::SubscriptionsTransportWS => {
+                let reply = match id {
+                    Some(id) => {
+                        json!({ "type": "error", "id": id, "payload": { "message": reason } })
+                    }
+                    None => json!({ "type": "connection_error", "payload": { "message": reason } }),
+                };
+                let _ = self
+                    .to_relay
+                    .unbounded_send(FromClient::Reply(reply.to_string()));
+                None
+            }
+        }
+    }
+
+    fn end(&mut self, code: u16, reason: String) -> Option<Vec<u8>> {
+        self.ended = true;
+        let _ = self
+            .to_relay
+            .unbounded_send(FromClient::Close(code, reason));
+        None
+    }
+}
+
+/// The non-empty string `id` that a `kind` message must carry.
+fn operation_id(message: &serde_json::Map<String, Value>, kind: &str) -> Result<String, String> {
+    match message.get("id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => Ok(id.to_owned()),
+        _ => Err(format!(
+            "{kind:?} message requires a non-empty 'id' property"
+        )),
+    }
+}
+
+/// The request a subscribe (start) message carries in its payload.
+fn operation_request(payload: Option<Value>, kind: &str) -> Result<async_graphql::Request, String> {
+    let Some(payload @ Value::Object(_)) = payload else {
+        return Err(format!(
+            "{kind:?} message expects the 'payload' property to be an object"
+        ));
+    };
+    if !payload.get("query").is_some_and(Value::is_string) {
+        return Err(format!(
+            "{kind:?} message expects the 'query' property in the payload to be a string"
+        ));
+    }
+    serde_json::from_value(payload)
+        .map_err(|error| format!("{kind:?} message has an invalid payload: {error}"))
+}
+
+/// `text` cut to at most `limit` bytes, on a character boundary.
+fn clip(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The id of a `complete` message (the same in both protocols), if `text`
+/// is one.
+fn completed_id(text: &str) -> Option<String> {
+    if !text.starts_with(r#"{"type":"complete""#) {
+        return None;
+    }
+    let message: Value = serde_json::from_str(text).ok()?;
+    message.get("id")?.as_str().map(str::to_owned)
 }
 
 async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols) {
@@ -276,12 +551,21 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
     let mut data = Data::default();
     data.insert(viewer.clone());
     let session = SocketSession::new(viewer);
-    // Groupable subscriptions (and the `complete`s that may end them) and a
-    // message over the limit are handed to the relay; the rest goes on to
-    // async-graphql.
+    // Groupable subscriptions (and the `complete`s that may end them),
+    // broken rules and a message over the limit are handed to the relay;
+    // the rest goes on to async-graphql.
     let (from_client, taken) = futures::channel::mpsc::unbounded();
     let refusals = from_client.clone();
-    let fanout = state.fanout.clone();
+    let open = OpenIds::default();
+    let mut inbound = Inbound {
+        protocol,
+        key_id,
+        fanout: state.fanout.clone(),
+        open: open.clone(),
+        to_relay: from_client,
+        generations: 0,
+        ended: false,
+    };
     let incoming = futures::stream::iter([init_bytes])
         .chain(
             source
@@ -299,22 +583,11 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
                 })
                 .filter_map(|message| std::future::ready(message.ok().and_then(payload).flatten())),
         )
-        .filter_map(move |bytes| {
-            let passed = match fanout.inspect(key_id, &bytes) {
-                fanout::Inspected::Pass => Some(bytes),
-                fanout::Inspected::PassAndStop(id) => {
-                    let _ = from_client.unbounded_send(FromClient::Stop(id));
-                    Some(bytes)
-                }
-                fanout::Inspected::Take(subscribe) => {
-                    let _ = from_client.unbounded_send(FromClient::Subscribe(subscribe));
-                    None
-                }
-            };
-            std::future::ready(passed)
-        });
+        .filter_map(move |bytes| std::future::ready(inbound.sort(bytes)));
     let outgoing = async_graphql::http::WebSocket::new(
-        state.schema.for_socket(session.clone()),
+        state
+            .schema
+            .for_socket(session.clone(), state.requests.clone()),
         incoming,
         protocol,
     )
@@ -324,6 +597,7 @@ async fn serve(state: HttpState, socket: WebSocket, protocol: WebSocketProtocols
         sink,
         outgoing,
         taken,
+        open,
         access_changes,
         session,
         fanout: state.fanout.clone(),
@@ -348,6 +622,7 @@ struct Relay<Outgoing> {
     outgoing: Outgoing,
     /// What the relay takes from the client's messages itself.
     taken: UnboundedReceiver<FromClient>,
+    open: OpenIds,
     access_changes: broadcast::Receiver<Option<Uuid>>,
     session: SocketSession,
     fanout: Fanout,
@@ -393,7 +668,7 @@ impl<Outgoing: Stream<Item = WsMessage> + Unpin> Relay<Outgoing> {
                 // bounded).
                 let step = tokio::select! {
                     biased;
-                    Some((_, text)) = members.next(), if !members.is_empty() => Step::Member(text),
+                    Some((key, text)) = members.next(), if !members.is_empty() => Step::Member(key, text),
                     change = this.access_changes.recv(), if watching_access => Step::AccessChanged(change),
                     () = &mut shutting_down => Step::ShuttingDown,
                     taken = this.taken.next(), if taking => Step::FromClient(taken),
@@ -401,30 +676,51 @@ impl<Outgoing: Stream<Item = WsMessage> + Unpin> Relay<Outgoing> {
                     _ = keepalive.tick() => Step::KeepAlive,
                 };
                 let message = match step {
-                    Step::Outgoing(Some(message)) => message,
+                    Step::Outgoing(Some(message)) => {
+                        if let WsMessage::Text(text) = &message
+                            && let Some(id) = completed_id(text)
+                        {
+                            this.open.ended(&id, Runner::Handler);
+                        }
+                        message
+                    }
                     Step::Outgoing(None) => {
                         let _ = this.sink.send(end_of_input(&mut this.taken)).await;
                         return;
                     }
-                    Step::Member(text) => WsMessage::Text(text),
+                    Step::Member(key, text) => {
+                        // A member's last message is its `complete`.
+                        if completed_id(&text).is_some() {
+                            this.open.ended(&key.id, Runner::Member(key.generation));
+                        }
+                        WsMessage::Text(text)
+                    }
                     Step::FromClient(None) => {
                         taking = false;
                         continue;
                     }
-                    Step::FromClient(Some(FromClient::Subscribe(subscribe))) => {
+                    Step::FromClient(Some(FromClient::Subscribe(subscribe, generation))) => {
                         let id = subscribe.id().to_owned();
-                        // Like async-graphql, a reused id replaces the operation.
                         let member =
                             this.fanout
                                 .member(this.session.clone(), this.protocol, *subscribe);
-                        members.insert(id, member);
+                        members.insert(MemberKey { id, generation }, member);
                         continue;
                     }
                     Step::FromClient(Some(FromClient::Stop(id))) => {
-                        if members.remove(&id).is_none() {
+                        if members.remove(id.as_str()).is_none() {
                             continue;
                         }
                         WsMessage::Text(fanout::complete_message(&id))
+                    }
+                    Step::FromClient(Some(FromClient::Replace(id))) => {
+                        members.remove(id.as_str());
+                        continue;
+                    }
+                    Step::FromClient(Some(FromClient::Reply(text))) => WsMessage::Text(text),
+                    Step::FromClient(Some(FromClient::Close(code, reason))) => {
+                        let _ = this.sink.send(close(code, &reason)).await;
+                        return;
                     }
                     Step::FromClient(Some(FromClient::TooLong)) => {
                         let _ = this.sink.send(message_too_long()).await;
@@ -468,7 +764,9 @@ impl<Outgoing: Stream<Item = WsMessage> + Unpin> Relay<Outgoing> {
                         return;
                     }
                 };
-                if send(&mut this.sink, message).await.is_err() {
+                // After a close frame (async-graphql's own) nothing more may be sent.
+                let closing = matches!(message, WsMessage::Close(..));
+                if send(&mut this.sink, message).await.is_err() || closing {
                     return;
                 }
             }
@@ -486,12 +784,14 @@ fn keepalive_message(protocol: WebSocketProtocols) -> String {
 }
 
 /// How the connection closes once the client's messages have ended: with
-/// 1009 when the last one was over the limit (its notice is taken just
-/// before the end), else normally.
+/// 1009 when the last one was over the limit, or the code of a broken rule
+/// (the notice is taken just before the end), else normally.
 fn end_of_input(taken: &mut UnboundedReceiver<FromClient>) -> Message {
     while let Ok(taken) = taken.try_recv() {
-        if matches!(taken, FromClient::TooLong) {
-            return message_too_long();
+        match taken {
+            FromClient::TooLong => return message_too_long(),
+            FromClient::Close(code, reason) => return close(code, &reason),
+            _ => {}
         }
     }
     close(1000, "Normal closure")

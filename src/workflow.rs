@@ -1,10 +1,10 @@
-//! The plan state machine from DESIGN.md, as pure functions.
+//! The plan state machine of docs/workflow.md, as pure functions.
 //!
 //! Everything here is decided from values the caller already loaded: no I/O, no
 //! clock. The service layer turns a [`Transition`] into one conditional UPDATE plus
 //! an event row, so this file is the single place where the workflow table lives.
 
-pub use entity::enums::{EventKind, PlanStatus, Role};
+pub use entity::enums::{EventKind, PlanStatus, ReviewPolicy, Role};
 
 /// Who asks for a change, relative to the plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +16,9 @@ pub enum Actor {
         is_claimer: bool,
         /// The caller submitted the plan's work (meaningful in review).
         is_submitter: bool,
+        /// The project's rule for who may approve work: it decides whether
+        /// this member may complete work, not only where the plan may go.
+        review_policy: ReviewPolicy,
     },
     /// The stale sweeper.
     System,
@@ -112,6 +115,9 @@ pub enum Refusal {
 
 /// Decides whether `actor` may apply `action` to a plan in status `from`.
 pub fn decide(from: PlanStatus, action: Action, actor: Actor) -> Result<Transition, Refusal> {
+    // Before the plan's state: a viewer told that a plan is claimed, or
+    // not ready, would read it as "try again later", which never helps.
+    refuse_viewers(actor)?;
     let transition = shape(from, action).ok_or_else(|| refuse_shape(from, action))?;
     authorize(&transition, action, actor)?;
     Ok(transition)
@@ -249,8 +255,18 @@ fn refuse_shape(from: PlanStatus, action: Action) -> Refusal {
     }
 }
 
+fn refuse_viewers(actor: Actor) -> Result<(), Refusal> {
+    match actor {
+        Actor::User { role, .. } if !role.can_write() => Err(Refusal::Forbidden(
+            "Viewers can read this project but not change it; ask an owner for the member role"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn authorize(transition: &Transition, action: Action, actor: Actor) -> Result<(), Refusal> {
-    let (role, is_claimer, is_submitter) = match actor {
+    let (role, is_claimer, is_submitter, policy) = match actor {
         Actor::System => {
             return if action == Action::MarkStale {
                 Ok(())
@@ -264,14 +280,9 @@ fn authorize(transition: &Transition, action: Action, actor: Actor) -> Result<()
             role,
             is_claimer,
             is_submitter,
-        } => (role, is_claimer, is_submitter),
+            review_policy,
+        } => (role, is_claimer, is_submitter, review_policy),
     };
-    if !role.can_write() {
-        return Err(Refusal::Forbidden(
-            "Viewers can read this project but not change it; ask an owner for the member role"
-                .into(),
-        ));
-    }
     let from = transition.from;
     let allowed = match action {
         Action::MarkStale => {
@@ -280,7 +291,25 @@ fn authorize(transition: &Transition, action: Action, actor: Actor) -> Result<()
             ));
         }
         Action::Update if from.is_worked_on() => is_claimer,
+        // Completing one's own work straight away approves it.
+        Action::Submit(SubmitTarget::Completed)
+            if is_claimer && !may_approve(policy, role, true) =>
+        {
+            return Err(Refusal::Forbidden(format!(
+                "This project reviews work before it is completed: submit it with status REVIEW; {} can then approve it",
+                approvers(policy)
+            )));
+        }
         Action::Submit(_) => is_claimer,
+        Action::SetStatus(PlanStatus::Completed)
+            if from == PlanStatus::Review && !may_approve(policy, role, is_submitter) =>
+        {
+            return Err(Refusal::Forbidden(format!(
+                "This project's review policy ({}) does not let you approve this work: {} can approve it",
+                policy_name(policy),
+                approvers(policy)
+            )));
+        }
         Action::Release => is_claimer || role == Role::Owner,
         // Review has no claimer: the claim moved to the submitter's name.
         Action::SetStatus(PlanStatus::Failed) if from == PlanStatus::Review => {
@@ -301,6 +330,123 @@ fn authorize(transition: &Transition, action: Action, actor: Actor) -> Result<()
     Err(Refusal::Forbidden(who.into()))
 }
 
+/// A project's (or feature's) open plans when `claimNextPlan` found none to
+/// claim, counted by what holds each back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub drafts: u64,
+    /// READY but waiting for plans not COMPLETED (failed ones included).
+    pub ready_blocked: u64,
+    /// Of those, the ones waiting for a FAILED plan: it never completes, so
+    /// only a person frees them (removing or replacing the dependency).
+    pub ready_blocked_by_failed: u64,
+    /// READY and free, but drifted, and the caller skips drifted plans.
+    pub ready_skipped_as_drifted: u64,
+    /// CLAIMED or IN_PROGRESS: someone works on them.
+    pub held: u64,
+    pub in_review: u64,
+    /// STALLED with the lease run out: a take-over (`includeStalled`) gets one.
+    pub stalled_expired: u64,
+    /// STALLED with the lease still running: its holder may come back.
+    pub stalled_waiting: u64,
+}
+
+/// Why there is nothing to claim, as a fleet agent acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NothingReady {
+    /// No open plan is left: stop.
+    Done,
+    /// Ready plans were left out as drifted: rebase them, or claim without
+    /// skipping drifted plans.
+    SkippedAsDrifted,
+    /// Stalled plans can be taken over (claim with `includeStalled`).
+    Stalled,
+    /// Others are working, reviewing or holding leases: try again later.
+    Wait,
+    /// Only a person moves the rest on (drafts to mark ready, dependencies
+    /// on failed plans to remove): escalate instead of polling.
+    NeedsPerson,
+}
+
+impl NothingReady {
+    /// As the APIs spell it.
+    pub fn code(self) -> &'static str {
+        match self {
+            NothingReady::Done => "DONE",
+            NothingReady::SkippedAsDrifted => "SKIPPED_AS_DRIFTED",
+            NothingReady::Stalled => "STALLED",
+            NothingReady::Wait => "WAIT",
+            NothingReady::NeedsPerson => "NEEDS_PERSON",
+        }
+    }
+}
+
+impl Backlog {
+    pub fn open(&self) -> u64 {
+        self.drafts
+            + self.ready_blocked
+            + self.ready_skipped_as_drifted
+            + self.held
+            + self.in_review
+            + self.stalled_expired
+            + self.stalled_waiting
+    }
+
+    /// The most useful reason first: an agent that can act (rebase, take
+    /// over) is told so before one that should wait, and "a person is
+    /// needed" only when nothing else will move.
+    pub fn reason(&self) -> NothingReady {
+        let waiting_on_work = self.held
+            + self.in_review
+            + self.stalled_waiting
+            + (self.ready_blocked - self.ready_blocked_by_failed.min(self.ready_blocked));
+        if self.open() == 0 {
+            NothingReady::Done
+        } else if self.ready_skipped_as_drifted > 0 {
+            NothingReady::SkippedAsDrifted
+        } else if self.stalled_expired > 0 {
+            NothingReady::Stalled
+        } else if waiting_on_work > 0 {
+            NothingReady::Wait
+        } else {
+            NothingReady::NeedsPerson
+        }
+    }
+}
+
+/// Whether a member with `role` may approve work (REVIEW → COMPLETED, or
+/// completing their own claim) under `policy`; `is_submitter`: the work is
+/// theirs. GitHub's rule for pull requests is the model: no self-approval
+/// where the project asks for review.
+pub fn may_approve(policy: ReviewPolicy, role: Role, is_submitter: bool) -> bool {
+    role.can_write()
+        && match policy {
+            ReviewPolicy::AnyMember => true,
+            ReviewPolicy::OtherThanSubmitter => !is_submitter,
+            ReviewPolicy::Owners => role == Role::Owner,
+        }
+}
+
+/// Who may approve under `policy`, as a refusal or a submit answer says it.
+pub fn approvers(policy: ReviewPolicy) -> &'static str {
+    match policy {
+        ReviewPolicy::AnyMember => "any member or owner of the project",
+        ReviewPolicy::OtherThanSubmitter => {
+            "any member or owner of the project other than the submitter"
+        }
+        ReviewPolicy::Owners => "a project owner",
+    }
+}
+
+/// The policy as the API spells it.
+pub fn policy_name(policy: ReviewPolicy) -> &'static str {
+    match policy {
+        ReviewPolicy::AnyMember => "ANY_MEMBER",
+        ReviewPolicy::OtherThanSubmitter => "OTHER_THAN_SUBMITTER",
+        ReviewPolicy::Owners => "OWNERS",
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Fleets: priorities, leases, claim tokens, dependencies.
 // ---------------------------------------------------------------------------
@@ -316,6 +462,15 @@ pub const MIN_LEASE_SECONDS: i64 = 1;
 /// The longest lease a caller may ask for (7 days): a crashed agent's plan
 /// must come back some day without a person noticing.
 pub const MAX_LEASE_SECONDS: i64 = 7 * 24 * 3600;
+
+/// Most plans one plan may wait for. A plan that needs more is too large to
+/// be one plan; the bound also prices `Plan.blockedBy` in the query cost
+/// model at its real length, so nested dependency lists cannot multiply
+/// unseen (`blockedBy { blockedBy { … } }` over a large graph).
+pub const MAX_BLOCKERS: usize = 10;
+/// Most plans that may wait for one plan: a foundation plan can block a
+/// whole feature's worth, and `Plan.blocks` is priced at this length.
+pub const MAX_WAITERS: usize = 50;
 
 /// The fencing token of one claim of one plan. Claims of a plan are numbered
 /// (`generation`); every claim gets the next number, so a token from an
@@ -433,29 +588,34 @@ mod tests {
         role: Role::Member,
         is_claimer: true,
         is_submitter: false,
+        review_policy: ReviewPolicy::AnyMember,
     };
     const SUBMITTER: Actor = Actor::User {
         role: Role::Member,
         is_claimer: false,
         is_submitter: true,
+        review_policy: ReviewPolicy::AnyMember,
     };
     const OWNER: Actor = Actor::User {
         role: Role::Owner,
         is_claimer: false,
         is_submitter: false,
+        review_policy: ReviewPolicy::AnyMember,
     };
     const MEMBER: Actor = Actor::User {
         role: Role::Member,
         is_claimer: false,
         is_submitter: false,
+        review_policy: ReviewPolicy::AnyMember,
     };
     const VIEWER: Actor = Actor::User {
         role: Role::Viewer,
         is_claimer: false,
         is_submitter: false,
+        review_policy: ReviewPolicy::AnyMember,
     };
 
-    /// The workflow table of DESIGN.md, one row per allowed (from, action):
+    /// The workflow table of docs/workflow.md, one row per allowed (from, action):
     /// the target status, the claim effect, and whether a version is cut.
     fn expected_table() -> Vec<(PlanStatus, Action, PlanStatus, ClaimEffect, bool)> {
         use Action::*;
@@ -593,15 +753,15 @@ mod tests {
 
     #[test]
     fn viewers_change_nothing() {
+        // Whatever the plan's state: a viewer is told they cannot change it,
+        // not that the plan is claimed or in the wrong status.
         for from in PlanStatus::ALL {
             for action in Action::all() {
-                if let Ok(transition) = decide(from, action, privileged_actor(action)) {
-                    let refusal = decide(from, action, VIEWER);
-                    assert!(
-                        matches!(refusal, Err(Refusal::Forbidden(_))),
-                        "viewer {from:?} {action:?} -> {transition:?}"
-                    );
-                }
+                let refusal = decide(from, action, VIEWER);
+                assert!(
+                    matches!(refusal, Err(Refusal::Forbidden(_))),
+                    "viewer {from:?} {action:?} -> {refusal:?}"
+                );
             }
         }
     }

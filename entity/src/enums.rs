@@ -75,6 +75,22 @@ impl fmt::Display for PlanStatus {
     }
 }
 
+/// Who may approve work in REVIEW (REVIEW → COMPLETED) in a project.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum ReviewPolicy {
+    /// Any member or owner, the submitter included.
+    #[default]
+    #[sea_orm(string_value = "any_member")]
+    AnyMember,
+    /// Any member or owner but the one who submitted the work.
+    #[sea_orm(string_value = "other_than_submitter")]
+    OtherThanSubmitter,
+    /// Project owners only.
+    #[sea_orm(string_value = "owners")]
+    Owners,
+}
+
 /// A caller's role in the plan's project. Non-members never reach the workflow:
 /// the service refuses them before, so that they learn nothing about the plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]

@@ -17,6 +17,9 @@ pub struct Model {
     /// `None` when the system (the stale sweeper) made the change.
     pub actor_id: Option<Uuid>,
     pub at: DateTimeUtc,
+    /// Why: the server's cause for a change no person made (drift, unblock,
+    /// stall), or the reviewer's reason for sending work back.
+    pub note: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

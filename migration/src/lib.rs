@@ -7,6 +7,7 @@ mod m20261125_000002_plan_list_order;
 mod m20261129_000005_webhooks;
 mod m20261129_000006_plan_fleet;
 mod m20261129_000007_spec_drift;
+mod m20261207_000008_agent_contract;
 
 /// An index named `name` on `columns` of `table`, created only if missing.
 fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement {
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000005_webhooks::Migration),
             Box::new(m20261129_000006_plan_fleet::Migration),
             Box::new(m20261129_000007_spec_drift::Migration),
+            Box::new(m20261207_000008_agent_contract::Migration),
         ]
     }
 }

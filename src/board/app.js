@@ -34,8 +34,10 @@ const FEATURES = `query BoardFeatures($projectId: ID!, $after: String) {
     features(first: 100, after: $after) { nodes { id title } pageInfo { hasNextPage endCursor } }
   }
 }`;
+// 50 cards a page: the server prices a card's blockedBy at the most blockers a
+// plan may have (10), and 100 such cards cost more than its default limit.
 const PLANS = `query BoardPlans($projectId: ID, $featureId: ID, $after: String) {
-  plans(projectId: $projectId, featureId: $featureId, first: 100, after: $after) {
+  plans(projectId: $projectId, featureId: $featureId, first: 50, after: $after) {
     nodes { ...Card } pageInfo { hasNextPage endCursor }
   }
 }
@@ -44,13 +46,13 @@ const PLAN_DETAIL = `query BoardPlanDetail($id: ID!) {
   plan(id: $id) {
     ...Card description spec
     specDrift { fromVersion toVersion behind diff { unified added removed truncated } }
-    events { cursor kind fromStatus toStatus at actor { email displayName } }
+    events(last: 100) { cursor kind fromStatus toStatus at actor { email displayName } note }
   }
 }
 ${CARD}`;
 const PLAN_EVENTS = `subscription BoardEvents($projectId: ID, $featureId: ID, $after: String) {
   planEvents(projectId: $projectId, featureId: $featureId, after: $after) {
-    cursor kind fromStatus toStatus at actor { email displayName }
+    cursor kind fromStatus toStatus at actor { email displayName } note
     plan { ...Card }
   }
 }
@@ -417,9 +419,9 @@ function addHistory(events) {
     if (state.seenInDialog.has(event.cursor)) continue; // loaded and also delivered live
     state.seenInDialog.add(event.cursor);
     const move = event.fromStatus ? `${label(event.fromStatus)} → ${label(event.toStatus)}` : label(event.toStatus);
-    list.append(
-      h('li', {}, h('span', { class: 'event-kind' }, label(event.kind)), ` ${move}, by ${person(event.actor)} `, time(event.at)),
-    );
+    // A change the server made names its cause; a person's note is their reason.
+    const why = event.note ? (event.actor ? `: “${event.note}”` : `: ${event.note}`) : '';
+    list.append(h('li', {}, h('span', { class: 'event-kind' }, label(event.kind)), ` ${move}, by ${person(event.actor)}${why} `, time(event.at)));
   }
 }
 

@@ -244,6 +244,32 @@ pub fn row_path_selected(ctx: &Context<'_>, path: &[&str]) -> bool {
     nodes.exists() || edges.exists()
 }
 
+/// The `last` a row field that shows the newest items of a history
+/// (`events`, `versions`) asks for, as its first selection on the rows of
+/// this connection gives it; other selections load for themselves.
+pub fn row_field_newest(ctx: &Context<'_>, field: &str) -> AppResult<u64> {
+    let look = ctx.look_ahead();
+    let selections = [look.field("nodes"), look.field("edges").field("node")];
+    let first = selections
+        .iter()
+        .flat_map(|rows| rows.field(field).selection_fields())
+        .next();
+    let last = match first {
+        Some(selection) => selection
+            .arguments()
+            .map_err(|error| AppError::BadUserInput(error.message))?
+            .into_iter()
+            .find(|(name, _)| name.as_str() == "last")
+            .and_then(|(_, value)| match value {
+                async_graphql::Value::Number(number) => number.as_i64(),
+                _ => None,
+            })
+            .map(|last| i32::try_from(last).unwrap_or(i32::MAX)),
+        None => None,
+    };
+    crate::service::pagination::newest(last)
+}
+
 /// Calls `visit` with each field selected on the rows of this connection
 /// (`nodes { … }` and `edges { node { … } }`, fragments included,
 /// directives not evaluated).

@@ -12,10 +12,48 @@
 
 use async_graphql::{Response, Value};
 
+use crate::error::AppError;
+
+/// Why a response was not written.
+#[derive(Debug)]
+pub enum WriteError {
+    /// It would be longer than the limit it was written under.
+    TooLarge {
+        limit: usize,
+    },
+    Json(serde_json::Error),
+}
+
+impl From<serde_json::Error> for WriteError {
+    fn from(error: serde_json::Error) -> WriteError {
+        WriteError::Json(error)
+    }
+}
+
+impl WriteError {
+    /// What the client is told instead of the response.
+    pub fn into_app_error(self) -> AppError {
+        match self {
+            WriteError::TooLarge { limit } => AppError::BadUserInput(format!(
+                "The response would be larger than {limit} bytes, the server's limit (--max-response-bytes); ask for less at once (smaller pages, fewer nested lists or aliases)"
+            )),
+            WriteError::Json(error) => {
+                AppError::internal_from("cannot write a GraphQL response as JSON", error)
+            }
+        }
+    }
+}
+
 /// The JSON of `response`, as `serde_json::to_vec(&response)` writes it;
 /// without its `data` when `with_data` is false (a request error under
-/// `application/graphql-response+json`).
-pub fn response_json(response: &Response, with_data: bool) -> serde_json::Result<Vec<u8>> {
+/// `application/graphql-response+json`). Stops with
+/// [`WriteError::TooLarge`] as soon as it is longer than `limit` bytes, so
+/// no response is buffered past it, whatever fields it has.
+pub fn response_json(
+    response: &Response,
+    with_data: bool,
+    limit: usize,
+) -> Result<Vec<u8>, WriteError> {
     // Most responses fit; a page of fifty plans needs one or two doublings.
     let mut out = Vec::with_capacity(8 * 1024);
     out.push(b'{');
@@ -30,7 +68,7 @@ pub fn response_json(response: &Response, with_data: bool) -> serde_json::Result
     };
     if with_data {
         member(&mut out, "data")?;
-        write_value(&mut out, &response.data)?;
+        write_value(&mut out, &response.data, limit)?;
     }
     if !response.extensions.is_empty() {
         member(&mut out, "extensions")?;
@@ -41,16 +79,23 @@ pub fn response_json(response: &Response, with_data: bool) -> serde_json::Result
         serde_json::to_writer(&mut out, &response.errors)?;
     }
     out.push(b'}');
+    if out.len() > limit {
+        return Err(WriteError::TooLarge { limit });
+    }
     Ok(out)
 }
 
 /// The same as text, for a WebSocket frame (it is UTF-8 by construction;
 /// checking costs a pass over bytes already in cache).
-pub fn response_text(response: &Response) -> serde_json::Result<String> {
-    String::from_utf8(response_json(response, true)?).map_err(serde::ser::Error::custom)
+pub fn response_text(response: &Response, limit: usize) -> Result<String, WriteError> {
+    String::from_utf8(response_json(response, true, limit)?)
+        .map_err(|error| WriteError::Json(serde::ser::Error::custom(error)))
 }
 
-fn write_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
+/// Writes `value`, checking the length against `limit` after every list
+/// item and object member (a comparison each: the bound costs nothing
+/// measurable, and a value over it stops within one member of the limit).
+fn write_value(out: &mut Vec<u8>, value: &Value, limit: usize) -> Result<(), WriteError> {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Boolean(true) => out.extend_from_slice(b"true"),
@@ -63,7 +108,10 @@ fn write_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
                 if index > 0 {
                     out.push(b',');
                 }
-                write_value(out, item)?;
+                write_value(out, item, limit)?;
+                if out.len() > limit {
+                    return Err(WriteError::TooLarge { limit });
+                }
             }
             out.push(b']');
         }
@@ -75,7 +123,10 @@ fn write_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
                 }
                 write_str(out, name)?;
                 out.push(b':');
-                write_value(out, field)?;
+                write_value(out, field, limit)?;
+                if out.len() > limit {
+                    return Err(WriteError::TooLarge { limit });
+                }
             }
             out.push(b'}');
         }
@@ -165,7 +216,7 @@ mod tests {
     fn writes_what_serde_json_writes() {
         let mut response = Response::new(every_kind());
         assert_eq!(
-            response_json(&response, true).unwrap(),
+            response_json(&response, true, usize::MAX).unwrap(),
             serde_json::to_vec(&response).unwrap()
         );
         response.errors.push(ServerError::new(
@@ -176,7 +227,7 @@ mod tests {
             .extensions
             .insert("cost".into(), Value::from("over\tbudget"));
         assert_eq!(
-            response_json(&response, true).unwrap(),
+            response_json(&response, true, usize::MAX).unwrap(),
             serde_json::to_vec(&response).unwrap()
         );
     }
@@ -186,13 +237,26 @@ mod tests {
         let mut response = Response::new(Value::Null);
         response.errors.push(ServerError::new("refused", None));
         let json: serde_json::Value =
-            serde_json::from_slice(&response_json(&response, false).unwrap()).unwrap();
+            serde_json::from_slice(&response_json(&response, false, usize::MAX).unwrap()).unwrap();
         assert_eq!(
             json,
             serde_json::json!({ "errors": [{ "message": "refused" }] })
         );
         let empty = Response::new(Value::Null);
-        assert_eq!(response_json(&empty, false).unwrap(), b"{}");
+        assert_eq!(response_json(&empty, false, usize::MAX).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn stops_at_the_limit_and_not_before() {
+        let response = Response::new(every_kind());
+        let whole = response_json(&response, true, usize::MAX).unwrap();
+        assert_eq!(response_json(&response, true, whole.len()).unwrap(), whole);
+        for limit in [0, 10, whole.len() / 2, whole.len() - 1] {
+            assert!(matches!(
+                response_json(&response, true, limit),
+                Err(WriteError::TooLarge { limit: refused }) if refused == limit
+            ));
+        }
     }
 
     #[test]

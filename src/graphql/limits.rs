@@ -4,17 +4,23 @@
 //! async-graphql's depth and complexity rules walk the document with every
 //! fragment spread expanded in place, so a small document whose fragments
 //! spread each other ten times a level makes validation itself expand millions
-//! of fields. [`expanded_field_count`] measures that expansion without
-//! performing it (each fragment is counted once) and is checked before
-//! validation. Complexity then multiplies list fields by their page size
-//! ([`page_cost`]), so nested lists cannot multiply row loads unseen, and
-//! [`DocumentBudget`] bounds the large text a response may carry.
+//! of fields. [`expanded_cost`] measures that expansion without performing it
+//! (each fragment is counted once) and is checked before validation, with the
+//! price of the introspection the document asks for, which async-graphql's
+//! complexity does not see, and the longest list argument it sends.
+//! Complexity then multiplies list fields by their real bound ([`page_cost`],
+//! [`dependency_cost`]), so nested lists cannot multiply row loads unseen;
+//! [`DocumentBudget`] bounds the large text a response may carry, and the
+//! response's writer its bytes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use async_graphql::Variables;
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::registry::{MetaType, Registry};
+use async_graphql_value::{ConstValue, Value};
 
 use crate::error::{AppError, AppResult};
 
@@ -31,6 +37,8 @@ pub struct QueryLimits {
     pub max_fields: usize,
     /// Most bytes of specs and work artifacts one response may carry.
     pub max_document_bytes: usize,
+    /// Most bytes of JSON one response may be, counted as it is written.
+    pub max_response_bytes: usize,
     /// Longest a query may run before it is stopped.
     pub query_timeout: Duration,
     /// Most operations (subscriptions included) open at once on one WebSocket.
@@ -45,6 +53,7 @@ impl Default for QueryLimits {
             max_complexity: 5000,
             max_fields: 2000,
             max_document_bytes: 16 * 1024 * 1024,
+            max_response_bytes: 32 * 1024 * 1024,
             query_timeout: Duration::from_secs(30),
             max_operations_per_connection: 100,
         }
@@ -78,75 +87,287 @@ pub fn unpaged_cost(child_complexity: usize) -> usize {
     page_cost(None, None, child_complexity)
 }
 
-/// How many items a plan's dependency list (`blockedBy`, `blocks`) is
-/// counted as: a plan waits for a handful of plans, and a board shows them on
-/// every card of a 100-plan page, which a default page's count would price
-/// out of the complexity limit. Nesting them still multiplies the cost.
-pub const DEPENDENCIES_COUNTED: usize = 5;
-
-/// Complexity of a plan's dependency list.
-pub fn dependency_cost(child_complexity: usize) -> usize {
-    DEPENDENCIES_COUNTED
-        .saturating_mul(child_complexity)
-        .saturating_add(1)
+/// Complexity of a plan's dependency list: `bound` items (the most the
+/// server lets that list hold, `workflow::MAX_BLOCKERS` or `MAX_WAITERS`),
+/// each costing its selection.
+pub fn dependency_cost(bound: usize, child_complexity: usize) -> usize {
+    bound.saturating_mul(child_complexity).saturating_add(1)
 }
 
-/// The number of fields the document selects once every fragment spread is
-/// replaced by its fragment, over all its operations, or `Err(limit)` as soon
-/// as that exceeds `limit`. Each fragment's size is computed once, so this
-/// costs time proportional to the document's text, however far it expands.
-/// A fragment that spreads itself counts as empty here; validation reports it.
-pub fn expanded_field_count(document: &ExecutableDocument, limit: usize) -> Result<usize, usize> {
-    let mut counter = FieldCounter {
-        document,
-        sizes: HashMap::new(),
-    };
-    let mut total: usize = 0;
+/// Most items a list argument may have (`plans(status:)`,
+/// `createWebhook(eventKinds:)`, …), in the document or in its variables.
+/// No list argument of the schema means anything past a few dozen distinct
+/// values; a longer one only costs parsing, memory and statement size.
+pub const MAX_LIST_ARGUMENT_ITEMS: usize = 100;
+
+/// The error for a list argument longer than [`MAX_LIST_ARGUMENT_ITEMS`].
+pub fn list_too_long(items: usize) -> AppError {
+    AppError::BadUserInput(format!(
+        "A list argument has {items} items; lists sent to this server hold at most {MAX_LIST_ARGUMENT_ITEMS} (each distinct value once is always enough)"
+    ))
+}
+
+/// The longest list in `variables` or in the document's literal arguments
+/// (and directives' arguments), nested lists included.
+pub fn longest_list_argument(document: &ExecutableDocument, variables: &Variables) -> usize {
+    let mut longest = variables
+        .values()
+        .map(longest_const_list)
+        .max()
+        .unwrap_or(0);
+    let mut visit = |set: &SelectionSet| longest = longest.max(longest_in_selection(set));
     for (_, operation) in document.operations.iter() {
-        total = total.saturating_add(counter.selection_set(&operation.node.selection_set.node));
-        if total > limit {
-            return Err(limit);
+        visit(&operation.node.selection_set.node);
+    }
+    for fragment in document.fragments.values() {
+        visit(&fragment.node.selection_set.node);
+    }
+    longest
+}
+
+fn longest_in_selection(set: &SelectionSet) -> usize {
+    set.items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(field) => {
+                let arguments = field.node.arguments.iter().map(|(_, value)| &value.node);
+                let directives =
+                    field.node.directives.iter().flat_map(|directive| {
+                        directive.node.arguments.iter().map(|(_, v)| &v.node)
+                    });
+                arguments
+                    .chain(directives)
+                    .map(longest_value_list)
+                    .max()
+                    .unwrap_or(0)
+                    .max(longest_in_selection(&field.node.selection_set.node))
+            }
+            Selection::InlineFragment(fragment) => {
+                longest_in_selection(&fragment.node.selection_set.node)
+            }
+            Selection::FragmentSpread(_) => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn longest_value_list(value: &Value) -> usize {
+    match value {
+        Value::List(items) => items
+            .iter()
+            .map(longest_value_list)
+            .max()
+            .unwrap_or(0)
+            .max(items.len()),
+        Value::Object(fields) => fields.values().map(longest_value_list).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn longest_const_list(value: &ConstValue) -> usize {
+    match value {
+        ConstValue::List(items) => items
+            .iter()
+            .map(longest_const_list)
+            .max()
+            .unwrap_or(0)
+            .max(items.len()),
+        ConstValue::Object(fields) => fields.values().map(longest_const_list).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// What introspection costs, priced like any other field: one point per
+/// entry of its answer (a type, field, argument, enum value or input
+/// field). `__schema` answers the whole schema; `__type` one type, priced as
+/// the largest. async-graphql's complexity counts an introspection as its
+/// few selected fields, whatever the answer's size, so a 20 KB document of
+/// aliased `__schema`s would answer megabytes under any complexity limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntrospectionPrices {
+    pub schema: usize,
+    pub one_type: usize,
+}
+
+impl IntrospectionPrices {
+    /// The prices of introspecting the schema whose types `registry` holds.
+    pub fn of(registry: &Registry) -> IntrospectionPrices {
+        let entries = |ty: &MetaType| -> usize {
+            let listed = match ty {
+                MetaType::Object { fields, .. } | MetaType::Interface { fields, .. } => {
+                    fields.values().map(|field| 1 + field.args.len()).sum()
+                }
+                MetaType::Enum { enum_values, .. } => enum_values.len(),
+                MetaType::InputObject { input_fields, .. } => input_fields.len(),
+                MetaType::Union { possible_types, .. } => possible_types.len(),
+                MetaType::Scalar { .. } => 0,
+            };
+            1 + listed
+        };
+        let directives: usize = registry
+            .directives
+            .values()
+            .map(|directive| 1 + directive.args.len())
+            .sum();
+        IntrospectionPrices {
+            schema: registry.types.values().map(entries).sum::<usize>() + directives,
+            one_type: registry.types.values().map(entries).max().unwrap_or(1),
         }
     }
-    Ok(total)
+}
+
+/// What a document costs before it runs: the fields it selects once every
+/// fragment spread is replaced by its fragment (aliases count), and the
+/// price of the introspection it asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DocumentCost {
+    pub fields: usize,
+    pub introspection: usize,
+}
+
+impl DocumentCost {
+    fn plus(self, other: DocumentCost) -> DocumentCost {
+        DocumentCost {
+            fields: self.fields.saturating_add(other.fields),
+            introspection: self.introspection.saturating_add(other.introspection),
+        }
+    }
+}
+
+/// The [`DocumentCost`] of all the document's operations. Each fragment's
+/// cost is computed once, so this costs time proportional to the document's
+/// text, however far it expands. A fragment that spreads itself counts as
+/// empty here; validation reports it.
+pub fn expanded_cost(document: &ExecutableDocument, prices: IntrospectionPrices) -> DocumentCost {
+    let mut counter = FieldCounter {
+        document,
+        prices,
+        sizes: HashMap::new(),
+    };
+    document
+        .operations
+        .iter()
+        .fold(DocumentCost::default(), |total, (_, operation)| {
+            total.plus(counter.selection_set(&operation.node.selection_set.node))
+        })
 }
 
 struct FieldCounter<'a> {
     document: &'a ExecutableDocument,
-    /// Expanded size of each fragment; `None` while it is being counted.
-    sizes: HashMap<&'a str, Option<usize>>,
+    prices: IntrospectionPrices,
+    /// Expanded cost of each fragment; `None` while it is being counted.
+    sizes: HashMap<&'a str, Option<DocumentCost>>,
 }
 
 impl<'a> FieldCounter<'a> {
-    fn selection_set(&mut self, set: &'a SelectionSet) -> usize {
-        set.items.iter().fold(0, |total, item| {
-            let size = match &item.node {
-                Selection::Field(field) => {
-                    1usize.saturating_add(self.selection_set(&field.node.selection_set.node))
-                }
-                Selection::InlineFragment(fragment) => {
-                    self.selection_set(&fragment.node.selection_set.node)
-                }
-                Selection::FragmentSpread(spread) => self.fragment(&spread.node.fragment_name.node),
-            };
-            total.saturating_add(size)
-        })
+    fn selection_set(&mut self, set: &'a SelectionSet) -> DocumentCost {
+        set.items
+            .iter()
+            .fold(DocumentCost::default(), |total, item| {
+                let cost = match &item.node {
+                    Selection::Field(field) => {
+                        let introspection = match field.node.name.node.as_str() {
+                            "__schema" => self.prices.schema,
+                            "__type" => self.prices.one_type,
+                            _ => 0,
+                        };
+                        DocumentCost {
+                            fields: 1,
+                            introspection,
+                        }
+                        .plus(self.selection_set(&field.node.selection_set.node))
+                    }
+                    Selection::InlineFragment(fragment) => {
+                        self.selection_set(&fragment.node.selection_set.node)
+                    }
+                    Selection::FragmentSpread(spread) => {
+                        self.fragment(&spread.node.fragment_name.node)
+                    }
+                };
+                total.plus(cost)
+            })
     }
 
-    fn fragment(&mut self, name: &'a str) -> usize {
+    fn fragment(&mut self, name: &'a str) -> DocumentCost {
         match self.sizes.get(name) {
             Some(Some(size)) => return *size,
-            Some(None) => return 0,
+            Some(None) => return DocumentCost::default(),
             None => {}
         }
         let Some(fragment) = self.document.fragments.get(name) else {
-            return 0;
+            return DocumentCost::default();
         };
         self.sizes.insert(name, None);
         let size = self.selection_set(&fragment.node.selection_set.node);
         self.sizes.insert(name, Some(size));
         size
     }
+}
+
+/// Roughly the bytes `document` takes once parsed: what the document cache
+/// weighs it by. A parsed field is a few hundred bytes however short its
+/// text (a one-letter field parses to a `Positioned<Selection>` with its
+/// name, alias, argument and directive vectors), so a 128 KiB document can
+/// take tens of megabytes, and weighing by text would let a few such
+/// documents fill memory the cache was never meant to use.
+pub fn parsed_size(document: &ExecutableDocument) -> usize {
+    use async_graphql::Positioned;
+    use async_graphql::parser::types::Field;
+    use std::mem::size_of;
+    fn set_size(set: &SelectionSet) -> usize {
+        set.items
+            .iter()
+            .map(|item| {
+                size_of::<Positioned<Selection>>()
+                    + match &item.node {
+                        Selection::Field(field) => {
+                            let field = &field.node;
+                            size_of::<Field>()
+                                + field.name.node.len()
+                                + field.alias.as_ref().map_or(0, |alias| alias.node.len())
+                                + field
+                                    .arguments
+                                    .iter()
+                                    .map(|(name, value)| {
+                                        name.node.len() + value_size(&value.node) + 64
+                                    })
+                                    .sum::<usize>()
+                                + field.directives.len() * 128
+                                + set_size(&field.selection_set.node)
+                        }
+                        Selection::InlineFragment(fragment) => {
+                            64 + set_size(&fragment.node.selection_set.node)
+                        }
+                        Selection::FragmentSpread(spread) => {
+                            64 + spread.node.fragment_name.node.len()
+                        }
+                    }
+            })
+            .sum()
+    }
+    fn value_size(value: &Value) -> usize {
+        size_of::<Value>()
+            + match value {
+                Value::String(text) => text.len(),
+                Value::List(items) => items.iter().map(value_size).sum(),
+                Value::Object(fields) => fields
+                    .iter()
+                    .map(|(name, value)| name.len() + 32 + value_size(value))
+                    .sum(),
+                _ => 0,
+            }
+    }
+    let operations: usize = document
+        .operations
+        .iter()
+        .map(|(_, operation)| 256 + set_size(&operation.node.selection_set.node))
+        .sum();
+    let fragments: usize = document
+        .fragments
+        .values()
+        .map(|fragment| 256 + set_size(&fragment.node.selection_set.node))
+        .sum();
+    size_of::<ExecutableDocument>() + operations + fragments
 }
 
 /// The bytes of specs and work artifacts one response (or one subscription
@@ -204,6 +425,18 @@ pub fn query_too_long(limit: usize) -> AppError {
     ))
 }
 
+/// The error for a document whose introspection costs more than `limit`.
+pub fn introspection_too_costly(
+    cost: usize,
+    prices: IntrospectionPrices,
+    limit: usize,
+) -> AppError {
+    AppError::BadUserInput(format!(
+        "The query's introspection costs {cost} (each __schema {}, each __type {}: one per entry of the answer), over the server's limit of {limit} (--max-query-complexity); introspect the schema once and keep the answer",
+        prices.schema, prices.one_type
+    ))
+}
+
 /// The error for a document that expands to too many fields.
 pub fn too_many_fields(limit: usize) -> AppError {
     AppError::BadUserInput(format!(
@@ -215,25 +448,30 @@ pub fn too_many_fields(limit: usize) -> AppError {
 mod tests {
     use super::*;
 
-    fn count(query: &str, limit: usize) -> Result<usize, usize> {
-        let document = async_graphql::parser::parse_query(query).expect("parses");
-        expanded_field_count(&document, limit)
+    const PRICES: IntrospectionPrices = IntrospectionPrices {
+        schema: 700,
+        one_type: 40,
+    };
+
+    fn parse(query: &str) -> ExecutableDocument {
+        async_graphql::parser::parse_query(query).expect("parses")
+    }
+
+    fn count(query: &str) -> usize {
+        expanded_cost(&parse(query), PRICES).fields
     }
 
     #[test]
     fn fields_aliases_and_fragments_are_counted_as_expanded() {
-        assert_eq!(count("{ a b { c d } }", 100), Ok(4));
-        assert_eq!(count("{ x: a y: a z: a }", 100), Ok(3));
-        assert_eq!(
-            count("{ ...F ...F } fragment F on Query { a b }", 100),
-            Ok(4)
-        );
-        assert_eq!(count("{ ... on Query { a b } }", 100), Ok(2));
-        assert_eq!(count("query A { a } query B { b c }", 100), Ok(3));
+        assert_eq!(count("{ a b { c d } }"), 4);
+        assert_eq!(count("{ x: a y: a z: a }"), 3);
+        assert_eq!(count("{ ...F ...F } fragment F on Query { a b }"), 4);
+        assert_eq!(count("{ ... on Query { a b } }"), 2);
+        assert_eq!(count("query A { a } query B { b c }"), 3);
     }
 
     #[test]
-    fn a_fragment_fan_out_is_refused_without_expanding_it() {
+    fn a_fragment_fan_out_is_counted_without_expanding_it() {
         // Each fragment spreads the next ten times: 10^7 fields once expanded.
         let mut query = String::from("{ ...G0 }");
         for level in 0..7 {
@@ -241,19 +479,100 @@ mod tests {
             query.push_str(&format!(" fragment G{level} on Query {{ {spreads} }}"));
         }
         query.push_str(" fragment G7 on Query { __typename }");
-        assert_eq!(count(&query, 2000), Err(2000));
-        assert_eq!(count(&query, usize::MAX), Ok(10_000_000));
+        assert_eq!(count(&query), 10_000_000);
     }
 
     #[test]
     fn self_spreading_fragments_end() {
         assert_eq!(
-            count(
-                "{ ...A } fragment A on Query { a ...B } fragment B on Query { ...A }",
-                100
-            ),
-            Ok(1)
+            count("{ ...A } fragment A on Query { a ...B } fragment B on Query { ...A }"),
+            1
         );
+    }
+
+    #[test]
+    fn introspection_is_priced_by_its_answer_wherever_it_hides() {
+        let cost = |query: &str| expanded_cost(&parse(query), PRICES).introspection;
+        assert_eq!(cost("{ __typename plans { id } }"), 0);
+        assert_eq!(cost("{ __schema { types { name } } }"), 700);
+        assert_eq!(
+            cost("{ a: __schema { types { name } } b: __type(name: \"Plan\") { name } }"),
+            740
+        );
+        assert_eq!(
+            cost(
+                "{ ...S ...S } fragment S on Query { ... on Query { __schema { queryType { name } } } }"
+            ),
+            1400
+        );
+        let aliases: String = (0..285)
+            .map(|i| format!("s{i}: __schema {{ types {{ name }} }} "))
+            .collect();
+        assert_eq!(cost(&format!("{{ {aliases} }}")), 285 * 700);
+    }
+
+    #[test]
+    fn introspection_prices_count_every_entry_of_the_answer() {
+        use async_graphql::OutputType;
+        let mut registry = Registry::default();
+        crate::graphql::query::QueryRoot::create_type_info(&mut registry);
+        let prices = IntrospectionPrices::of(&registry);
+        let plan_entries = match &registry.types["Plan"] {
+            MetaType::Object { fields, .. } => {
+                1 + fields
+                    .values()
+                    .map(|field| 1 + field.args.len())
+                    .sum::<usize>()
+            }
+            _ => panic!("Plan is an object"),
+        };
+        assert!(prices.one_type >= plan_entries);
+        assert!(prices.schema > prices.one_type * 2);
+    }
+
+    #[test]
+    fn the_longest_list_argument_is_found_in_literals_directives_and_variables() {
+        let longest = |query: &str, variables: serde_json::Value| {
+            longest_list_argument(&parse(query), &Variables::from_json(variables))
+        };
+        assert_eq!(longest("{ plans { id } }", serde_json::json!({})), 0);
+        assert_eq!(
+            longest(
+                "{ plans(status: [READY, DRAFT]) { id } }",
+                serde_json::json!({})
+            ),
+            2
+        );
+        assert_eq!(
+            longest(
+                "{ a { b(x: {y: [[1, 2, 3]]}) @include(if: true) { c } } }",
+                serde_json::json!({})
+            ),
+            3
+        );
+        assert_eq!(
+            longest(
+                "{ ...F } fragment F on Query { plans(priority: [0, 1, 2, 3]) { id } }",
+                serde_json::json!({})
+            ),
+            4
+        );
+        let many: Vec<i32> = (0..500).collect();
+        assert_eq!(
+            longest(
+                "query($p: [Int!]) { plans(priority: $p) { id } }",
+                serde_json::json!({ "p": many })
+            ),
+            500
+        );
+    }
+
+    #[test]
+    fn parsed_size_grows_with_the_fields_not_only_the_text() {
+        let many = parsed_size(&parse(&format!("{{ {} }}", "a ".repeat(1000))));
+        let one = parsed_size(&parse("{ a }"));
+        // 2 bytes of text a field; over a hundred once parsed.
+        assert!((many - one) / 999 > 100, "{many} {one}");
     }
 
     #[test]

@@ -5,9 +5,10 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
 use crate::error::AppError;
@@ -28,9 +29,12 @@ pub struct ProjectId(pub Uuid);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PlanId(pub Uuid);
 
-/// A feature's versions.
+/// A feature's newest `last` versions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FeatureVersions(pub Uuid);
+pub struct FeatureVersions {
+    pub feature: Uuid,
+    pub last: u64,
+}
 /// Plan counts per status of a feature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FeaturePlanCounts(pub Uuid);
@@ -52,9 +56,12 @@ pub struct VersionNumber {
     pub feature: Uuid,
     pub version: i32,
 }
-/// A plan's audit trail.
+/// The newest `last` events of a plan's audit trail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PlanEvents(pub Uuid);
+pub struct PlanEvents {
+    pub plan: Uuid,
+    pub last: u64,
+}
 /// A plan's spec revisions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PlanSpecRevisions(pub Uuid);
@@ -91,10 +98,22 @@ pub struct SpecLoader {
 
 /// Diffs between specs: the plans of one feature drifted from the same
 /// version share one diff, computed once per request; the specs of a batch
-/// of diffs are one read from the store.
+/// of diffs are one read from the store. At most
+/// [`crate::drift::MAX_DIFFS_PER_OPERATION`] are computed for one operation,
+/// one after another, each in a turn of the instance's diff bound; and none
+/// starts once the operation is gone (the client left, or it timed out).
 pub struct DiffLoader {
     services: Services,
+    /// Diffs this operation has started.
+    started: AtomicUsize,
+    /// Cancelled when the operation's loaders are dropped. DataLoader runs
+    /// batches on tasks of their own, which outlive the request otherwise.
+    operation_gone: CancellationToken,
 }
+
+/// A diff as a field gets it: computed, or refused because the operation
+/// asked for more than its share.
+pub type DiffOutcome = Result<Arc<crate::drift::SpecDiff>, AppError>;
 
 /// The loaders of one request. Each caches what it loaded for the rest of
 /// the request, so a list can load every row's relations in one batch up
@@ -105,6 +124,8 @@ pub struct Loaders {
     pub diffs: DataLoader<DiffLoader, HashMapCache>,
     /// A list of this request put its specs into `specs` (see [`Loaders::prime_specs`]).
     specs_primed: AtomicBool,
+    /// Stops the operation's pending diffs when it ends.
+    _stop_diffs: DropGuard,
 }
 
 impl Loaders {
@@ -115,14 +136,18 @@ impl Loaders {
         let specs = SpecLoader {
             services: services.clone(),
         };
+        let operation_gone = CancellationToken::new();
         let diffs = DiffLoader {
             services: services.clone(),
+            started: AtomicUsize::new(0),
+            operation_gone: operation_gone.clone(),
         };
         Loaders {
             db: DataLoader::with_cache(db, tokio::spawn, HashMapCache::default()),
             specs: DataLoader::with_cache(specs, tokio::spawn, HashMapCache::default()),
             diffs: DataLoader::with_cache(diffs, tokio::spawn, HashMapCache::default()),
             specs_primed: AtomicBool::new(false),
+            _stop_diffs: operation_gone.drop_guard(),
         }
     }
 
@@ -206,6 +231,17 @@ where
     Ok(())
 }
 
+/// Keys of a history loader grouped by how many newest items they ask for:
+/// one statement for each count (a request nearly always uses one).
+fn by_count<K>(keys: &[K], split: impl Fn(&K) -> (u64, Uuid)) -> HashMap<u64, Vec<Uuid>> {
+    let mut groups: HashMap<u64, Vec<Uuid>> = HashMap::new();
+    for key in keys {
+        let (count, id) = split(key);
+        groups.entry(count).or_default().push(id);
+    }
+    groups
+}
+
 fn index_by<K: Eq + Hash, V>(rows: Vec<V>, key: impl Fn(&V) -> K) -> HashMap<K, V> {
     rows.into_iter().map(|row| (key(&row), row)).collect()
 }
@@ -270,12 +306,16 @@ impl Loader<FeatureVersions> for DbLoader {
         &self,
         keys: &[FeatureVersions],
     ) -> Result<HashMap<FeatureVersions, Self::Value>, AppError> {
-        let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
-        let grouped = self.services.versions_by_features(&ids).await?;
-        Ok(grouped
-            .into_iter()
-            .map(|(id, versions)| (FeatureVersions(id), versions))
-            .collect())
+        let mut loaded = HashMap::new();
+        for (last, features) in by_count(keys, |key| (key.last, key.feature)) {
+            let grouped = self.services.versions_by_features(&features, last).await?;
+            loaded.extend(
+                grouped
+                    .into_iter()
+                    .map(|(feature, versions)| (FeatureVersions { feature, last }, versions)),
+            );
+        }
+        Ok(loaded)
     }
 }
 
@@ -378,12 +418,16 @@ impl Loader<PlanEvents> for DbLoader {
         &self,
         keys: &[PlanEvents],
     ) -> Result<HashMap<PlanEvents, Self::Value>, AppError> {
-        let ids: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
-        let grouped = self.services.events_of(&ids).await?;
-        Ok(grouped
-            .into_iter()
-            .map(|(id, events)| (PlanEvents(id), events))
-            .collect())
+        let mut loaded = HashMap::new();
+        for (last, plans) in by_count(keys, |key| (key.last, key.plan)) {
+            let grouped = self.services.events_of(&plans, last).await?;
+            loaded.extend(
+                grouped
+                    .into_iter()
+                    .map(|(plan, events)| (PlanEvents { plan, last }, events)),
+            );
+        }
+        Ok(loaded)
     }
 }
 
@@ -471,11 +515,11 @@ impl Loader<SpecKey> for SpecLoader {
 }
 
 impl Loader<DiffKey> for DiffLoader {
-    type Value = Arc<crate::drift::SpecDiff>;
+    type Value = DiffOutcome;
     type Error = AppError;
 
     /// Every spec of the batch in one read, then the diffs, one after the
-    /// other, off the async threads (each bounded by its deadline).
+    /// other (each bounded by its deadline), while the operation lasts.
     async fn load(&self, keys: &[DiffKey]) -> Result<HashMap<DiffKey, Self::Value>, AppError> {
         let mut specs: Vec<String> = keys
             .iter()
@@ -491,27 +535,39 @@ impl Loader<DiffKey> for DiffLoader {
             .into_iter()
             .map(|(key, bytes)| (key, spec_text(&bytes)))
             .collect();
-        let keys = keys.to_vec();
-        tokio::task::spawn_blocking(move || {
-            let text = |key: &str| {
-                objects
-                    .get(key)
-                    .ok_or_else(|| AppError::Internal(format!("spec object {key} is missing")))
+        let text = |key: &str| {
+            objects
+                .get(key)
+                .cloned()
+                .ok_or_else(|| AppError::internal(format!("spec object {key} is missing")))
+        };
+        let mut diffs = HashMap::with_capacity(keys.len());
+        for key in keys {
+            let started = self.started.fetch_add(1, Ordering::Relaxed);
+            if started >= crate::drift::MAX_DIFFS_PER_OPERATION {
+                diffs.insert(key.clone(), Err(too_many_diffs()));
+                continue;
+            }
+            let labels = (key.from_label.clone(), key.to_label.clone());
+            let comparison = self
+                .services
+                .compare(text(&key.from)?, text(&key.to)?, labels);
+            let diff = tokio::select! {
+                biased;
+                () = self.operation_gone.cancelled() => {
+                    return Err(AppError::internal("the operation ended before its diffs"));
+                }
+                diff = comparison => diff?,
             };
-            keys.into_iter()
-                .map(|key| {
-                    let diff = crate::drift::diff(
-                        text(&key.from)?,
-                        text(&key.to)?,
-                        &key.from_label,
-                        &key.to_label,
-                        crate::drift::DiffLimits::default(),
-                    );
-                    Ok((key, Arc::new(diff)))
-                })
-                .collect()
-        })
-        .await
-        .map_err(|error| AppError::Internal(format!("the diff task failed: {error}")))?
+            diffs.insert(key.clone(), Ok(Arc::new(diff)));
+        }
+        Ok(diffs)
     }
+}
+
+fn too_many_diffs() -> AppError {
+    AppError::BadUserInput(format!(
+        "This operation asks for more than {} diffs, the most one operation computes; ask for the others in another request",
+        crate::drift::MAX_DIFFS_PER_OPERATION
+    ))
 }

@@ -3,12 +3,13 @@
 use async_graphql::{Context, ID, Object};
 
 use super::types::{
-    ApiKey, CreatedApiKey, CreatedUser, Feature, FeatureVersion, Plan, PlanStatus, Project,
-    ProjectMember, ProjectRole, SubmitStatus, SubmitWorkResult, User,
+    ApiKey, ClaimsMade, CreatedApiKey, CreatedUser, Feature, FeatureVersion, Plan, PlanStatus,
+    Project, ProjectMember, ProjectRole, ReviewPolicy, SubmitStatus, SubmitWorkResult, User,
 };
 use super::types::{CreatedWebhook, PlanEventKind, Webhook, WebhookDelivery};
 use super::{viewer, writing};
 use crate::error::AppResult;
+use crate::service::claim_next::NextPlan;
 use crate::service::features::FeatureUpdate;
 use crate::service::plans::Outcome;
 use crate::service::webhooks::{KindsChange, WebhookUpdate};
@@ -25,7 +26,7 @@ fn submit_result(outcome: Outcome) -> SubmitWorkResult {
 /// Changes. Errors carry `extensions.code`: UNAUTHENTICATED, FORBIDDEN,
 /// NOT_FOUND, CONFLICT, INVALID_TRANSITION, BAD_USER_INPUT,
 /// STORAGE_UNAVAILABLE or INTERNAL.
-#[Object]
+#[Object(name = "Mutation")]
 impl MutationRoot {
     /// Admins only: creates a user and returns their first API key (shown once).
     async fn create_user(
@@ -86,6 +87,20 @@ impl MutationRoot {
             )
             .await?;
         Ok(ProjectMember(member))
+    }
+
+    /// Owners only: who may approve work in REVIEW from now on. GitHub's
+    /// "no self-approval" is `OTHER_THAN_SUBMITTER`.
+    async fn set_project_review_policy(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The project.")] project_id: ID,
+        #[graphql(desc = "Who may approve work in REVIEW.")] policy: ReviewPolicy,
+    ) -> AppResult<Project> {
+        let project = writing(ctx)
+            .set_review_policy(viewer(ctx)?, &project_id, policy.into())
+            .await?;
+        Ok(Project::from(project))
     }
 
     /// Owners remove anyone; members may remove themselves. The last owner stays.
@@ -227,10 +242,12 @@ impl MutationRoot {
     }
 
     /// Claims for you the best claimable plan of a project (or feature):
-    /// READY and not blocked, most urgent priority first, then oldest. Null
-    /// when there is none. Concurrent callers never get the same plan and
-    /// never a CONFLICT. The plan comes with what you need to start: ask for
-    /// `spec`, `feature`, `claimToken` and `leaseExpiresAt`.
+    /// READY and not blocked, most urgent priority first, then oldest. Work
+    /// a reviewer sent back to you comes first (you hold it already; its
+    /// newest event's `note` says what to change). Null when there is none.
+    /// Concurrent callers never get the same plan and never a CONFLICT. The
+    /// plan comes with what you need to start: ask for `spec`, `feature`,
+    /// `claimToken` (shown only in this answer) and `leaseExpiresAt`.
     async fn claim_next_plan(
         &self,
         ctx: &Context<'_>,
@@ -251,7 +268,7 @@ impl MutationRoot {
         )]
         skip_drifted: Option<bool>,
     ) -> AppResult<Option<Plan>> {
-        let plan = writing(ctx)
+        let next = writing(ctx)
             .claim_next(
                 viewer(ctx)?,
                 &project_id,
@@ -261,7 +278,12 @@ impl MutationRoot {
                 skip_drifted.unwrap_or(false),
             )
             .await?;
-        Ok(plan.map(Plan::from))
+        let plan = match next {
+            NextPlan::Claimed { plan, .. } | NextPlan::Returned { plan, .. } => plan,
+            NextPlan::Nothing(_) => return Ok(None),
+        };
+        record_claim(ctx, &plan);
+        Ok(Some(Plan::from(plan)))
     }
 
     /// The claimer renews the lease of a plan they hold, cheaply (no spec,
@@ -329,9 +351,13 @@ impl MutationRoot {
         ctx: &Context<'_>,
         #[graphql(desc = "The plan.")] plan_id: ID,
         #[graphql(desc = "The status to move to.")] status: PlanStatus,
+        #[graphql(
+            desc = "Why, for the plan's history (`PlanEvent.note`); when sending work back from REVIEW to IN_PROGRESS, what the worker should change. Up to the description limit."
+        )]
+        note: Option<String>,
     ) -> AppResult<Plan> {
         let outcome = writing(ctx)
-            .set_plan_status(viewer(ctx)?, &plan_id, status.into())
+            .set_plan_status(viewer(ctx)?, &plan_id, status.into(), note)
             .await?;
         Ok(Plan::from(outcome.plan))
     }
@@ -351,6 +377,7 @@ impl MutationRoot {
         let plan = writing(ctx)
             .claim_plan(viewer(ctx)?, &plan_id, lease_seconds)
             .await?;
+        record_claim(ctx, &plan);
         Ok(Plan::from(plan))
     }
 
@@ -503,5 +530,14 @@ impl MutationRoot {
             .redeliver_webhook_delivery(viewer(ctx)?, &delivery_id)
             .await?;
         Ok(WebhookDelivery(delivery))
+    }
+}
+
+/// Notes that this operation claimed `plan`, so that its answer shows the
+/// claim's token (`Plan.claimToken`); every operation gets its record when
+/// it is prepared (an operation without one shows no token).
+fn record_claim(ctx: &Context<'_>, plan: &entity::plan::Model) {
+    if let Some(made) = ctx.data_opt::<std::sync::Arc<ClaimsMade>>() {
+        made.record(plan);
     }
 }

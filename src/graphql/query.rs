@@ -4,11 +4,13 @@ use async_graphql::{Context, ID, Object};
 
 use super::connection::PageArguments;
 use super::types::{
-    ApiKey, DateTime, Feature, FeatureVersion, Plan, PlanConnection, PlanOrder, PlanStatus,
+    ApiKey, DateTime, Feature, FeatureVersion, Node, Plan, PlanConnection, PlanOrder, PlanStatus,
     Project, User, load_plans,
 };
 use super::{services, viewer};
-use crate::error::AppResult;
+use crate::error::{AppResult, Argument};
+use crate::service::pagination::newest;
+use crate::service::parse_id;
 use crate::service::plans::PlanFilter;
 
 pub struct QueryRoot;
@@ -16,7 +18,7 @@ pub struct QueryRoot;
 /// Reads. Everything is limited to projects you are a member of.
 // Arguments are flat by contract (DESIGN.md), so `plans` has many of them.
 #[allow(clippy::too_many_arguments)]
-#[Object]
+#[Object(name = "Query")]
 impl QueryRoot {
     /// You: the user the API key belongs to.
     async fn viewer(&self, ctx: &Context<'_>) -> AppResult<User> {
@@ -55,6 +57,28 @@ impl QueryRoot {
     ) -> AppResult<Feature> {
         let feature = services(ctx).feature(viewer(ctx)?, &id).await?;
         Ok(Feature::from(feature))
+    }
+
+    /// Any object you may see by its id alone — a plan, feature, project,
+    /// user or feature version (Relay's global object identification). Null
+    /// when there is none, or it belongs to a project you are not a member of.
+    async fn node(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The object's id.")] id: ID,
+    ) -> AppResult<Option<Node>> {
+        Ok(find_nodes(ctx, &[id]).await?.pop().flatten())
+    }
+
+    /// Several objects by id, in the order asked, each as `node(id:)` gives
+    /// it: in one read for each type, however many ids (at most 100).
+    #[graphql(complexity = "ids.len().saturating_mul(child_complexity).saturating_add(1)")]
+    async fn nodes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The objects' ids; at most 100.")] ids: Vec<ID>,
+    ) -> AppResult<Vec<Option<Node>>> {
+        find_nodes(ctx, &ids).await
     }
 
     /// One plan with everything about it (ask for `spec` to get the markdown).
@@ -101,14 +125,14 @@ impl QueryRoot {
             updated_since: updated_since.map(|since| since.0),
             search,
             drifted,
-            priorities: priority.unwrap_or_default(),
             ..PlanFilter::parse(
                 project_id.as_deref().map(String::as_str),
                 feature_id.as_deref().map(String::as_str),
                 claimed_by.as_deref().map(String::as_str),
                 status.unwrap_or_default(),
             )?
-        };
+        }
+        .with_priorities(priority.unwrap_or_default())?;
         let arguments = PageArguments {
             first,
             after,
@@ -118,17 +142,33 @@ impl QueryRoot {
         load_plans(ctx, filter, order_by.unwrap_or_default(), arguments).await
     }
 
-    /// A feature's versions, oldest first, each linked to the plan and person
-    /// that produced it.
-    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
+    /// A feature's newest `last` versions, oldest first, each linked to the
+    /// plan and person that produced it.
+    #[graphql(complexity = "crate::graphql::limits::page_cost(None, last, child_complexity)")]
     async fn feature_versions(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The feature's id.")] feature_id: ID,
+        #[graphql(desc = "How many of the newest versions: 0 to 100, default 20.")] last: Option<
+            i32,
+        >,
     ) -> AppResult<Vec<FeatureVersion>> {
         let versions = services(ctx)
-            .feature_versions(viewer(ctx)?, &feature_id)
+            .feature_versions(viewer(ctx)?, &feature_id, newest(last)?)
             .await?;
         Ok(versions.into_iter().map(FeatureVersion).collect())
     }
+}
+
+/// `node` and `nodes`: each id's object, or null.
+async fn find_nodes(ctx: &Context<'_>, ids: &[ID]) -> AppResult<Vec<Option<Node>>> {
+    let ids = ids
+        .iter()
+        .map(|id| parse_id(Argument::Id, id))
+        .collect::<AppResult<Vec<_>>>()?;
+    let found = services(ctx).nodes(viewer(ctx)?, &ids).await?;
+    Ok(ids
+        .iter()
+        .map(|id| found.get(id).cloned().map(Node::from))
+        .collect())
 }

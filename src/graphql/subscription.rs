@@ -74,7 +74,7 @@ pub struct SetupOutcome {
 /// Live updates over WebSocket (`/graphql/ws`, protocols graphql-transport-ws
 /// and graphql-ws). Authenticate in `connection_init`:
 /// `{"Authorization": "Bearer <API key>"}`.
-#[Subscription]
+#[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Plan changes in your projects: creation, spec updates, every status
     /// change. With `after`, first replays every event committed after that
@@ -84,6 +84,9 @@ impl SubscriptionRoot {
     /// memberships as they change; one filtered to a project you are removed
     /// from ends with an error, and revoking the connection's API key ends
     /// every subscription on it with UNAUTHENTICATED.
+    // Each event is a response of its own, so one event's selection is the
+    // price; a replay is paged, and the socket's operations are bounded.
+    #[graphql(complexity = "1 + child_complexity")]
     async fn plan_events(
         &self,
         ctx: &Context<'_>,

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::AppError;
-use crate::graphql::json::response_json;
+use crate::graphql::json::{WriteError, response_json};
 
 /// The media type of a GraphQL response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,34 +75,70 @@ impl MediaType {
     /// `application/graphql-response+json` a request error — the document did
     /// not parse or validate, or its variables did not coerce, so nothing ran
     /// — is a 400 without `data`.
-    pub fn result(self, result: async_graphql::Response) -> Response {
+    /// `result` as this media type, in at most `max_bytes` of JSON: a
+    /// longer one is refused whole, like a request over any other limit.
+    pub fn result(self, result: async_graphql::Response, max_bytes: usize) -> Response {
         let status = if self == Self::GraphqlResponseJson && is_request_error(&result) {
             StatusCode::BAD_REQUEST
         } else {
             StatusCode::OK
         };
-        match response_json(&result, status == StatusCode::OK) {
+        match response_json(&result, status == StatusCode::OK, max_bytes) {
             Ok(body) => self.bytes(status, body),
+            Err(error @ WriteError::TooLarge { .. }) => {
+                let status = match self {
+                    Self::Json => StatusCode::OK,
+                    Self::GraphqlResponseJson => StatusCode::BAD_REQUEST,
+                };
+                self.error(status, &error.into_app_error())
+            }
             Err(error) => {
-                let error =
-                    AppError::Internal(format!("cannot write a GraphQL response as JSON: {error}"));
+                let error = error.into_app_error();
                 error.log_if_internal("response");
                 self.error(StatusCode::INTERNAL_SERVER_ERROR, &error)
             }
         }
     }
 
+    /// The results of a batch, in its order, as one JSON array (200 even
+    /// for request errors: each result stands on its own). A result that
+    /// would take the array past `max_bytes` is replaced by its refusal.
+    pub fn batch(self, results: &[async_graphql::Response], max_bytes: usize) -> Response {
+        let mut body = vec![b'['];
+        for (index, result) in results.iter().enumerate() {
+            if index > 0 {
+                body.push(b',');
+            }
+            let with_data = !(self == Self::GraphqlResponseJson && is_request_error(result));
+            let left = max_bytes.saturating_sub(body.len());
+            let json = match response_json(result, with_data, left) {
+                Ok(json) => json,
+                Err(error) => {
+                    let error = error.into_app_error();
+                    error.log_if_internal("batch response");
+                    self.error_json(&error).to_string().into_bytes()
+                }
+            };
+            body.extend_from_slice(&json);
+        }
+        body.push(b']');
+        self.bytes(StatusCode::OK, body)
+    }
+
     /// A request that never reached GraphQL (unreadable body, bad key, …),
     /// still shaped like a GraphQL response so clients parse every failure
     /// the same way.
     pub fn error(self, status: StatusCode, error: &AppError) -> Response {
+        self.body(status, &self.error_json(error))
+    }
+
+    fn error_json(self, error: &AppError) -> serde_json::Value {
         let errors =
             json!([{ "message": error.message(), "extensions": { "code": error.code() } }]);
-        let body = match self {
+        match self {
             Self::Json => json!({ "data": null, "errors": errors }),
             Self::GraphqlResponseJson => json!({ "errors": errors }),
-        };
-        self.body(status, &body)
+        }
     }
 
     fn body(self, status: StatusCode, body: &serde_json::Value) -> Response {

@@ -1,15 +1,13 @@
 //! What every tool call shares: arguments parsed into a tool error the model
-//! can correct, the schemas rmcp advertises, and the two kinds of result (the
-//! seed's text with structured JSON, or a refusal starting with its code).
+//! can correct, and the two kinds of result (the seed's text with structured
+//! JSON, or a refusal starting with its code); their schemas are in
+//! [`super::schema`].
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::http::request::Parts;
-use rmcp::handler::server::tool::{schema_for_input, schema_for_output, schema_for_type};
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
-use rmcp::schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, json};
@@ -28,9 +26,8 @@ pub(super) struct Reply {
 
 impl Reply {
     pub(super) fn new(text: &Text, data: &impl Serialize) -> AppResult<Reply> {
-        let data = serde_json::to_value(data).map_err(|error| {
-            AppError::Internal(format!("cannot serialize a tool result: {error}"))
-        })?;
+        let data = serde_json::to_value(data)
+            .map_err(|error| AppError::internal_from("cannot serialize a tool result", error))?;
         Ok(Reply {
             text: text.finish(),
             data,
@@ -48,11 +45,17 @@ impl Reply {
 /// seed's words: its text starts with the code (`CONFLICT: Plan already
 /// claimed by another user`), and its structured content holds the same
 /// code and message with the facts a program acts on:
-/// `{"error": {"code", "message", "current_status", …}}`.
-fn error_result(error: &AppError) -> CallToolResult {
+/// `{"error": {"code", "message", "current_status", …}}`, the
+/// [`ToolError`](super::schema::ToolError) every output schema allows.
+pub(super) fn error_result(error: &AppError) -> CallToolResult {
     error.log_if_internal("mcp tool call");
     let message = error.message_for(Interface::Mcp);
-    let text = format!("{}: {message}", error.code());
+    // `CONFLICT (STALE_CLAIM): …`: an agent that reads only the text learns
+    // the reason as well as the code.
+    let text = match error.reason() {
+        Some(reason) => format!("{} ({reason}): {message}", error.code()),
+        None => format!("{}: {message}", error.code()),
+    };
     let mut fields = Map::new();
     fields.insert("code".into(), error.code().into());
     fields.insert("message".into(), message.into());
@@ -74,21 +77,6 @@ pub(super) fn parse_arguments<A: DeserializeOwned>(
             "Invalid arguments for {tool}: {error}; see the tool's input schema"
         ))
     })
-}
-
-/// The JSON schema of a tool's arguments. A type rmcp refuses (one that is
-/// not an object) would be a bug that the unit tests catch; falling back to
-/// the plain schema keeps the server from panicking over it at start.
-pub(super) fn input<T: JsonSchema + 'static>() -> Arc<JsonObject> {
-    schema_for_input::<T>().unwrap_or_else(|error| {
-        let arguments = std::any::type_name::<T>();
-        tracing::error!(%error, arguments, "a tool's arguments are not an object schema");
-        schema_for_type::<T>()
-    })
-}
-
-pub(super) fn output<T: JsonSchema + 'static>() -> Arc<JsonObject> {
-    schema_for_output::<T>()
 }
 
 impl Tools {

@@ -10,7 +10,8 @@ use rmcp::{tool, tool_router};
 use serde::{Deserialize, Serialize};
 
 use super::Tools;
-use super::call::{Reply, input, output};
+use super::call::Reply;
+use super::schema::{input, output};
 use super::views::{DiffView, PlanView, Related, Text, text_time};
 use crate::error::{AppError, AppResult};
 use crate::service::Viewer;

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Tools;
-use super::call::{Reply, input, output};
+use super::call::Reply;
+use super::schema::{input, output};
 use super::views::{
     FeatureRef, FeatureView, ProjectRef, Related, Text, VersionView, counts_by_name, counts_text,
     text_time,
@@ -332,7 +333,11 @@ impl Tools {
         args: ListFeatureVersionsArgs,
     ) -> AppResult<Reply> {
         let feature = self.services.feature(&viewer, &args.feature_id).await?;
-        let versions = self.services.versions_of(feature.id).await?;
+        // The newest page: the feature's version number tells how many in all.
+        let versions = self
+            .services
+            .versions_of(feature.id, crate::service::pagination::MAX_PAGE_SIZE)
+            .await?;
         let plan_ids: Vec<Uuid> = versions
             .iter()
             .filter_map(|version| version.implemented_by_plan_id)
@@ -406,17 +411,17 @@ fn feature_view(
 
 #[cfg(test)]
 mod tests {
-    use rmcp::handler::server::tool::schema_for_input;
-
+    use super::super::schema::input_schema;
     use super::*;
 
-    /// rmcp accepts every argument type as an input schema (a JSON object).
+    /// Every argument type is an object schema, as MCP requires of an input
+    /// schema, so `input` never falls back.
     #[test]
     fn every_argument_type_is_a_valid_input_schema() {
-        assert!(schema_for_input::<CreateFeatureArgs>().is_ok());
-        assert!(schema_for_input::<ListFeaturesArgs>().is_ok());
-        assert!(schema_for_input::<GetFeatureArgs>().is_ok());
-        assert!(schema_for_input::<UpdateFeatureArgs>().is_ok());
-        assert!(schema_for_input::<ListFeatureVersionsArgs>().is_ok());
+        assert!(input_schema::<CreateFeatureArgs>().is_ok());
+        assert!(input_schema::<ListFeaturesArgs>().is_ok());
+        assert!(input_schema::<GetFeatureArgs>().is_ok());
+        assert!(input_schema::<UpdateFeatureArgs>().is_ok());
+        assert!(input_schema::<ListFeatureVersionsArgs>().is_ok());
     }
 }

@@ -9,12 +9,16 @@ use rmcp::{tool, tool_router};
 use serde::{Deserialize, Serialize};
 
 use super::Tools;
-use super::call::{Reply, input, output};
-use super::views::{PlanView, Text, text_time};
+use super::call::Reply;
+use super::schema::{input, output};
+use super::views::{PlanView, Related, Text, text_time};
 use crate::error::AppResult;
 use crate::service::Viewer;
+use crate::service::claim_next::NextPlan;
 use crate::service::fleet::current_token;
+use crate::workflow::{Backlog, NothingReady};
 use entity::plan;
+use uuid::Uuid;
 
 const CLAIM_NEXT_PLAN: &str = "Claim the next plan to work on in a project (optionally one feature): the most urgent ready plan whose dependencies are all completed, oldest first. Safe for many agents at once: each gets a different plan, never a conflict. Returns the plan with its specification, its claim_token (pass it to update_plan, heartbeat_plan, submit_work and release_plan) and when its lease expires. \"No plan is ready\" when there is nothing to claim.";
 const HEARTBEAT_PLAN: &str = "Renew the lease of a plan you claimed, without changing it: call it while you work so the plan does not stall. A stalled plan you still hold goes back to in_progress. Refused with STALE_CLAIM when your claim_token is no longer current (the plan was claimed again): stop working on it.";
@@ -66,10 +70,51 @@ struct SetPlanPriorityArgs {
     priority: i32,
 }
 
-/// claim_next_plan: the plan claimed, or null when none is ready.
+/// claim_next_plan: the plan claimed (or sent back to you), or null with
+/// the reason when none is ready.
 #[derive(Serialize, JsonSchema)]
 struct ClaimNextResult {
     plan: Option<PlanView>,
+    /// Set when the plan was STALLED and you took it over from its holder.
+    took_over: Option<TakeOverView>,
+    /// Set when this is your own work, sent back to you from review.
+    sent_back: Option<SentBackView>,
+    /// Set when there is nothing to claim: why, and what the open plans wait for.
+    nothing_ready: Option<NothingReadyView>,
+}
+
+/// The claim a take-over ended.
+#[derive(Serialize, JsonSchema)]
+struct TakeOverView {
+    /// Email of the previous holder ("nobody" when the plan was not held).
+    previous_holder: String,
+    /// Their last activity on the plan.
+    last_activity_at: String,
+}
+
+/// Work a reviewer sent back to you.
+#[derive(Serialize, JsonSchema)]
+struct SentBackView {
+    /// Email of the reviewer.
+    by: String,
+    at: String,
+    /// What the reviewer asks you to change; null when they left no note.
+    note: Option<String>,
+}
+
+/// Why claim_next_plan found nothing, counted over the project's (or feature's) open plans.
+#[derive(Serialize, JsonSchema)]
+struct NothingReadyView {
+    /// DONE (stop), SKIPPED_AS_DRIFTED (rebase, or claim without skip_drifted), STALLED (claim with include_stalled), WAIT (others are working: retry later) or NEEDS_PERSON (escalate).
+    reason: String,
+    drafts: u64,
+    ready_blocked: u64,
+    ready_blocked_by_failed: u64,
+    ready_skipped_as_drifted: u64,
+    being_worked_on: u64,
+    in_review: u64,
+    stalled_expired: u64,
+    stalled_waiting: u64,
 }
 
 /// One plan after a fleet tool.
@@ -160,7 +205,7 @@ impl Tools {
         viewer: Viewer,
         args: ClaimNextPlanArgs,
     ) -> AppResult<Reply> {
-        let claimed = self
+        let next = self
             .services
             .claim_next(
                 &viewer,
@@ -171,16 +216,68 @@ impl Tools {
                 args.skip_drifted,
             )
             .await?;
-        let Some(plan) = claimed else {
-            let mut text = Text::headline("No plan is ready");
-            text.line(
-                "Every ready plan is claimed or waits for unfinished plans; try again later.",
-            );
-            return Reply::new(&text, &ClaimNextResult { plan: None });
+        let (plan, took_over, sent_back) = match next {
+            NextPlan::Claimed { plan, took_over } => (plan, took_over, None),
+            NextPlan::Returned { plan, sent_back } => (plan, None, Some(sent_back)),
+            NextPlan::Nothing(backlog) => return nothing_ready_reply(&backlog, &args),
         };
-        let (mut view, spec) =
-            futures::try_join!(self.fleet_view(&plan), self.spec_text(&plan.spec_key))?;
-        let mut text = Text::headline("✓ Plan claimed successfully!");
+        let mut users: Vec<Uuid> = Vec::new();
+        users.extend(took_over.as_ref().and_then(|take| take.previous_holder));
+        users.extend(sent_back.as_ref().and_then(|event| event.actor_id));
+        let related =
+            Related::of_plans(&self.services, std::slice::from_ref(&plan), &users).await?;
+        let spec = self.spec_text(&plan.spec_key).await?;
+        let mut view = related.plan_view(&plan)?;
+        let email = |id: Option<Uuid>| -> AppResult<String> {
+            Ok(match id {
+                Some(id) => related.user(id)?.email.clone(),
+                None => "nobody".to_owned(),
+            })
+        };
+        let took_over_view = took_over
+            .as_ref()
+            .map(|take| -> AppResult<TakeOverView> {
+                Ok(TakeOverView {
+                    previous_holder: email(take.previous_holder)?,
+                    last_activity_at: text_time(take.last_activity_at),
+                })
+            })
+            .transpose()?;
+        let sent_back_view = sent_back
+            .as_ref()
+            .map(|event| -> AppResult<SentBackView> {
+                Ok(SentBackView {
+                    by: email(event.actor_id)?,
+                    at: text_time(event.at),
+                    note: event.note.clone(),
+                })
+            })
+            .transpose()?;
+        let mut text = match (&took_over_view, &sent_back_view) {
+            (Some(take), _) => {
+                let mut text = Text::headline("✓ Plan claimed successfully (taken over)!");
+                text.line(format!(
+                    "This plan was STALLED: you took it over from {}, whose last activity was {}. Their partial notes are in the specification below; their claim token no longer works.",
+                    take.previous_holder, take.last_activity_at
+                ))
+                .blank();
+                text
+            }
+            (None, Some(back)) => {
+                let mut text = Text::headline("↩ Work sent back to you from review");
+                text.line(format!(
+                    "{} sent your submitted work back at {}; you hold the plan again (in_progress) — finish it before taking new work.",
+                    back.by, back.at
+                ));
+                match &back.note {
+                    Some(note) => text.block("Reviewer's note", note),
+                    None => text.line("The reviewer left no note; see the plan's history."),
+                };
+                text.blank();
+                text
+            }
+            (None, None) => Text::headline("✓ Plan claimed successfully!"),
+        };
         text.field("Plan", &plan.title)
             .field("ID", plan.id)
             .field(
@@ -192,14 +289,22 @@ impl Tools {
             .field("Claimed by", format!("you ({})", viewer.user.email))
             .optional_field("Claim token", current_token(&plan))
             .optional_field("Lease expires", plan.lease_expires_at.map(text_time))
+            .drift_notice(&view)
             .blank()
             .line("Specification Content:")
             .blank()
             .line(spec.trim_end())
             .blank()
-            .line("Pass the claim token to update_plan, heartbeat_plan and submit_work.");
+            .line("Pass the claim token to update_plan, heartbeat_plan and submit_work; it is shown only here, so keep it. Call heartbeat_plan before the lease expires while you work.");
         view.spec_content = Some(spec);
-        Reply::new(&text, &ClaimNextResult { plan: Some(view) })
+        view.claim_token = current_token(&plan).map(|token| token.to_string());
+        let result = ClaimNextResult {
+            plan: Some(view),
+            took_over: took_over_view,
+            sent_back: sent_back_view,
+            nothing_ready: None,
+        };
+        Reply::new(&text, &result)
     }
 
     async fn heartbeat_plan_reply(
@@ -211,13 +316,14 @@ impl Tools {
             .services
             .heartbeat_plan(&viewer, &args.plan_id, args.claim_token.as_deref())
             .await?;
+        let view = self.fleet_view(&plan).await?;
         let mut text = Text::headline("✓ Lease renewed");
         text.field("Plan", &plan.title)
             .field("ID", plan.id)
             .field("Status", plan.status.as_str())
             .field("Last Activity", text_time(plan.last_activity_at))
-            .optional_field("Lease expires", plan.lease_expires_at.map(text_time));
-        let view = self.fleet_view(&plan).await?;
+            .optional_field("Lease expires", plan.lease_expires_at.map(text_time))
+            .drift_notice(&view);
         Reply::new(&text, &FleetPlanResult { plan: view })
     }
 
@@ -271,17 +377,78 @@ impl Tools {
     }
 }
 
+/// "No plan is ready", with the reason first and a line for each kind of
+/// open plan saying what moves it on, so that an agent stops, escalates or
+/// waits instead of polling a finished project forever.
+fn nothing_ready_reply(backlog: &Backlog, args: &ClaimNextPlanArgs) -> AppResult<Reply> {
+    let reason = backlog.reason();
+    let mut text = Text::headline("No plan is ready");
+    text.line(match reason {
+        NothingReady::Done => {
+            "Nothing left to do: every plan here is completed or failed. Stop polling; new work starts as plans marked ready."
+        }
+        NothingReady::SkippedAsDrifted => {
+            "Ready plans were skipped as drifted (skip_drifted: true): rebase them after reading get_spec_diff, or call claim_next_plan without skip_drifted."
+        }
+        NothingReady::Stalled => {
+            "Stalled plans whose lease ran out can be taken over: call claim_next_plan with include_stalled: true."
+        }
+        NothingReady::Wait => "Every open plan is taken, in review or waiting for unfinished plans; try again later.",
+        NothingReady::NeedsPerson => {
+            "Only a person can move the rest on (see below): ask a project member or owner instead of polling."
+        }
+    });
+    let held = backlog.held;
+    let kinds: [(u64, String); 8] = [
+        (backlog.ready_skipped_as_drifted, "ready but skipped as drifted: get_spec_diff, then rebase_plan".into()),
+        (backlog.stalled_expired, format!("stalled with the lease run out{}", if args.include_stalled { "" } else { ": include_stalled: true takes one over" })),
+        (held, "being worked on by others".into()),
+        (backlog.in_review, "in review: a member approves (set_plan_status completed) or sends them back".into()),
+        (backlog.stalled_waiting, "stalled, their holder's lease still running".into()),
+        (backlog.ready_blocked - backlog.ready_blocked_by_failed.min(backlog.ready_blocked), "ready but waiting for unfinished plans".into()),
+        (backlog.ready_blocked_by_failed, "ready but waiting for a FAILED plan, which never completes: a member removes the dependency (remove_plan_dependency) or replaces the failed plan".into()),
+        (backlog.drafts, "drafts: a member marks them ready (set_plan_status ready)".into()),
+    ];
+    let mut listed = false;
+    for (count, what) in kinds {
+        if count > 0 {
+            if !listed {
+                text.blank().line("Open plans:");
+                listed = true;
+            }
+            text.line(format!("- {count} {what}"));
+        }
+    }
+    let view = NothingReadyView {
+        reason: reason.code().to_owned(),
+        drafts: backlog.drafts,
+        ready_blocked: backlog.ready_blocked,
+        ready_blocked_by_failed: backlog.ready_blocked_by_failed,
+        ready_skipped_as_drifted: backlog.ready_skipped_as_drifted,
+        being_worked_on: held,
+        in_review: backlog.in_review,
+        stalled_expired: backlog.stalled_expired,
+        stalled_waiting: backlog.stalled_waiting,
+    };
+    let result = ClaimNextResult {
+        plan: None,
+        took_over: None,
+        sent_back: None,
+        nothing_ready: Some(view),
+    };
+    Reply::new(&text, &result)
+}
+
 #[cfg(test)]
 mod tests {
-    use rmcp::handler::server::tool::schema_for_input;
-
+    use super::super::schema::input_schema;
     use super::*;
 
     #[test]
     fn every_argument_type_is_a_valid_input_schema() {
-        assert!(schema_for_input::<ClaimNextPlanArgs>().is_ok());
-        assert!(schema_for_input::<HeartbeatPlanArgs>().is_ok());
-        assert!(schema_for_input::<DependencyArgs>().is_ok());
-        assert!(schema_for_input::<SetPlanPriorityArgs>().is_ok());
+        assert!(input_schema::<ClaimNextPlanArgs>().is_ok());
+        assert!(input_schema::<HeartbeatPlanArgs>().is_ok());
+        assert!(input_schema::<DependencyArgs>().is_ok());
+        assert!(input_schema::<SetPlanPriorityArgs>().is_ok());
     }
 }

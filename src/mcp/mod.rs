@@ -11,6 +11,7 @@ mod features;
 mod fleet;
 mod plans;
 mod projects;
+mod schema;
 mod views;
 
 use std::sync::Arc;
@@ -121,15 +122,19 @@ pub struct Tools {
 
 impl Tools {
     pub fn new(services: Services) -> Tools {
-        let router = Tools::plan_tools()
+        Tools {
+            services,
+            tool_router: Arc::new(Tools::router()),
+        }
+    }
+
+    /// Every tool with its schemas; tools/list answers from it.
+    fn router() -> ToolRouter<Tools> {
+        Tools::plan_tools()
             + Tools::fleet_tools()
             + Tools::feature_tools()
             + Tools::project_tools()
-            + Tools::drift_tools();
-        Tools {
-            services,
-            tool_router: Arc::new(router),
-        }
+            + Tools::drift_tools()
     }
 }
 
@@ -139,3 +144,112 @@ impl Tools {
     instructions = "plangraph: plan-driven development. Projects hold features (what to build) and implementation plans (how to build it). A plan moves draft -> ready -> claimed -> in_progress -> review -> completed; completing it creates a new feature version. Typical flow: list_projects, get_feature, create_plan, set_plan_status ready, list_plans status_filter ready, get_plan, claim_plan, update_plan as you work, submit_work. Ids are UUIDs. Errors start with a code: FORBIDDEN, NOT_FOUND, CONFLICT, INVALID_TRANSITION, BAD_USER_INPUT; their structured content repeats it with the facts (an INVALID_TRANSITION lists allowed_transitions: each reachable status and the tool that reaches it)."
 )]
 impl ServerHandler for Tools {}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    /// Every `format` and `type` keyword anywhere in `schema`, as
+    /// (JSON pointer, problem) for each one a client might not read alike.
+    fn unportable(schema: &Value, at: &str, found: &mut Vec<String>) {
+        match schema {
+            Value::Object(object) => {
+                for (key, value) in object {
+                    let here = format!("{at}/{key}");
+                    match (key.as_str(), value) {
+                        ("type", Value::Array(_)) => {
+                            found.push(format!("{here}: type array {value}"))
+                        }
+                        ("format", Value::String(format))
+                            if !schema::is_standard_format(format) =>
+                        {
+                            found.push(format!("{here}: format {format}"));
+                        }
+                        _ => unportable(value, &here, found),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    unportable(item, &format!("{at}/{index}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Every `$ref` in `schema` points into the schema's own `$defs`.
+    fn dangling_refs(schema: &Value, root: &Value, found: &mut Vec<String>) {
+        match schema {
+            Value::Object(object) => {
+                if let Some(Value::String(target)) = object.get("$ref") {
+                    let resolves = target
+                        .strip_prefix('#')
+                        .and_then(|pointer| root.pointer(pointer))
+                        .is_some();
+                    if !resolves {
+                        found.push(target.clone());
+                    }
+                }
+                for value in object.values() {
+                    dangling_refs(value, root, found);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    dangling_refs(item, root, found);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_tool_schema_uses_only_standard_formats_and_no_type_arrays() {
+        let tools = Tools::router().list_all();
+        assert!(tools.len() > 20, "{} tools", tools.len());
+
+        let mut found = Vec::new();
+        for tool in &tools {
+            let input = Value::Object((*tool.input_schema).clone());
+            unportable(&input, &format!("{} input", tool.name), &mut found);
+            if let Some(output) = &tool.output_schema {
+                let output = Value::Object((**output).clone());
+                unportable(&output, &format!("{} output", tool.name), &mut found);
+            }
+        }
+
+        assert!(found.is_empty(), "{}", found.join("\n"));
+    }
+
+    /// Clients validate the structured content of refusals too, so every
+    /// output schema offers the tool's own shape or the refusal's.
+    #[test]
+    fn every_output_schema_allows_the_tool_error_and_resolves_its_refs() {
+        for tool in Tools::router().list_all() {
+            let Some(output) = &tool.output_schema else {
+                panic!("{} has no output schema", tool.name);
+            };
+            let output = Value::Object((**output).clone());
+            assert_eq!(output["type"], "object", "{}: {output}", tool.name);
+            let branches = output["anyOf"].as_array().cloned().unwrap_or_default();
+            assert_eq!(branches.len(), 2, "{}: {output}", tool.name);
+            assert!(
+                branches.contains(&serde_json::json!({ "$ref": "#/$defs/ToolError" })),
+                "{}: {output}",
+                tool.name
+            );
+            let mut dangling = Vec::new();
+            dangling_refs(&output, &output, &mut dangling);
+            assert!(dangling.is_empty(), "{}: {dangling:?}", tool.name);
+            let input = Value::Object((*tool.input_schema).clone());
+            assert!(
+                !input.to_string().contains("$ref"),
+                "{}: {input}",
+                tool.name
+            );
+        }
+    }
+}

@@ -12,14 +12,15 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Tools;
-use super::call::{Reply, input, output};
-use super::views::{PlanView, Related, Status, Text, VersionView, text_time};
+use super::call::Reply;
+use super::schema::{input, output};
+use super::views::{BlockerView, PlanView, Related, Status, Text, VersionView, text_time};
 use crate::error::AppResult;
 use crate::service::Viewer;
 use crate::service::fleet::current_token;
 use crate::service::pagination::Window;
 use crate::service::plans::{Outcome, PageReads, PlanFilter, PlanSort};
-use crate::workflow::{PlanStatus, SubmitTarget};
+use crate::workflow::{self, PlanStatus, SubmitTarget};
 use entity::plan;
 
 /// The longest list one call returns (the service's largest page); the
@@ -108,6 +109,8 @@ struct SetPlanStatusArgs {
     plan_id: String,
     /// New status: draft, ready, claimed, in_progress, stalled, review, completed, or failed
     status: Status,
+    /// Why, for the plan's history; when sending work back from review to in_progress, what the worker should change (they read it)
+    note: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -397,26 +400,47 @@ impl Tools {
 
     async fn get_plan_reply(&self, viewer: Viewer, args: GetPlanArgs) -> AppResult<Reply> {
         let plan = self.services.plan(&viewer, &args.plan_id).await?;
-        let (related, spec) =
-            futures::try_join!(self.one_plan(&plan, &[]), self.spec_text(&plan.spec_key))?;
+        let (related, spec, blockers) = futures::try_join!(
+            self.one_plan(&plan, &[]),
+            self.spec_text(&plan.spec_key),
+            self.services.blockers_of_plan(plan.id),
+        )?;
         let feature = related.feature(plan.feature_id)?;
         let mut text = Text::headline(format!("✓ Plan: {}", plan.title));
         text.field("ID", plan.id)
             .field("Feature", format!("{} ({})", feature.title, feature.id))
             .field("Project", &related.project(plan.project_id)?.name)
-            .field("Status", plan.status.as_str());
+            .field("Status", plan.status.as_str())
+            .field("Priority", plan.priority);
         let mut view = related.plan_view(&plan)?;
-        if let Some(drift) = &view.spec_drift {
-            text.line(drift.warning()).line(format!(
-                "   See what changed with get_spec_diff (plan_id: {}), then rebase_plan.",
-                plan.id
-            ));
-        }
+        text.drift_notice(&view);
         if let Some(claimer) = plan.claimed_by {
             text.field("Claimed by", &related.user(claimer)?.email)
                 .optional_field("Claimed at", plan.claimed_at.map(text_time))
-                .field("Last Activity", text_time(plan.last_activity_at));
+                .field("Last Activity", text_time(plan.last_activity_at))
+                .optional_field("Lease expires", plan.lease_expires_at.map(text_time));
         }
+        if !blockers.is_empty() {
+            text.line("Waits for:");
+            for blocker in &blockers {
+                text.line(format!(
+                    "- {} ({}, {})",
+                    blocker.title,
+                    blocker.id,
+                    blocker.status.as_str()
+                ));
+            }
+        }
+        view.blocked_by = Some(
+            blockers
+                .into_iter()
+                .map(|blocker| BlockerView {
+                    id: blocker.id.to_string(),
+                    title: blocker.title,
+                    status: blocker.status.into(),
+                })
+                .collect(),
+        );
         if let Some(submitter) = plan.submitted_by {
             text.field("Submitted by", &related.user(submitter)?.email);
         }
@@ -459,6 +483,7 @@ impl Tools {
             .field("Status", plan.status.as_str())
             .field("Last Activity", text_time(plan.last_activity_at))
             .field("Updated", text_time(plan.updated_at))
+            .drift_notice(&view)
             .blank()
             .line("The plan specification has been updated with your latest progress.");
         Reply::new(&text, &PlanResult { plan: view })
@@ -471,7 +496,12 @@ impl Tools {
     ) -> AppResult<Reply> {
         let outcome = self
             .services
-            .set_plan_status(&viewer, &args.plan_id, args.status.into())
+            .set_plan_status(
+                &viewer,
+                &args.plan_id,
+                args.status.into(),
+                args.note.clone(),
+            )
             .await?;
         let (plan, version) = (&outcome.plan, &outcome.version);
         let implementer: Vec<Uuid> = version.iter().filter_map(|v| v.implemented_by).collect();
@@ -514,7 +544,8 @@ impl Tools {
                     .transpose()?
                     .unwrap_or_default();
                 text.line(format!(
-                    "The plan is back in progress; the claim returned to {worker}."
+                    "The plan is back in progress; the claim returned to {worker}, whose next claim_next_plan hands it back with {}.",
+                    if args.note.is_some() { "your note" } else { "no note (pass note to say what to change)" }
                 ));
             }
             PlanStatus::Failed => {
@@ -540,10 +571,13 @@ impl Tools {
             .field("Claimed by", format!("you ({})", viewer.user.email))
             .optional_field("Claimed at", plan.claimed_at.map(text_time))
             .optional_field("Claim token", current_token(&plan))
-            .optional_field("Lease expires", plan.lease_expires_at.map(text_time))
+            .optional_field("Lease expires", plan.lease_expires_at.map(text_time));
+        let mut view = related.plan_view(&plan)?;
+        text.drift_notice(&view)
             .blank()
-            .line("You can now start working on this plan. Update the plan spec as you make progress.");
-        let view = related.plan_view(&plan)?;
+            .line("You can now start working on this plan. Update the plan spec as you make progress.")
+            .line("Pass the claim token to update_plan, heartbeat_plan and submit_work; it is shown only here, so keep it. Call heartbeat_plan before the lease expires while you work.");
+        view.claim_token = current_token(&plan).map(|token| token.to_string());
         Reply::new(&text, &PlanResult { plan: view })
     }
 
@@ -595,6 +629,18 @@ impl Tools {
                     .block("Work Artifacts", &args.artifacts_markdown)
                     .blank()
                     .line("The plan is now awaiting approval. Once approved, use set_plan_status to mark it completed.");
+                let policy = related.project(plan.project_id)?.review_policy;
+                text.line(format!(
+                    "Who approves: {} (review policy {}).",
+                    workflow::approvers(policy),
+                    workflow::policy_name(policy)
+                ));
+                if let Some(drift) = &related.plan_view(plan)?.spec_drift {
+                    text.line(format!(
+                        "{} — the work was done against an older spec; the reviewer should compare it with get_spec_diff.",
+                        drift.warning()
+                    ));
+                }
                 text
             }
             Some(version) => {
@@ -682,23 +728,22 @@ fn list_heading(status: Option<PlanStatus>, feature_title: Option<&str>) -> Stri
 
 #[cfg(test)]
 mod tests {
-    use rmcp::handler::server::tool::schema_for_input;
-
     use super::super::call::parse_arguments;
+    use super::super::schema::input_schema;
     use super::*;
 
-    /// rmcp accepts every argument type as an input schema (a JSON object),
-    /// so `input` never falls back.
+    /// Every argument type is an object schema, as MCP requires of an input
+    /// schema, so `input` never falls back.
     #[test]
     fn every_argument_type_is_a_valid_input_schema() {
-        assert!(schema_for_input::<CreatePlanArgs>().is_ok());
-        assert!(schema_for_input::<ListPlansArgs>().is_ok());
-        assert!(schema_for_input::<GetPlanArgs>().is_ok());
-        assert!(schema_for_input::<UpdatePlanArgs>().is_ok());
-        assert!(schema_for_input::<SetPlanStatusArgs>().is_ok());
-        assert!(schema_for_input::<ClaimPlanArgs>().is_ok());
-        assert!(schema_for_input::<ReleasePlanArgs>().is_ok());
-        assert!(schema_for_input::<SubmitWorkArgs>().is_ok());
+        assert!(input_schema::<CreatePlanArgs>().is_ok());
+        assert!(input_schema::<ListPlansArgs>().is_ok());
+        assert!(input_schema::<GetPlanArgs>().is_ok());
+        assert!(input_schema::<UpdatePlanArgs>().is_ok());
+        assert!(input_schema::<SetPlanStatusArgs>().is_ok());
+        assert!(input_schema::<ClaimPlanArgs>().is_ok());
+        assert!(input_schema::<ReleasePlanArgs>().is_ok());
+        assert!(input_schema::<SubmitWorkArgs>().is_ok());
     }
 
     #[test]

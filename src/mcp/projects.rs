@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Tools;
-use super::call::{Reply, output};
+use super::call::Reply;
+use super::schema::output;
 use super::views::{ProjectView, Text, counts_by_name, counts_text, text_time};
 use crate::error::AppResult;
 use crate::service::{Viewer, rfc3339};

@@ -138,13 +138,25 @@ pub struct PlanView {
     pub spec_drift: Option<DriftView>,
     /// 0 = most urgent … 4 = someday.
     pub priority: i32,
-    /// The current claim's fencing token (pass it as claim_token); null when unclaimed.
+    /// Your claim's fencing token (pass it as claim_token): only in the answer of claim_plan / claim_next_plan that made the claim, null everywhere else.
     pub claim_token: Option<String>,
     /// When the current claim stalls without activity; null when unclaimed.
     pub lease_expires_at: Option<String>,
+    /// The plans this one waits for, with their status; get_plan includes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<Vec<BlockerView>>,
     /// The full specification (markdown); create_plan, get_plan and update_plan include it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec_content: Option<String>,
+}
+
+/// A plan another plan waits for.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct BlockerView {
+    /// Plan id (UUID).
+    pub id: String,
+    pub title: String,
+    pub status: Status,
 }
 
 /// How far a plan's spec lags behind its feature.
@@ -380,7 +392,9 @@ impl Related {
                 behind: drift.behind,
             }),
             priority: plan.priority,
-            claim_token: crate::service::fleet::current_token(plan).map(|token| token.to_string()),
+            // Only the claim's own answer shows it (see `Plan.claimToken`).
+            claim_token: None,
+            blocked_by: None,
             lease_expires_at: plan
                 .lease_expires_at
                 .filter(|_| plan.claimed_by.is_some())
@@ -420,7 +434,7 @@ impl Related {
 
 /// Rows point at each other with foreign keys, so a miss is a bug, not input.
 fn missing(kind: &str, id: Uuid) -> AppError {
-    AppError::Internal(format!("{kind} {id} is referenced but missing"))
+    AppError::internal(format!("{kind} {id} is referenced but missing"))
 }
 
 fn unique(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
@@ -465,6 +479,20 @@ impl Text {
     /// A titled block of markdown (`Description:`, `Work Artifacts:` …).
     pub fn block(&mut self, title: &str, body: &str) -> &mut Text {
         self.blank().line(format!("{title}:")).line(body.trim_end())
+    }
+
+    /// The drift warning and what to do about it, for every answer to the
+    /// claimer of a drifted plan (and to anyone reading it): an agent that
+    /// only reads the text of its update or heartbeat answers learns of a
+    /// changed spec while it works, not after its work was approved.
+    pub fn drift_notice(&mut self, plan: &PlanView) -> &mut Text {
+        if let Some(drift) = &plan.spec_drift {
+            self.line(drift.warning()).line(format!(
+                "   The feature's spec changed since this plan was written: read what changed with get_spec_diff (plan_id: {}), then rebase_plan (with an updated spec if the plan needs one).",
+                plan.id
+            ));
+        }
+        self
     }
 
     pub fn finish(&self) -> String {

@@ -3,6 +3,7 @@
 //! the plan lists. Whether a plan is drifted is decided by `crate::drift`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{DynIden, Expr, ExprTrait, IntoIden, Query, SelectStatement, SimpleExpr};
@@ -15,7 +16,7 @@ use uuid::Uuid;
 use super::{Services, Viewer, now, parse_id};
 use crate::drift::{becomes_drifted, drift_of};
 use crate::error::{AppError, AppResult, Argument};
-use crate::events::{self, LiveEvent};
+use crate::events::{self, ChangedBy, LiveEvent};
 use crate::storage::StoredSpec;
 use crate::workflow::{EventKind, PlanStatus, Role};
 use entity::{feature, plan, plan_spec_revision};
@@ -34,16 +35,21 @@ pub(super) struct FeatureBefore {
 }
 
 /// Records one `SPEC_DRIFTED` event for every open plan of `feature` that
-/// this move of the feature (a version cut, or an amendment of the current
-/// version's spec) makes drifted, inside the caller's transaction, and
-/// returns them for publishing after the commit. Plans that were already
-/// drifted get none (see `crate::drift::becomes_drifted`).
+/// this move of the feature (a new spec, in a new version or amending the
+/// current one) makes drifted, inside the caller's transaction, and returns
+/// them for publishing after the commit. Plans that were already drifted get
+/// none (see `crate::drift::becomes_drifted`), and a move that kept the text
+/// drifts nothing. The server records these events, with `cause` as their
+/// note: the plans' own people did nothing.
 pub(super) async fn announce_drift(
     connection: &impl ConnectionTrait,
     before: &FeatureBefore,
     feature: &feature::Model,
-    actor: Option<&Viewer>,
+    cause: &str,
 ) -> AppResult<Vec<LiveEvent>> {
+    if before.spec_key == feature.spec_key {
+        return Ok(Vec::new());
+    }
     let plans = plan::Entity::find()
         .filter(plan::Column::FeatureId.eq(feature.id))
         .filter(plan::Column::Status.is_in(open_statuses()))
@@ -61,14 +67,14 @@ pub(super) async fn announce_drift(
             &plan,
             EventKind::SpecDrifted,
             Some(plan.status),
-            actor.map(Viewer::id),
+            ChangedBy::system(cause),
             at,
         )
         .await?;
         live.push(LiveEvent {
             event,
             plan,
-            actor: actor.map(|viewer| viewer.user.clone()),
+            actor: None,
         });
     }
     Ok(live)
@@ -95,35 +101,35 @@ pub(super) async fn record_revision(
     Ok(())
 }
 
-/// `plans.based_on_*` differ from the plan's feature: the condition of
-/// `drifted: true` (negated for `false`), a correlated EXISTS on the feature
-/// row, which holds the current version and its spec key.
+/// The plan's feature has another spec than the plan was written against:
+/// the condition of `drifted: true` (negated for `false`), a correlated
+/// EXISTS on the feature row, which holds the current version's spec key.
 pub(super) fn drifted_condition(drifted: bool) -> SimpleExpr {
-    let feature_moved = Expr::exists(feature_moved_past(plan::Entity.into_iden()));
+    let spec_changed = Expr::exists(spec_changed_since(plan::Entity.into_iden()));
     let open = plan::Column::Status.is_in(open_statuses());
     if drifted {
-        open.and(feature_moved)
+        open.and(spec_changed)
     } else {
-        open.not().or(feature_moved.not())
+        open.not().or(spec_changed.not())
     }
 }
 
-/// The feature of the plan row `plans` (the table or an alias of it) moved
-/// past what the plan was written against: a newer version or another spec.
-pub(super) fn feature_moved_past(plans: DynIden) -> SelectStatement {
+/// The feature of the plan row `plans` (the table or an alias of it) has
+/// another spec than the one the plan was written against (see
+/// `crate::drift::drift_of`: a version cut with the same text is no drift).
+pub(super) fn spec_changed_since(plans: DynIden) -> SelectStatement {
     let features = feature::Entity;
-    let moved = Expr::col((features, feature::Column::CurrentVersion))
-        .gt(Expr::col((plans.clone(), plan::Column::BasedOnVersion)))
-        .or(Expr::col((features, feature::Column::SpecKey))
-            .ne(Expr::col((plans.clone(), plan::Column::BasedOnSpecKey))));
     Query::select()
         .expr(Expr::val(1))
         .from(features)
         .and_where(
             Expr::col((features, feature::Column::Id))
-                .eq(Expr::col((plans, plan::Column::FeatureId))),
+                .eq(Expr::col((plans.clone(), plan::Column::FeatureId))),
         )
-        .and_where(moved)
+        .and_where(
+            Expr::col((features, feature::Column::SpecKey))
+                .ne(Expr::col((plans, plan::Column::BasedOnSpecKey))),
+        )
         .to_owned()
 }
 
@@ -189,7 +195,7 @@ impl Services {
                 &rebased,
                 EventKind::Rebased,
                 Some(plan.status),
-                Some(viewer.id()),
+                ChangedBy::user(viewer.id()),
             )
             .await?;
             let live = LiveEvent {
@@ -262,7 +268,7 @@ pub struct DiffReport {
 
 impl Services {
     /// The diff between two spec objects, both read in one batch from the
-    /// store, compared off the async threads under the diff's deadline.
+    /// store, compared under [`Self::compare`].
     pub async fn diff_objects(
         &self,
         from: &str,
@@ -276,10 +282,30 @@ impl Services {
                 .iter()
                 .find(|(found, _)| found == key)
                 .map(|(_, bytes)| crate::storage::spec_text(bytes))
-                .ok_or_else(|| AppError::Internal(format!("spec object {key} is missing")))
+                .ok_or_else(|| AppError::internal(format!("spec object {key} is missing")))
         };
         let (old, new) = (text(from)?, text(to)?);
+        self.compare(old, new, labels).await
+    }
+
+    /// The diff from `old` to `new`, computed off the async threads under
+    /// the diff's deadline, in one of the instance's `--max-concurrent-diffs`
+    /// turns. A caller that goes away while waiting for its turn never
+    /// starts; one already comparing finishes within the deadline, holding
+    /// its turn, so the work in flight stays bounded.
+    pub async fn compare(
+        &self,
+        old: String,
+        new: String,
+        labels: (String, String),
+    ) -> AppResult<crate::drift::SpecDiff> {
+        let turn = Arc::clone(&self.diff_turns)
+            .acquire_owned()
+            .await
+            .map_err(|_| AppError::internal("the diff turns were closed"))?;
+        metrics::counter!("plangraph_spec_diffs_total").increment(1);
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             crate::drift::diff(
                 &old,
                 &new,
@@ -289,7 +315,7 @@ impl Services {
             )
         })
         .await
-        .map_err(|error| AppError::Internal(format!("the diff task failed: {error}")))
+        .map_err(|error| AppError::internal_from("the diff task failed", error))
     }
 
     /// A plan's drift with its diff, for members of its project; `None` when

@@ -3,14 +3,13 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
 use super::drift::{FeatureBefore, announce_drift};
-use super::pagination::{Page, Window, fetch_page};
+use super::pagination::{Page, Window, fetch_page, newest_of_each};
 use super::{Services, Viewer, now, parse_id};
 use crate::error::{AppError, AppResult, Argument};
 use crate::storage::{SpecOwner, store_spec};
@@ -210,7 +209,13 @@ impl Services {
                 .await?;
         }
         let drifted = match moved {
-            Some(before) => announce_drift(&*txn, &before, &feature, Some(viewer)).await?,
+            Some(before) => {
+                let cause = format!(
+                    "{} changed the feature's spec (now v{})",
+                    viewer.user.email, feature.current_version
+                );
+                announce_drift(&*txn, &before, &feature, &cause).await?
+            }
             None => Vec::new(),
         };
         txn.commit_and_publish(&self.events, drifted).await?;
@@ -252,21 +257,22 @@ impl Services {
             .await?)
     }
 
-    /// Versions of several features, oldest first, in one query.
+    /// The newest `count` versions of each feature, oldest first, in one
+    /// query.
     pub async fn versions_by_features(
         &self,
         features: &[Uuid],
+        count: u64,
     ) -> AppResult<HashMap<Uuid, Vec<feature_version::Model>>> {
-        let versions = feature_version::Entity::find()
-            .filter(feature_version::Column::FeatureId.is_in(features.iter().copied()))
-            .order_by_asc(feature_version::Column::Version)
-            .all(&self.db)
-            .await?;
-        let mut grouped: HashMap<Uuid, Vec<feature_version::Model>> = HashMap::new();
-        for version in versions {
-            grouped.entry(version.feature_id).or_default().push(version);
-        }
-        Ok(grouped)
+        newest_of_each::<feature_version::Entity>(
+            &self.db,
+            feature_version::Column::FeatureId,
+            |version| version.feature_id,
+            feature_version::Column::Version,
+            features,
+            count,
+        )
+        .await
     }
 
     pub async fn features_by_ids(&self, ids: &[Uuid]) -> AppResult<Vec<feature::Model>> {
@@ -276,24 +282,26 @@ impl Services {
             .await?)
     }
 
-    /// Versions of a feature, oldest first.
-    pub async fn versions_of(&self, feature: Uuid) -> AppResult<Vec<feature_version::Model>> {
-        Ok(feature_version::Entity::find()
-            .filter(feature_version::Column::FeatureId.eq(feature))
-            .order_by_asc(feature_version::Column::Version)
-            .all(&self.db)
-            .await?)
+    /// The newest `count` versions of a feature, oldest first.
+    pub async fn versions_of(
+        &self,
+        feature: Uuid,
+        count: u64,
+    ) -> AppResult<Vec<feature_version::Model>> {
+        let mut versions = self.versions_by_features(&[feature], count).await?;
+        Ok(versions.remove(&feature).unwrap_or_default())
     }
 
-    /// `featureVersions(featureId)`: versions for members of the project.
+    /// `featureVersions(featureId, last)`: versions for members of the project.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn feature_versions(
         &self,
         viewer: &Viewer,
         feature_id: &str,
+        count: u64,
     ) -> AppResult<Vec<feature_version::Model>> {
         let feature = self.feature(viewer, feature_id).await?;
-        self.versions_of(feature.id).await
+        self.versions_of(feature.id, count).await
     }
 
     /// The versions named by (feature, version number), in one query.

@@ -8,25 +8,22 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{
-    Alias, Expr, ExprTrait, IntoIden, LockBehavior, LockType, Query, SimpleExpr,
-};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, IntoIden, Query, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
     JoinType, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
-use super::drift::feature_moved_past;
 use super::plans::live_event;
 use super::{Services, Viewer, WriteTransaction, now, parse_id};
 use crate::error::{AppError, AppResult, Argument, Blocker, InputProblem};
-use crate::events::{self, LiveEvent};
+use crate::events::{self, ChangedBy, LiveEvent};
 use crate::workflow::{
     self, ClaimToken, EventKind, Heartbeat, MAX_LEASE_SECONDS, MIN_LEASE_SECONDS, PRIORITIES,
     PlanStatus,
 };
-use entity::{feature, plan, plan_dependency};
+use entity::{plan, plan_dependency};
 
 /// Serializes dependency changes of one project on PostgreSQL ("plan_dep"),
 /// so that two concurrent additions cannot close a cycle neither saw.
@@ -34,18 +31,6 @@ const DEPENDENCY_LOCK: i32 = 0x706c_6470;
 
 /// How many times a heartbeat that lost a race re-reads the plan.
 const HEARTBEAT_ATTEMPTS: usize = 4;
-
-/// What `claimNextPlan` may take.
-#[derive(Debug, Clone, Copy)]
-pub struct NextPlanFilter {
-    pub project: Uuid,
-    pub feature: Option<Uuid>,
-    /// Also STALLED plans whose lease expired: their holder is fenced out.
-    pub include_stalled: bool,
-    /// Leave out plans whose spec drifted (see `crate::drift`): they need a
-    /// rebase by someone who re-read the feature first.
-    pub skip_drifted: bool,
-}
 
 /// `priority`, checked against [`PRIORITIES`].
 pub fn validate_priority(priority: i32) -> AppResult<i32> {
@@ -84,6 +69,10 @@ pub fn parse_token(plan: Uuid, token: Option<&str>) -> AppResult<Option<ClaimTok
 pub fn check_token(plan: &plan::Model, token: Option<ClaimToken>) -> AppResult<()> {
     match token {
         Some(token) if current_token(plan) != Some(token) => {
+            // Counted apart from lost claim races: a fleet with many stale
+            // tokens has workers that outlive their leases.
+            metrics::counter!("plangraph_claim_refusals_total", "reason" => "stale_claim")
+                .increment(1);
             Err(AppError::StaleClaim { plan: plan.id })
         }
         _ => Ok(()),
@@ -104,7 +93,21 @@ pub fn lease_end(at: DateTime<Utc>, seconds: i32) -> DateTime<Utc> {
 /// "not blocked" condition, inside the statement that claims, so a claim
 /// never commits against a blocker it did not see.
 pub fn not_blocked(waiter: SimpleExpr) -> SimpleExpr {
+    has_blocker(waiter, false).not()
+}
+
+/// `EXISTS` a blocker of the plan whose id is `waiter` that is unfinished
+/// (any status but COMPLETED), or with `failed_only` one that FAILED: a
+/// plan that waits for a failed plan waits until a person removes or
+/// replaces the dependency.
+pub fn has_blocker(waiter: SimpleExpr, failed_only: bool) -> SimpleExpr {
     let blocker = Alias::new("blocker").into_iden();
+    let status = Expr::col((blocker.clone(), plan::Column::Status));
+    let holds_back = if failed_only {
+        status.eq(PlanStatus::Failed.as_str())
+    } else {
+        status.ne(PlanStatus::Completed.as_str())
+    };
     let unfinished = Query::select()
         .expr(Expr::val(1))
         .from(plan_dependency::Entity)
@@ -118,9 +121,9 @@ pub fn not_blocked(waiter: SimpleExpr) -> SimpleExpr {
             )),
         )
         .and_where(Expr::col((plan_dependency::Entity, plan_dependency::Column::PlanId)).eq(waiter))
-        .and_where(Expr::col((blocker, plan::Column::Status)).ne(PlanStatus::Completed.as_str()))
+        .and_where(holds_back)
         .to_owned();
-    Expr::exists(unfinished).not()
+    Expr::exists(unfinished)
 }
 
 /// A blocker of some plan with its status.
@@ -189,8 +192,8 @@ async fn record_in_place(
     kind: EventKind,
     viewer: &Viewer,
 ) -> AppResult<LiveEvent> {
-    let event =
-        events::record(connection, plan, kind, Some(plan.status), Some(viewer.id())).await?;
+    let by = ChangedBy::user(viewer.id());
+    let event = events::record(connection, plan, kind, Some(plan.status), by).await?;
     Ok(live_event(event, plan, Some(viewer)))
 }
 
@@ -201,11 +204,12 @@ async fn record_in_place(
 /// Called after the transaction recorded its own event, so on PostgreSQL it
 /// holds the event-order lock: a concurrent completion of another blocker of
 /// the same plan either committed before (and is seen here) or sees this one.
+/// The server records the events, with `cause` as their note.
 pub async fn unblock_waiters(
     txn: &WriteTransaction,
     blocker: Uuid,
     only_for: Option<Uuid>,
-    viewer: &Viewer,
+    cause: &str,
 ) -> AppResult<Vec<LiveEvent>> {
     let waiters: Vec<Uuid> = match only_for {
         Some(waiter) => vec![waiter],
@@ -242,7 +246,10 @@ pub async fn unblock_waiters(
         .await?;
     let mut live = Vec::with_capacity(unblocked.len());
     for plan in unblocked {
-        live.push(record_in_place(&**txn, &plan, EventKind::Unblocked, viewer).await?);
+        let by = ChangedBy::system(cause);
+        let event =
+            events::record(&**txn, &plan, EventKind::Unblocked, Some(plan.status), by).await?;
+        live.push(live_event(event, &plan, None));
     }
     Ok(live)
 }
@@ -274,6 +281,15 @@ impl Services {
             .into_iter()
             .map(|(waiter, blockers)| (waiter, blockers.into_iter().map(|b| b.id).collect()))
             .collect())
+    }
+
+    /// What `plan` waits for, each with its title and status (finished ones
+    /// included), for members of its project.
+    pub async fn blockers_of_plan(&self, plan: Uuid) -> AppResult<Vec<Blocker>> {
+        Ok(blockers_of(&self.db, &[plan])
+            .await?
+            .remove(&plan)
+            .unwrap_or_default())
     }
 
     /// The plans waiting for each plan: `Plan.blocks`.
@@ -380,12 +396,34 @@ impl Services {
         if edges.contains(&(plan_id, blocker_id)) {
             return Ok(waiter);
         }
+        // Checked under the project's dependency lock, so two additions at
+        // once cannot both take the last place.
+        let blockers = edges.iter().filter(|(waiting, _)| *waiting == plan_id);
+        if blockers.count() >= workflow::MAX_BLOCKERS {
+            return Err(AppError::invalid(
+                Argument::PlanId,
+                InputProblem::TooManyBlockers {
+                    limit: workflow::MAX_BLOCKERS,
+                },
+            ));
+        }
+        let waiters = edges.iter().filter(|(_, blocking)| *blocking == blocker_id);
+        if waiters.count() >= workflow::MAX_WAITERS {
+            return Err(AppError::invalid(
+                Argument::BlockedByPlanId,
+                InputProblem::TooManyWaiters {
+                    limit: workflow::MAX_WAITERS,
+                },
+            ));
+        }
         if let Some(cycle) = workflow::dependency_cycle(&edges, plan_id, blocker_id) {
-            let titles = self.titles(&cycle).await?;
+            // Only the plans the refusal names: a cycle may run through thousands.
+            let named_count = cycle.len().min(crate::error::CYCLE_PLANS_NAMED);
+            let titles = self.titles(&cycle[..named_count]).await?;
             let named = cycle
                 .iter()
                 .map(|id| match titles.get(id) {
-                    Some(title) => format!("\"{title}\" ({id})"),
+                    Some(title) => crate::error::plan_named(title, *id),
                     None => id.to_string(),
                 })
                 .collect();
@@ -438,10 +476,12 @@ impl Services {
         let mut live =
             vec![record_in_place(&*txn, &plan, EventKind::DependencyRemoved, viewer).await?];
         let removed_blocker = plan::Entity::find_by_id(blocker_id).one(&*txn).await?;
-        let was_blocking =
-            removed_blocker.is_some_and(|blocker| blocker.status != PlanStatus::Completed);
-        if was_blocking {
-            live.extend(unblock_waiters(&txn, blocker_id, Some(plan_id), viewer).await?);
+        if let Some(blocker) = removed_blocker.filter(|b| b.status != PlanStatus::Completed) {
+            let cause = format!(
+                "{} removed its dependency on \"{}\"",
+                viewer.user.email, blocker.title
+            );
+            live.extend(unblock_waiters(&txn, blocker_id, Some(plan_id), &cause).await?);
         }
         let plan = match live.last() {
             Some(last) if last.plan.id == plan_id => last.plan.clone(),
@@ -449,139 +489,6 @@ impl Services {
         };
         txn.commit_and_publish(&self.events, live).await?;
         Ok(plan)
-    }
-
-    /// Atomically claims for the caller the best claimable plan of the
-    /// project (or feature): READY (or, when asked, STALLED with an expired
-    /// lease), not blocked, most urgent first, then oldest. `None` when there
-    /// is none — not an error, a fleet's normal "nothing to do".
-    ///
-    /// On PostgreSQL one `UPDATE … WHERE id IN (SELECT … FOR NO KEY UPDATE SKIP
-    /// LOCKED LIMIT 1) RETURNING *`: concurrent callers skip each other's
-    /// candidate rows instead of waiting on them, so none ever sees a
-    /// CONFLICT. On SQLite the same statement runs under the write lock.
-    #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn claim_next_plan(
-        &self,
-        viewer: &Viewer,
-        filter: NextPlanFilter,
-        lease_seconds: Option<i32>,
-    ) -> AppResult<Option<plan::Model>> {
-        self.require_writer(viewer, filter.project).await?;
-        if let Some(feature) = filter.feature {
-            let found = feature::Entity::find_by_id(feature).one(&self.db).await?;
-            if found.is_none_or(|found| found.project_id != filter.project) {
-                return Err(AppError::NotFound(format!(
-                    "No feature with id {feature} in this project"
-                )));
-            }
-        }
-        let lease = self.validate_lease(lease_seconds)?;
-        let postgres = self.db.get_database_backend() == DbBackend::Postgres;
-        let txn = self.begin_write().await?;
-        let at = now();
-        let candidate = Alias::new("candidate").into_iden();
-        let column = |name: plan::Column| Expr::col((candidate.clone(), name));
-        let ready = column(plan::Column::Status).eq(PlanStatus::Ready.as_str());
-        let claimable = if filter.include_stalled {
-            ready.or(column(plan::Column::Status)
-                .eq(PlanStatus::Stalled.as_str())
-                .and(
-                    column(plan::Column::LeaseExpiresAt)
-                        .is_null()
-                        .or(column(plan::Column::LeaseExpiresAt).lt(at)),
-                ))
-        } else {
-            ready
-        };
-        let mut select = Query::select();
-        select
-            .column((candidate.clone(), plan::Column::Id))
-            .from_as(plan::Entity, candidate.clone())
-            .and_where(column(plan::Column::ProjectId).eq(filter.project))
-            .and_where(claimable)
-            .and_where(not_blocked(column(plan::Column::Id)))
-            .order_by(
-                (candidate.clone(), plan::Column::Priority),
-                sea_orm::Order::Asc,
-            )
-            .order_by(
-                (candidate.clone(), plan::Column::CreatedAt),
-                sea_orm::Order::Asc,
-            )
-            .order_by((candidate.clone(), plan::Column::Id), sea_orm::Order::Asc)
-            .limit(1);
-        if let Some(feature) = filter.feature {
-            select.and_where(column(plan::Column::FeatureId).eq(feature));
-        }
-        if filter.skip_drifted {
-            select.and_where(Expr::exists(feature_moved_past(candidate.clone())).not());
-        }
-        if postgres {
-            // FOR NO KEY UPDATE, not FOR UPDATE: a transaction that holds
-            // the event-order lock may insert an event about this plan (a
-            // SPEC_DRIFTED when another plan of the feature completes), and
-            // that foreign-key check takes KEY SHARE on the row. FOR UPDATE
-            // would block it while this claim waits for the event-order lock:
-            // a deadlock. Our UPDATE changes no key, so this is all it needs.
-            select.lock_with_behavior(LockType::NoKeyUpdate, LockBehavior::SkipLocked);
-        }
-        // Only a take-over needs the status it took over from (for the
-        // event); the plain READY case stays one statement.
-        let (target, from) = if filter.include_stalled {
-            let Some((id, status)) = txn
-                .query_one(
-                    &select
-                        .clone()
-                        .column((candidate.clone(), plan::Column::Status))
-                        .to_owned(),
-                )
-                .await?
-                .map(|row| -> Result<(Uuid, PlanStatus), sea_orm::DbErr> {
-                    Ok((row.try_get("", "id")?, row.try_get("", "status")?))
-                })
-                .transpose()?
-            else {
-                txn.commit().await?;
-                return Ok(None);
-            };
-            (plan::Column::Id.eq(id), status)
-        } else {
-            (plan::Column::Id.in_subquery(select), PlanStatus::Ready)
-        };
-        let claimed = plan::Entity::update_many()
-            .col_expr(plan::Column::Status, Expr::value(PlanStatus::Claimed))
-            .col_expr(plan::Column::ClaimedBy, Expr::value(Some(viewer.id())))
-            .col_expr(plan::Column::ClaimedAt, Expr::value(Some(at)))
-            .col_expr(plan::Column::LastActivityAt, Expr::value(at))
-            .col_expr(plan::Column::UpdatedAt, Expr::value(at))
-            .col_expr(
-                plan::Column::ClaimGeneration,
-                Expr::col(plan::Column::ClaimGeneration).add(1),
-            )
-            .col_expr(plan::Column::LeaseSeconds, Expr::value(Some(lease)))
-            .col_expr(
-                plan::Column::LeaseExpiresAt,
-                Expr::value(Some(lease_end(at, lease))),
-            )
-            .filter(target)
-            .exec_with_returning(&*txn)
-            .await?;
-        let Some(plan) = claimed.into_iter().next() else {
-            txn.commit().await?;
-            return Ok(None);
-        };
-        let event = events::record(
-            &*txn,
-            &plan,
-            EventKind::Claimed,
-            Some(from),
-            Some(viewer.id()),
-        )
-        .await?;
-        let live = live_event(event, &plan, Some(viewer));
-        txn.commit_and_publish(&self.events, vec![live]).await?;
-        Ok(Some(plan))
     }
 
     /// The claimer renews the lease of a plan they hold. Cheap: no spec, no
@@ -640,7 +547,7 @@ impl Services {
                     &plan,
                     EventKind::StatusChanged,
                     Some(before.status),
-                    Some(viewer.id()),
+                    ChangedBy::user(viewer.id()),
                 )
                 .await?;
                 let live = live_event(event, &plan, Some(viewer));
@@ -692,27 +599,4 @@ async fn touch(txn: &WriteTransaction, plan: Uuid, at: DateTime<Utc>) -> AppResu
         .into_iter()
         .next()
         .ok_or_else(|| AppError::NotFound(format!("No plan with id {plan}")))
-}
-
-impl Services {
-    /// [`Services::claim_next_plan`] with the ids as a client sent them.
-    pub async fn claim_next(
-        &self,
-        viewer: &Viewer,
-        project_id: &str,
-        feature_id: Option<&str>,
-        lease_seconds: Option<i32>,
-        include_stalled: bool,
-        skip_drifted: bool,
-    ) -> AppResult<Option<plan::Model>> {
-        let filter = NextPlanFilter {
-            project: parse_id(Argument::ProjectId, project_id)?,
-            feature: feature_id
-                .map(|feature| parse_id(Argument::FeatureId, feature))
-                .transpose()?,
-            include_stalled,
-            skip_drifted,
-        };
-        self.claim_next_plan(viewer, filter, lease_seconds).await
-    }
 }

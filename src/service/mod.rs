@@ -1,10 +1,12 @@
 //! Use cases. Resolvers call these and nothing lower: this is where
 //! authorization, validation, transactions and events happen.
 
+pub mod claim_next;
 pub mod drift;
 pub mod features;
 pub mod fleet;
 pub mod keys;
+pub mod nodes;
 pub mod pagination;
 pub mod plan_rows;
 pub mod plans;
@@ -70,6 +72,10 @@ pub struct Services {
     /// The lease of a claim that asks for none: `--stale-after`, so that
     /// without leases the seed's stall rule holds as before.
     pub default_lease_seconds: i32,
+    /// Turns to compute a spec diff (`--max-concurrent-diffs`): diffs are
+    /// CPU-bound, and without a bound a few requests of many diffs would
+    /// take every core from everyone else.
+    pub diff_turns: Arc<tokio::sync::Semaphore>,
 }
 
 /// The authenticated caller of a request.
@@ -155,7 +161,14 @@ impl Services {
             write_lock,
             webhooks: Arc::new(crate::webhooks::Webhooks::new(Default::default())),
             default_lease_seconds: 24 * 3600,
+            diff_turns: Arc::new(tokio::sync::Semaphore::new(2)),
         }
+    }
+
+    /// At most `turns` spec diffs computed at once (at least one).
+    pub fn with_concurrent_diffs(mut self, turns: usize) -> Services {
+        self.diff_turns = Arc::new(tokio::sync::Semaphore::new(turns.max(1)));
+        self
     }
 
     /// Claims without a lease of their own last this long (`--stale-after`);
@@ -165,9 +178,22 @@ impl Services {
         self
     }
 
-    /// Delivers webhooks with these settings instead of the defaults.
-    pub fn with_webhooks(mut self, settings: crate::webhooks::WebhookSettings) -> Services {
-        self.webhooks = Arc::new(crate::webhooks::Webhooks::new(settings));
+    /// Delivers webhooks with these settings instead of the defaults; on
+    /// PostgreSQL, holding webhooks with connections of `pool` (see
+    /// [`crate::webhooks::Webhooks::with_pool`]), whose statements are
+    /// counted with the others.
+    pub fn with_webhooks(
+        mut self,
+        settings: crate::webhooks::WebhookSettings,
+        pool: Option<DatabaseConnection>,
+    ) -> Services {
+        let mut webhooks = crate::webhooks::Webhooks::new(settings);
+        if let Some(mut pool) = pool {
+            let recorder = Arc::clone(&self.database_metrics);
+            pool.set_metric_callback(move |info| recorder.record(info));
+            webhooks = webhooks.with_pool(pool);
+        }
+        self.webhooks = Arc::new(webhooks);
         self
     }
 
@@ -226,14 +252,24 @@ impl Services {
     }
 
     pub fn validate_description(&self, description: Option<String>) -> AppResult<Option<String>> {
+        self.validate_prose(Argument::Description, description)
+    }
+
+    /// A short free text (a description, a note) within the description
+    /// limit; blank counts as none.
+    pub fn validate_prose(
+        &self,
+        argument: Argument,
+        text: Option<String>,
+    ) -> AppResult<Option<String>> {
         let limit = self.limits.max_description_chars;
-        let Some(text) = description else {
+        let Some(text) = text else {
             return Ok(None);
         };
-        refuse_nul(Argument::Description, &text)?;
+        refuse_nul(argument, &text)?;
         if text.chars().count() > limit {
             let problem = InputProblem::TooLong { limit };
-            return Err(AppError::invalid(Argument::Description, problem));
+            return Err(AppError::invalid(argument, problem));
         }
         Ok(Some(text).filter(|text| !text.trim().is_empty()))
     }

@@ -1,9 +1,14 @@
 //! Keyset pagination shared by every list: stable under inserts, and as fast
 //! on page 500 as on page 1 because each page is an index range, not an OFFSET.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, SimpleExpr};
-use sea_orm::{ColumnTrait, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Query, SimpleExpr, WindowStatement};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Select,
+};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
@@ -37,6 +42,67 @@ pub struct Position {
 }
 
 /// Which slice of a sorted list to return, from `first/after` or `last/before`.
+/// A page size argument (`first`, `last`) checked against [`MAX_PAGE_SIZE`].
+pub fn page_size(argument: &str, value: i32) -> AppResult<u64> {
+    u64::try_from(value)
+        .ok()
+        .filter(|size| *size <= MAX_PAGE_SIZE)
+        .ok_or_else(|| {
+            AppError::BadUserInput(format!(
+                "{argument} must be between 0 and {MAX_PAGE_SIZE}; page through longer lists with cursors"
+            ))
+        })
+}
+
+/// `last` of a list that shows the newest items of a history (a plan's
+/// events, a feature's versions): the default page when not given.
+pub fn newest(last: Option<i32>) -> AppResult<u64> {
+    last.map_or(Ok(DEFAULT_PAGE_SIZE), |last| page_size("last", last))
+}
+
+/// The newest `count` rows (by `order`) of each of `groups`, oldest first,
+/// by group (`group`, read off a row by `group_of`), in one
+/// statement: a history read for a page of parents costs at most `count`
+/// rows a parent however long each history has grown.
+pub async fn newest_of_each<E>(
+    db: &DatabaseConnection,
+    group: E::Column,
+    group_of: fn(&E::Model) -> Uuid,
+    order: E::Column,
+    groups: &[Uuid],
+    count: u64,
+) -> AppResult<HashMap<Uuid, Vec<E::Model>>>
+where
+    E: EntityTrait,
+{
+    let mut grouped: HashMap<Uuid, Vec<E::Model>> = HashMap::new();
+    if count == 0 || groups.is_empty() {
+        return Ok(grouped);
+    }
+    let newness = Alias::new("newness");
+    let mut ranked = E::find()
+        .filter(group.is_in(groups.iter().copied()))
+        .into_query();
+    ranked.expr_window_as(
+        Expr::cust("ROW_NUMBER()"),
+        WindowStatement::partition_by(group)
+            .order_by(order, Order::Desc)
+            .to_owned(),
+        newness.clone(),
+    );
+    let newest = Query::select()
+        .column(Asterisk)
+        .from_subquery(ranked, Alias::new("ranked"))
+        .and_where(Expr::col(newness).lte(count))
+        .order_by(order, Order::Asc)
+        .to_owned();
+    let statement = db.get_database_backend().build(&newest);
+    for row in E::find().from_raw_sql(statement).all(db).await? {
+        grouped.entry(group_of(&row)).or_default().push(row);
+    }
+    Ok(grouped)
+}
+
 #[derive(Debug, Clone)]
 pub struct Window {
     pub size: u64,
@@ -56,16 +122,7 @@ impl Window {
         before: Option<Position>,
         descending: bool,
     ) -> AppResult<Window> {
-        let size = |argument: &str, value: i32| {
-            u64::try_from(value)
-                .ok()
-                .filter(|size| *size <= MAX_PAGE_SIZE)
-                .ok_or_else(|| {
-                    AppError::BadUserInput(format!(
-                        "{argument} must be between 0 and {MAX_PAGE_SIZE}; page through longer lists with cursors"
-                    ))
-                })
-        };
+        let size = page_size;
         match (first, last, &after, &before) {
             (Some(_), Some(_), _, _) | (_, _, Some(_), Some(_)) => Err(AppError::BadUserInput(
                 "Use either first/after (forward) or last/before (backward), not both".into(),

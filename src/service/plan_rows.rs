@@ -30,7 +30,7 @@ use sea_orm::{ActiveEnum, DbErr, FromQueryResult, IdenStatic, Iterable, QueryRes
 
 use uuid::Uuid;
 
-use entity::enums::PlanStatus;
+use entity::enums::{PlanStatus, ReviewPolicy};
 use entity::{api_key, feature, plan, project, user};
 
 /// A set of the plan's columns, one bit per `plan::Column` (24 of them).
@@ -207,6 +207,15 @@ fn decode_all<R: Row>(
 
 fn status(value: String) -> Result<PlanStatus, DbErr> {
     PlanStatus::try_from_value(&value)
+}
+
+/// A project's review policy; its default when the page did not read it
+/// (the `Project` fields that show it read every column).
+fn review_policy(value: String) -> Result<ReviewPolicy, DbErr> {
+    if value.is_empty() {
+        return Ok(ReviewPolicy::default());
+    }
+    ReviewPolicy::try_from_value(&value)
 }
 
 fn decode_error(error: sea_orm::sqlx::Error) -> DbErr {
@@ -394,9 +403,10 @@ pub trait JoinedRow: FromQueryResult {
 }
 
 /// Implements [`JoinedRow`] for a model, each field read from its column
-/// (the struct literal makes the compiler name any field left out).
+/// (the struct literal makes the compiler name any field left out);
+/// `field: Column => convert` reads the column's text and converts it.
 macro_rules! joined_row {
-    ($model:ty, $column:ident, { $($field:ident: $variant:ident),* $(,)? }) => {
+    ($model:ty, $column:ident, { $($field:ident: $variant:ident $(=> $convert:path)?),* $(,)? }) => {
         impl JoinedRow for $model {
             type Column = $column::Column;
             const ID: usize = $column::Column::Id as usize;
@@ -407,7 +417,11 @@ macro_rules! joined_row {
                 checked: &mut Checked,
             ) -> Result<Self, DbErr> {
                 Ok(Self {
-                    $($field: read(row, positions, checked, $column::Column::$variant as usize)?,)*
+                    $($field: {
+                        let value = read(row, positions, checked, $column::Column::$variant as usize)?;
+                        $(let value = $convert(value)?;)?
+                        value
+                    },)*
                 })
             }
 
@@ -417,7 +431,11 @@ macro_rules! joined_row {
                 checked: &mut Checked,
             ) -> Result<Self, DbErr> {
                 Ok(Self {
-                    $($field: read(row, positions, checked, $column::Column::$variant as usize)?,)*
+                    $($field: {
+                        let value = read(row, positions, checked, $column::Column::$variant as usize)?;
+                        $(let value = $convert(value)?;)?
+                        value
+                    },)*
                 })
             }
         }
@@ -441,6 +459,7 @@ joined_row!(project::Model, project, {
     created_by: CreatedBy,
     created_at: CreatedAt,
     updated_at: UpdatedAt,
+    review_policy: ReviewPolicy => review_policy,
 });
 joined_row!(api_key::Model, api_key, {
     id: Id,

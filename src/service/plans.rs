@@ -7,25 +7,26 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, JoinType, LikeExpr, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IdenStatic, Iterable, PaginatorTrait, QueryFilter,
-    QueryOrder, QueryResult, QuerySelect, QueryTrait, Select, Set,
+    QueryResult, QuerySelect, QueryTrait, Select, Set,
 };
 use uuid::Uuid;
 
-use super::drift::{FeatureBefore, announce_drift, drifted_condition, record_revision};
+use super::drift::{drifted_condition, record_revision};
 use super::features::{VersionOrigin, cut_version};
 use super::fleet::{
     check_token, lease_end, not_blocked, parse_token, unblock_waiters, unfinished_blockers,
     validate_priority,
 };
-use super::pagination::{Page, Position, SortValue, Window, page_of, windowed};
+use super::pagination::{Page, Position, SortValue, Window, newest_of_each, page_of, windowed};
 use super::plan_rows::{JoinColumns, JoinedRows, PlanColumns};
 use super::projects::member_projects;
 use super::{Services, Viewer, WriteTransaction, now, parse_id};
 use crate::error::{AppError, AppResult, Argument, InputProblem};
-use crate::events::{self, LiveEvent};
+use crate::events::{self, ChangedBy, LiveEvent};
 use crate::storage::{SpecOwner, StoredSpec, store_spec};
 use crate::workflow::{
-    self, Action, Actor, ClaimEffect, EventKind, PlanStatus, Refusal, SubmitTarget, Transition,
+    self, Action, Actor, ClaimEffect, EventKind, PlanStatus, Refusal, ReviewPolicy, SubmitTarget,
+    Transition,
 };
 use entity::{feature, feature_version, plan, plan_event, project, user};
 
@@ -72,10 +73,35 @@ impl PlanFilter {
             project: id(Argument::ProjectId, project_id)?,
             feature: id(Argument::FeatureId, feature_id)?,
             claimed_by: id(Argument::ClaimedBy, claimed_by)?,
-            statuses: statuses.into_iter().map(Into::into).collect(),
+            statuses: distinct(statuses.into_iter().map(Into::into)),
             ..PlanFilter::default()
         })
     }
+
+    /// Only plans with these priorities, each a priority plans can have: a
+    /// value outside 0..=4 is refused rather than matched by nothing, and
+    /// repeats are dropped, so the filter's statement stays small however
+    /// long the list sent.
+    pub fn with_priorities(self, priorities: Vec<i32>) -> AppResult<PlanFilter> {
+        for priority in &priorities {
+            super::fleet::validate_priority(*priority)?;
+        }
+        Ok(PlanFilter {
+            priorities: distinct(priorities),
+            ..self
+        })
+    }
+}
+
+/// `values` without repeats, in their first order.
+fn distinct<T: PartialEq>(values: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut kept = Vec::new();
+    for value in values {
+        if !kept.contains(&value) {
+            kept.push(value);
+        }
+    }
+    kept
 }
 
 /// The rows related to a page of plans that its fields will show. Fetched
@@ -264,6 +290,9 @@ struct ChangeInput<'a> {
     lease_seconds: Option<i32>,
     /// The caller's claim token: the change applies only to that claim.
     claim_token: Option<&'a str>,
+    /// Why, in the caller's words (already validated): kept on the event; a
+    /// send-back's note is what the worker reads.
+    note: Option<String>,
 }
 
 /// A conditional update that lost a race is retried on fresh state this many
@@ -334,8 +363,14 @@ impl Services {
         .insert(&*txn)
         .await?;
         record_revision(&*txn, plan.id, &spec, viewer.id(), at).await?;
-        let event =
-            events::record(&*txn, &plan, EventKind::Created, None, Some(viewer.id())).await?;
+        let event = events::record(
+            &*txn,
+            &plan,
+            EventKind::Created,
+            None,
+            ChangedBy::user(viewer.id()),
+        )
+        .await?;
         let live = live_event(event, &plan, Some(viewer));
         txn.commit_and_publish(&self.events, vec![live]).await?;
         Ok(plan)
@@ -389,15 +424,21 @@ impl Services {
             .plan)
     }
 
+    /// `note` says why, for the plan's history; work sent back from review
+    /// (REVIEW → IN_PROGRESS) hands it to the worker.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn set_plan_status(
         &self,
         viewer: &Viewer,
         plan_id: &str,
         status: PlanStatus,
+        note: Option<String>,
     ) -> AppResult<Outcome> {
-        let action = Action::SetStatus(status);
-        self.change(viewer, plan_id, action, ChangeInput::default())
+        let input = ChangeInput {
+            note: self.validate_prose(Argument::Note, note)?,
+            ..ChangeInput::default()
+        };
+        self.change(viewer, plan_id, Action::SetStatus(status), input)
             .await
     }
 
@@ -483,9 +524,12 @@ impl Services {
                 role,
                 is_claimer: plan.claimed_by == Some(viewer.id()),
                 is_submitter: plan.submitted_by == Some(viewer.id()),
+                review_policy: self.review_policy_for(action, plan.project_id).await?,
             };
-            let transition = workflow::decide(plan.status, action, actor)
-                .map_err(|refusal| refused(refusal, &plan, viewer))?;
+            let transition = match workflow::decide(plan.status, action, actor) {
+                Ok(transition) => transition,
+                Err(refusal) => return Err(self.refused(refusal, &plan, viewer).await),
+            };
             if action == Action::Claim {
                 let blockers = unfinished_blockers(&self.db, plan.id).await?;
                 if !blockers.is_empty() {
@@ -569,25 +613,30 @@ impl Services {
         }
         // The lease: a new claim starts one (and a new token); activity on
         // a held claim renews it; a cleared claim has none.
+        // Work sent back from review gets the lease its claim asked for
+        // (kept through the review), not the server's default.
         let lease = match transition.claim {
             ClaimEffect::TakeByCaller | ClaimEffect::ReturnToSubmitter => {
                 update = update.col_expr(
                     Column::ClaimGeneration,
                     Expr::col(Column::ClaimGeneration).add(1),
                 );
-                Some(input.lease_seconds.unwrap_or(self.default_lease_seconds))
+                let asked = input.lease_seconds.or(before.lease_seconds);
+                Some(asked.unwrap_or(self.default_lease_seconds))
             }
             ClaimEffect::Keep if before.claimed_by.is_some() && transition.records_activity => {
                 Some(before.lease_seconds.unwrap_or(self.default_lease_seconds))
             }
             ClaimEffect::Keep => None,
             ClaimEffect::Clear => {
-                update = update
-                    .col_expr(Column::LeaseSeconds, Expr::value(Option::<i32>::None))
-                    .col_expr(
-                        Column::LeaseExpiresAt,
-                        Expr::value(Option::<DateTime<Utc>>::None),
-                    );
+                if transition.to != PlanStatus::Review {
+                    update =
+                        update.col_expr(Column::LeaseSeconds, Expr::value(Option::<i32>::None));
+                }
+                update = update.col_expr(
+                    Column::LeaseExpiresAt,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                );
                 None
             }
         };
@@ -651,23 +700,15 @@ impl Services {
             Some(_) => EventKind::Rebased,
             None => transition.event,
         };
-        let event =
-            events::record(&*txn, &plan, kind, Some(transition.from), Some(viewer.id())).await?;
+        let by = ChangedBy::user(viewer.id()).with_note(input.note.clone());
+        let event = events::record(&*txn, &plan, kind, Some(transition.from), by).await?;
         let mut live = vec![live_event(event, &plan, Some(viewer))];
-        let version = match version {
-            Some((feature, version)) => {
-                // A completion moves the number and keeps the spec.
-                let before = FeatureBefore {
-                    version: feature.current_version - 1,
-                    spec_key: feature.spec_key.clone(),
-                };
-                live.extend(announce_drift(&*txn, &before, &feature, Some(viewer)).await?);
-                Some(version)
-            }
-            None => None,
-        };
+        // A completion moves the feature's number and keeps its text, which
+        // drifts no plan (`crate::drift::drift_of`): nothing to announce.
+        let version = version.map(|(_, version)| version);
         if plan.status == PlanStatus::Completed {
-            live.extend(unblock_waiters(&txn, plan.id, None, viewer).await?);
+            let cause = format!("plan \"{}\" was completed", plan.title);
+            live.extend(unblock_waiters(&txn, plan.id, None, &cause).await?);
         }
         txn.commit_and_publish(&self.events, live).await?;
         Ok(Some(Outcome {
@@ -721,7 +762,15 @@ impl Services {
             let Some(plan) = updated.into_iter().next() else {
                 continue;
             };
-            let event = events::record(&*txn, &plan, transition.event, Some(from), None).await?;
+            let cause = "the claim's lease ran out with no activity from its claimer";
+            let event = events::record(
+                &*txn,
+                &plan,
+                transition.event,
+                Some(from),
+                ChangedBy::system(cause),
+            )
+            .await?;
             let live = live_event(event, &plan, None);
             txn.commit_and_publish(&self.events, vec![live]).await?;
             marked += 1;
@@ -731,7 +780,7 @@ impl Services {
 
     /// One page of the viewer's plans matching `filter`, each with the
     /// related rows `joins` asks for, all in one statement. With `count`, a
-    /// first page (no cursor) that has rows also says how many plans match
+    /// first page (no cursor, not `first: 0`) also says how many plans match
     /// the filter, counted in the same statement; otherwise the count is
     /// `None` and [`Services::count_plans`] gives it.
     #[tracing::instrument(level = "debug", skip_all)]
@@ -774,6 +823,10 @@ impl Services {
             Some(row) if count => {
                 Some(u64::try_from(row.try_get::<i64>("", TOTAL_COLUMN)?).unwrap_or(0))
             }
+            // An empty first page is an empty list, seen by this statement:
+            // counting again would be another snapshot, which may already
+            // hold a plan created since.
+            None if count && window.size > 0 => Some(0),
             _ => None,
         };
         Ok((page_of(reads.joins.decode(&rows, columns)?, window), total))
@@ -829,21 +882,22 @@ impl Services {
             .await?)
     }
 
-    /// The audit trail of each plan, oldest first, in one query.
+    /// The newest `count` events of each plan's audit trail, oldest first,
+    /// in one query.
     pub async fn events_of(
         &self,
         plans: &[Uuid],
+        count: u64,
     ) -> AppResult<HashMap<Uuid, Vec<plan_event::Model>>> {
-        let events = plan_event::Entity::find()
-            .filter(plan_event::Column::PlanId.is_in(plans.iter().copied()))
-            .order_by_asc(plan_event::Column::Id)
-            .all(&self.db)
-            .await?;
-        let mut grouped: HashMap<Uuid, Vec<plan_event::Model>> = HashMap::new();
-        for event in events {
-            grouped.entry(event.plan_id).or_default().push(event);
-        }
-        Ok(grouped)
+        newest_of_each::<plan_event::Entity>(
+            &self.db,
+            plan_event::Column::PlanId,
+            |event| event.plan_id,
+            plan_event::Column::Id,
+            plans,
+            count,
+        )
+        .await
     }
 
     pub async fn plans_by_ids(&self, ids: &[Uuid]) -> AppResult<Vec<plan::Model>> {
@@ -902,27 +956,7 @@ fn visible_plans(
     query
 }
 
-/// The error a workflow refusal of a change to `plan` by `viewer` is.
-fn refused(refusal: Refusal, plan: &plan::Model, viewer: &Viewer) -> AppError {
-    match refusal {
-        Refusal::InvalidTransition {
-            from,
-            requested,
-            allowed,
-        } => AppError::InvalidTransition {
-            current: from,
-            requested,
-            allowed,
-        },
-        Refusal::NotClaimable { from } => AppError::NotClaimable {
-            current: from,
-            claimed_by: plan.claimed_by,
-            claimed_by_caller: plan.claimed_by == Some(viewer.id()),
-        },
-        Refusal::Forbidden(message) => AppError::Forbidden(message),
-    }
-}
-
+/// The live copy of a recorded event, for subscribers and webhooks.
 pub(super) fn live_event(
     event: plan_event::Model,
     plan: &plan::Model,
@@ -932,6 +966,60 @@ pub(super) fn live_event(
         event,
         plan: plan.clone(),
         actor: actor.map(|viewer| viewer.user.clone()),
+    }
+}
+
+impl Services {
+    /// The error for a refused change; a claim of a plan someone else holds
+    /// names them and their lease, so the caller knows whom to ask and
+    /// whether waiting helps.
+    async fn refused(&self, refusal: Refusal, plan: &plan::Model, viewer: &Viewer) -> AppError {
+        match refusal {
+            Refusal::InvalidTransition {
+                from,
+                requested,
+                allowed,
+            } => AppError::InvalidTransition {
+                current: from,
+                requested,
+                allowed,
+            },
+            Refusal::NotClaimable { from } => {
+                let claimed_by_caller = plan.claimed_by == Some(viewer.id());
+                let holder = match plan.claimed_by.filter(|_| !claimed_by_caller) {
+                    Some(holder) => match self.users_by_ids(&[holder]).await {
+                        Ok(users) => users
+                            .into_iter()
+                            .next()
+                            .map(|user| (user.email, plan.lease_expires_at)),
+                        Err(error) => return error,
+                    },
+                    None => None,
+                };
+                metrics::counter!("plangraph_claim_refusals_total", "reason" => "claimed")
+                    .increment(1);
+                AppError::NotClaimable {
+                    current: from,
+                    claimed_by: plan.claimed_by,
+                    claimed_by_caller,
+                    holder,
+                }
+            }
+            Refusal::Forbidden(message) => AppError::Forbidden(message),
+        }
+    }
+
+    /// The project's review policy when `action` completes work (the only
+    /// actions it decides), so that other changes read no project row.
+    async fn review_policy_for(&self, action: Action, project: Uuid) -> AppResult<ReviewPolicy> {
+        let completes = matches!(
+            action,
+            Action::SetStatus(PlanStatus::Completed) | Action::Submit(SubmitTarget::Completed)
+        );
+        if !completes {
+            return Ok(ReviewPolicy::default());
+        }
+        Ok(self.find_project(project).await?.review_policy)
     }
 }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{Services, Viewer, now, parse_id};
 use crate::error::{AppError, AppResult, Argument};
-use crate::workflow::Role;
+use crate::workflow::{ReviewPolicy, Role};
 use entity::{project, project_member, user};
 
 impl Services {
@@ -33,6 +33,7 @@ impl Services {
             created_by: Set(viewer.id()),
             created_at: Set(at),
             updated_at: Set(at),
+            review_policy: Set(ReviewPolicy::default()),
         }
         .insert(&*txn)
         .await?;
@@ -113,6 +114,30 @@ impl Services {
             .collect())
     }
 
+    /// Owners set who may approve work in REVIEW (`workflow::may_approve`);
+    /// it applies from the next approval on, work already in REVIEW included.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn set_review_policy(
+        &self,
+        viewer: &Viewer,
+        project_id: &str,
+        policy: ReviewPolicy,
+    ) -> AppResult<project::Model> {
+        let project = self.project(viewer, project_id).await?;
+        self.require_owner(viewer, project.id, "set the review policy")
+            .await?;
+        if project.review_policy == policy {
+            return Ok(project);
+        }
+        let txn = self.begin_write().await?;
+        let mut active: project::ActiveModel = project.into();
+        active.review_policy = Set(policy);
+        active.updated_at = Set(now());
+        let project = active.update(&*txn).await?;
+        txn.commit().await?;
+        Ok(project)
+    }
+
     /// Owners add members by email, or change an existing member's role.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn add_project_member(
@@ -123,7 +148,8 @@ impl Services {
         role: Role,
     ) -> AppResult<project_member::Model> {
         let project = self.project(viewer, project_id).await?;
-        self.require_owner(viewer, project.id).await?;
+        self.require_owner(viewer, project.id, "manage members")
+            .await?;
         let user = self.user_by_email(email).await?.ok_or_else(|| {
             AppError::NotFound(format!(
                 "No user with email {}; an admin can create one with createUser",
@@ -171,7 +197,8 @@ impl Services {
         let project = self.project(viewer, project_id).await?;
         let user_id = parse_id(Argument::UserId, user_id)?;
         if user_id != viewer.id() {
-            self.require_owner(viewer, project.id).await?;
+            self.require_owner(viewer, project.id, "manage members")
+                .await?;
         }
         let txn = self.begin_write().await?;
         let member = project_member::Entity::find_by_id((project.id, user_id))
@@ -190,12 +217,13 @@ impl Services {
         Ok(true)
     }
 
-    async fn require_owner(&self, viewer: &Viewer, project: Uuid) -> AppResult<()> {
+    /// Refuses anyone but an owner, saying they cannot do `what`.
+    async fn require_owner(&self, viewer: &Viewer, project: Uuid, what: &str) -> AppResult<()> {
         match self.require_member(viewer, project).await? {
             Role::Owner => Ok(()),
-            _ => Err(AppError::Forbidden(
-                "Only project owners can manage members".into(),
-            )),
+            _ => Err(AppError::Forbidden(format!(
+                "Only project owners can {what}"
+            ))),
         }
     }
 

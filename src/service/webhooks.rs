@@ -242,11 +242,11 @@ impl Services {
         let event = plan_event::Entity::find_by_id(delivery.event_id)
             .one(&self.db)
             .await?
-            .ok_or_else(|| AppError::Internal(format!("event {} is missing", delivery.event_id)))?;
+            .ok_or_else(|| AppError::internal(format!("event {} is missing", delivery.event_id)))?;
         let event = events::with_details(&self.db, vec![event])
             .await?
             .pop()
-            .ok_or_else(|| AppError::Internal("an event's plan is missing".into()))?;
+            .ok_or_else(|| AppError::internal("an event's plan is missing"))?;
         let id = Uuid::now_v7();
         let attempt = self
             .webhooks
@@ -315,7 +315,8 @@ impl Services {
 
     async fn checked_url(&self, url: &str) -> AppResult<String> {
         let parsed = target::parse_url(url)?;
-        target::check_when_saved(&parsed, self.webhooks.settings.allow_private).await?;
+        let settings = &self.webhooks.settings;
+        target::check_when_saved(&parsed, settings.allow_private, settings.proxy.is_some()).await?;
         Ok(parsed.to_string())
     }
 

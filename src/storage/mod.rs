@@ -34,7 +34,7 @@ impl From<StoreError> for crate::error::AppError {
         match error {
             StoreError::Missing(key) => {
                 tracing::error!(%key, "spec object missing");
-                crate::error::AppError::Internal(format!("spec object {key} is missing"))
+                crate::error::AppError::internal(format!("spec object {key} is missing"))
             }
             StoreError::Unavailable(reason) => {
                 tracing::warn!(%reason, "spec store unavailable");

@@ -20,6 +20,7 @@ pub mod worker;
 
 use std::time::{Duration, Instant};
 
+use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, OnceCell};
 use uuid::Uuid;
 
@@ -34,6 +35,11 @@ pub struct WebhookSettings {
     pub allow_private: bool,
     /// Longest one attempt may take, from connecting to reading the answer.
     pub timeout: Duration,
+    /// Longest connecting may take, within `timeout`.
+    pub connect_timeout: Duration,
+    /// Where deliveries go through instead of connecting directly; the
+    /// proxy's environment variables are never read.
+    pub proxy: Option<crate::config::ProxyUrl>,
     /// The first retry's delay; each further retry doubles it, up to `retry_max`.
     pub retry_base: Duration,
     pub retry_max: Duration,
@@ -45,25 +51,28 @@ pub struct WebhookSettings {
     pub poll_every: Duration,
     /// Most deliveries one instance makes at once.
     pub concurrency: usize,
+    /// Most deliveries of one project's webhooks one instance makes at once.
+    pub project_concurrency: usize,
 }
 
 impl Default for WebhookSettings {
     fn default() -> WebhookSettings {
         WebhookSettings {
             allow_private: false,
-            timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            proxy: None,
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(5 * 60),
             disable_after_failures: 10,
             disable_after: Duration::from_secs(60 * 60),
             poll_every: Duration::from_secs(5),
-            concurrency: 4,
+            concurrency: 16,
+            project_concurrency: 4,
         }
     }
 }
 
-/// Longest a delivery may take to connect, within its timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most bytes of a receiver's answer read (and thrown away); a receiver
 /// cannot make the server read an endless body.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -74,6 +83,11 @@ const MAX_ERROR_CHARS: usize = 500;
 /// redeliver mutation.
 pub struct Webhooks {
     pub settings: WebhookSettings,
+    /// On PostgreSQL, the connections that hold webhooks during attempts
+    /// (`--webhook-concurrency` of them): a delivery holds its connection
+    /// while its receiver takes its time, and those of the request pool
+    /// belong to requests.
+    pool: Option<DatabaseConnection>,
     client: OnceCell<reqwest::Client>,
     /// Wakes this instance's worker when a webhook was added or enabled here.
     changed: Notify,
@@ -135,9 +149,21 @@ impl Webhooks {
     pub fn new(settings: WebhookSettings) -> Webhooks {
         Webhooks {
             settings,
+            pool: None,
             client: OnceCell::new(),
             changed: Notify::new(),
         }
+    }
+
+    /// Holds webhooks with connections of `pool` rather than the request pool.
+    pub fn with_pool(mut self, pool: DatabaseConnection) -> Webhooks {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Where attempts hold their webhook: the pool of their own, if any.
+    pub fn pool(&self) -> Option<&DatabaseConnection> {
+        self.pool.as_ref()
     }
 
     /// A webhook was added or enabled: this instance's worker looks at once
@@ -153,19 +179,31 @@ impl Webhooks {
                 // reqwest is built without a crypto provider of its own (as
                 // the GCS client is): ring, which sqlx already brings.
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                reqwest::Client::builder()
+                let cannot_build = |error: reqwest::Error| {
+                    AppError::internal_from("cannot build the webhook client", error)
+                };
+                let proxy = self.settings.proxy.as_ref().map(|proxy| &proxy.0);
+                let builder = reqwest::Client::builder()
                     .dns_resolver(PublicOnlyResolver {
                         allow_private: self.settings.allow_private,
+                        // Behind a proxy the only name resolved here is the
+                        // proxy's own, which the operator chose.
+                        trusted: proxy.and_then(|proxy| proxy.host_str().map(str::to_owned)),
                     })
                     // A redirect could lead anywhere, a private address included.
                     .redirect(reqwest::redirect::Policy::none())
-                    .connect_timeout(CONNECT_TIMEOUT.min(self.settings.timeout))
+                    .connect_timeout(self.settings.connect_timeout.min(self.settings.timeout))
                     .timeout(self.settings.timeout)
-                    .user_agent(concat!("plangraph-webhooks/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|error| {
-                        AppError::Internal(format!("cannot build the webhook client: {error}"))
-                    })
+                    .user_agent(concat!("plangraph-webhooks/", env!("CARGO_PKG_VERSION")));
+                let builder = match proxy {
+                    Some(proxy) => {
+                        builder.proxy(reqwest::Proxy::all(proxy.as_str()).map_err(cannot_build)?)
+                    }
+                    // A proxy from the environment would resolve the target's
+                    // name itself, out of the public-only resolver's reach.
+                    None => builder.no_proxy(),
+                };
+                builder.build().map_err(cannot_build)
             })
             .await
     }

@@ -37,10 +37,19 @@ const EVENTS_PER_READ: u64 = 25;
 /// derived from the webhook's id.
 const LOCK_NAMESPACE: i32 = 0x7768_6b73;
 
+/// A webhook with events past its cursor and no backoff in the way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueWebhook {
+    pub id: Uuid,
+    pub project: Uuid,
+    /// Its last attempt failed: it is retrying, and may well fail again.
+    pub failing: bool,
+}
+
 /// What the enabled webhooks have to do, from one look at the table.
 pub struct Due {
-    /// Webhooks with events past their cursor and no backoff in the way.
-    pub webhooks: Vec<Uuid>,
+    /// In id order.
+    pub webhooks: Vec<DueWebhook>,
     /// When the earliest backoff of a webhook with events waiting ends.
     pub next_retry_at: Option<DateTime<Utc>>,
     /// Whether any webhook is enabled at all; with none, new events need
@@ -66,22 +75,29 @@ pub async fn due(db: &impl ConnectionTrait, at: DateTime<Utc>) -> AppResult<Due>
     let enabled = webhook::Entity::find()
         .select_only()
         .column(webhook::Column::Id)
+        .column(webhook::Column::ProjectId)
         .column(webhook::Column::NextAttemptAt)
+        .column(webhook::Column::Attempts)
         .expr_as(Expr::exists(pending), "pending")
         .filter(webhook::Column::Enabled.eq(true))
-        .into_tuple::<(Uuid, Option<DateTime<Utc>>, bool)>()
+        .order_by_asc(webhook::Column::Id)
+        .into_tuple::<(Uuid, Uuid, Option<DateTime<Utc>>, i32, bool)>()
         .all(db)
         .await?;
     let any_enabled = !enabled.is_empty();
     let mut webhooks = Vec::new();
     let mut next_retry_at: Option<DateTime<Utc>> = None;
-    for (id, next_attempt_at, pending) in enabled {
+    for (id, project, next_attempt_at, attempts, pending) in enabled {
         match next_attempt_at {
             _ if !pending => {}
             Some(retry) if retry > at => {
                 next_retry_at = Some(next_retry_at.map_or(retry, |next| Ord::min(next, retry)));
             }
-            _ => webhooks.push(id),
+            _ => webhooks.push(DueWebhook {
+                id,
+                project,
+                failing: attempts > 0,
+            }),
         }
     }
     Ok(Due {
@@ -104,7 +120,8 @@ pub async fn hold(services: &Services, webhook: Uuid) -> AppResult<Option<Hold>>
     if services.db.get_database_backend() != DbBackend::Postgres {
         return Ok(Some(Hold::Sqlite));
     }
-    let txn = services.db.begin().await?;
+    let pool = services.webhooks.pool().unwrap_or(&services.db);
+    let txn = pool.begin().await?;
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -192,7 +209,7 @@ async fn next_work_on(connection: &impl ConnectionTrait, id: Uuid) -> AppResult<
             // Foreign keys keep an event's plan; should it be missing anyway,
             // the worker pauses instead of spinning on the event.
             Some(detailed.ok_or_else(|| {
-                crate::error::AppError::Internal(format!("the plan of event {id} is missing"))
+                crate::error::AppError::internal(format!("the plan of event {id} is missing"))
             })?)
         }
         None => None,

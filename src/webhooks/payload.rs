@@ -19,8 +19,11 @@ struct Body<'a> {
     from_status: Option<String>,
     to_status: String,
     at: String,
-    /// Null when the system made the change (the stale sweeper).
+    /// Null when the server made the change (a drift, an unblock, a stall).
     actor: Option<Actor<'a>>,
+    /// Why: the cause of a change no person made, or a reviewer's reason
+    /// for sending work back; null otherwise.
+    note: Option<&'a str>,
     plan: Plan<'a>,
 }
 
@@ -58,6 +61,7 @@ pub fn body(live: &LiveEvent) -> Vec<u8> {
             id: actor.id,
             email: &actor.email,
         }),
+        note: event.note.as_deref(),
         plan: Plan {
             id: live.plan.id,
             title: &live.plan.title,

@@ -19,7 +19,7 @@ const SECRET_BYTES: usize = 32;
 pub fn generate_secret() -> AppResult<String> {
     let mut bytes = [0u8; SECRET_BYTES];
     getrandom::fill(&mut bytes)
-        .map_err(|error| AppError::Internal(format!("no randomness for a secret: {error}")))?;
+        .map_err(|error| AppError::internal_from("no randomness for a secret", error))?;
     Ok(format!("{SECRET_PREFIX}{}", hex::encode(bytes)))
 }
 

@@ -3,7 +3,9 @@
 //! is wrong, and again at every delivery — by the resolver the connection
 //! itself uses — so a name that resolves to an internal address later (DNS
 //! rebinding) is refused then too. `--webhook-allow-private` lifts the
-//! address rule (for a receiver on the same network, and for tests).
+//! address rule (for a receiver on the same network, and for tests). Behind
+//! `--webhook-proxy` the proxy resolves the names, so it decides what they
+//! reach; addresses written in URLs are still checked here.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -41,12 +43,15 @@ pub fn parse_url(text: &str) -> AppResult<Url> {
 }
 
 /// When a webhook is saved: the host resolves, and (unless private targets
-/// are allowed) to public addresses only.
-pub async fn check_when_saved(url: &Url, allow_private: bool) -> AppResult<()> {
+/// are allowed) to public addresses only. Behind a proxy (`proxied`) a name
+/// is left to the proxy, which resolves it at delivery; an address is still
+/// checked.
+pub async fn check_when_saved(url: &Url, allow_private: bool, proxied: bool) -> AppResult<()> {
     let host = url.host_str().unwrap_or_default().to_owned();
     let addresses: Vec<IpAddr> = match url.host() {
         Some(Host::Ipv4(address)) => vec![IpAddr::V4(address)],
         Some(Host::Ipv6(address)) => vec![IpAddr::V6(address)],
+        Some(Host::Domain(_)) if proxied => return Ok(()),
         Some(Host::Domain(domain)) => {
             let port = url.port_or_known_default().unwrap_or(443);
             let lookup = tokio::net::lookup_host((domain, port));
@@ -115,12 +120,18 @@ impl std::error::Error for BlockedAddress {}
 /// checked is the address connected to.
 pub struct PublicOnlyResolver {
     pub allow_private: bool,
+    /// A name resolved without the check: the operator's proxy.
+    pub trusted: Option<String>,
 }
 
 impl reqwest::dns::Resolve for PublicOnlyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allow_private = self.allow_private;
         let host = name.as_str().to_owned();
+        let allow_private = self.allow_private
+            || self
+                .trusted
+                .as_deref()
+                .is_some_and(|trusted| trusted.eq_ignore_ascii_case(&host));
         Box::pin(async move {
             let found: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
@@ -139,7 +150,9 @@ impl reqwest::dns::Resolve for PublicOnlyResolver {
 
 /// Whether `address` is on the public internet: not loopback, private,
 /// link-local, shared (CGNAT), multicast, documentation, benchmarking or
-/// reserved space, including IPv4 addresses wrapped in IPv6.
+/// reserved space, including IPv4 addresses wrapped in IPv6 and the IPv6
+/// ranges that lead to IPv4 space whose address is not checked here
+/// (local-use NAT64, IPv4-translated, Teredo) or lead nowhere (discard-only).
 pub fn is_public(address: IpAddr) -> bool {
     match address {
         IpAddr::V4(address) => is_public_v4(address),
@@ -168,14 +181,26 @@ fn is_public_v6(address: Ipv6Addr) -> bool {
     if let Some(embedded) = embedded_v4(address) {
         return is_public_v4(embedded);
     }
-    let first = address.segments()[0];
+    let segments = address.segments();
+    let [first, second, third, ..] = segments;
     let special = address.is_unspecified()
         || address.is_loopback()
         || address.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local
         || (first & 0xffc0) == 0xfe80 // link-local
         || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
-        || (first == 0x2001 && address.segments()[1] == 0x0db8); // documentation
+        || (first == 0x2001 && second == 0x0db8) // documentation
+        || (first & 0xfff0) == 0x3ff0 // documentation (3fff::/20)
+        // Local-use NAT64 (64:ff9b:1::/48): reaches whatever IPv4 network the
+        // operator's translator serves, internal ones included.
+        || (first == 0x64 && second == 0xff9b && third == 0x0001)
+        // IPv4-translated (::ffff:0:0:0/96): SIIT maps it onto IPv4 space.
+        || (segments[..4] == [0; 4] && segments[4] == 0xffff && segments[5] == 0)
+        || segments[..4] == [0x100, 0, 0, 0] // discard-only (100::/64)
+        // Teredo (2001::/32): a tunnel whose far end is an IPv4 address.
+        || (first == 0x2001 && second == 0)
+        || (first == 0x2001 && second == 0x0002 && third == 0) // benchmarking
+        || (first == 0x2001 && (second & 0xfff0) == 0x0020); // ORCHIDv2
     !special
 }
 
@@ -234,6 +259,18 @@ mod tests {
             "::127.0.0.1",
             "64:ff9b::a9fe:a9fe",
             "2002:7f00:0001::",
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1::808:808",
+            "64:ff9b:1:ffff::1",
+            "::ffff:0:a00:1",
+            "::ffff:0:808:808",
+            "100::1",
+            "100::ffff:ffff:ffff:ffff",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "2001:20::1",
+            "3fff::1",
         ];
         for address in private {
             let parsed: IpAddr = address.parse().expect("address");
@@ -247,6 +284,10 @@ mod tests {
             "2606:4700::1111",
             "::ffff:8.8.8.8",
             "2002:0808:0808::",
+            "64:ff9b::808:808",
+            "64:ff9b:2::1",
+            "100:0:0:1::1",
+            "2001:4860:4860::8888",
         ];
         for address in public {
             let parsed: IpAddr = address.parse().expect("address");

@@ -36,6 +36,8 @@
 //! tasks, and on the main runtime they would queue ahead of the requests
 //! (the mutation that caused the event among them). With a thread of their
 //! own the operating system shares the cores between requests and fan-out.
+//! Queries and mutations sent over a socket go back to the request runtime
+//! (`GuardedSchema::execute_stream`), so they cannot hold this thread up.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -135,17 +137,6 @@ struct RootField {
     pos: Pos,
 }
 
-/// What the connection does with a client message.
-pub enum Inspected {
-    /// async-graphql handles it.
-    Pass,
-    /// async-graphql handles it, and a grouped operation of this id (if any)
-    /// ends too: a `complete`/`stop` is passed to both.
-    PassAndStop(String),
-    /// A groupable `planEvents` subscription.
-    Take(Box<GroupedSubscribe>),
-}
-
 impl Fanout {
     pub fn new(schema: GuardedSchema, services: Services, settings: FanoutSettings) -> Fanout {
         Fanout {
@@ -165,34 +156,14 @@ impl Fanout {
         &self.inner.runtime
     }
 
-    /// Sorts a client message of a connection authenticated with `key_id`.
-    pub fn inspect(&self, key_id: Uuid, bytes: &[u8]) -> Inspected {
+    /// The subscription `id` of a connection authenticated with `key_id`
+    /// as a member of a group, or `None` when it is not groupable (or
+    /// grouping is off) and async-graphql runs it on its own.
+    pub fn group(&self, key_id: Uuid, id: &str, request: Request) -> Option<GroupedSubscribe> {
         if !self.inner.settings.grouped {
-            return Inspected::Pass;
+            return None;
         }
-        let Ok(Value::Object(mut message)) = serde_json::from_slice::<Value>(bytes) else {
-            return Inspected::Pass;
-        };
-        let kind = message.get("type").and_then(Value::as_str).unwrap_or("");
-        let Some(id) = message.get("id").and_then(Value::as_str).map(str::to_owned) else {
-            return Inspected::Pass;
-        };
-        match kind {
-            "complete" | "stop" => Inspected::PassAndStop(id),
-            "subscribe" | "start" => {
-                let Some(payload) = message.remove("payload") else {
-                    return Inspected::Pass;
-                };
-                let Ok(request) = serde_json::from_value::<Request>(payload) else {
-                    return Inspected::Pass;
-                };
-                match groupable(key_id, id, request) {
-                    Some(grouped) => Inspected::Take(Box::new(grouped)),
-                    None => Inspected::Pass,
-                }
-            }
-            _ => Inspected::Pass,
-        }
+        groupable(key_id, id.to_owned(), request)
     }
 
     /// The messages of one grouped subscription, ending with its `complete`.
@@ -227,7 +198,7 @@ impl Fanout {
             // Responses are turned into messages before each `yield`: a
             // value alive across one is kept in the stream for its life.
             let Some(_operation) = operation else {
-                let message = envelope.next(&refusal(too_many_operations(limit)));
+                let message = envelope.next(&refusal(too_many_operations(limit)), inner.schema.limits().max_response_bytes);
                 yield message;
                 yield envelope.complete();
                 return;
@@ -238,7 +209,7 @@ impl Fanout {
             // the space of a database query's future.
             let active = Box::pin(inner.services.require_active_key(&joining.session.viewer)).await;
             if let Err(error) = active {
-                let message = envelope.next(&refusal(error));
+                let message = envelope.next(&refusal(error), inner.schema.limits().max_response_bytes);
                 yield message;
                 yield envelope.complete();
                 return;
@@ -251,10 +222,10 @@ impl Fanout {
                     .data(session.viewer)
                     .data(PlanEventsRole::Setup(Arc::clone(&outcome)))
             };
-            let mut setup = inner.schema.execute_stream(setup_request, None, None);
+            let mut setup = inner.schema.execute_stream(setup_request, None, None, None);
             loop {
                 let message = match setup.next().await {
-                    Some(response) => envelope.next(&response),
+                    Some(response) => envelope.next(&response, inner.schema.limits().max_response_bytes),
                     None => break,
                 };
                 yield message;
@@ -280,7 +251,7 @@ impl Fanout {
                         }
                     }
                     Ok(Frame::Resume { cursor }) => {
-                        let message = envelope.next(&resume_required(&field, position.max(cursor)));
+                        let message = envelope.next(&resume_required(&field, position.max(cursor)), inner.schema.limits().max_response_bytes);
                         yield message;
                         yield envelope.complete();
                         return;
@@ -290,7 +261,7 @@ impl Fanout {
                         return;
                     }
                     Err(RecvError::Lagged(_)) => {
-                        let message = envelope.next(&resume_required(&field, position));
+                        let message = envelope.next(&resume_required(&field, position), inner.schema.limits().max_response_bytes);
                         yield message;
                         yield envelope.complete();
                         return;
@@ -346,7 +317,7 @@ impl Inner {
             .data(session.viewer.clone())
             .data(PlanEventsRole::Group(feed));
         group_request.operation_name = request.operation_name.clone();
-        let results = inner.schema.execute_stream(group_request, None, None);
+        let results = inner.schema.execute_stream(group_request, None, None, None);
         let task = inner.runtime.spawn(run_group(
             Arc::clone(inner),
             Arc::clone(key),
@@ -478,13 +449,20 @@ async fn run_group(
     frames: broadcast::Sender<Frame>,
     position: Arc<AtomicI64>,
 ) {
+    let max_bytes = inner.schema.limits().max_response_bytes;
     while let Some(response) = results.next().await {
         if let Some(cursor) = resume_cursor(&response) {
             let _ = frames.send(Frame::Resume { cursor });
             continue;
         }
         let id = position.load(Ordering::Acquire);
-        match crate::graphql::json::response_text(&response) {
+        let written = match crate::graphql::json::response_text(&response, max_bytes) {
+            Err(error @ crate::graphql::json::WriteError::TooLarge { .. }) => {
+                crate::graphql::json::response_text(&refusal(error.into_app_error()), max_bytes)
+            }
+            written => written,
+        };
+        match written {
             Ok(payload) => {
                 metrics::counter!("plangraph_subscription_group_results_total").increment(1);
                 // No member listening is normal for a moment: the last one
@@ -494,7 +472,7 @@ async fn run_group(
                     payload: payload.into(),
                 });
             }
-            Err(error) => tracing::error!(%error, "cannot serialize a subscription result"),
+            Err(error) => tracing::error!(?error, "cannot serialize a subscription result"),
         }
     }
     let mut groups = inner.lock();
@@ -567,11 +545,16 @@ impl Envelope {
         message
     }
 
-    fn next(&self, response: &Response) -> String {
-        match crate::graphql::json::response_text(response) {
+    /// `response` in this envelope, in at most `max_bytes` of JSON (a
+    /// longer one is replaced by its refusal).
+    fn next(&self, response: &Response, max_bytes: usize) -> String {
+        match crate::graphql::json::response_text(response, max_bytes) {
             Ok(payload) => self.next_serialized(&payload),
+            Err(error @ crate::graphql::json::WriteError::TooLarge { .. }) => {
+                self.next(&refusal(error.into_app_error()), max_bytes)
+            }
             Err(error) => {
-                tracing::error!(%error, "cannot serialize a subscription result");
+                tracing::error!(?error, "cannot serialize a subscription result");
                 self.next_serialized(r#"{"data":null}"#)
             }
         }

@@ -107,6 +107,9 @@ fn matrix() -> Vec<(&'static str, Row)> {
         ("feature", readers()),
         ("plan", readers()),
         ("featureVersions", readers()),
+        // Everyone may ask; what they may not see is null (see protocol.rs).
+        ("node", anyone()),
+        ("nodes", anyone()),
         // Mutations.
         ("createUser", admins()),
         ("createProject", anyone()),
@@ -114,6 +117,7 @@ fn matrix() -> Vec<(&'static str, Row)> {
         ("revokeApiKey", anyone()),
         ("addProjectMember", owners()),
         ("removeProjectMember", owners()),
+        ("setProjectReviewPolicy", owners()),
         ("createFeature", writers()),
         ("updateFeature", writers()),
         ("createPlan", writers()),
@@ -228,6 +232,16 @@ async fn perform(fixture: &Fixture, operation: &str, caller: Caller) -> Reply {
                 )
                 .await
         }
+        "node" => {
+            let query = "query($id: ID!) { node(id: $id) { id } }";
+            client.send(query, json!({ "id": feature })).await
+        }
+        "nodes" => {
+            let query = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }";
+            client
+                .send(query, json!({ "ids": [feature, project] }))
+                .await
+        }
         "featureVersions" => {
             let query = "query($id: ID!) { featureVersions(featureId: $id) { version } }";
             client.send(query, json!({ "id": feature })).await
@@ -271,6 +285,12 @@ async fn perform(fixture: &Fixture, operation: &str, caller: Caller) -> Reply {
             let vars =
                 json!({ "projectId": project, "email": "bystander@example.com", "role": "MEMBER" });
             client.send(ADD_MEMBER, vars).await
+        }
+        "setProjectReviewPolicy" => {
+            // Any member approves, as before: the rows after this one stay as they were.
+            let query = "mutation($projectId: ID!) {
+                setProjectReviewPolicy(projectId: $projectId, policy: ANY_MEMBER) { reviewPolicy } }";
+            client.send(query, json!({ "projectId": project })).await
         }
         "removeProjectMember" => {
             let extra = format!("removable-{caller:?}@example.com").to_lowercase();

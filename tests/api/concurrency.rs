@@ -142,7 +142,7 @@ async fn simultaneous_completions_get_consecutive_versions(backend: Backend) {
     let versions = team
         .owner
         .ok(
-            "query($id: ID!) { feature(id: $id) { currentVersion versions { version implementedByPlan { id implementedVersion } } } }",
+            "query($id: ID!) { feature(id: $id) { currentVersion versions(last: 100) { version implementedByPlan { id implementedVersion } } } }",
             json!({ "id": team.feature }),
         )
         .await;

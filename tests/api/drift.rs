@@ -6,7 +6,7 @@ use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(
-    a_completion_drifts_open_plans_and_rebase_clears_it,
+    a_new_spec_drifts_open_plans_and_rebase_clears_it,
     amending_the_current_spec_drifts_open_plans,
     plan_lists_filter_by_drift_and_features_count_it,
     rebase_follows_the_workflow_rules,
@@ -47,7 +47,7 @@ fn count(kinds: &[String], kind: &str) -> usize {
     kinds.iter().filter(|each| *each == kind).count()
 }
 
-async fn a_completion_drifts_open_plans_and_rebase_clears_it(backend: Backend) {
+async fn a_new_spec_drifts_open_plans_and_rebase_clears_it(backend: Backend) {
     let server = Server::start(backend).await;
     let team = Team::new(&server).await;
     let stale = team.plan("written on v1", "READY").await;
@@ -63,29 +63,14 @@ async fn a_completion_drifts_open_plans_and_rebase_clears_it(backend: Backend) {
         .await;
     server.wait_for_subscriptions(1).await;
 
-    // Another plan completes: v2, with the same spec text.
+    // Another plan completes: v2, with the same spec text, is no drift.
     let done = team.plan_in("implemented", "COMPLETED").await;
-    let event = board.next_event().await;
-    assert_eq!(event["kind"], "SPEC_DRIFTED");
-    assert_eq!(event["plan"]["id"], stale.as_str());
-    assert_eq!(event["fromStatus"], "READY");
-    assert_eq!(event["toStatus"], "READY");
-    assert_eq!(event["actor"]["email"], "worker@example.com");
+    let unchanged = drift_of(&team.worker, &stale).await;
+    assert_eq!(unchanged["specDrift"], Value::Null);
+    assert_eq!(kinds(&unchanged), ["CREATED"]);
 
-    let drifted = drift_of(&team.worker, &stale).await;
-    assert_eq!(drifted["basedOnVersion"], 1);
-    assert_eq!(
-        drifted["specDrift"],
-        json!({ "fromVersion": 1, "toVersion": 2, "behind": 1,
-                "diff": { "unified": "", "added": 0, "removed": 0, "truncated": false } })
-    );
-    assert_eq!(count(&kinds(&drifted), "SPEC_DRIFTED"), 1);
-    assert_eq!(
-        count(&kinds(&drift_of(&team.owner, &draft).await), "SPEC_DRIFTED"),
-        1
-    );
-
-    // A new version with a new spec: the diff shows exactly the changed lines.
+    // A new version with a new spec: the diff shows exactly the changed
+    // lines, and the event names the change as its cause, made by no one.
     let v3 = "# Auth\nUsers sign in with a passkey.\nSessions last a day.";
     team.owner
         .ok(
@@ -93,19 +78,45 @@ async fn a_completion_drifts_open_plans_and_rebase_clears_it(backend: Backend) {
             json!({ "id": team.feature, "spec": v3, "newVersion": true }),
         )
         .await;
+    let event = board.next_event().await;
+    assert_eq!(event["kind"], "SPEC_DRIFTED");
+    assert_eq!(event["plan"]["id"], stale.as_str());
+    assert_eq!(event["fromStatus"], "READY");
+    assert_eq!(event["toStatus"], "READY");
+    assert_eq!(event["actor"], Value::Null);
+    assert_eq!(
+        event["note"],
+        "owner@example.com changed the feature's spec (now v3)"
+    );
     let drifted = drift_of(&team.worker, &stale).await;
-    assert_eq!(drifted["specDrift"]["behind"], 2);
+    assert_eq!(drifted["basedOnVersion"], 1);
+    assert_eq!(
+        drifted["specDrift"],
+        json!({ "fromVersion": 1, "toVersion": 3, "behind": 2,
+                "diff": {
+                    "unified": "--- v1 (as the plan read it)\n+++ v3 (current)\n@@ -1,2 +1,3 @@\n # Auth\n-Users sign in.\n\\ No newline at end of file\n+Users sign in with a passkey.\n+Sessions last a day.\n\\ No newline at end of file\n",
+                    "added": 2, "removed": 1, "truncated": false } })
+    );
+    assert_eq!(count(&kinds(&drifted), "SPEC_DRIFTED"), 1);
+    assert_eq!(
+        count(&kinds(&drift_of(&team.owner, &draft).await), "SPEC_DRIFTED"),
+        1
+    );
+
+    // Yet another spec: an already drifted plan is not told again.
+    let v4 = "# Auth\nUsers sign in with a passkey.\nSessions last a week.";
+    team.owner
+        .ok(
+            UPDATE_FEATURE,
+            json!({ "id": team.feature, "spec": v4, "newVersion": true }),
+        )
+        .await;
+    let drifted = drift_of(&team.worker, &stale).await;
+    assert_eq!(drifted["specDrift"]["behind"], 3);
     assert_eq!(
         count(&kinds(&drifted), "SPEC_DRIFTED"),
         1,
         "an already drifted plan is not told again"
-    );
-    assert_eq!(
-        drifted["specDrift"]["diff"],
-        json!({
-            "unified": "--- v1 (as the plan read it)\n+++ v3 (current)\n@@ -1,2 +1,3 @@\n # Auth\n-Users sign in.\n\\ No newline at end of file\n+Users sign in with a passkey.\n+Sessions last a day.\n\\ No newline at end of file\n",
-            "added": 2, "removed": 1, "truncated": false
-        })
     );
 
     // Finished plans are never flagged, and got no event.
@@ -117,19 +128,23 @@ async fn a_completion_drifts_open_plans_and_rebase_clears_it(backend: Backend) {
 
     // Rebasing clears the drift and is recorded.
     let rebased = team.worker.ok(REBASE, json!({ "planId": stale })).await;
-    assert_eq!(rebased["rebasePlan"]["basedOnVersion"], 3);
+    assert_eq!(rebased["rebasePlan"]["basedOnVersion"], 4);
     assert_eq!(rebased["rebasePlan"]["specDrift"], Value::Null);
     assert_eq!(rebased["rebasePlan"]["status"], "READY");
     let event = board.next_event().await;
     assert_eq!(event["kind"], "REBASED");
     assert_eq!(event["actor"]["email"], "worker@example.com");
 
-    // Rebased, the plan is told again when the feature next moves.
-    let vars = json!({ "id": team.feature, "newVersion": true });
+    // Rebased, the plan is told again when the feature's spec next changes.
+    let vars = json!({ "id": team.feature, "spec": FEATURE_SPEC, "newVersion": true });
     team.owner.ok(UPDATE_FEATURE, vars).await;
     let event = board.next_event().await;
     assert_eq!(event["kind"], "SPEC_DRIFTED");
-    assert_eq!(event["actor"]["email"], "owner@example.com");
+    assert_eq!(event["actor"], Value::Null);
+    assert_eq!(
+        event["note"],
+        "owner@example.com changed the feature's spec (now v5)"
+    );
     assert_eq!(
         kinds(&drift_of(&team.owner, &stale).await),
         ["CREATED", "SPEC_DRIFTED", "REBASED", "SPEC_DRIFTED"]
@@ -185,12 +200,15 @@ async fn plan_lists_filter_by_drift_and_features_count_it(backend: Backend) {
     let team = Team::new(&server).await;
     let draft = team.plan("draft", "DRAFT").await;
     let ready = team.plan("ready", "READY").await;
-    let vars = json!({ "id": team.feature, "newVersion": true });
+    let vars = json!({ "id": team.feature, "spec": "# Auth\nv2", "newVersion": true });
     team.owner.ok(UPDATE_FEATURE, vars).await;
     let later = team.plan("written on v2", "READY").await;
     team.worker.ok(REBASE, json!({ "planId": ready })).await;
+    // The completion cuts v3 with the same text: nothing drifts.
     team.plan_in("completed on v2", "COMPLETED").await;
-    // The completion cut v3: the v2 plans drift; rebase one of them.
+    // A new spec in v4: the v2 plans drift; rebase one of them.
+    let vars = json!({ "id": team.feature, "spec": "# Auth\nv4", "newVersion": true });
+    team.owner.ok(UPDATE_FEATURE, vars).await;
     team.worker.ok(REBASE, json!({ "planId": later })).await;
 
     let list = "query($feature: ID!, $drifted: Boolean) {
@@ -234,9 +252,11 @@ async fn rebase_follows_the_workflow_rules(backend: Backend) {
     let bystander = team.new_member(&server, "bystander@example.com").await;
     let held = team.plan_in("held by the worker", "CLAIMED").await;
     let done = team.plan_in("done", "COMPLETED").await;
+    let vars = json!({ "id": team.feature, "spec": "# Auth\nv3", "newVersion": true });
+    team.owner.ok(UPDATE_FEATURE, vars).await;
     assert_eq!(
         drift_of(&team.worker, &held).await["specDrift"]["behind"],
-        1
+        2
     );
 
     let vars = json!({ "planId": held });
@@ -264,23 +284,24 @@ async fn rebase_follows_the_workflow_rules(backend: Backend) {
     );
     assert_eq!(
         drift_of(&team.worker, &held).await["specDrift"]["behind"],
-        1,
+        2,
         "refusals change nothing"
     );
 
     // The claimer rebases with a new spec: one change, like updatePlan.
     let rebased = team.worker.ok(REBASE, with_spec).await["rebasePlan"].clone();
     assert_eq!(rebased["status"], "IN_PROGRESS");
-    assert_eq!(rebased["basedOnVersion"], 2);
+    assert_eq!(rebased["basedOnVersion"], 3);
     assert_eq!(rebased["spec"], "# Held\nRewritten for v2");
     let plan = drift_of(&team.worker, &held).await;
     assert_eq!(kinds(&plan).last().map(String::as_str), Some("REBASED"));
     assert_eq!(count(&kinds(&plan), "UPDATED"), 0);
 
     // An owner may rebase a held plan without replacing its spec.
-    team.plan_in("another", "COMPLETED").await;
+    let vars = json!({ "id": team.feature, "spec": "# Auth\nv4", "newVersion": true });
+    team.owner.ok(UPDATE_FEATURE, vars).await;
     let owner = team.owner.ok(REBASE, json!({ "planId": held })).await;
-    assert_eq!(owner["rebasePlan"]["basedOnVersion"], 3);
+    assert_eq!(owner["rebasePlan"]["basedOnVersion"], 4);
     assert_eq!(owner["rebasePlan"]["status"], "IN_PROGRESS");
 }
 
@@ -463,12 +484,19 @@ async fn claim_next_can_skip_drifted_plans(backend: Backend) {
     let server = Server::start(backend).await;
     let team = Team::new(&server).await;
     let stale = team.plan("written on v1", "READY").await;
+    // A completion cuts v2 with the same text: the plan is not stale yet.
     team.plan_in("implemented", "COMPLETED").await;
     assert_eq!(
-        drift_of(&team.worker, &stale).await["specDrift"]["behind"],
-        1
+        drift_of(&team.worker, &stale).await["specDrift"],
+        Value::Null
     );
-    let current = team.plan("written on v2", "READY").await;
+    let vars = json!({ "id": team.feature, "spec": "# Auth\nv3", "newVersion": true });
+    team.owner.ok(UPDATE_FEATURE, vars).await;
+    assert_eq!(
+        drift_of(&team.worker, &stale).await["specDrift"]["behind"],
+        2
+    );
+    let current = team.plan("written on v3", "READY").await;
 
     let skip = json!({ "project": team.project, "skip": true });
     let next = team.worker.ok(CLAIM_NEXT, skip.clone()).await;

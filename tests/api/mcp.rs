@@ -102,13 +102,15 @@ impl Agent {
             .structured_content
             .map(|content| content["error"].clone())
             .unwrap_or_else(|| panic!("{tool} refused without structured content: {text}"));
+        // `CODE: message`, or `CODE (REASON): message` when a reason
+        // tells refusals of one code apart.
+        let code = match error["reason"].as_str() {
+            Some(reason) => format!("{} ({reason})", error["code"].as_str().unwrap_or("?")),
+            None => error["code"].as_str().unwrap_or("?").to_owned(),
+        };
         assert_eq!(
             text,
-            format!(
-                "{}: {}",
-                error["code"].as_str().unwrap_or("?"),
-                error["message"].as_str().unwrap_or("?")
-            ),
+            format!("{code}: {}", error["message"].as_str().unwrap_or("?")),
             "the text and the structured error say the same"
         );
         (text, error)
@@ -302,7 +304,7 @@ async fn the_seeds_use_cases_run_end_to_end() {
     assert_eq!(data["plan"]["feature"]["title"], "User Authentication");
     assert_eq!(
         data["plan"]["spec_content"], spec,
-        "issue 21, item 4: the created plan comes with its spec content"
+        "the created plan comes with its spec content"
     );
     let (text, data) = owner
         .ok(
@@ -348,7 +350,7 @@ async fn the_seeds_use_cases_run_end_to_end() {
     let (text, _) = worker.ok("list_plans", json!({})).await;
     assert!(
         text.starts_with("✓ Available Plans (2):\n\n1. OAuth 2.0 Implementation\n"),
-        "issue 21, item 6: the seed's header for a list without filters: {text}"
+        "the seed's header for a list without filters: {text}"
     );
     let (text, data) = worker.ok("get_plan", json!({ "plan_id": oauth })).await;
     assert!(text.starts_with("✓ Plan: OAuth 2.0 Implementation\n\n"));
@@ -874,8 +876,8 @@ async fn list_projects_costs_the_same_for_one_project_or_many() {
     assert_eq!(costs[0], costs[1], "statements per call: {costs:?}");
 }
 
-/// Issue 21, item 1: over MCP an error names arguments, operations and
-/// statuses as the tools do; GraphQL keeps its own names for the same errors.
+/// Over MCP an error names arguments, operations and statuses as the tools
+/// do; GraphQL keeps its own names for the same errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_speak_the_tools_vocabulary() {
     let server = Server::start(Backend::Sqlite).await;
@@ -939,8 +941,8 @@ async fn errors_speak_the_tools_vocabulary() {
     assert_eq!(reply.errors[0]["extensions"]["argument"], "specContent");
 }
 
-/// Issue 21, item 2: a refused transition says which operation reaches each
-/// status, so it never offers the refused move as if it were allowed.
+/// A refused transition says which operation reaches each status, so it
+/// never offers the refused move as if it were allowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_transition_says_which_operation_reaches_each_status() {
     let server = Server::start(Backend::Sqlite).await;
@@ -988,7 +990,7 @@ async fn a_refused_transition_says_which_operation_reaches_each_status() {
     );
 }
 
-/// Issue 21, item 3: update_plan "automatically updates last_activity_at",
+/// The seed: update_plan "automatically updates last_activity_at",
 /// also for a plan nobody has claimed yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_update_moves_last_activity() {
@@ -1016,8 +1018,8 @@ async fn every_update_moves_last_activity() {
     }
 }
 
-/// Issue 21, item 5: claiming a plan that is not up for grabs answers the
-/// seed's CONFLICT sentences; the status and the claimer are details.
+/// Claiming a plan that is not up for grabs answers the seed's CONFLICT
+/// sentences; the status and the claimer are details.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_conflicts_are_the_seeds_sentences() {
     let server = Server::start(Backend::Sqlite).await;
@@ -1041,7 +1043,16 @@ async fn claim_conflicts_are_the_seeds_sentences() {
     let (text, error) = owner
         .refusal("claim_plan", json!({ "plan_id": taken }))
         .await;
-    assert_eq!(text, "CONFLICT: Plan already claimed by another user");
+    assert!(
+        text.starts_with(
+            "CONFLICT: Plan already claimed by another user (worker@example.com, lease until "
+        ),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("); use claim_next_plan to get other work"),
+        "{text}"
+    );
     assert_eq!(error["current_status"], "claimed");
     assert_eq!(error["claimed_by"], worker_id.as_str());
     let text = worker
@@ -1050,7 +1061,20 @@ async fn claim_conflicts_are_the_seeds_sentences() {
     assert_eq!(text, "CONFLICT: You have already claimed this plan");
 
     let reply = team.owner.send(CLAIM, json!({ "planId": taken })).await;
-    assert_eq!(reply.message(), "Plan already claimed by another user");
+    assert!(
+        reply
+            .message()
+            .starts_with("Plan already claimed by another user (worker@example.com, lease until "),
+        "{}",
+        reply.message()
+    );
+    assert!(
+        reply
+            .message()
+            .ends_with("; use claimNextPlan to get other work"),
+        "{}",
+        reply.message()
+    );
     let extensions = &reply.errors[0]["extensions"];
     assert_eq!(extensions["currentStatus"], "CLAIMED");
     assert_eq!(extensions["claimedBy"], worker_id.as_str());
@@ -1194,7 +1218,11 @@ async fn fleet_tools_claim_the_next_plan_and_fence_stale_tokens() {
         )
         .await;
     assert!(text.starts_with("✓ Lease renewed"), "{text}");
-    assert_eq!(data["plan"]["claim_token"], token.as_str());
+    assert_eq!(
+        data["plan"]["claim_token"],
+        Value::Null,
+        "a token is in the claim's answer only"
+    );
 
     // Released and claimed again (by the same user): the old token is stale.
     agent
@@ -1212,7 +1240,7 @@ async fn fleet_tools_claim_the_next_plan_and_fence_stale_tokens() {
         .await;
     assert_eq!(refusal["reason"], "STALE_CLAIM");
     assert!(
-        text.starts_with("CONFLICT: This claim_token is no longer current"),
+        text.starts_with("CONFLICT (STALE_CLAIM): This claim_token is no longer current"),
         "{text}"
     );
 

@@ -250,6 +250,11 @@ async fn viewers_cannot_write(backend: Backend) {
     }
     let read = viewer.ok(GET_PLAN, json!({ "id": plan })).await;
     assert_eq!(read["plan"]["status"], "READY", "viewers read");
+    // Told they cannot, not that someone else was faster.
+    let claimed = team.plan_in("taken", "CLAIMED").await;
+    let reply = viewer.send(CLAIM, json!({ "planId": claimed })).await;
+    assert_eq!(reply.code(), "FORBIDDEN", "{reply:?}");
+    assert!(reply.message().contains("Viewers"), "{}", reply.message());
 }
 
 async fn only_the_claimer_updates_and_submits(backend: Backend) {

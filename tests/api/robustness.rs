@@ -53,7 +53,7 @@ fn generate(random: &mut Random, feature: &str) -> (Vec<u8>, &'static str) {
         "application/graphql",
         "multipart/form-data",
     ]);
-    let body = match random.below(11) {
+    let body = match random.below(12) {
         // A valid document with characters deleted, duplicated or inserted.
         0 | 1 => {
             let mut query: Vec<char> = random.pick(&SEEDS).chars().collect();
@@ -129,14 +129,14 @@ fn generate(random: &mut Random, feature: &str) -> (Vec<u8>, &'static str) {
             let mut query = String::from("{ ...F0 }");
             for level in 0..levels {
                 let spreads = format!("...F{} ", level + 1).repeat(fan);
-                query.push_str(&format!(" fragment F{level} on QueryRoot {{ {spreads} }}"));
+                query.push_str(&format!(" fragment F{level} on Query {{ {spreads} }}"));
             }
             let leaf = random.pick(&[
                 "__typename",
                 "plans { nodes { spec } }",
                 "projects { name }",
             ]);
-            query.push_str(&format!(" fragment F{levels} on QueryRoot {{ {leaf} }}"));
+            query.push_str(&format!(" fragment F{levels} on Query {{ {leaf} }}"));
             json!({ "query": query }).to_string().into_bytes()
         }
         // Many aliases of one field.
@@ -163,6 +163,53 @@ fn generate(random: &mut Random, feature: &str) -> (Vec<u8>, &'static str) {
             json!({ "query": format!("{{ {query} }}") })
                 .to_string()
                 .into_bytes()
+        }
+        // The fields whose cost grows with what is asked: dependency lists
+        // nested to any depth, revisions with diffs, aliased introspection,
+        // and long list arguments.
+        11 => {
+            let query = match random.below(4) {
+                0 => {
+                    let mut selection = String::from("id");
+                    for _ in 0..=random.below(8) {
+                        let list = random.pick(&["blockedBy", "blocks"]);
+                        selection = format!("{list} {{ title {selection} }}");
+                    }
+                    format!(
+                        "{{ plans(first: {}) {{ nodes {{ {selection} }} }} }}",
+                        random.pick(&[1, 20, 100])
+                    )
+                }
+                1 => {
+                    let from = random.pick(&["", "(from: 1)", "(from: -3)", "(from: 99999)"]);
+                    let last = random.pick(&["", "(last: 100)", "(last: 1000)", "(last: -1)"]);
+                    format!(
+                        "{{ plans(first: {}) {{ nodes {{ specRevisions{last} {{ number spec diff{from} {{ unified }} }} specDrift {{ diff {{ added }} }} }} }} }}",
+                        random.pick(&[1, 50, 100])
+                    )
+                }
+                2 => {
+                    let count = *random.pick(&[1, 5, 50, 300]);
+                    let one = random.pick(&[
+                        "__schema { types { name description fields { name args { name } } } }",
+                        "__type(name: \"Plan\") { fields { name description } }",
+                    ]);
+                    let aliases: String = (0..count).map(|n| format!("i{n}: {one} ")).collect();
+                    format!("{{ {aliases} }}")
+                }
+                _ => {
+                    let count = *random.pick(&[5, 101, 20_000]);
+                    let values: Vec<String> = (0..count).map(|n| (n % 7).to_string()).collect();
+                    let argument = random.pick(&["priority", "status"]);
+                    let values = if *argument == "status" {
+                        vec!["READY"; count].join(" ")
+                    } else {
+                        values.join(" ")
+                    };
+                    format!("{{ plans({argument}: [{values}]) {{ totalCount }} }}")
+                }
+            };
+            json!({ "query": query }).to_string().into_bytes()
         }
         // JSON that is not a GraphQL request.
         _ => random
@@ -345,24 +392,25 @@ async fn verify(server: &Server, team: &Team, acknowledged: &Acknowledged) {
             );
         }
     }
-    let versions = owner
+    // Versions are contiguous: v1 at creation, then one per completion,
+    // each named by its plan.
+    let current = owner
         .ok(
-            "query($f: ID!) { feature(id: $f) { currentVersion versions { version } } }",
+            "query($f: ID!) { feature(id: $f) { currentVersion } }",
             json!({ "f": team.feature }),
         )
-        .await;
-    let numbers: Vec<i64> = versions["feature"]["versions"]
-        .as_array()
-        .expect("versions")
-        .iter()
-        .map(|v| v["version"].as_i64().expect("n"))
-        .collect();
-    let current = versions["feature"]["currentVersion"]
+        .await["feature"]["currentVersion"]
         .as_i64()
         .expect("current");
+    let mut implemented: Vec<i64> = plans
+        .values()
+        .filter(|plan| plan["status"] == "COMPLETED")
+        .map(|plan| plan["implementedVersion"].as_i64().expect("a version"))
+        .collect();
+    implemented.sort_unstable();
     assert_eq!(
-        numbers,
-        (1..=current).collect::<Vec<_>>(),
+        implemented,
+        (2..=current).collect::<Vec<_>>(),
         "versions are contiguous"
     );
 }

@@ -198,9 +198,16 @@ async fn a_page_of_fifty_specs_is_one_batch_of_concurrent_reads(kind: StoreKind)
         Some(&1.0),
         "one batch for the whole page; batches per run: {batches_per_run:?}"
     );
+    // A local file read can end before the next one starts, so only reads
+    // over the network are sure to overlap.
+    let least_in_flight = if matches!(kind, StoreKind::Fs) {
+        1.0
+    } else {
+        2.0
+    };
     let most_in_flight = server.metrics().await.get(MOST_IN_FLIGHT);
     assert!(
-        (2.0..=8.0).contains(&most_in_flight),
+        (least_in_flight..=8.0).contains(&most_in_flight),
         "reads overlapped, within --spec-fetch-concurrency 8: at most {most_in_flight} at once"
     );
 }

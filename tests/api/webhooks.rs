@@ -1,6 +1,7 @@
 //! Webhooks end to end: a real receiver on 127.0.0.1 in this process checks
 //! what the real server sends — signatures, order and completeness — through
-//! failing receivers, a crash, two instances, disabling and filters.
+//! failing receivers, a crash, two instances, disabling and filters; and
+//! that a project's dead receiver delays no other project's deliveries.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -16,6 +17,8 @@ on_both_databases!(
     a_webhook_failing_for_long_is_disabled_with_a_reason,
     event_kind_filters_choose_what_is_sent,
     owners_manage_webhooks_and_bad_input_is_refused,
+    a_dead_receiver_of_one_project_never_delays_another_projects_deliveries,
+    webhooks_retrying_a_dead_receiver_leave_slots_to_working_ones,
 );
 
 mod postgres_only {
@@ -45,6 +48,16 @@ mod sqlite_only {
     async fn the_readme_verification_example_accepts_a_real_delivery() {
         super::the_readme_verification_example_accepts_a_real_delivery(Backend::Sqlite).await
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deliveries_ignore_a_proxy_named_by_the_environment() {
+        super::deliveries_ignore_a_proxy_named_by_the_environment(Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_webhook_proxy_carries_deliveries_and_resolves_their_names() {
+        super::the_webhook_proxy_carries_deliveries_and_resolves_their_names(Backend::Sqlite).await
+    }
 }
 
 /// Tests talk to a receiver on 127.0.0.1, which only this flag permits.
@@ -68,11 +81,15 @@ struct Hook {
 }
 
 async fn register(team: &Team, url: &str, kinds: Option<&[&str]>) -> Hook {
-    let created = team
-        .owner
+    register_in(&team.owner, &team.project, url, kinds).await
+}
+
+/// A webhook of `project`, registered by its owner `owner`.
+async fn register_in(owner: &Client, project: &str, url: &str, kinds: Option<&[&str]>) -> Hook {
+    let created = owner
         .ok(
             CREATE,
-            json!({ "projectId": team.project, "url": url, "kinds": kinds }),
+            json!({ "projectId": project, "url": url, "kinds": kinds }),
         )
         .await;
     let created = &created["createWebhook"];
@@ -140,9 +157,12 @@ async fn every_event_arrives_signed_in_order_with_its_details(backend: Backend) 
     let plan = plan_through_review(&team, "Sign the deliveries").await;
     let vars = json!({ "planId": before, "status": "READY" });
     team.owner.ok(SET_STATUS, vars).await;
+    // A new spec drifts the plan made before: SPEC_DRIFTED goes out too.
+    let update =
+        "mutation($id: ID!) { updateFeature(featureId: $id, specContent: \"# New\") { id } }";
+    team.owner.ok(update, json!({ "id": team.feature })).await;
     let all = events_of(&team.owner, &[&plan, &before]).await;
     let expected: Vec<(i64, String)> = all.into_iter().skip(1).collect();
-    // The completion drifts the plan made before: SPEC_DRIFTED goes out too.
     assert_eq!(expected.len(), 7, "{expected:?}");
     assert!(
         expected.iter().any(|(_, kind)| kind == "SPEC_DRIFTED"),
@@ -184,6 +204,16 @@ async fn every_event_arrives_signed_in_order_with_its_details(backend: Backend) 
     let created = &requests[0].json;
     assert_eq!(created["kind"], "CREATED");
     assert_eq!(created["fromStatus"], Value::Null);
+    assert_eq!(created["note"], Value::Null);
+    let drifted = requests
+        .iter()
+        .find(|request| request.json["kind"] == "SPEC_DRIFTED")
+        .expect("a SPEC_DRIFTED delivery");
+    assert_eq!(drifted.json["actor"], Value::Null, "the server drifted it");
+    assert_eq!(
+        drifted.json["note"],
+        "owner@example.com changed the feature's spec (now v2)"
+    );
 
     let read = read_hook(&team, &hook.id).await;
     let last = expected.last().expect("events").0.to_string();
@@ -858,4 +888,194 @@ async fn the_readme_verification_example_accepts_a_real_delivery(backend: Backen
         .expect("python3 runs");
     assert!(output.status.success(), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "True\nFalse\n");
+}
+
+/// Deliveries one project's webhooks may have in flight at once on one
+/// instance, by default (`--webhook-project-concurrency`).
+const PROJECT_SLOTS: usize = 4;
+
+/// Another tenant: a project of the team's outsider, with `hooks` webhooks
+/// all calling `url`, and a plan created in it, whose CREATED event they
+/// all have to deliver.
+async fn other_project_sending_to(team: &Team, url: &str, hooks: usize) {
+    let project = team.outsider.create_project("Another tenant").await;
+    let feature = team
+        .outsider
+        .create_feature(&project, "Hooks", "# Hooks")
+        .await;
+    for _ in 0..hooks {
+        register_in(&team.outsider, &project, url, None).await;
+    }
+    let vars = json!({ "featureId": feature, "title": "Sent to a dead receiver",
+                       "spec": "# s", "status": "DRAFT" });
+    team.outsider.ok(CREATE_PLAN, vars).await;
+}
+
+async fn a_dead_receiver_of_one_project_never_delays_another_projects_deliveries(backend: Backend) {
+    // Attempts at the dead receiver would hang for two minutes: whatever
+    // waits behind them would not arrive while they hang.
+    let server = Server::start_with(backend, &[ALLOW_PRIVATE, "--webhook-timeout", "120s"]).await;
+    let team = Team::new(&server).await;
+    let dead = Receiver::start().await;
+    dead.never_answer();
+    other_project_sending_to(&team, &dead.url, 8).await;
+    eventually(Duration::from_secs(30), async || {
+        (dead.open() == PROJECT_SLOTS).then_some(())
+    })
+    .await;
+
+    let alive = Receiver::start().await;
+    register(&team, &alive.url, None).await;
+    let plan = team.plan("Delivered meanwhile", "DRAFT").await;
+    alive
+        .wait_for_accepted(&cursors(&events_of(&team.owner, &[&plan]).await))
+        .await;
+
+    assert_eq!(
+        dead.open(),
+        PROJECT_SLOTS,
+        "the other project's deliveries still hang on its receiver"
+    );
+    assert_eq!(
+        dead.most_open(),
+        PROJECT_SLOTS,
+        "never more at once than a project's share"
+    );
+    assert_eq!(
+        dead.requests().len(),
+        PROJECT_SLOTS,
+        "its other webhooks wait for its own slots"
+    );
+    let typename = team.viewer.ok("{ __typename }", json!({})).await;
+    assert_eq!(typename["__typename"], "Query");
+    let project = team
+        .viewer
+        .ok(
+            "query($id: ID!) { project(id: $id) { id } }",
+            json!({ "id": team.project }),
+        )
+        .await;
+    assert_eq!(project["project"]["id"], team.project.as_str());
+}
+
+async fn webhooks_retrying_a_dead_receiver_leave_slots_to_working_ones(backend: Backend) {
+    // Two slots, so failing webhooks may hold one; hung attempts outlast
+    // the test.
+    let server = Server::start_with(
+        backend,
+        &[
+            ALLOW_PRIVATE,
+            "--webhook-concurrency",
+            "2",
+            "--webhook-timeout",
+            "120s",
+            "--webhook-retry-base",
+            "50ms",
+        ],
+    )
+    .await;
+    let team = Team::new(&server).await;
+    let dying = Receiver::start().await;
+    dying.answer_next(&[503, 503]);
+    dying.never_answer();
+    other_project_sending_to(&team, &dying.url, 2).await;
+    // Both webhooks failed once; of their retries, one hangs, the other
+    // waits for the failing webhooks' slot.
+    eventually(Duration::from_secs(30), async || {
+        (dying.requests().len() == 3 && dying.open() == 1).then_some(())
+    })
+    .await;
+
+    let alive = Receiver::start().await;
+    register(&team, &alive.url, None).await;
+    let plan = team.plan("Delivered beside the retries", "DRAFT").await;
+    alive
+        .wait_for_accepted(&cursors(&events_of(&team.owner, &[&plan]).await))
+        .await;
+
+    assert_eq!(dying.open(), 1, "the retry still hangs");
+    assert_eq!(
+        dying.requests().len(),
+        3,
+        "the other retry still waits for the failing webhooks' slot"
+    );
+    let answers: Vec<Option<u16>> = dying.requests().iter().map(|r| r.answered).collect();
+    assert_eq!(answers, [Some(503), Some(503), None]);
+}
+
+/// Every proxy variable the HTTP clients of this world read, naming `proxy`.
+fn proxy_environment(proxy: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"]
+        .iter()
+        .flat_map(|name| [name.to_string(), name.to_lowercase()])
+        .map(|name| (name, proxy.to_owned()))
+        .collect();
+    // Nothing exempt, loopback included.
+    env.extend(["NO_PROXY", "no_proxy"].map(|name| (name.to_owned(), String::new())));
+    env
+}
+
+async fn deliveries_ignore_a_proxy_named_by_the_environment(backend: Backend) {
+    let proxy = Receiver::start().await;
+    let proxy_url = proxy.url.trim_end_matches("/hooks").to_owned();
+    let database = Database::create(backend).await;
+    let server = Server::launch_with_env(
+        database,
+        vec![ALLOW_PRIVATE.to_owned()],
+        proxy_environment(&proxy_url),
+    )
+    .await;
+    let team = Team::new(&server).await;
+    let receiver = Receiver::start().await;
+    let hook = register(&team, &receiver.url, None).await;
+
+    let plan = team.plan("Sent directly", "DRAFT").await;
+    receiver
+        .wait_for_accepted(&cursors(&events_of(&team.owner, &[&plan]).await))
+        .await;
+
+    assert!(
+        proxy.requests().is_empty(),
+        "the proxy would resolve names past the public-only check: {:?}",
+        proxy.requests()
+    );
+    assert!(receiver.requests()[0].signed_with(&hook.secret));
+}
+
+async fn the_webhook_proxy_carries_deliveries_and_resolves_their_names(backend: Backend) {
+    let proxy = Receiver::start().await;
+    let proxy_url = proxy.url.trim_end_matches("/hooks").to_owned();
+    // No --webhook-allow-private: the proxy, on loopback, is the operator's.
+    let server = Server::start_with(backend, &["--webhook-proxy", &proxy_url]).await;
+    let team = Team::new(&server).await;
+    // A name this machine cannot resolve: behind a proxy, names are the
+    // proxy's to resolve.
+    let target = "http://receiver.invalid/hooks";
+    let hook = register(&team, target, None).await;
+
+    let plan = team.plan("Sent through the proxy", "DRAFT").await;
+    let expected = cursors(&events_of(&team.owner, &[&plan]).await);
+    proxy.wait_for_accepted(&expected).await;
+
+    let request = &proxy.requests()[0];
+    assert_eq!(
+        request.uri.to_string(),
+        target,
+        "the proxy is asked for the target"
+    );
+    assert!(request.signed_with(&hook.secret));
+    // An address written in the URL is still checked here.
+    let reply = team
+        .owner
+        .send(
+            CREATE,
+            json!({ "projectId": team.project, "url": "http://10.0.0.1/hooks" }),
+        )
+        .await;
+    assert_eq!(reply.code(), "BAD_USER_INPUT");
+    assert!(
+        reply.message().contains("--webhook-allow-private"),
+        "{}",
+        reply.message()
+    );
 }

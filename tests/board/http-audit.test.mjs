@@ -70,7 +70,7 @@ test('a field error under the new type is still a 200 with data', TIMEOUT, async
   // `viewer` needs a key: the error belongs to a field, so the request ran.
   const reply = await post({ query: '{ __typename viewer { email } }' }, { accept: NEW_TYPE });
   assert.equal(reply.status, 200);
-  assert.equal(reply.body.data.__typename, 'QueryRoot');
+  assert.equal(reply.body.data.__typename, 'Query');
   assert.deepEqual(reply.body.errors[0].path, ['viewer']);
   assert.equal(reply.body.errors[0].extensions.code, 'UNAUTHENTICATED');
 });
@@ -99,6 +99,6 @@ test('GET picks the operation named by the standard operationName, and by operat
     const url = `${server.url}/graphql?${new URLSearchParams({ query, [parameter]: 'Second' })}`;
     const response = await fetch(url);
     assert.equal(response.status, 200, parameter);
-    assert.deepEqual(await response.json(), { data: { second: 'QueryRoot' } }, parameter);
+    assert.deepEqual(await response.json(), { data: { second: 'Query' } }, parameter);
   }
 });

@@ -12,8 +12,12 @@ use crate::graphql::loaders::DiffKey;
 use crate::graphql::{document_budget, loaders};
 use entity::plan_spec_revision;
 
-/// Complexity of a diff field: two documents read and compared.
-pub const DIFF_COMPLEXITY: usize = 4 * crate::graphql::limits::DOCUMENT_COMPLEXITY;
+/// Complexity of a diff field: two documents read and compared, up to the
+/// diff's deadline of CPU (200 ms) — the dearest field there is. The number
+/// of diffs an operation computes is bounded at run time as well
+/// (`drift::MAX_DIFFS_PER_OPERATION`), since diffs shared by many fields
+/// are computed once.
+pub const DIFF_COMPLEXITY: usize = 10 * crate::graphql::limits::DOCUMENT_COMPLEXITY;
 
 /// A line diff between two specs.
 #[derive(SimpleObject)]
@@ -52,7 +56,7 @@ pub async fn diff_specs(
         .diffs
         .load_one(key)
         .await?
-        .ok_or_else(|| AppError::Internal(format!("no diff of {from} and {to}")))?;
+        .ok_or_else(|| AppError::internal(format!("no diff of {from} and {to}")))??;
     document_budget(ctx).charge(diff.unified.len())?;
     let count = |lines: usize| i32::try_from(lines).unwrap_or(i32::MAX);
     Ok(SpecDiff {

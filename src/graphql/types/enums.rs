@@ -35,6 +35,21 @@ pub enum SubmitStatus {
     Completed,
 }
 
+/// Who may approve work in REVIEW (and so complete it) in a project; no
+/// self-approval where the project asks for review, as on GitHub.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::workflow::ReviewPolicy")]
+pub enum ReviewPolicy {
+    /// Any member or owner, the submitter included; workers may also submit
+    /// straight to COMPLETED.
+    AnyMember,
+    /// Any member or owner but the one who submitted the work; workers
+    /// submit to REVIEW, not straight to COMPLETED.
+    OtherThanSubmitter,
+    /// Project owners only; members submit to REVIEW.
+    Owners,
+}
+
 /// A member's rights in a project.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "crate::workflow::Role")]

@@ -13,6 +13,7 @@ use crate::graphql::loaders;
 use crate::graphql::loaders::{
     FeatureDriftCount, FeaturePlanCounts, FeatureVersions, ProjectId, VersionNumber,
 };
+use crate::service::pagination::newest;
 use crate::service::plans::PlanFilter;
 use entity::feature;
 
@@ -30,7 +31,7 @@ impl From<feature::Model> for Feature {
 #[Object]
 impl Feature {
     /// Stable id (UUID).
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Short title.
@@ -59,7 +60,7 @@ impl Feature {
             .await?;
         project
             .map(Project)
-            .ok_or_else(|| AppError::Internal("feature without project".into()))
+            .ok_or_else(|| AppError::internal("feature without project"))
     }
     /// This feature's plans, filtered, ordered and paged.
     #[allow(clippy::too_many_arguments)]
@@ -155,10 +156,21 @@ impl Feature {
         })
         .await
     }
-    /// Every version, oldest first.
-    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
-    async fn versions(&self, ctx: &Context<'_>) -> AppResult<Vec<FeatureVersion>> {
-        let versions = loaders(ctx).db.load_one(FeatureVersions(self.0.id)).await?;
+    /// The feature's versions, oldest first: its newest `last` versions
+    /// (`currentVersion` tells how many there are).
+    #[graphql(complexity = "crate::graphql::limits::page_cost(None, last, child_complexity)")]
+    async fn versions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many of the newest versions: 0 to 100, default 20.")] last: Option<
+            i32,
+        >,
+    ) -> AppResult<Vec<FeatureVersion>> {
+        let key = FeatureVersions {
+            feature: self.0.id,
+            last: newest(last)?,
+        };
+        let versions = loaders(ctx).db.load_one(key).await?;
         Ok(versions
             .unwrap_or_default()
             .into_iter()

@@ -13,7 +13,7 @@ pub struct FeatureVersion(pub feature_version::Model);
 #[Object]
 impl FeatureVersion {
     /// Stable id (UUID).
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Version number, unique within the feature and without gaps.
@@ -28,7 +28,7 @@ impl FeatureVersion {
             .await?;
         feature
             .map(Feature)
-            .ok_or_else(|| AppError::Internal("version without feature".into()))
+            .ok_or_else(|| AppError::internal("version without feature"))
     }
     /// The feature's spec (markdown) as of this version.
     /// Null, with a `STORAGE_UNAVAILABLE` error at this path, while the store is down.

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::{Feature, Plan, Project, User};
 use crate::error::AppResult;
 use crate::graphql::connection::{
-    Connection, CountAll, Counted, PageArguments, SortKind, keys_if, row_field_selected,
-    row_path_selected, visit_row_fields, window,
+    Connection, CountAll, Counted, PageArguments, SortKind, keys_if, row_field_newest,
+    row_field_selected, row_path_selected, visit_row_fields, window,
 };
 use crate::graphql::inline::{PageRow, PureFields};
 use crate::graphql::loaders::{
@@ -308,7 +308,15 @@ async fn prime_plan_rows(ctx: &Context<'_>, rows: &[PlanRow], joins: PlanJoins) 
         Some(row.plan.created_by)
     }));
     let users: Vec<UserId> = users.into_iter().flatten().map(UserId).collect();
-    let events = keys_if(selected("events"), rows, |row| PlanEvents(row.plan.id));
+    let events = if selected("events") {
+        let last = row_field_newest(ctx, "events")?;
+        keys_if(true, rows, |row| PlanEvents {
+            plan: row.plan.id,
+            last,
+        })
+    } else {
+        Vec::new()
+    };
     let versions: Vec<VersionNumber> =
         keys_if(selected("implementedFeatureVersion"), rows, |row| {
             row.plan.implemented_version.map(|version| VersionNumber {
@@ -379,9 +387,15 @@ async fn prime_feature_rows(ctx: &Context<'_>, features: &[feature::Model]) -> A
     let counts = keys_if(selected("planCounts"), features, |feature| {
         FeaturePlanCounts(feature.id)
     });
-    let versions = keys_if(selected("versions"), features, |feature| {
-        FeatureVersions(feature.id)
-    });
+    let versions = if selected("versions") {
+        let last = row_field_newest(ctx, "versions")?;
+        keys_if(true, features, |feature| FeatureVersions {
+            feature: feature.id,
+            last,
+        })
+    } else {
+        Vec::new()
+    };
     let specs = keys_if(selected("spec"), features, |feature| {
         SpecKey(feature.spec_key.clone())
     });

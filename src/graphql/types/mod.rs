@@ -7,6 +7,7 @@ mod enums;
 mod feature;
 mod feature_version;
 mod lists;
+mod node;
 mod plan;
 mod plan_counts;
 mod plan_event;
@@ -19,14 +20,15 @@ use async_graphql::Context;
 
 pub use self::api_key::{ApiKey, CreatedApiKey, CreatedUser};
 pub use self::drift::{SpecDiff, SpecDrift, SpecRevision, diff_specs};
-pub use self::enums::{PlanEventKind, PlanStatus, ProjectRole, SubmitStatus};
+pub use self::enums::{PlanEventKind, PlanStatus, ProjectRole, ReviewPolicy, SubmitStatus};
 pub use self::feature::Feature;
 pub use self::feature_version::FeatureVersion;
 pub use self::lists::{
     FeatureConnection, OrderDirection, PlanConnection, PlanOrder, PlanOrderField, load_features,
     load_plans,
 };
-pub use self::plan::{Plan, SubmitWorkResult};
+pub use self::node::Node;
+pub use self::plan::{ClaimsMade, Plan, SubmitWorkResult};
 pub use self::plan_counts::PlanCounts;
 pub use self::plan_event::PlanEvent;
 pub use self::project::{Project, ProjectMember};
@@ -44,7 +46,7 @@ async fn user_by_id(ctx: &Context<'_>, id: uuid::Uuid) -> AppResult<User> {
         .load_one(UserId(id))
         .await?
         .map(User)
-        .ok_or_else(|| AppError::Internal(format!("user {id} is referenced but missing")))
+        .ok_or_else(|| AppError::internal(format!("user {id} is referenced but missing")))
 }
 
 async fn optional_user(ctx: &Context<'_>, id: Option<uuid::Uuid>) -> AppResult<Option<User>> {
@@ -58,7 +60,7 @@ async fn load_spec(ctx: &Context<'_>, key: &str) -> AppResult<String> {
     loaders(ctx)
         .spec(services(ctx).specs.as_ref(), key)
         .await?
-        .ok_or_else(|| AppError::Internal(format!("spec object {key} is missing")))
+        .ok_or_else(|| AppError::internal(format!("spec object {key} is missing")))
 }
 
 /// A spec's text, charged to the operation's document budget once its

@@ -1,6 +1,6 @@
 use async_graphql::{Context, ID, Object, SimpleObject};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{
     DateTime, Feature, FeatureVersion, PlanEvent, PlanStatus, Project, SpecDrift, SpecRevision,
@@ -14,12 +14,39 @@ use crate::graphql::loaders::{
 };
 use crate::graphql::{document_budget, loaders};
 use crate::service::fleet::current_token;
+use crate::service::pagination::newest;
 use crate::service::plans::PlanRow;
-use crate::workflow;
+use crate::workflow::{self, ClaimToken};
 use entity::{feature, plan, project, user};
 
 #[derive(Clone)]
 pub struct Plan(pub plan::Model, Joined);
+
+/// The claims the operation being answered made. `Plan.claimToken` shows a
+/// token only in the answer of the claim that created it: one API key is
+/// often shared by a fleet, and a worker that lost its claim must not read
+/// the new holder's token back from a plan and write on with it.
+#[derive(Default)]
+pub struct ClaimsMade(Mutex<Vec<ClaimToken>>);
+
+impl ClaimsMade {
+    /// Called by the claiming mutations with the plan they claimed.
+    pub fn record(&self, plan: &plan::Model) {
+        if let Some(token) = current_token(plan) {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(token);
+        }
+    }
+
+    fn contains(&self, token: ClaimToken) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&token)
+    }
+}
 
 /// The rows a page's statement joined to its plans (`PlanJoins`), shared
 /// between the plans that refer to the same one. A field that has its row
@@ -119,7 +146,7 @@ impl Plan {
             .db
             .load_one(FeatureId(self.0.feature_id))
             .await?
-            .ok_or_else(|| AppError::Internal("plan without feature".into()))
+            .ok_or_else(|| AppError::internal("plan without feature"))
     }
 }
 
@@ -127,7 +154,7 @@ impl Plan {
 #[Object]
 impl Plan {
     /// Stable id (UUID).
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Short title.
@@ -230,7 +257,7 @@ impl Plan {
             .await?;
         project
             .map(|project| Related(Project(project)))
-            .ok_or_else(|| AppError::Internal("plan without project".into()))
+            .ok_or_else(|| AppError::internal("plan without project"))
     }
     /// The feature version this plan was written against: the current one
     /// when it was created, or when it was last rebased (`rebasePlan`).
@@ -244,18 +271,28 @@ impl Plan {
         let feature = self.feature_row(ctx).await?;
         Ok(crate::drift::drift_of(&self.0, &feature).map(SpecDrift))
     }
-    /// Every spec this plan has had, oldest first: its creation, each
-    /// `updatePlan` and each `rebasePlan` with a spec.
-    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
-    async fn spec_revisions(&self, ctx: &Context<'_>) -> AppResult<Vec<SpecRevision>> {
+    /// The specs this plan has had, oldest first: its creation, each
+    /// `updatePlan` and each `rebasePlan` with a spec — the newest `last` of
+    /// them (`number` tells each one's place among all of them).
+    #[graphql(complexity = "crate::graphql::limits::page_cost(None, last, child_complexity)")]
+    async fn spec_revisions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many of the newest revisions: 0 to 100, default 20.")] last: Option<
+            i32,
+        >,
+    ) -> AppResult<Vec<SpecRevision>> {
+        let shown = usize::try_from(newest(last)?).unwrap_or(usize::MAX);
         let all = loaders(ctx)
             .db
             .load_one(PlanSpecRevisions(self.0.id))
             .await?
             .unwrap_or_else(|| Arc::new(Vec::new()));
+        let skipped = all.len().saturating_sub(shown);
         Ok(all
             .iter()
             .enumerate()
+            .skip(skipped)
             .map(|(index, row)| SpecRevision {
                 row: row.clone(),
                 number: index + 1,
@@ -268,14 +305,19 @@ impl Plan {
     async fn priority(&self) -> i32 {
         self.0.priority
     }
-    /// The plans this one waits for: it cannot be claimed until all of them
-    /// are COMPLETED (a FAILED one keeps blocking until the dependency is removed).
-    #[graphql(complexity = "crate::graphql::limits::dependency_cost(child_complexity)")]
+    /// The plans this one waits for (at most 10): it cannot be claimed until
+    /// all of them are COMPLETED (a FAILED one keeps blocking until the
+    /// dependency is removed).
+    #[graphql(
+        complexity = "crate::graphql::limits::dependency_cost(workflow::MAX_BLOCKERS, child_complexity)"
+    )]
     async fn blocked_by(&self, ctx: &Context<'_>) -> AppResult<Vec<Plan>> {
         blockers(ctx, self.0.id).await
     }
-    /// The plans waiting for this one.
-    #[graphql(complexity = "crate::graphql::limits::dependency_cost(child_complexity)")]
+    /// The plans waiting for this one (at most 50).
+    #[graphql(
+        complexity = "crate::graphql::limits::dependency_cost(workflow::MAX_WAITERS, child_complexity)"
+    )]
     async fn blocks(&self, ctx: &Context<'_>) -> AppResult<Vec<Plan>> {
         let ids = loaders(ctx).db.load_one(PlanWaiters(self.0.id)).await?;
         plans_in_order(ctx, ids.unwrap_or_default()).await
@@ -291,8 +333,15 @@ impl Plan {
     /// Pass it to updatePlan, heartbeatPlan, submitWork and releasePlan: once
     /// the claim is over (the lease expired and someone claimed the plan
     /// again), requests with it are refused with reason STALE_CLAIM.
-    async fn claim_token(&self) -> Option<String> {
-        current_token(&self.0).map(|token| token.to_string())
+    ///
+    /// Shown only in the answer of the claimPlan or claimNextPlan that made
+    /// the claim, null in every other read: keep it from there. A worker that
+    /// lost it releases the plan (releasePlan without a token, as claimer or
+    /// owner) and claims again, or goes on without fencing.
+    async fn claim_token(&self, ctx: &Context<'_>) -> Option<String> {
+        let token = current_token(&self.0)?;
+        let made = ctx.data_opt::<Arc<ClaimsMade>>()?;
+        made.contains(token).then(|| token.to_string())
     }
     /// When the current claim stalls unless its holder shows activity
     /// (updatePlan, heartbeatPlan) before: last activity + the claim's lease.
@@ -303,10 +352,18 @@ impl Plan {
             .filter(|_| self.0.claimed_by.is_some())
             .map(at)
     }
-    /// The plan's audit trail, oldest first.
-    #[graphql(complexity = "crate::graphql::limits::unpaged_cost(child_complexity)")]
-    async fn events(&self, ctx: &Context<'_>) -> AppResult<Vec<PlanEvent>> {
-        let events = loaders(ctx).db.load_one(PlanEvents(self.0.id)).await?;
+    /// The plan's audit trail, oldest first: its newest `last` events.
+    #[graphql(complexity = "crate::graphql::limits::page_cost(None, last, child_complexity)")]
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many of the newest events: 0 to 100, default 20.")] last: Option<i32>,
+    ) -> AppResult<Vec<PlanEvent>> {
+        let key = PlanEvents {
+            plan: self.0.id,
+            last: newest(last)?,
+        };
+        let events = loaders(ctx).db.load_one(key).await?;
         Ok(events
             .unwrap_or_default()
             .into_iter()

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use async_graphql::{Context, Object};
+use async_graphql::{Context, ID, Object};
 
 use super::{DateTime, Plan, PlanEventKind, PlanStatus, User, at, optional_user};
 use crate::error::{AppError, AppResult};
@@ -29,6 +29,11 @@ impl PlanEvent {
 /// One recorded change of a plan.
 #[Object]
 impl PlanEvent {
+    /// Unique among events (the same value as `cursor`), so normalized
+    /// caches can key events as they key every other object.
+    async fn id(&self) -> ID {
+        ID(self.record().id.to_string())
+    }
     /// Position in the event log; increases with every event. Pass the last one
     /// you received as `planEvents(after:)` to resume without gaps.
     async fn cursor(&self) -> String {
@@ -46,12 +51,19 @@ impl PlanEvent {
     async fn to_status(&self) -> PlanStatus {
         self.record().to_status.into()
     }
-    /// Who made the change; null when the system did (the stale sweeper).
+    /// Who made the change; null when the server did (a stall, a drift, an
+    /// unblock), and then `note` says what caused it.
     async fn actor(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
         match self {
             PlanEvent::Live(live) => Ok(live.actor.clone().map(User::from)),
             PlanEvent::Stored(event) => optional_user(ctx, event.actor_id).await,
         }
+    }
+    /// Why: for a change the server made (`actor` null) its cause, such as
+    /// `plan "Login form" was completed` for an UNBLOCKED event; for work
+    /// sent back from review, the reviewer's reason. Null otherwise.
+    async fn note(&self) -> Option<&str> {
+        self.record().note.as_deref()
     }
     /// When it happened.
     async fn at(&self) -> DateTime {
@@ -66,6 +78,6 @@ impl PlanEvent {
         };
         let plan = loaders(ctx).db.load_one(PlanId(event.plan_id)).await?;
         plan.map(Plan::from)
-            .ok_or_else(|| AppError::Internal("event without plan".into()))
+            .ok_or_else(|| AppError::internal("event without plan"))
     }
 }

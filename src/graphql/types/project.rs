@@ -3,7 +3,8 @@ use std::sync::Arc;
 use async_graphql::{Context, ID, Object};
 
 use super::{
-    DateTime, FeatureConnection, PlanCounts, ProjectRole, User, at, load_features, user_by_id,
+    DateTime, FeatureConnection, PlanCounts, ProjectRole, ReviewPolicy, User, at, load_features,
+    user_by_id,
 };
 use crate::error::AppResult;
 use crate::graphql::connection::PageArguments;
@@ -24,7 +25,7 @@ impl From<project::Model> for Project {
 #[Object]
 impl Project {
     /// Stable id (UUID).
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Project name.
@@ -46,6 +47,11 @@ impl Project {
     /// When the project itself was last changed.
     async fn updated_at(&self) -> DateTime {
         at(self.0.updated_at)
+    }
+    /// Who may approve work in REVIEW; owners change it with
+    /// `setProjectReviewPolicy`.
+    async fn review_policy(&self) -> ReviewPolicy {
+        self.0.review_policy.into()
     }
     /// Your role in this project.
     async fn viewer_role(&self, ctx: &Context<'_>) -> AppResult<Option<ProjectRole>> {
@@ -126,5 +132,12 @@ impl ProjectMember {
 
 /// Read straight off the row (see `graphql/inline.rs`).
 impl PureFields for Project {
-    const PURE: &'static [&'static str] = &["id", "name", "description", "createdAt", "updatedAt"];
+    const PURE: &'static [&'static str] = &[
+        "id",
+        "name",
+        "description",
+        "createdAt",
+        "updatedAt",
+        "reviewPolicy",
+    ];
 }

@@ -10,7 +10,10 @@ pub struct DateTime(pub chrono::DateTime<Utc>);
 
 /// A point in time: an RFC 3339 string in UTC with microseconds,
 /// e.g. `2026-11-25T18:21:07.123456Z`.
-#[Scalar(name = "DateTime")]
+#[Scalar(
+    name = "DateTime",
+    specified_by_url = "https://datatracker.ietf.org/doc/html/rfc3339"
+)]
 impl ScalarType for DateTime {
     fn parse(value: Value) -> async_graphql::InputValueResult<Self> {
         match &value {

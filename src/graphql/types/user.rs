@@ -18,7 +18,7 @@ impl From<user::Model> for User {
 #[Object]
 impl User {
     /// Stable id (UUID).
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Email address; unique, lower-case.

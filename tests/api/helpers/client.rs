@@ -76,6 +76,27 @@ impl Client {
         })
     }
 
+    /// Sends `query` and gives up on the answer after `patience`, as an
+    /// impatient client does (its connection closes); true if it did give up.
+    pub async fn give_up_after(
+        &self,
+        patience: std::time::Duration,
+        query: &str,
+        variables: Value,
+    ) -> bool {
+        let impatient = reqwest::Client::builder()
+            .timeout(patience)
+            .build()
+            .expect("client");
+        let mut request = impatient
+            .post(&self.endpoint)
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await.is_err()
+    }
+
     /// Creates a project and returns its id.
     pub async fn create_project(&self, name: &str) -> String {
         let data = self.ok(CREATE_PROJECT, json!({ "name": name })).await;

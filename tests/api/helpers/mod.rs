@@ -103,3 +103,32 @@ pub async fn clock_moves_past(timestamp: &str) {
     })
     .await;
 }
+
+/// Asks `{ __typename }` ten times at once, as another (authenticated)
+/// client, while `attack` runs, and returns the attack's reply once every
+/// bystander was answered.
+pub async fn with_bystanders(server: &Server, attack: impl Future<Output = Reply>) -> Reply {
+    let bystander = server.admin();
+    let bystanders = futures::future::join_all(
+        (0..10).map(|_| bystander.send("{ __typename }", serde_json::json!({}))),
+    );
+    let (reply, answered) = tokio::join!(attack, bystanders);
+    for answer in answered {
+        assert_eq!(
+            answer.data["__typename"], "Query",
+            "another client is served meanwhile: {answer:?}"
+        );
+    }
+    reply
+}
+
+/// `reply` refuses the whole operation, naming `limit`, with nothing executed.
+pub fn assert_refused_naming(reply: &Reply, limit: &str) {
+    assert_eq!(reply.code(), "BAD_USER_INPUT", "{reply:?}");
+    assert!(
+        reply.message().contains(limit),
+        "the refusal names {limit}: {}",
+        reply.message()
+    );
+    assert!(reply.data.is_null(), "nothing was executed: {reply:?}");
+}

@@ -2,15 +2,17 @@
 //! server that records every request it gets and answers as the test
 //! scripts it (a status per request, or holding a request until released),
 //! so tests can check the signatures, order and completeness of what the
-//! server under test sends.
+//! server under test sends. Scripted never to answer, it is a dead receiver
+//! that counts the requests it holds open.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -21,6 +23,8 @@ use super::eventually;
 /// One request as it arrived.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// As sent: a path, or the whole URL when the request came to a proxy.
+    pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
     pub json: Value,
@@ -99,12 +103,37 @@ struct Script {
     next: VecDeque<Answer>,
     /// The answer once `next` is used up; 200 unless set.
     otherwise: Option<u16>,
+    /// Once `next` is used up, hold every request until the receiver stops.
+    never_answer: bool,
 }
 
 #[derive(Default)]
 struct Inner {
     requests: Mutex<Vec<Received>>,
     script: Mutex<Script>,
+    /// Requests whose answer is still being waited for, their senders
+    /// connected.
+    open: AtomicUsize,
+    /// The most `open` has been.
+    most_open: AtomicUsize,
+}
+
+/// Counts a request as open while its handler runs: hyper drops the handler
+/// when the sender hangs up.
+struct OpenRequest(Arc<Inner>);
+
+impl OpenRequest {
+    fn new(inner: &Arc<Inner>) -> OpenRequest {
+        let open = inner.open.fetch_add(1, Ordering::SeqCst) + 1;
+        inner.most_open.fetch_max(open, Ordering::SeqCst);
+        OpenRequest(Arc::clone(inner))
+    }
+}
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A running receiver; it stops when dropped.
@@ -153,6 +182,22 @@ impl Receiver {
         self.inner.script.lock().expect("script").otherwise = Some(status);
     }
 
+    /// Every request after the scripted ones is held, unanswered, for as
+    /// long as the receiver runs: a receiver that never answers.
+    pub fn never_answer(&self) {
+        self.inner.script.lock().expect("script").never_answer = true;
+    }
+
+    /// Requests arrived and not answered whose senders still wait.
+    pub fn open(&self) -> usize {
+        self.inner.open.load(Ordering::SeqCst)
+    }
+
+    /// The most requests ever open at once.
+    pub fn most_open(&self) -> usize {
+        self.inner.most_open.load(Ordering::SeqCst)
+    }
+
     /// The first request after the scripted ones is held until released.
     pub fn hold_next(&self) -> Arc<Held> {
         let held = Arc::new(Held {
@@ -191,18 +236,26 @@ impl Receiver {
     }
 }
 
-async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(inner): State<Arc<Inner>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let _open = OpenRequest::new(&inner);
     let answer = {
         let mut script = inner.script.lock().expect("script");
-        script
-            .next
-            .pop_front()
-            .unwrap_or(Answer::Status(script.otherwise.unwrap_or(200)))
+        match script.next.pop_front() {
+            Some(answer) => Some(answer),
+            None if script.never_answer => None,
+            None => Some(Answer::Status(script.otherwise.unwrap_or(200))),
+        }
     };
     let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let index = {
         let mut requests = inner.requests.lock().expect("requests");
         requests.push(Received {
+            uri,
             headers,
             body: body.to_vec(),
             json,
@@ -211,8 +264,9 @@ async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byte
         requests.len() - 1
     };
     let status = match answer {
-        Answer::Status(status) => status,
-        Answer::Hold(held) => {
+        None => std::future::pending().await,
+        Some(Answer::Status(status)) => status,
+        Some(Answer::Hold(held)) => {
             held.arrived.notify_one();
             held.release.notified().await;
             200

@@ -139,6 +139,8 @@ pub const NO_BACKGROUND_STATEMENTS: [&str; 4] =
 pub struct Server {
     child: Child,
     pub base_url: String,
+    /// Where `/metrics` is served when `--metrics-listen` moved it off the API.
+    pub metrics_url: Option<String>,
     /// The first admin's key, printed by the server on first start (None after a restart).
     pub bootstrap_key: Option<String>,
     pub database: Arc<Database>,
@@ -205,9 +207,14 @@ impl Server {
             .open(database.data_dir.path().join("server.log"))
             .expect("log file");
         let overrides_database = extra_args.iter().any(|arg| arg == "--database-url");
+        let overrides_listen = extra_args.iter().any(|arg| arg == "--listen");
         let mut child = Command::new(binary())
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(
+                ["--listen", "127.0.0.1:0"]
+                    .iter()
+                    .filter(|_| !overrides_listen),
+            )
             .args(
                 database_args(&database)
                     .into_iter()
@@ -224,10 +231,13 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut bootstrap_key = None;
+        let mut metrics_url = None;
         let base_url = tokio::time::timeout(Duration::from_secs(60), async {
             while let Some(line) = lines.next_line().await.expect("read stdout") {
                 if line.starts_with("pg_") {
                     bootstrap_key = Some(line.trim().to_owned());
+                } else if let Some(url) = line.strip_prefix("plangraph: metrics on ") {
+                    metrics_url = Some(url.trim().to_owned());
                 } else if let Some(url) = line.strip_prefix("plangraph: listening on ") {
                     return url.trim_end_matches("/graphql").to_owned();
                 }
@@ -244,6 +254,7 @@ impl Server {
         Server {
             child,
             base_url,
+            metrics_url,
             bootstrap_key,
             database,
             extra_args,
@@ -310,9 +321,14 @@ impl Server {
         Server::launch_with_env(database, extra_args, env).await
     }
 
-    /// Everything `/metrics` reports now.
+    /// Everything `/metrics` reports now, read from its own address when it
+    /// has one.
     pub async fn metrics(&self) -> Metrics {
-        let text = reqwest::get(format!("{}/metrics", self.base_url))
+        let url = self
+            .metrics_url
+            .clone()
+            .unwrap_or_else(|| format!("{}/metrics", self.base_url));
+        let text = reqwest::get(url)
             .await
             .expect("GET /metrics")
             .error_for_status()
@@ -336,6 +352,18 @@ impl Server {
     /// then on it receives every event committed, so a test that needs a live
     /// subscriber (rather than one replaying with `after`) waits for this
     /// before it makes the change.
+    /// The counter `name` once it has stood still for `quiet` (reading
+    /// `/metrics` changes no counter), waiting at most a minute.
+    pub async fn settled_count(&self, name: &str, quiet: Duration) -> f64 {
+        eventually(Duration::from_secs(60), async || {
+            let first = self.metrics().await.count(name);
+            tokio::time::sleep(quiet).await;
+            let second = self.metrics().await.count(name);
+            (first == second).then_some(second)
+        })
+        .await
+    }
+
     pub async fn wait_for_subscriptions(&self, count: u32) {
         eventually(Duration::from_secs(15), async || {
             let metrics = self.metrics().await;
@@ -364,6 +392,12 @@ impl Metrics {
     /// Every sample's name with its labels.
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.0.keys()
+    }
+
+    /// A counter's value, 0 before it first counted (the exporter lists a
+    /// counter only once it has a sample).
+    pub fn count(&self, name: &str) -> f64 {
+        self.0.get(name).copied().unwrap_or(0.0)
     }
 
     pub fn get(&self, name: &str) -> f64 {

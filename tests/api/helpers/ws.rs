@@ -15,7 +15,7 @@ pub const LEGACY_WS: &str = "graphql-ws";
 
 pub const PLAN_EVENTS: &str = "subscription($projectId: ID, $featureId: ID, $planId: ID, $after: String) {
     planEvents(projectId: $projectId, featureId: $featureId, planId: $planId, after: $after) {
-      cursor kind fromStatus toStatus at actor { email } plan { id title status claimedBy { email } } } }";
+      cursor kind fromStatus toStatus at actor { email } note plan { id title status claimedBy { email } } } }";
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -138,6 +138,68 @@ impl Subscriber {
         id
     }
 
+    /// Starts operation `id` (which the test chooses, e.g. to reuse one).
+    pub async fn subscribe_as(&mut self, id: &str, query: &str, variables: Value) {
+        let kind = if self.protocol == TRANSPORT_WS {
+            "subscribe"
+        } else {
+            "start"
+        };
+        let message = json!({ "id": id, "type": kind, "payload": { "query": query, "variables": variables } });
+        self.send_text(&message.to_string()).await;
+    }
+
+    /// Sends one text frame as it is, valid or not.
+    pub async fn send_text(&mut self, text: &str) {
+        self.socket
+            .send(Message::text(text.to_owned()))
+            .await
+            .expect("send a frame");
+    }
+
+    /// The next message the server sends (pings and keep-alives aside), as
+    /// JSON; `None` once the socket closes or nothing comes within `limit`.
+    pub async fn next_message(&mut self, limit: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()??;
+            let text = match frame {
+                Ok(Message::Text(text)) => text,
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            };
+            let message: Value = serde_json::from_str(&text).expect("json");
+            match message["type"].as_str().unwrap_or_default() {
+                "ping" => {
+                    let pong = json!({ "type": "pong" }).to_string();
+                    self.socket.send(Message::text(pong)).await.expect("pong");
+                }
+                "ka" | "pong" => {}
+                _ => return Some(message),
+            }
+        }
+    }
+
+    /// Reads until the server closes the socket; returns the close frame's
+    /// code and reason, `None` when the socket ends without one (1006).
+    pub async fn close_frame(&mut self, limit: Duration) -> Option<(u16, String)> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()??
+            {
+                Ok(Message::Close(frame)) => {
+                    return frame.map(|frame| (u16::from(frame.code), frame.reason.to_string()));
+                }
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// Ends operation `id` from the client's side.
     pub async fn complete(&mut self, id: &str) {
         let kind = if self.protocol == TRANSPORT_WS {
@@ -154,45 +216,29 @@ impl Subscriber {
 
     /// The next message for any subscription, answering pings on the way.
     pub async fn next_delivery(&mut self, limit: Duration) -> Option<(String, Delivery)> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let frame = tokio::time::timeout_at(deadline, self.socket.next())
-                .await
-                .ok()??;
-            let text = match frame {
-                Ok(Message::Text(text)) => text,
-                Ok(Message::Close(_)) | Err(_) => return None,
-                Ok(_) => continue,
-            };
-            let message: Value = serde_json::from_str(&text).expect("json");
-            let id = message["id"].as_str().unwrap_or_default().to_owned();
-            match message["type"].as_str().unwrap_or_default() {
-                "ping" => {
-                    let pong = json!({ "type": "pong" }).to_string();
-                    self.socket.send(Message::text(pong)).await.expect("pong");
+        let message = self.next_message(limit).await?;
+        let id = message["id"].as_str().unwrap_or_default().to_owned();
+        let delivery = match message["type"].as_str().unwrap_or_default() {
+            "next" | "data" => {
+                let payload = &message["payload"];
+                match payload["errors"]
+                    .as_array()
+                    .filter(|errors| !errors.is_empty())
+                {
+                    Some(errors) => Delivery::Errors(errors.clone()),
+                    None => Delivery::Data(payload["data"].clone()),
                 }
-                "ka" | "pong" => {}
-                "next" | "data" => {
-                    let payload = &message["payload"];
-                    if let Some(errors) = payload["errors"]
-                        .as_array()
-                        .filter(|errors| !errors.is_empty())
-                    {
-                        return Some((id, Delivery::Errors(errors.clone())));
-                    }
-                    return Some((id, Delivery::Data(payload["data"].clone())));
-                }
-                "error" => {
-                    let errors = message["payload"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_else(|| vec![message["payload"].clone()]);
-                    return Some((id, Delivery::Errors(errors)));
-                }
-                "complete" => return Some((id, Delivery::Complete)),
-                other => panic!("unexpected message type {other}: {message}"),
             }
-        }
+            "error" => Delivery::Errors(
+                message["payload"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_else(|| vec![message["payload"].clone()]),
+            ),
+            "complete" => Delivery::Complete,
+            other => panic!("unexpected message type {other}: {message}"),
+        };
+        Some((id, delivery))
     }
 
     /// The next `planEvents` event, or panics if none arrives in time.
