@@ -60,6 +60,12 @@ pub enum AppError {
         problem: InputProblem,
     },
     StorageUnavailable(String),
+    /// `STORAGE_UNAVAILABLE`: the database names a spec object the spec
+    /// store does not hold — most often instances that share a database
+    /// but each keep specs in a local directory.
+    SpecMissing {
+        key: String,
+    },
     /// A query ran longer than the server allows and was stopped.
     Timeout(String),
     /// `RATE_LIMITED` (HTTP 429): a client without an API key has as many
@@ -173,6 +179,7 @@ pub enum Argument {
     LeaseSeconds,
     ClaimToken,
     BlockedByPlanId,
+    After,
 }
 
 impl Argument {
@@ -202,6 +209,7 @@ impl Argument {
             Argument::LeaseSeconds => "leaseSeconds",
             Argument::ClaimToken => "claimToken",
             Argument::BlockedByPlanId => "blockedByPlanId",
+            Argument::After => "after",
         })
     }
 }
@@ -304,7 +312,7 @@ impl AppError {
             | AppError::Blocked { .. } => "CONFLICT",
             AppError::InvalidTransition { .. } => "INVALID_TRANSITION",
             AppError::BadUserInput(_) | AppError::InvalidArgument { .. } => "BAD_USER_INPUT",
-            AppError::StorageUnavailable(_) => "STORAGE_UNAVAILABLE",
+            AppError::StorageUnavailable(_) | AppError::SpecMissing { .. } => "STORAGE_UNAVAILABLE",
             AppError::Timeout(_) => "TIMEOUT",
             AppError::RateLimited(_) => "RATE_LIMITED",
             AppError::PersistedQueryNotFound(_) => "PERSISTED_QUERY_NOT_FOUND",
@@ -408,6 +416,9 @@ impl AppError {
             AppError::StorageUnavailable(_) => {
                 "The spec store is unavailable; try again shortly".into()
             }
+            AppError::SpecMissing { key } => format!(
+                "The spec object {key} is not in this server's spec store; ask an operator: instances that share a database must share one spec store (gcs or s3, not a local directory), or the object must be restored"
+            ),
             AppError::ResumeRequired { last_cursor } => format!(
                 "This subscription fell too far behind the live events; subscribe again with after: \"{last_cursor}\" to continue without losing any"
             ),

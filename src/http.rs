@@ -43,6 +43,7 @@ use crate::http::graphql_over_http::{MediaType, get_request, require_json_body};
 use crate::observability::{operation_label, record_operation};
 use crate::service::{Services, Viewer};
 use crate::shutdown::Shutdown;
+use crate::storage::StoreError;
 
 /// What every route shares. axum clones it for each request, about three
 /// dozen times on the way through the router and its layers, so it is one
@@ -602,12 +603,21 @@ fn operation_of(
 
 async fn readyz(State(state): State<HttpState>) -> Response {
     let database = state.services.db.ping().await;
-    let specs = state.services.specs.check().await;
+    let specs = state.services.check_spec_store().await;
     let ready = database.is_ok() && specs.is_ok();
+    let spec_store = match &specs {
+        Ok(()) => "ok",
+        // Not where it should be: a misconfiguration, not an outage.
+        Err(StoreError::Missing(_)) => "missing objects",
+        Err(StoreError::Unavailable(_)) => "unavailable",
+    };
+    if let Err(error) = &specs {
+        tracing::warn!(reason = %error.reason(), "not ready: spec store");
+    }
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "database": if database.is_ok() { "ok" } else { "unavailable" },
-        "specStore": if specs.is_ok() { "ok" } else { "unavailable" },
+        "specStore": spec_store,
     });
     let status = if ready {
         StatusCode::OK

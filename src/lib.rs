@@ -203,6 +203,13 @@ pub async fn services(config: &Config) -> Result<Services, StartupError> {
         ..Limits::default()
     };
     let on_postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
+    if on_postgres && let Ok(SpecStoreConfig::Fs(directory)) = config.spec_store() {
+        // PostgreSQL is how instances share their state; a directory is not.
+        tracing::warn!(
+            directory = %directory.display(),
+            "specs are kept in a local directory while the database is PostgreSQL: if other instances share this database, specs written through one are missing on the others (STORAGE_UNAVAILABLE, /readyz not ready); give every instance the same --spec-store gcs://… or s3://…"
+        );
+    }
     let events = EventBus::new(config.subscriber_buffer, on_postgres);
     let webhook_pool = if on_postgres {
         Some(connect_webhook_pool(config).await?)

@@ -31,6 +31,41 @@ pub enum SubmitTarget {
     Completed,
 }
 
+impl SubmitTarget {
+    /// The status an accepted submit leaves the plan in.
+    pub fn status(self) -> PlanStatus {
+        match self {
+            SubmitTarget::Review => PlanStatus::Review,
+            SubmitTarget::Completed => PlanStatus::Completed,
+        }
+    }
+}
+
+/// A submit of the plan as it is now.
+pub struct SubmitRetry<'a> {
+    pub status: PlanStatus,
+    pub is_submitter: bool,
+    pub stored_artifacts: Option<&'a str>,
+    /// The claim generation of the plan now, and of the token sent, if any.
+    pub claim_generation: i64,
+    pub token_generation: Option<i64>,
+}
+
+/// Whether a submit repeats the one that put the plan where it is: an agent
+/// whose answer was lost retries, and must hear "accepted", not
+/// STALE_CLAIM ("stop working"), for work that went through. It is a repeat
+/// when the plan is in the status the submit asks for, submitted by the
+/// caller with the same artifacts, under the claim its token (if sent)
+/// names — a claim sent back and submitted again has another generation.
+pub fn repeats_accepted_submit(target: SubmitTarget, artifacts: &str, now: SubmitRetry) -> bool {
+    now.status == target.status()
+        && now.is_submitter
+        && now.stored_artifacts == Some(artifacts)
+        && now
+            .token_generation
+            .is_none_or(|generation| generation == now.claim_generation)
+}
+
 /// Every request that can change a plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -583,6 +618,48 @@ pub fn dependency_cycle(
 mod tests {
     use super::*;
     use PlanStatus::*;
+
+    #[test]
+    fn a_submit_repeats_only_the_accepted_one_of_the_same_claim() {
+        let accepted = || SubmitRetry {
+            status: Review,
+            is_submitter: true,
+            stored_artifacts: Some("PR #1"),
+            claim_generation: 3,
+            token_generation: Some(3),
+        };
+        let review = SubmitTarget::Review;
+        assert!(repeats_accepted_submit(review, "PR #1", accepted()));
+        let without_token = SubmitRetry {
+            token_generation: None,
+            ..accepted()
+        };
+        assert!(repeats_accepted_submit(review, "PR #1", without_token));
+        assert!(
+            !repeats_accepted_submit(review, "PR #2", accepted()),
+            "other work"
+        );
+        assert!(!repeats_accepted_submit(
+            SubmitTarget::Completed,
+            "PR #1",
+            accepted()
+        ));
+        let someone_else = SubmitRetry {
+            is_submitter: false,
+            ..accepted()
+        };
+        assert!(!repeats_accepted_submit(review, "PR #1", someone_else));
+        let older_claim = SubmitRetry {
+            token_generation: Some(2),
+            ..accepted()
+        };
+        assert!(!repeats_accepted_submit(review, "PR #1", older_claim));
+        let sent_back = SubmitRetry {
+            status: InProgress,
+            ..accepted()
+        };
+        assert!(!repeats_accepted_submit(review, "PR #1", sent_back));
+    }
 
     const CLAIMER: Actor = Actor::User {
         role: Role::Member,

@@ -539,7 +539,9 @@ impl Loader<DiffKey> for DiffLoader {
             objects
                 .get(key)
                 .cloned()
-                .ok_or_else(|| AppError::internal(format!("spec object {key} is missing")))
+                .ok_or_else(|| AppError::SpecMissing {
+                    key: key.to_owned(),
+                })
         };
         let mut diffs = HashMap::with_capacity(keys.len());
         for key in keys {

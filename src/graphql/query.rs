@@ -113,6 +113,14 @@ impl QueryRoot {
         drifted: Option<bool>,
         #[graphql(desc = "Only plans with any of these priorities (0 = most urgent … 4).")]
         priority: Option<Vec<i32>>,
+        #[graphql(
+            desc = "Only plans that wait for an unfinished plan (true) or for none (false); see Plan.blockedBy."
+        )]
+        blocked: Option<bool>,
+        #[graphql(
+            desc = "Only plans that wait for a FAILED plan (true) or for none (false). A failed blocker never completes: such a plan stays blocked until someone removes the dependency (removePlanDependency) or the failed plan is replaced."
+        )]
+        blocked_by_failed: Option<bool>,
         #[graphql(desc = "Sort order; default oldest first.")] order_by: Option<PlanOrder>,
         #[graphql(desc = "Page size from the start: 0 to 100, default 20.")] first: Option<i32>,
         #[graphql(desc = "Continue after this cursor (a previous page's endCursor).")]
@@ -125,6 +133,8 @@ impl QueryRoot {
             updated_since: updated_since.map(|since| since.0),
             search,
             drifted,
+            blocked,
+            blocked_by_failed,
             ..PlanFilter::parse(
                 project_id.as_deref().map(String::as_str),
                 feature_id.as_deref().map(String::as_str),

@@ -15,11 +15,11 @@ use super::Tools;
 use super::call::Reply;
 use super::schema::{input, output};
 use super::views::{BlockerView, PlanView, Related, Status, Text, VersionView, text_time};
-use crate::error::AppResult;
-use crate::service::Viewer;
+use crate::error::{AppResult, Argument};
 use crate::service::fleet::current_token;
-use crate::service::pagination::Window;
+use crate::service::pagination::{Position, SortValue, Window};
 use crate::service::plans::{Outcome, PageReads, PlanFilter, PlanSort};
+use crate::service::{Viewer, parse_id};
 use crate::workflow::{self, PlanStatus, SubmitTarget};
 use entity::plan;
 
@@ -28,7 +28,7 @@ use entity::plan;
 const LIST_LIMIT: i32 = 100;
 
 const CREATE_PLAN: &str = "Create a new implementation plan for a feature. Plans contain technical specifications and guide developers through implementation. Plans start in draft status so they can be reviewed; set status to ready (here, or later with set_plan_status) when workers may claim them. Read the feature's spec with get_feature first.";
-const LIST_PLANS: &str = "List implementation plans with optional filtering by project, feature, or status. Useful for finding available work or tracking plan progress. Auto-filtered by project membership; oldest first, at most 100 per call.";
+const LIST_PLANS: &str = "List implementation plans with optional filtering by project, feature, or status. Useful for finding available work or tracking plan progress. Auto-filtered by project membership; also filters by claimer (claimed_by: \"me\" for your own work), priority, blocked, blocked_by_failed and drifted. Oldest first, at most 100 per call: pass the answer's next_after as after for the next ones.";
 const GET_PLAN: &str = "Get detailed plan information including full specification content fetched from cloud storage. Use this before starting work to understand implementation requirements.";
 const UPDATE_PLAN: &str = "Update plan specification content as work progresses. Only the claiming user can update a plan. Automatically updates last_activity_at to prevent stalling; a claimed plan moves to in_progress. Plans with no activity for the stale threshold (24 hours by default) are marked stalled.";
 const SET_PLAN_STATUS: &str = "Change plan status following valid status transitions. Used to mark plans ready, transition through workflow states, or mark work complete/failed. Allowed: draft -> ready, ready -> draft, review -> completed (creates a new feature version) or in_progress (back to the worker), stalled -> ready, and claimed/in_progress/stalled/review -> failed. Claiming, releasing and submitting have their own tools.";
@@ -82,6 +82,18 @@ struct ListPlansArgs {
     feature_id: Option<String>,
     /// Filter by status: draft, ready, claimed, in_progress, stalled, review, completed, or failed
     status_filter: Option<Status>,
+    /// Only plans claimed by this user: a user UUID, or "me"
+    claimed_by: Option<String>,
+    /// Only plans of this priority (0 = most urgent … 4 = someday)
+    priority: Option<i32>,
+    /// true: only plans waiting for an unfinished plan; false: only plans waiting for none
+    blocked: Option<bool>,
+    /// true: only plans waiting for a failed plan (they need a person: remove_plan_dependency); false: only plans waiting for none
+    blocked_by_failed: Option<bool>,
+    /// true: only open plans whose feature spec changed since they were written (see get_spec_diff); false: only up-to-date ones
+    drifted: Option<bool>,
+    /// Continue after this plan: the next_after of the previous call (the ID of its last plan)
+    after: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -166,8 +178,10 @@ struct PlanListResult {
     plans: Vec<PlanView>,
     /// How many plans match in all.
     total: u64,
-    /// More plans match than this list holds; narrow the filters.
+    /// More plans match than this list holds: call again with after = next_after.
     truncated: bool,
+    /// Pass as after to list the plans that follow; null when none follow.
+    next_after: Option<String>,
 }
 
 #[tool_router(router = plan_tools, vis = "pub(super)")]
@@ -313,13 +327,39 @@ impl Tools {
 
     async fn list_plans_reply(&self, viewer: Viewer, args: ListPlansArgs) -> AppResult<Reply> {
         let status = args.status_filter.map(PlanStatus::from);
-        let filter = PlanFilter::parse(
-            args.project_id.as_deref(),
-            args.feature_id.as_deref(),
-            None,
-            status,
-        )?;
-        let window = Window::new(Some(LIST_LIMIT), None, None, None, false)?;
+        let me = viewer.id().to_string();
+        let claimed_by = match args.claimed_by.as_deref().map(str::trim) {
+            Some("me") => Some(me.as_str()),
+            other => other,
+        };
+        let filter = PlanFilter {
+            drifted: args.drifted,
+            blocked: args.blocked,
+            blocked_by_failed: args.blocked_by_failed,
+            ..PlanFilter::parse(
+                args.project_id.as_deref(),
+                args.feature_id.as_deref(),
+                claimed_by,
+                status,
+            )?
+        }
+        .with_priorities(args.priority.into_iter().collect())?;
+        // Oldest first: a plan's place is its creation time and id.
+        let after = match args.after.as_deref() {
+            Some(id) => {
+                let id = parse_id(Argument::After, id)?;
+                let plan = self.services.find_plan(id).await?;
+                self.services
+                    .require_member(&viewer, plan.project_id)
+                    .await?;
+                Some(Position {
+                    value: SortValue::Time(plan.created_at),
+                    id,
+                })
+            }
+            None => None,
+        };
+        let window = Window::new(Some(LIST_LIMIT), after, None, None, false)?;
         let (page, counted) = self
             .services
             .list_plans(
@@ -362,7 +402,8 @@ impl Tools {
                     feature.title, feature.current_version
                 ))
                 .line(format!("   Project: {}", project.name))
-                .line(format!("   Status: {}", status.as_str()));
+                .line(format!("   Status: {}", status.as_str()))
+                .line(format!("   Priority: {}", plan.priority));
             if let Some(claimer) = plan.claimed_by {
                 text.line(format!("   Claimed by: {}", related.user(claimer)?.email));
             }
@@ -381,10 +422,13 @@ impl Tools {
             text.line(format!("   Created: {}", text_time(plan.created_at)))
                 .blank();
         }
-        let truncated = total > plans.len() as u64;
-        if truncated {
+        let next_after = match (page.has_next_page, plans.last()) {
+            (true, Some(last)) => Some(last.id.to_string()),
+            _ => None,
+        };
+        if let Some(next) = &next_after {
             text.line(format!(
-                "Showing the first {} of {total}; narrow the list with project_id, feature_id or status_filter.",
+                "Showing {} of {total}; call list_plans again with after: {next} for the next ones.",
                 plans.len()
             ));
         }
@@ -393,7 +437,8 @@ impl Tools {
             &PlanListResult {
                 plans: views,
                 total,
-                truncated,
+                truncated: next_after.is_some(),
+                next_after,
             },
         )
     }

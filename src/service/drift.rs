@@ -282,7 +282,9 @@ impl Services {
                 .iter()
                 .find(|(found, _)| found == key)
                 .map(|(_, bytes)| crate::storage::spec_text(bytes))
-                .ok_or_else(|| AppError::internal(format!("spec object {key} is missing")))
+                .ok_or_else(|| AppError::SpecMissing {
+                    key: key.to_owned(),
+                })
         };
         let (old, new) = (text(from)?, text(to)?);
         self.compare(old, new, labels).await

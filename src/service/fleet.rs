@@ -15,15 +15,15 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::plans::live_event;
+use super::plans::{Outcome, live_event};
 use super::{Services, Viewer, WriteTransaction, now, parse_id};
 use crate::error::{AppError, AppResult, Argument, Blocker, InputProblem};
 use crate::events::{self, ChangedBy, LiveEvent};
 use crate::workflow::{
     self, ClaimToken, EventKind, Heartbeat, MAX_LEASE_SECONDS, MIN_LEASE_SECONDS, PRIORITIES,
-    PlanStatus,
+    PlanStatus, SubmitRetry, SubmitTarget,
 };
-use entity::{plan, plan_dependency};
+use entity::{feature_version, plan, plan_dependency, plan_event};
 
 /// Serializes dependency changes of one project on PostgreSQL ("plan_dep"),
 /// so that two concurrent additions cannot close a cycle neither saw.
@@ -77,6 +77,53 @@ pub fn check_token(plan: &plan::Model, token: Option<ClaimToken>) -> AppResult<(
         }
         _ => Ok(()),
     }
+}
+
+/// The accepted result again when a submit repeats the one that put `plan`
+/// where it is (`workflow::repeats_accepted_submit`); `None` otherwise.
+pub async fn accepted_submit(
+    db: &impl ConnectionTrait,
+    plan: &plan::Model,
+    viewer: &Viewer,
+    target: SubmitTarget,
+    artifacts: &str,
+    token: Option<ClaimToken>,
+) -> AppResult<Option<Outcome>> {
+    let now = SubmitRetry {
+        status: plan.status,
+        is_submitter: plan.submitted_by == Some(viewer.id()),
+        stored_artifacts: plan.work_artifacts.as_deref(),
+        claim_generation: plan.claim_generation,
+        token_generation: token.map(|token| token.generation),
+    };
+    if !workflow::repeats_accepted_submit(target, artifacts, now) {
+        return Ok(None);
+    }
+    // The status the plan left, as the accepted answer said it.
+    let submitted = plan_event::Entity::find()
+        .filter(plan_event::Column::PlanId.eq(plan.id))
+        .filter(plan_event::Column::ActorId.eq(viewer.id()))
+        .filter(plan_event::Column::ToStatus.eq(plan.status))
+        .order_by_desc(plan_event::Column::Id)
+        .one(db)
+        .await?;
+    let version = match plan.implemented_version {
+        Some(number) => {
+            feature_version::Entity::find()
+                .filter(feature_version::Column::FeatureId.eq(plan.feature_id))
+                .filter(feature_version::Column::Version.eq(number))
+                .one(db)
+                .await?
+        }
+        None => None,
+    };
+    Ok(Some(Outcome {
+        plan: plan.clone(),
+        previous: submitted
+            .and_then(|event| event.from_status)
+            .unwrap_or(plan.status),
+        version,
+    }))
 }
 
 /// The plan's current claim token; `None` when nobody holds it.

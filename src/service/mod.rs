@@ -21,7 +21,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Datelike, SecondsFormat, SubsecRound, Timelike, Utc};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
-    TransactionTrait,
+    QueryOrder, TransactionTrait,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
@@ -29,9 +29,9 @@ use uuid::Uuid;
 use crate::error::{AppError, AppResult, Argument, InputProblem};
 use crate::events::{self, EventBus, LiveEvent};
 use crate::metrics::DatabaseMetrics;
-use crate::storage::SharedSpecStore;
+use crate::storage::{SharedSpecStore, StoreError};
 use crate::workflow::Role;
-use entity::{project_member, user};
+use entity::{plan_spec_revision, project_member, user};
 
 /// Size limits for user input; each refusal names its limit.
 #[derive(Debug, Clone)]
@@ -204,6 +204,22 @@ impl Services {
         };
         let txn = self.db.begin().await?;
         Ok(WriteTransaction { txn, _lock: lock })
+    }
+
+    /// `/readyz`'s spec check: the store answers, and holds the newest spec
+    /// the database names. Instances that share a database but keep specs in
+    /// a directory each fail this as soon as another one has written a spec.
+    pub async fn check_spec_store(&self) -> Result<(), StoreError> {
+        self.specs.check().await?;
+        let newest = plan_spec_revision::Entity::find()
+            .order_by_desc(plan_spec_revision::Column::CreatedAt)
+            .one(&self.db)
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("database: {error}")))?;
+        match newest {
+            Some(revision) => self.specs.get(&revision.spec_key).await.map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// The caller's role in a project, if any.

@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::drift::{drifted_condition, record_revision};
 use super::features::{VersionOrigin, cut_version};
 use super::fleet::{
-    check_token, lease_end, not_blocked, parse_token, unblock_waiters, unfinished_blockers,
-    validate_priority,
+    accepted_submit, check_token, has_blocker, lease_end, not_blocked, parse_token,
+    unblock_waiters, unfinished_blockers, validate_priority,
 };
 use super::pagination::{Page, Position, SortValue, Window, newest_of_each, page_of, windowed};
 use super::plan_rows::{JoinColumns, JoinedRows, PlanColumns};
@@ -53,6 +53,11 @@ pub struct PlanFilter {
     pub drifted: Option<bool>,
     /// Only these priorities (none: any).
     pub priorities: Vec<i32>,
+    /// Only plans that wait for an unfinished plan (`true`) or for none.
+    pub blocked: Option<bool>,
+    /// Only plans that wait for a FAILED plan (`true`) or for none: the
+    /// plans a person must unblock by removing or replacing a dependency.
+    pub blocked_by_failed: Option<bool>,
 }
 
 impl PlanFilter {
@@ -518,6 +523,12 @@ impl Services {
         for _ in 0..MAX_ATTEMPTS {
             let plan = self.find_plan(plan_id).await?;
             let role = self.require_member(viewer, plan.project_id).await?;
+            if let (Action::Submit(target), Some(artifacts)) = (action, input.artifacts) {
+                let repeat = accepted_submit(&self.db, &plan, viewer, target, artifacts, token);
+                if let Some(accepted) = repeat.await? {
+                    return Ok(accepted);
+                }
+            }
             // A fenced-out holder changes nothing, whatever it asks.
             check_token(&plan, token)?;
             let actor = Actor::User {
@@ -932,6 +943,12 @@ fn visible_plans(
     }
     if !filter.priorities.is_empty() {
         query = query.filter(plan::Column::Priority.is_in(filter.priorities.iter().copied()));
+    }
+    for (wanted, failed_only) in [(filter.blocked, false), (filter.blocked_by_failed, true)] {
+        if let Some(wanted) = wanted {
+            let blocked = has_blocker(Expr::col((plan::Entity, plan::Column::Id)), failed_only);
+            query = query.filter(if wanted { blocked } else { blocked.not() });
+        }
     }
     if let Some(since) = filter.updated_since {
         query = query.filter(plan::Column::UpdatedAt.gte(since));

@@ -33,8 +33,11 @@ impl From<StoreError> for crate::error::AppError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Missing(key) => {
-                tracing::error!(%key, "spec object missing");
-                crate::error::AppError::internal(format!("spec object {key} is missing"))
+                tracing::error!(
+                    %key,
+                    "spec object missing from the spec store; instances that share a database must share the spec store"
+                );
+                crate::error::AppError::SpecMissing { key }
             }
             StoreError::Unavailable(reason) => {
                 tracing::warn!(%reason, "spec store unavailable");

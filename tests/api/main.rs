@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod agents;
 mod authorization;
 mod concurrency;
 mod connections;

@@ -245,7 +245,17 @@ async fn tools_list_shows_every_tool_with_its_schema() {
     let list = Value::Object((*tool("list_plans").input_schema).clone());
     assert_eq!(
         names_in(&list["properties"]),
-        ["feature_id", "project_id", "status_filter"]
+        [
+            "after",
+            "blocked",
+            "blocked_by_failed",
+            "claimed_by",
+            "drifted",
+            "feature_id",
+            "priority",
+            "project_id",
+            "status_filter"
+        ]
     );
     assert_eq!(names_in(&list["required"]), Vec::<String>::new());
     let update_feature = Value::Object((*tool("update_feature").input_schema).clone());

@@ -60,7 +60,9 @@ async fn load_spec(ctx: &Context<'_>, key: &str) -> AppResult<String> {
     loaders(ctx)
         .spec(services(ctx).specs.as_ref(), key)
         .await?
-        .ok_or_else(|| AppError::internal(format!("spec object {key} is missing")))
+        .ok_or_else(|| AppError::SpecMissing {
+            key: key.to_owned(),
+        })
 }
 
 /// A spec's text, charged to the operation's document budget once its
