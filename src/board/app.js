@@ -83,6 +83,9 @@ function h(tag, attributes = {}, ...children) {
 }
 
 const label = (status) => status.charAt(0) + status.slice(1).toLowerCase().replace('_', ' ');
+/** A project's name, with the end of its id where another project has the same name. */
+const projectLabel = (project, projects) =>
+  projects.some((other) => other.id !== project.id && other.name === project.name) ? `${project.name} (${project.id.slice(-6)})` : project.name;
 const person = (user) => (user ? user.displayName || user.email : 'the system');
 
 // ---- Time ----------------------------------------------------------------
@@ -182,7 +185,7 @@ async function signIn(key) {
   const select = $('project');
   select.replaceChildren(
     h('option', { value: '', disabled: '' }, 'Choose a project'),
-    ...data.projects.map((project) => h('option', { value: project.id }, project.name)),
+    ...data.projects.map((project) => h('option', { value: project.id }, projectLabel(project, data.projects))),
   );
   state.projectId = wanted.get('project') || data.projects[0]?.id || null;
   state.featureId = wanted.get('feature') || null;

@@ -1266,3 +1266,82 @@ async fn fleet_tools_claim_the_next_plan_and_fence_stale_tokens() {
         .await;
     assert_eq!(id_of(&data), urgent, "unblocked, it is the most urgent");
 }
+
+/// list_plans filters as `plans(...)` does (claimer, priority, blocked,
+/// drifted) and pages past its 100 plans a call with `after`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_plans_filters_as_graphql_does_and_pages_past_a_hundred() {
+    let server = Server::start(Backend::Sqlite).await;
+    let team = Team::new(&server).await;
+    let worker = Agent::connect(&server, &team.worker).await;
+    let mut made = Vec::new();
+    for index in 0..103 {
+        made.push(team.plan(&format!("plan {index:03}"), "READY").await);
+    }
+    let vars = json!({ "planId": made[5], "priority": 0 });
+    team.owner
+        .ok(
+            "mutation($planId: ID!, $priority: Int!) { setPlanPriority(planId: $planId, priority: $priority) { id } }",
+            vars,
+        )
+        .await;
+    let vars = json!({ "plan": made[7], "blocker": made[6] });
+    team.owner
+        .ok(
+            "mutation($plan: ID!, $blocker: ID!) { addPlanDependency(planId: $plan, blockedByPlanId: $blocker) { id } }",
+            vars,
+        )
+        .await;
+    worker.ok("claim_plan", json!({ "plan_id": made[9] })).await;
+
+    let ids = |data: &Value| -> Vec<String> {
+        data["plans"]
+            .as_array()
+            .expect("plans")
+            .iter()
+            .map(|plan| plan["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let project = team.project.as_str();
+    let (text, first) = worker
+        .ok("list_plans", json!({ "project_id": project }))
+        .await;
+    assert_eq!(ids(&first), made[..100]);
+    assert_eq!(first["total"], 103);
+    assert_eq!(first["truncated"], true);
+    let next = first["next_after"].as_str().expect("next_after");
+    assert_eq!(next, made[99]);
+    assert!(
+        text.contains(&format!("call list_plans again with after: {next}")),
+        "{text}"
+    );
+    let (_, rest) = worker
+        .ok(
+            "list_plans",
+            json!({ "project_id": project, "after": next }),
+        )
+        .await;
+    assert_eq!(ids(&rest), made[100..]);
+    assert_eq!(rest["next_after"], Value::Null);
+    assert_eq!(rest["truncated"], false);
+
+    for (filter, expected) in [
+        (json!({ "claimed_by": "me" }), vec![made[9].clone()]),
+        (json!({ "priority": 0 }), vec![made[5].clone()]),
+        (json!({ "blocked": true }), vec![made[7].clone()]),
+        (json!({ "blocked_by_failed": true }), vec![]),
+    ] {
+        let mut arguments = filter.clone();
+        arguments["project_id"] = json!(project);
+        let (_, data) = worker.ok("list_plans", arguments).await;
+        assert_eq!(ids(&data), expected, "{filter}");
+        assert_eq!(data["total"], expected.len(), "{filter}");
+    }
+    let (_, drifted) = worker
+        .ok(
+            "list_plans",
+            json!({ "project_id": project, "drifted": true }),
+        )
+        .await;
+    assert_eq!(drifted["total"], 0, "nothing changed the spec");
+}

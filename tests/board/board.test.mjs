@@ -103,6 +103,21 @@ test(
     assert.equal(await page.isVisible('#key'), true);
     assert.equal(await page.evaluate(() => localStorage.length), 0);
     assert.deepEqual(page.errors, []);
+    assert.deepEqual(page.failedRequests, [], 'every request the page makes is answered');
+  }),
+);
+
+test(
+  'projects with the same name are told apart in the picker',
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    const twin = (await server.gql(team.owner, 'mutation { createProject(name: "Task Manager") { id } }')).createProject.id;
+    const page = await openPage(browser);
+    await signIn(page, server, team.owner);
+    const labels = await page.$$eval('#project option:not([disabled])', (options) => options.map((option) => option.textContent));
+    assert.deepEqual(labels.sort(), [`Task Manager (${team.project.slice(-6)})`, `Task Manager (${twin.slice(-6)})`].sort());
+    assert.deepEqual(page.errors, []);
   }),
 );
 

@@ -33,6 +33,11 @@ export async function openPage(browser, viewport = { width: 1280, height: 800 })
   const page = await context.newPage();
   page.errors = [];
   page.on('pageerror', (error) => page.errors.push(error));
+  // Anything the page asks for and does not get (a favicon, say).
+  page.failedRequests = [];
+  page.on('response', (response) => {
+    if (response.status() >= 400) page.failedRequests.push(`${response.status()} ${response.url()}`);
+  });
   return page;
 }
 
