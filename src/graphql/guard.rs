@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use async_graphql::{Data, Executor, PathSegment, Request, Response, ServerError};
+use async_graphql::{Data, Executor, PathSegment, Request, Response, ServerError, Variables};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
@@ -35,6 +35,7 @@ use super::limits::{
 use super::loaders::Loaders;
 use super::order::in_document_order;
 use super::persisted::PersistedQueries;
+use super::pricing::{Pricing, TOO_COMPLEX, kept_for_pricing, too_complex};
 use super::types::ClaimsMade;
 use crate::config::Introspection;
 use crate::error::{AppError, AppResult};
@@ -100,6 +101,8 @@ pub struct GuardedSchema {
     documents: moka::future::Cache<String, Arc<ExecutableDocument>>,
     /// Documents named by hash, and the trusted ones when only they run.
     persisted: Arc<PersistedQueries>,
+    /// The cost of documents refused as too complex, for their message.
+    pricing: Arc<Pricing>,
 }
 
 /// Memory the document cache may hold, weighed by the documents' parsed
@@ -127,6 +130,9 @@ struct Prepared {
     /// the document's field order (`order.rs`).
     document: Arc<ExecutableDocument>,
     operation_name: Option<String>,
+    /// The variables, should the document be refused as too complex (see
+    /// `pricing.rs`); `None` when they are large.
+    pricing_variables: Option<Variables>,
 }
 
 impl GuardedSchema {
@@ -137,6 +143,7 @@ impl GuardedSchema {
         introspection: Introspection,
         prices: IntrospectionPrices,
         persisted: PersistedQueries,
+        pricing: Pricing,
     ) -> GuardedSchema {
         let documents = moka::future::Cache::builder()
             .max_capacity(DOCUMENT_CACHE_BYTES)
@@ -153,6 +160,7 @@ impl GuardedSchema {
             prices,
             documents,
             persisted: Arc::new(persisted),
+            pricing: Arc::new(pricing),
         }
     }
 
@@ -230,6 +238,7 @@ impl GuardedSchema {
             only_queries,
             document: parsed,
             operation_name,
+            pricing_variables,
         } = prepared;
         let execution = self.schema.execute(request);
         let response = if only_queries {
@@ -244,6 +253,8 @@ impl GuardedSchema {
         }
         let mut response = response;
         in_document_order(&mut response.data, &parsed, operation_name.as_deref());
+        self.price_refusal(&mut response, &parsed, pricing_variables, operation_name)
+            .await;
         self.with_codes(response)
     }
 
@@ -356,6 +367,13 @@ impl GuardedSchema {
             &prepared.document,
             prepared.operation_name.as_deref(),
         );
+        self.price_refusal(
+            &mut response,
+            &prepared.document,
+            prepared.pricing_variables,
+            prepared.operation_name,
+        )
+        .await;
         Started::Done(self.bounded(self.with_codes(response), on_socket))
     }
 
@@ -451,11 +469,13 @@ impl GuardedSchema {
                 self.limits.max_document_bytes,
             )));
         let operation_name = request.operation_name.clone();
+        let pricing_variables = kept_for_pricing(&request.variables);
         Ok(Prepared {
             request,
             only_queries,
             document,
             operation_name,
+            pricing_variables,
         })
     }
 
@@ -504,15 +524,33 @@ impl GuardedSchema {
         response
     }
 
+    /// A complexity refusal in `response` with the document's cost.
+    async fn price_refusal(
+        &self,
+        response: &mut Response,
+        document: &ExecutableDocument,
+        variables: Option<Variables>,
+        operation_name: Option<String>,
+    ) {
+        let refused = match response.errors.as_slice() {
+            [error] => error.message == TOO_COMPLEX && error.path.is_empty(),
+            _ => false,
+        };
+        let (true, Some(variables)) = (refused, variables) else {
+            return;
+        };
+        let cost = self
+            .pricing
+            .complexity(document, variables, operation_name)
+            .await;
+        response.errors = vec![refuse(too_complex(cost, self.limits.max_complexity))];
+    }
+
     /// async-graphql's limit errors say only that a limit was hit; say which,
     /// and what to do about it.
     fn explain(&self, message: &str) -> Option<AppError> {
         match message {
-            "Query is too complex." => Some(AppError::BadUserInput(format!(
-                "The query is too complex: its cost (one per field, {} per document, lists multiplied by the page they ask for) is over the server's limit of {} (--max-query-complexity); ask for smaller pages or fewer nested lists",
-                super::limits::DOCUMENT_COMPLEXITY,
-                self.limits.max_complexity
-            ))),
+            TOO_COMPLEX => Some(too_complex(None, self.limits.max_complexity)),
             "Query is nested too deep." => Some(AppError::BadUserInput(format!(
                 "The query is nested too deep: at most {} levels (--max-query-depth)",
                 self.limits.max_depth

@@ -9,6 +9,7 @@ pub mod loaders;
 pub mod mutation;
 mod order;
 pub mod persisted;
+mod pricing;
 pub mod query;
 pub mod subscription;
 pub mod types;
@@ -51,8 +52,24 @@ pub fn build_schema(
     } else {
         builder.finish()
     };
+    let pricing = Schema::build(
+        query::QueryRoot,
+        mutation::MutationRoot,
+        subscription::SubscriptionRoot,
+    )
+    .extension(pricing::PriceOnly)
+    .finish();
     let prices = IntrospectionPrices::of(&registry());
-    GuardedSchema::new(schema, services, limits, introspection, prices, persisted)
+    let pricing = pricing::Pricing::new(pricing);
+    GuardedSchema::new(
+        schema,
+        services,
+        limits,
+        introspection,
+        prices,
+        persisted,
+        pricing,
+    )
 }
 
 /// The types of the schema, as async-graphql registers them.

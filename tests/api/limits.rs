@@ -91,6 +91,25 @@ async fn nested_lists_are_refused_by_their_multiplied_cost(backend: Backend) {
         "refused before loading anything (the bystanders' keys aside): {} statements",
         after - before
     );
+    // The refusal says by how much: the cost, which counts page sizes sent
+    // as variables as it counts them written in the document.
+    let cost_of = |reply: &Reply| -> u64 {
+        let message = reply.message();
+        let digits: String = message
+            .split("its cost is ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no cost in {message:?}"))
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().expect("a cost")
+    };
+    let cost = cost_of(&reply);
+    assert!(cost > 5_000, "over the default limit of 5000: {cost}");
+    let variable = "query($page: Int) { plans(first: $page) { nodes { feature { plans(first: $page) { nodes { feature { plans(first: $page) { nodes { title } } } } } } } } }";
+    let reply = team.owner.send(variable, json!({ "page": 100 })).await;
+    assert_refused_naming(&reply, "--max-query-complexity");
+    assert_eq!(cost_of(&reply), cost);
 
     let served = team.owner.ok(&nested(3), json!({})).await;
     let titles =

@@ -7,12 +7,20 @@
 // held by two agents), this asserts the texts agents read: a drift notice,
 // a take-over, a stale token, a failed blocker, work sent back, a review
 // policy's refusal and "nothing ready" with its reason.
+//
+// The same scenario runs on both databases: on SQLite with one instance,
+// and on PostgreSQL with two instances sharing one fresh database and one
+// spec store, the agents spread over both (and GraphQL calls alternating
+// between them), so claims race across instances.
 
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { Server, createTeam } from '../shared/server.mjs';
+import { PostgresDatabase, Server, createTeam, postgresUnavailable, runningInCi } from '../shared/server.mjs';
 
 /** The fleet feature's plans: key, title, priority, the keys it waits for. */
 const FLEET = [
@@ -50,26 +58,95 @@ async function eventually(what, check, ms = 15_000) {
   }
 }
 
-describe('an agent fleet through the TypeScript SDK', () => {
-  let server;
+/** A 1 s lease must stall soon after it runs out: sweep often. */
+const SWEEP = ['--sweep-every', '200ms'];
+
+/**
+ * Where the scenario runs: `start()` brings up the instances (the first
+ * one's admin key is the database's first admin) and `destroy()` removes
+ * everything it made. `serializedWrites`: every write waits for the one
+ * before it, so event order is claim order is priority order.
+ */
+const SQLITE = {
+  name: 'on SQLite, one instance',
+  serializedWrites: true,
+  async start() {
+    const server = await Server.start({ args: SWEEP });
+    return { servers: [server], adminKey: server.adminKey, destroy: () => server.destroy() };
+  },
+};
+
+const POSTGRES = {
+  name: 'on PostgreSQL, two instances sharing one database and one spec store',
+  // Claims run concurrently (FOR NO KEY UPDATE SKIP LOCKED): event ids
+  // follow commit order, which need not be the order the candidates were picked in.
+  serializedWrites: false,
+  async start() {
+    const database = await PostgresDatabase.create('plangraph_fleet');
+    const servers = [];
+    let specs;
+    const destroy = async () => {
+      await Promise.all(servers.map((server) => server.destroy()));
+      await database.drop();
+      if (specs) await rm(specs, { recursive: true, force: true });
+    };
+    try {
+      // Both instances run on this machine: one directory is one shared store.
+      specs = await mkdtemp(join(tmpdir(), 'plangraph-fleet-specs-'));
+      const args = ['--database-url', database.url, '--spec-store', `fs:${specs}`, ...SWEEP];
+      // One after the other: the first creates the schema and the first admin.
+      servers.push(await Server.start({ args }));
+      servers.push(await Server.start({ args }));
+    } catch (error) {
+      await destroy();
+      throw error;
+    }
+    return { servers, adminKey: servers[0].adminKey, destroy };
+  },
+};
+
+/** Why PostgreSQL cannot be used, or null; fatal under CI=true, a skip otherwise. */
+const postgresProblem = await postgresUnavailable();
+if (postgresProblem && !runningInCi()) {
+  console.error(`SKIPPED: ${postgresProblem} (set CI=true to make this fatal)`);
+}
+
+describe(`an agent fleet through the TypeScript SDK ${SQLITE.name}`, () => fleetScenario(SQLITE));
+
+describe(
+  `an agent fleet through the TypeScript SDK ${POSTGRES.name}`,
+  { skip: postgresProblem && !runningInCi() ? `SKIPPED: ${postgresProblem} (set CI=true to make this fatal)` : false },
+  () => fleetScenario(POSTGRES, postgresProblem),
+);
+
+/** The scenario's tests, for one setup; `problem`, when set, fails them all (CI=true). */
+function fleetScenario(setup, problem = null) {
+  /** The running instances: one on SQLite, two on PostgreSQL. */
+  let instances;
   let team;
   /** The owner, as an MCP client. */
   let owner;
-  /** Four members, each its own MCP client. */
+  /** Four members, each its own MCP client, spread over the instances. */
   let agents = [];
   const clients = [];
+  /** Round robin over the instances, for GraphQL calls. */
+  let turn = 0;
+  const anyInstance = () => instances.servers[turn++ % instances.servers.length];
+  const label = (server) => (instances.servers.length > 1 ? `@${'AB'[instances.servers.indexOf(server)]}` : '');
 
-  /** An MCP client for `key`, and calls that fail the test on a thrown error. */
-  async function mcp(email, key) {
+  /** An MCP client for `key` on `server`, and calls that fail the test on a thrown error. */
+  async function mcp(email, key, server) {
     const client = new Client({ name: `fleet-${email}`, version: '1.0.0' });
     const transport = new StreamableHTTPClientTransport(new URL(`${server.url}/mcp`), {
       requestInit: { headers: { Authorization: `Bearer ${key}` } },
     });
     await client.connect(transport);
     clients.push(client);
+    const who = `${email}${label(server)}`;
     return {
       email,
       client,
+      server,
       /** Any call: a refusal must come back as a result, never as an exception. */
       async call(tool, args) {
         const result = await client.callTool({ name: tool, arguments: args });
@@ -77,14 +154,14 @@ describe('an agent fleet through the TypeScript SDK', () => {
       },
       async ok(tool, args) {
         const answer = await this.call(tool, args);
-        assert.notEqual(answer.result.isError, true, `${email} ${tool} failed: ${answer.text}`);
+        assert.notEqual(answer.result.isError, true, `${who} ${tool} failed: ${answer.text}`);
         assert.ok(answer.data, `${tool} returned no structured content`);
         return answer;
       },
       /** A refusal with `code`; its text and its structured `error`. */
       async refused(tool, args, code) {
         const answer = await this.call(tool, args);
-        assert.equal(answer.result.isError, true, `${email} ${tool} should be refused: ${answer.text}`);
+        assert.equal(answer.result.isError, true, `${who} ${tool} should be refused: ${answer.text}`);
         const { error } = answer.data;
         assert.equal(error.code, code, answer.text);
         const headline = error.reason ? `${code} (${error.reason})` : code;
@@ -94,7 +171,8 @@ describe('an agent fleet through the TypeScript SDK', () => {
     };
   }
 
-  const gql = (query, variables) => server.gql(team.owner, query, variables);
+  /** GraphQL as the owner, through each instance in turn. */
+  const gql = (query, variables) => anyInstance().gql(team.owner, query, variables);
   const eventsOf = async (plan) => (await gql(EVENTS, { id: plan })).plan.events;
   const statusOf = async (plan) => (await gql(`query($id: ID!) { plan(id: $id) { status } }`, { id: plan })).plan.status;
   const approve = (plan) =>
@@ -118,14 +196,16 @@ describe('an agent fleet through the TypeScript SDK', () => {
     ).data.plan.id;
 
   before(async () => {
-    // A 1 s lease must stall soon after it runs out: sweep often.
-    server = await Server.start({ args: ['--sweep-every', '200ms'] });
+    if (problem) assert.fail(`${problem}; CI=true needs it`);
+    instances = await setup.start();
+    const { servers } = instances;
     // Its own feature stays without plans: each test below makes its own.
-    team = await createTeam(server, { featureTitle: 'Unused' });
+    team = await createTeam(servers[0], { featureTitle: 'Unused' });
     const keys = [['worker@example.com', team.worker]];
     for (const email of ['ada@example.com', 'grace@example.com', 'linus@example.com']) {
-      const created = await server.gql(
-        server.adminKey,
+      // The first instance's admin key, on whichever instance.
+      const created = await anyInstance().gql(
+        instances.adminKey,
         `mutation($email: String!) { createUser(email: $email) { secret } }`,
         { email },
       );
@@ -135,13 +215,28 @@ describe('an agent fleet through the TypeScript SDK', () => {
       });
       keys.push([email, created.createUser.secret]);
     }
-    owner = await mcp('owner@example.com', team.owner);
-    agents = await Promise.all(keys.map(([email, key]) => mcp(email, key)));
+    owner = await mcp('owner@example.com', team.owner, servers[0]);
+    // Half the agents on each instance: worker and grace on the first, ada and linus on the second.
+    agents = await Promise.all(keys.map(([email, key], index) => mcp(email, key, servers[index % servers.length])));
   });
 
   after(async () => {
     await Promise.all(clients.map((client) => client.close()));
-    await server?.destroy();
+    await instances?.destroy();
+  });
+
+  test('every instance is ready on the shared database and store, with the first admin key', async () => {
+    const [first, ...others] = instances.servers;
+    assert.match(first.adminKey ?? '', /^pg_/, 'the first start on a fresh database prints the first admin key');
+    for (const server of others) {
+      assert.equal(server.adminKey, null, `${server.url}: an instance on a database with users prints no admin key`);
+    }
+    for (const server of instances.servers) {
+      const { viewer } = await server.gql(instances.adminKey, `{ viewer { email isAdmin } }`);
+      assert.equal(viewer.isAdmin, true, `${server.url}: the first admin key works here`);
+      const ready = await fetch(`${server.url}/readyz`);
+      assert.equal(ready.status, 200, `${server.url}/readyz: ${await ready.text()}`);
+    }
   });
 
   test('every client lists the tools first, so the SDK validates each result', async () => {
@@ -170,16 +265,21 @@ describe('an agent fleet through the TypeScript SDK', () => {
     const keyOf = Object.fromEntries(Object.entries(ids).map(([key, id]) => [id, key]));
     /** Every claim an agent was told it made: [agent, plan]. */
     const claims = [];
+    /** When each plan's claim_next_plan call was sent and answered, in ms on this clock. */
+    const span = {};
     const tokens = new Set();
 
     /** One agent's loop until claim_next_plan finds nothing; what it last read. */
     async function work(agent) {
       for (;;) {
+        const sent = performance.now();
         const next = await agent.ok('claim_next_plan', { project_id: team.project, feature_id: featureId });
+        const answered = performance.now();
         if (!next.data.plan) return next;
         const { plan: claimed, took_over, sent_back } = next.data;
         const token = claimed.claim_token;
         claims.push([agent.email, claimed.id]);
+        span[claimed.id] = { sent, answered };
         assert.deepEqual([took_over, sent_back, next.data.nothing_ready], [null, null, null]);
         assert.match(token, /^ct_[0-9a-f]{32}_\d+$/);
         assert.ok(!tokens.has(token), 'every claim has its own token');
@@ -282,13 +382,32 @@ describe('an agent fleet through the TypeScript SDK', () => {
       assert.equal(unblocked[0].actor, null);
       assert.ok(BigInt(unblocked[0].cursor) > lastBlocker && BigInt(unblocked[0].cursor) < claimedAt, key);
     }
-    // Within a round, claims went most urgent first.
+    // Within a round, no claim passed over a more urgent plan that was free:
+    // any more urgent plan of the round was claimed by a call sent before
+    // this claim was answered (it was taken already, or being taken). This
+    // holds however claims interleave, on one instance or several.
     for (const wave of WAVES) {
-      const urgencies = wave
-        .map((key) => ids[key])
-        .toSorted((a, b) => (cursor(a, 'CLAIMED') < cursor(b, 'CLAIMED') ? -1 : 1))
-        .map((id) => priority[id]);
-      assert.deepEqual(urgencies, urgencies.toSorted(), `claimed in priority order: ${wave}`);
+      for (const key of wave) {
+        for (const other of wave.filter((candidate) => priority[ids[candidate]] < priority[ids[key]])) {
+          assert.ok(
+            span[ids[other]].sent < span[ids[key]].answered,
+            `${key} (priority ${priority[ids[key]]}) was claimed while the more urgent ${other} ` +
+              `(priority ${priority[ids[other]]}) was still free: its claim was sent only after`,
+          );
+        }
+      }
+    }
+    // With serialized writes the claims' events also follow priority order.
+    // Not on PostgreSQL: a claim that picked a less urgent plan (skipping a
+    // row another claim had locked) may commit, and draw its event id, first.
+    if (setup.serializedWrites) {
+      for (const wave of WAVES) {
+        const urgencies = wave
+          .map((key) => ids[key])
+          .toSorted((a, b) => (cursor(a, 'CLAIMED') < cursor(b, 'CLAIMED') ? -1 : 1))
+          .map((id) => priority[id]);
+        assert.deepEqual(urgencies, urgencies.toSorted(), `claimed in priority order: ${wave}`);
+      }
     }
     // Each completion cut one version, implemented by the agent that did the work.
     const { featureVersions } = await gql(
@@ -650,4 +769,4 @@ describe('an agent fleet through the TypeScript SDK', () => {
       failed: 1,
     });
   });
-});
+}

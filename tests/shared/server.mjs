@@ -3,13 +3,17 @@
 // set up with GraphQL over HTTP. No npm dependencies, so any suite can
 // import it whatever it has installed.
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants as fsConstants, existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
 
 const BIN = process.env.PLANGRAPH_BIN ?? '/var/tmp/plangraph-target/debug/plangraph';
+const execFileAsync = promisify(execFile);
 
 /** A running plangraph process. */
 export class Server {
@@ -157,4 +161,82 @@ export async function createTeam(server, { projectName = 'Task Manager', feature
   };
   team.featureId = await team.feature(featureTitle);
   return team;
+}
+
+// PostgreSQL for the node suites: the machine's cluster at 127.0.0.1:5432,
+// user postgres with trust auth, as scripts/test.sh and the Rust API tests
+// (tests/api/helpers/server.rs) use it. With CI=true an unreachable
+// PostgreSQL fails the suite that needs it; without, the suite is skipped
+// with a notice.
+
+export const POSTGRES_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** Whether this run is CI's, where nothing may be skipped (`CI=true`). */
+export const runningInCi = () => process.env.CI === 'true';
+
+/** `psql` on PATH, else the newest of /usr/lib/postgresql/<version>/bin; null if none. */
+function psqlBinary() {
+  for (const directory of (process.env.PATH ?? '').split(delimiter).filter(Boolean)) {
+    const candidate = join(directory, 'psql');
+    if (isExecutable(candidate)) return candidate;
+  }
+  const versions = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql') : [];
+  for (const version of versions.toSorted((a, b) => Number(b) - Number(a))) {
+    const candidate = join('/usr/lib/postgresql', version, 'bin', 'psql');
+    if (isExecutable(candidate)) return candidate;
+  }
+  return null;
+}
+
+function isExecutable(path) {
+  try {
+    accessSync(path, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs one SQL command as postgres on the `postgres` database; its output. */
+async function psql(sql) {
+  const binary = psqlBinary();
+  if (!binary) throw new Error('psql is neither on PATH nor in /usr/lib/postgresql/*/bin');
+  // The caller's PG* variables (PGDATABASE, PGOPTIONS, …) must not leak in.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('PG')));
+  const { stdout } = await execFileAsync(
+    binary,
+    ['-h', '127.0.0.1', '-p', '5432', '-U', 'postgres', '-d', 'postgres', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', sql],
+    { env: { ...env, PGCONNECT_TIMEOUT: '5' }, timeout: 20_000 },
+  );
+  return stdout.trim();
+}
+
+/**
+ * Why PostgreSQL cannot be used (psql missing, nothing answering), or null
+ * when it answers. The message says what CI=true does about it.
+ */
+export async function postgresUnavailable() {
+  try {
+    await psql('SELECT 1');
+    return null;
+  } catch (error) {
+    const why = (error.stderr || error.message || String(error)).trim();
+    return `PostgreSQL at ${POSTGRES_ADMIN_URL} is unreachable (${why})`;
+  }
+}
+
+/** A fresh, uniquely named PostgreSQL database; `drop()` removes it. */
+export class PostgresDatabase {
+  static async create(prefix = 'plangraph_node') {
+    const name = `${prefix}_${randomBytes(8).toString('hex')}`;
+    await psql(`CREATE DATABASE ${name}`);
+    const database = new PostgresDatabase();
+    Object.assign(database, { name, url: `postgres://postgres@127.0.0.1:5432/${name}` });
+    return database;
+  }
+
+  /** Drops the database, closing what still uses it. */
+  async drop() {
+    await psql(`DROP DATABASE IF EXISTS ${this.name} WITH (FORCE)`);
+  }
 }
