@@ -11,7 +11,7 @@ use super::{viewer, writing};
 use crate::error::AppResult;
 use crate::service::claim_next::NextPlan;
 use crate::service::features::FeatureUpdate;
-use crate::service::plans::Outcome;
+use crate::service::transition::Outcome;
 use crate::service::webhooks::{KindsChange, WebhookUpdate};
 
 pub struct MutationRoot;

@@ -11,7 +11,7 @@ use super::{services, viewer};
 use crate::error::{AppResult, Argument};
 use crate::service::pagination::newest;
 use crate::service::parse_id;
-use crate::service::plans::PlanFilter;
+use crate::service::plan_lists::PlanFilter;
 
 pub struct QueryRoot;
 

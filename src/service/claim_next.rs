@@ -11,9 +11,7 @@ use sea_orm::sea_query::{
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
-use super::drift::spec_changed_since;
-use super::fleet::{has_blocker, lease_end, not_blocked};
-use super::plans::live_event;
+use super::changes::{has_blocker, lease_end, live_event, not_blocked, spec_changed_since};
 use super::{Services, Viewer, now, parse_id};
 use crate::error::{AppError, AppResult, Argument};
 use crate::events::{self, ChangedBy};

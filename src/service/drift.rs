@@ -1,137 +1,22 @@
-//! Spec drift: announcing it when a feature moves, rebasing a plan onto the
-//! feature's current version, plan spec revisions and the drift queries of
-//! the plan lists. Whether a plan is drifted is decided by `crate::drift`.
+//! Spec drift: rebasing a plan onto the feature's current version, plan spec
+//! revisions, drift counts and diffs. Whether a plan is drifted is decided by
+//! `crate::drift`; announcing it when a feature's spec changes is part of
+//! every such change (`changes.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{DynIden, Expr, ExprTrait, IntoIden, Query, SelectStatement, SimpleExpr};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
-};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
+use super::changes::{MAX_ATTEMPTS, drifted_condition, same_user};
 use super::{Services, Viewer, now, parse_id};
-use crate::drift::{becomes_drifted, drift_of};
+use crate::drift::drift_of;
 use crate::error::{AppError, AppResult, Argument};
 use crate::events::{self, ChangedBy, LiveEvent};
-use crate::storage::StoredSpec;
 use crate::workflow::{EventKind, PlanStatus, Role};
 use entity::{feature, plan, plan_spec_revision};
-
-/// Statuses whose plans can drift: every one but COMPLETED and FAILED.
-fn open_statuses() -> impl Iterator<Item = PlanStatus> {
-    PlanStatus::ALL
-        .into_iter()
-        .filter(|status| !status.is_terminal())
-}
-
-/// The feature's version and spec just before a change.
-pub(super) struct FeatureBefore {
-    pub version: i32,
-    pub spec_key: String,
-}
-
-/// Records one `SPEC_DRIFTED` event for every open plan of `feature` that
-/// this move of the feature (a new spec, in a new version or amending the
-/// current one) makes drifted, inside the caller's transaction, and returns
-/// them for publishing after the commit. Plans that were already drifted get
-/// none (see `crate::drift::becomes_drifted`), and a move that kept the text
-/// drifts nothing. The server records these events, with `cause` as their
-/// note: the plans' own people did nothing.
-pub(super) async fn announce_drift(
-    connection: &impl ConnectionTrait,
-    before: &FeatureBefore,
-    feature: &feature::Model,
-    cause: &str,
-) -> AppResult<Vec<LiveEvent>> {
-    if before.spec_key == feature.spec_key {
-        return Ok(Vec::new());
-    }
-    let plans = plan::Entity::find()
-        .filter(plan::Column::FeatureId.eq(feature.id))
-        .filter(plan::Column::Status.is_in(open_statuses()))
-        .order_by_asc(plan::Column::Id)
-        .all(connection)
-        .await?;
-    let at = now();
-    let mut live = Vec::new();
-    for plan in plans {
-        if !becomes_drifted(&plan, before.version, &before.spec_key, feature) {
-            continue;
-        }
-        let event = events::record_at(
-            connection,
-            &plan,
-            EventKind::SpecDrifted,
-            Some(plan.status),
-            ChangedBy::system(cause),
-            at,
-        )
-        .await?;
-        live.push(LiveEvent {
-            event,
-            plan,
-            actor: None,
-        });
-    }
-    Ok(live)
-}
-
-/// Keeps a row for a spec a plan now has (created, updated or rebased).
-pub(super) async fn record_revision(
-    connection: &impl ConnectionTrait,
-    plan: Uuid,
-    spec: &StoredSpec,
-    by: Uuid,
-    at: DateTime<Utc>,
-) -> AppResult<()> {
-    plan_spec_revision::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        plan_id: Set(plan),
-        spec_key: Set(spec.key.clone()),
-        spec_size: Set(spec.size),
-        created_by: Set(Some(by)),
-        created_at: Set(at),
-    }
-    .insert(connection)
-    .await?;
-    Ok(())
-}
-
-/// The plan's feature has another spec than the plan was written against:
-/// the condition of `drifted: true` (negated for `false`), a correlated
-/// EXISTS on the feature row, which holds the current version's spec key.
-pub(super) fn drifted_condition(drifted: bool) -> SimpleExpr {
-    let spec_changed = Expr::exists(spec_changed_since(plan::Entity.into_iden()));
-    let open = plan::Column::Status.is_in(open_statuses());
-    if drifted {
-        open.and(spec_changed)
-    } else {
-        open.not().or(spec_changed.not())
-    }
-}
-
-/// The feature of the plan row `plans` (the table or an alias of it) has
-/// another spec than the one the plan was written against (see
-/// `crate::drift::drift_of`: a version cut with the same text is no drift).
-pub(super) fn spec_changed_since(plans: DynIden) -> SelectStatement {
-    let features = feature::Entity;
-    Query::select()
-        .expr(Expr::val(1))
-        .from(features)
-        .and_where(
-            Expr::col((features, feature::Column::Id))
-                .eq(Expr::col((plans.clone(), plan::Column::FeatureId))),
-        )
-        .and_where(
-            Expr::col((features, feature::Column::SpecKey))
-                .ne(Expr::col((plans, plan::Column::BasedOnSpecKey))),
-        )
-        .to_owned()
-}
 
 impl Services {
     /// `rebasePlan`: the plan is now based on its feature's current version
@@ -154,7 +39,7 @@ impl Services {
                 .await;
         }
         let id = parse_id(Argument::PlanId, plan_id)?;
-        for _ in 0..super::plans::MAX_ATTEMPTS {
+        for _ in 0..MAX_ATTEMPTS {
             let plan = self.find_plan(id).await?;
             let role = self.require_writer(viewer, plan.project_id).await?;
             if plan.status.is_terminal() {
@@ -181,10 +66,7 @@ impl Services {
                 .col_expr(plan::Column::UpdatedAt, Expr::value(now()))
                 .filter(plan::Column::Id.eq(plan.id))
                 .filter(plan::Column::Status.eq(plan.status))
-                .filter(super::plans::same_user(
-                    plan::Column::ClaimedBy,
-                    plan.claimed_by,
-                ))
+                .filter(same_user(plan::Column::ClaimedBy, plan.claimed_by))
                 .exec_with_returning(&*txn)
                 .await?;
             let Some(rebased) = updated.into_iter().next() else {

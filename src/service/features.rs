@@ -3,12 +3,11 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set,
-    sea_query::{Expr, ExprTrait},
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set, sea_query::Expr,
 };
 use uuid::Uuid;
 
-use super::drift::{FeatureBefore, announce_drift};
+use super::changes::{FeatureBefore, VersionOrigin, announce_drift, cut_version};
 use super::pagination::{Page, Window, fetch_page, newest_of_each};
 use super::{Services, Viewer, now, parse_id};
 use crate::error::{AppError, AppResult, Argument};
@@ -21,57 +20,6 @@ pub struct FeatureUpdate {
     pub description: Option<String>,
     pub spec_content: Option<String>,
     pub new_version: bool,
-}
-
-/// Who and what a new version records.
-pub(super) struct VersionOrigin {
-    pub plan: Option<Uuid>,
-    pub implemented_by: Option<Uuid>,
-    /// `None` keeps the feature's current spec.
-    pub spec_key: Option<String>,
-}
-
-/// Cuts the next version of a feature inside the caller's transaction.
-///
-/// The number comes from `UPDATE … SET current_version = current_version + 1
-/// RETURNING`, not from reading the maximum first: the UPDATE takes the
-/// feature's row lock, so two completions of one feature at the same instant
-/// queue behind each other and get consecutive numbers. The unique index on
-/// (feature_id, version) backs this up.
-pub(super) async fn cut_version(
-    connection: &impl ConnectionTrait,
-    feature_id: Uuid,
-    origin: VersionOrigin,
-) -> AppResult<(feature::Model, feature_version::Model)> {
-    let at = now();
-    let mut bump = feature::Entity::update_many()
-        .col_expr(
-            feature::Column::CurrentVersion,
-            Expr::col(feature::Column::CurrentVersion).add(1),
-        )
-        .col_expr(feature::Column::UpdatedAt, Expr::value(at))
-        .filter(feature::Column::Id.eq(feature_id));
-    if let Some(key) = &origin.spec_key {
-        bump = bump.col_expr(feature::Column::SpecKey, Expr::value(key.clone()));
-    }
-    let feature = bump
-        .exec_with_returning(connection)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| AppError::NotFound(format!("No feature with id {feature_id}")))?;
-    let version = feature_version::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        feature_id: Set(feature.id),
-        version: Set(feature.current_version),
-        spec_key: Set(feature.spec_key.clone()),
-        implemented_by_plan_id: Set(origin.plan),
-        implemented_by: Set(origin.implemented_by),
-        created_at: Set(at),
-    }
-    .insert(connection)
-    .await?;
-    Ok((feature, version))
 }
 
 impl Services {

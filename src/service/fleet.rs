@@ -1,5 +1,6 @@
-//! Agent fleets: priorities, dependencies between plans, claiming the next
-//! claimable plan, leases with fencing tokens and heartbeats.
+//! Agent fleets: priorities, dependencies between plans, leases and
+//! heartbeats. Claiming the next plan is `claim_next.rs`; claim tokens and
+//! unblocking, which every change needs, are in `changes.rs`.
 //!
 //! The rules themselves (bounds, token format, what blocks, cycles, what a
 //! heartbeat does) are pure and live in `workflow.rs`; this module runs them
@@ -8,22 +9,23 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, IntoIden, Query, SimpleExpr};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
-    JoinType, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
-use super::plans::{Outcome, live_event};
+use super::changes::{
+    blockers_of, check_token, lease_end, live_event, parse_token, record_in_place, unblock_waiters,
+};
 use super::{Services, Viewer, WriteTransaction, now, parse_id};
 use crate::error::{AppError, AppResult, Argument, Blocker, InputProblem};
-use crate::events::{self, ChangedBy, LiveEvent};
+use crate::events::{self, ChangedBy};
 use crate::workflow::{
-    self, ClaimToken, EventKind, Heartbeat, MAX_LEASE_SECONDS, MIN_LEASE_SECONDS, PRIORITIES,
-    PlanStatus, SubmitRetry, SubmitTarget,
+    self, EventKind, Heartbeat, MAX_LEASE_SECONDS, MIN_LEASE_SECONDS, PRIORITIES, PlanStatus,
 };
-use entity::{feature_version, plan, plan_dependency, plan_event};
+use entity::{plan, plan_dependency};
 
 /// Serializes dependency changes of one project on PostgreSQL ("plan_dep"),
 /// so that two concurrent additions cannot close a cycle neither saw.
@@ -46,259 +48,6 @@ pub fn validate_priority(priority: i32) -> AppResult<i32> {
             },
         ))
     }
-}
-
-/// The token sent with a change of `plan`, parsed; a malformed token or one
-/// of another plan is BAD_USER_INPUT (a client bug, not a lost race).
-pub fn parse_token(plan: Uuid, token: Option<&str>) -> AppResult<Option<ClaimToken>> {
-    let Some(text) = token else {
-        return Ok(None);
-    };
-    let token = ClaimToken::parse(text)
-        .ok_or_else(|| AppError::invalid(Argument::ClaimToken, InputProblem::NotAClaimToken))?;
-    if token.plan != plan {
-        return Err(AppError::invalid(
-            Argument::ClaimToken,
-            InputProblem::TokenOfAnotherPlan,
-        ));
-    }
-    Ok(Some(token))
-}
-
-/// STALE_CLAIM unless `token` (when sent) is the plan's current claim.
-pub fn check_token(plan: &plan::Model, token: Option<ClaimToken>) -> AppResult<()> {
-    match token {
-        Some(token) if current_token(plan) != Some(token) => {
-            // Counted apart from lost claim races: a fleet with many stale
-            // tokens has workers that outlive their leases.
-            metrics::counter!("plangraph_claim_refusals_total", "reason" => "stale_claim")
-                .increment(1);
-            Err(AppError::StaleClaim { plan: plan.id })
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The accepted result again when a submit repeats the one that put `plan`
-/// where it is (`workflow::repeats_accepted_submit`); `None` otherwise.
-pub async fn accepted_submit(
-    db: &impl ConnectionTrait,
-    plan: &plan::Model,
-    viewer: &Viewer,
-    target: SubmitTarget,
-    artifacts: &str,
-    token: Option<ClaimToken>,
-) -> AppResult<Option<Outcome>> {
-    let now = SubmitRetry {
-        status: plan.status,
-        is_submitter: plan.submitted_by == Some(viewer.id()),
-        stored_artifacts: plan.work_artifacts.as_deref(),
-        claim_generation: plan.claim_generation,
-        token_generation: token.map(|token| token.generation),
-    };
-    if !workflow::repeats_accepted_submit(target, artifacts, now) {
-        return Ok(None);
-    }
-    // The status the plan left, as the accepted answer said it.
-    let submitted = plan_event::Entity::find()
-        .filter(plan_event::Column::PlanId.eq(plan.id))
-        .filter(plan_event::Column::ActorId.eq(viewer.id()))
-        .filter(plan_event::Column::ToStatus.eq(plan.status))
-        .order_by_desc(plan_event::Column::Id)
-        .one(db)
-        .await?;
-    let version = match plan.implemented_version {
-        Some(number) => {
-            feature_version::Entity::find()
-                .filter(feature_version::Column::FeatureId.eq(plan.feature_id))
-                .filter(feature_version::Column::Version.eq(number))
-                .one(db)
-                .await?
-        }
-        None => None,
-    };
-    Ok(Some(Outcome {
-        plan: plan.clone(),
-        previous: submitted
-            .and_then(|event| event.from_status)
-            .unwrap_or(plan.status),
-        version,
-    }))
-}
-
-/// The plan's current claim token; `None` when nobody holds it.
-pub fn current_token(plan: &plan::Model) -> Option<ClaimToken> {
-    ClaimToken::current(plan.id, plan.claimed_by.is_some(), plan.claim_generation)
-}
-
-/// When a lease of `seconds` taken or renewed `at` expires.
-pub fn lease_end(at: DateTime<Utc>, seconds: i32) -> DateTime<Utc> {
-    at + chrono::Duration::seconds(i64::from(seconds))
-}
-
-/// `NOT EXISTS` an unfinished blocker of the plan whose id is `waiter`: the
-/// "not blocked" condition, inside the statement that claims, so a claim
-/// never commits against a blocker it did not see.
-pub fn not_blocked(waiter: SimpleExpr) -> SimpleExpr {
-    has_blocker(waiter, false).not()
-}
-
-/// `EXISTS` a blocker of the plan whose id is `waiter` that is unfinished
-/// (any status but COMPLETED), or with `failed_only` one that FAILED: a
-/// plan that waits for a failed plan waits until a person removes or
-/// replaces the dependency.
-pub fn has_blocker(waiter: SimpleExpr, failed_only: bool) -> SimpleExpr {
-    let blocker = Alias::new("blocker").into_iden();
-    let status = Expr::col((blocker.clone(), plan::Column::Status));
-    let holds_back = if failed_only {
-        status.eq(PlanStatus::Failed.as_str())
-    } else {
-        status.ne(PlanStatus::Completed.as_str())
-    };
-    let unfinished = Query::select()
-        .expr(Expr::val(1))
-        .from(plan_dependency::Entity)
-        .join_as(
-            JoinType::InnerJoin,
-            plan::Entity,
-            blocker.clone(),
-            Expr::col((blocker.clone(), plan::Column::Id)).equals((
-                plan_dependency::Entity,
-                plan_dependency::Column::BlockedByPlanId,
-            )),
-        )
-        .and_where(Expr::col((plan_dependency::Entity, plan_dependency::Column::PlanId)).eq(waiter))
-        .and_where(holds_back)
-        .to_owned();
-    Expr::exists(unfinished)
-}
-
-/// A blocker of some plan with its status.
-#[derive(Debug, FromQueryResult)]
-struct BlockerRow {
-    waiter: Uuid,
-    id: Uuid,
-    title: String,
-    status: PlanStatus,
-}
-
-/// The blockers of each of `plans` (any status), oldest first.
-async fn blockers_of(
-    connection: &impl ConnectionTrait,
-    plans: &[Uuid],
-) -> AppResult<HashMap<Uuid, Vec<Blocker>>> {
-    let rows = plan_dependency::Entity::find()
-        .select_only()
-        .column_as(plan_dependency::Column::PlanId, "waiter")
-        .column_as(plan::Column::Id, "id")
-        .column_as(plan::Column::Title, "title")
-        .column_as(plan::Column::Status, "status")
-        .join(
-            JoinType::InnerJoin,
-            plan_dependency::Entity::belongs_to(plan::Entity)
-                .from(plan_dependency::Column::BlockedByPlanId)
-                .to(plan::Column::Id)
-                .into(),
-        )
-        .filter(plan_dependency::Column::PlanId.is_in(plans.iter().copied()))
-        .order_by_asc(plan::Column::CreatedAt)
-        .order_by_asc(plan::Column::Id)
-        .into_model::<BlockerRow>()
-        .all(connection)
-        .await?;
-    let mut grouped: HashMap<Uuid, Vec<Blocker>> = HashMap::new();
-    for row in rows {
-        grouped.entry(row.waiter).or_default().push(Blocker {
-            id: row.id,
-            title: row.title,
-            status: row.status,
-        });
-    }
-    Ok(grouped)
-}
-
-/// The blockers of `plan` that are not COMPLETED.
-pub async fn unfinished_blockers(
-    connection: &impl ConnectionTrait,
-    plan: Uuid,
-) -> AppResult<Vec<Blocker>> {
-    let mut blockers = blockers_of(connection, &[plan]).await?;
-    Ok(blockers
-        .remove(&plan)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|blocker| blocker.status != PlanStatus::Completed)
-        .collect())
-}
-
-/// Records `kind` for a change that left the plan's status as it was
-/// (priority, dependencies, unblocking), ready to publish after the commit.
-async fn record_in_place(
-    connection: &impl ConnectionTrait,
-    plan: &plan::Model,
-    kind: EventKind,
-    viewer: &Viewer,
-) -> AppResult<LiveEvent> {
-    let by = ChangedBy::user(viewer.id());
-    let event = events::record(connection, plan, kind, Some(plan.status), by).await?;
-    Ok(live_event(event, plan, Some(viewer)))
-}
-
-/// In the transaction that completed `completed` (or removed its
-/// dependency `only_for`): each waiting plan that no unfinished blocker
-/// holds any more gets an UNBLOCKED event (and a fresh `updated_at`).
-///
-/// Called after the transaction recorded its own event, so on PostgreSQL it
-/// holds the event-order lock: a concurrent completion of another blocker of
-/// the same plan either committed before (and is seen here) or sees this one.
-/// The server records the events, with `cause` as their note.
-pub async fn unblock_waiters(
-    txn: &WriteTransaction,
-    blocker: Uuid,
-    only_for: Option<Uuid>,
-    cause: &str,
-) -> AppResult<Vec<LiveEvent>> {
-    let waiters: Vec<Uuid> = match only_for {
-        Some(waiter) => vec![waiter],
-        None => {
-            plan_dependency::Entity::find()
-                .select_only()
-                .column(plan_dependency::Column::PlanId)
-                .filter(plan_dependency::Column::BlockedByPlanId.eq(blocker))
-                .into_tuple()
-                .all(&**txn)
-                .await?
-        }
-    };
-    if waiters.is_empty() {
-        return Ok(Vec::new());
-    }
-    let blockers = blockers_of(&**txn, &waiters).await?;
-    let free: Vec<Uuid> = waiters
-        .into_iter()
-        .filter(|waiter| {
-            let statuses = blockers.get(waiter).into_iter().flatten().map(|b| b.status);
-            !workflow::is_blocked(statuses)
-        })
-        .collect();
-    if free.is_empty() {
-        return Ok(Vec::new());
-    }
-    let at = now();
-    let unblocked = plan::Entity::update_many()
-        .col_expr(plan::Column::UpdatedAt, Expr::value(at))
-        .filter(plan::Column::Id.is_in(free))
-        .filter(plan::Column::Status.is_not_in([PlanStatus::Completed, PlanStatus::Failed]))
-        .exec_with_returning(&**txn)
-        .await?;
-    let mut live = Vec::with_capacity(unblocked.len());
-    for plan in unblocked {
-        let by = ChangedBy::system(cause);
-        let event =
-            events::record(&**txn, &plan, EventKind::Unblocked, Some(plan.status), by).await?;
-        live.push(live_event(event, &plan, None));
-    }
-    Ok(live)
 }
 
 impl Services {

@@ -1,6 +1,7 @@
 //! Use cases. Resolvers call these and nothing lower: this is where
 //! authorization, validation, transactions and events happen.
 
+pub mod changes;
 pub mod claim_next;
 pub mod drift;
 pub mod features;
@@ -8,11 +9,13 @@ pub mod fleet;
 pub mod keys;
 pub mod nodes;
 pub mod pagination;
+pub mod plan_lists;
 pub mod plan_rows;
 pub mod plans;
 pub mod projects;
 pub mod reads;
 pub mod subscriptions;
+pub mod transition;
 pub mod users;
 pub mod webhooks;
 

@@ -14,7 +14,7 @@ use crate::graphql::loaders::{
     FeatureDriftCount, FeaturePlanCounts, FeatureVersions, ProjectId, VersionNumber,
 };
 use crate::service::pagination::newest;
-use crate::service::plans::PlanFilter;
+use crate::service::plan_lists::PlanFilter;
 use entity::feature;
 
 #[derive(Clone)]

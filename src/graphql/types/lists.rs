@@ -21,14 +21,14 @@ use crate::graphql::loaders::{
 };
 use crate::graphql::{document_budget, loaders, services, viewer};
 use crate::service::pagination::{Position, SortValue};
+use crate::service::plan_lists::{PageReads, PlanFilter, PlanJoins, PlanRow, PlanSort};
 use crate::service::plan_rows::{JoinColumns, PlanColumns};
-use crate::service::plans::{PageReads, PlanFilter, PlanJoins, PlanRow, PlanSort};
 use entity::{feature, project, user};
 use sea_orm::{IdenStatic, Iterable};
 
 /// Sort keys of plan lists.
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
-#[graphql(remote = "crate::service::plans::PlanSort")]
+#[graphql(remote = "crate::service::plan_lists::PlanSort")]
 pub enum PlanOrderField {
     /// When the plan was created (the default).
     #[default]

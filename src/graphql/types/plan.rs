@@ -13,9 +13,9 @@ use crate::graphql::loaders::{
     VersionNumber,
 };
 use crate::graphql::{document_budget, loaders};
-use crate::service::fleet::current_token;
+use crate::service::changes::current_token;
 use crate::service::pagination::newest;
-use crate::service::plans::PlanRow;
+use crate::service::plan_lists::PlanRow;
 use crate::workflow::{self, ClaimToken};
 use entity::{feature, plan, project, user};
 
