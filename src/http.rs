@@ -1,11 +1,15 @@
 //! The axum router: `/graphql` (POST, GET, GraphiQL), `/graphql/ws`,
-//! `/mcp` (MCP tools for assistants), `/healthz`, `/readyz`; and the accept
-//! loop that serves it (`serve.rs`).
+//! `/mcp` (MCP tools for assistants), `/healthz`, `/readyz`, `/board`; and
+//! the accept loop that serves it (`serve.rs`). Each area below hands this
+//! module its routes and takes the shared state and page helpers from it.
 
 pub mod anonymous;
+mod board;
 mod graphql_over_http;
 mod page;
+mod playground;
 mod serve;
+pub mod websocket;
 
 pub use page::{StyleNonce, html_page};
 pub use serve::{ConnectionLimits, OpenConnections, serve};
@@ -76,9 +80,9 @@ pub struct SharedState {
     /// Period of keep-alive pings on idle WebSocket connections.
     pub ws_keepalive: std::time::Duration,
     /// WebSocket connections open per API key.
-    pub connections_per_key: crate::websocket::ConnectionsPerKey,
+    pub connections_per_key: websocket::ConnectionsPerKey,
     /// Groups of identical `planEvents` subscriptions, resolved once each.
-    pub fanout: crate::websocket::Fanout,
+    pub fanout: websocket::Fanout,
     /// The runtime requests run on; WebSocket queries and mutations are
     /// sent there from the fan-out thread.
     pub requests: tokio::runtime::Handle,
@@ -150,12 +154,12 @@ pub fn router(state: HttpState) -> Router {
         .then(|| metrics_router(state.services.clone(), state.metrics.clone()));
     let routes = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
-        .route("/graphql/ws", get(crate::websocket::upgrade))
+        .route("/graphql/ws", get(websocket::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .merge(metrics.unwrap_or_default())
-        .merge(crate::board::routes())
-        .merge(crate::playground::routes(state.playground))
+        .merge(board::routes())
+        .merge(playground::routes(state.playground))
         .nest_service(
             "/mcp",
             crate::mcp::service(state.services.clone(), max_body_bytes),
@@ -477,7 +481,7 @@ async fn graphql_get(
         .and_then(|value| value.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"));
     if wants_html && !query_string.contains("query=") && state.playground {
-        return crate::playground::page();
+        return playground::page();
     }
     let _admitted = match admit_anonymous(&state, &headers, peer) {
         Ok(admitted) => admitted,

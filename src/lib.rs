@@ -5,7 +5,6 @@
 
 pub mod application;
 pub mod auth;
-pub mod board;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -17,13 +16,11 @@ pub mod http;
 pub mod mcp;
 pub mod metrics;
 pub mod observability;
-pub mod playground;
 pub mod service;
 pub mod shutdown;
 pub mod storage;
 pub mod sweeper;
 pub mod webhooks;
-pub mod websocket;
 pub mod workflow;
 
 use std::sync::Arc;
@@ -267,10 +264,10 @@ pub fn app(
             "/metrics is refused: set --metrics-token, or --metrics-listen to serve it on an address of its own"
         );
     }
-    let fanout = websocket::Fanout::new(
+    let fanout = http::websocket::Fanout::new(
         schema.clone(),
         services.clone(),
-        websocket::FanoutSettings {
+        http::websocket::FanoutSettings {
             capacity: config.subscriber_buffer,
             max_operations_per_connection: config.max_operations_per_connection,
             grouped: !config.ungrouped_subscriptions,
@@ -285,7 +282,9 @@ pub fn app(
         max_batch_operations: config.max_batch_operations,
         shutdown,
         ws_keepalive: config.ws_keepalive,
-        connections_per_key: websocket::ConnectionsPerKey::new(config.max_connections_per_key),
+        connections_per_key: http::websocket::ConnectionsPerKey::new(
+            config.max_connections_per_key,
+        ),
         metrics,
         operation_series: Arc::default(),
         playground: !config.no_playground,
@@ -327,3 +326,6 @@ pub fn spawn_background_tasks(
     }
     tasks
 }
+
+#[cfg(test)]
+mod module_graph_tests;

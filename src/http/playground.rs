@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::http::{StyleNonce, html_page};
+use super::{StyleNonce, html_page};
 
 const PAGE: &str = include_str!("playground/index.html");
 

@@ -25,10 +25,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route(
-            "/board",
-            get(|| async { crate::http::html_page(INDEX, None) }),
-        )
+        .route("/board", get(|| async { super::html_page(INDEX, None) }))
         .route(
             "/board/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Vendors GraphiQL and React into this folder from their npm packages, with
 # their licences and the licences of everything GraphiQL's bundle inlines.
-# Usage: src/playground/update.sh [graphiql-version] [react-version]
+# Usage: src/http/playground/update.sh [graphiql-version] [react-version]
 # then update the versions in README.md here, index.html and ../playground.rs
 # (the unit test in playground.rs fails until the page and the routes agree).
 set -euo pipefail

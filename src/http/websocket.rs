@@ -39,10 +39,10 @@ use tokio_stream::StreamMap;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use uuid::Uuid;
 
+use super::HttpState;
 use crate::auth::bearer_token;
 use crate::error::AppError;
 use crate::graphql::guard::SocketSession;
-use crate::http::HttpState;
 use crate::service::{Services, Viewer};
 use crate::shutdown::Shutdown;
 
