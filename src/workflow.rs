@@ -377,7 +377,8 @@ pub struct Backlog {
     pub ready_blocked_by_failed: u64,
     /// READY and free, but drifted, and the caller skips drifted plans.
     pub ready_skipped_as_drifted: u64,
-    /// CLAIMED or IN_PROGRESS: someone works on them.
+    /// CLAIMED or IN_PROGRESS: someone works on them; and READY plans free
+    /// to claim that a concurrent claim was taking as this one looked.
     pub held: u64,
     pub in_review: u64,
     /// STALLED with the lease run out: a take-over (`includeStalled`) gets one.

@@ -311,14 +311,20 @@ impl Services {
                 "ready_skipped_as_drifted",
                 is(PlanStatus::Ready)
                     .and(has_blocker(id(), false).not())
-                    .and(drifted),
+                    .and(drifted.clone()),
             ),
             (
                 "held",
-                status().is_in([
-                    PlanStatus::Claimed.as_str(),
-                    PlanStatus::InProgress.as_str(),
-                ]),
+                status()
+                    .is_in([
+                        PlanStatus::Claimed.as_str(),
+                        PlanStatus::InProgress.as_str(),
+                    ])
+                    // READY and free, yet the claim found nothing: another
+                    // caller's claim holds its row and commits any moment.
+                    .or(is(PlanStatus::Ready)
+                        .and(has_blocker(id(), false).not())
+                        .and(drifted.not())),
             ),
             ("in_review", is(PlanStatus::Review)),
             ("stalled_expired", stalled.clone().and(expired.clone())),

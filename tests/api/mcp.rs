@@ -1345,3 +1345,44 @@ async fn list_plans_filters_as_graphql_does_and_pages_past_a_hundred() {
         .await;
     assert_eq!(drifted["total"], 0, "nothing changed the spec");
 }
+
+/// A claim that finds the last ready plan taken by a concurrent claim (its
+/// row locked, not yet committed) is told to wait, not that all is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_being_claimed_by_another_caller_means_wait_not_done() {
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let server = Server::start(backend).await;
+    let team = Team::new(&server).await;
+    let plan = team.plan("the last one", "READY").await;
+    let agent = Agent::connect(&server, &team.worker).await;
+
+    // Another claim in flight: it holds the plan's row as claimNextPlan's
+    // own statement would, and has not committed.
+    let url = server.database.url().expect("a PostgreSQL database");
+    let db = sea_orm::Database::connect(&url).await.expect("connect");
+    let other = db.begin().await.expect("a transaction");
+    other
+        .execute_raw(Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            format!("SELECT id FROM plans WHERE id = '{plan}' FOR NO KEY UPDATE"),
+        ))
+        .await
+        .expect("the row locked");
+
+    let (text, data) = agent
+        .ok("claim_next_plan", json!({ "project_id": team.project }))
+        .await;
+    assert_eq!(data["plan"], Value::Null, "{text}");
+    assert_eq!(data["nothing_ready"]["reason"], "WAIT", "{text}");
+    assert_eq!(data["nothing_ready"]["being_worked_on"], 1, "{text}");
+    other.rollback().await.expect("rollback");
+
+    // Once the other claim has gone, the plan is there to claim.
+    let (_, data) = agent
+        .ok("claim_next_plan", json!({ "project_id": team.project }))
+        .await;
+    assert_eq!(data["plan"]["id"], plan.as_str());
+}

@@ -220,7 +220,7 @@ export async function postgresUnavailable() {
     await psql('SELECT 1');
     return null;
   } catch (error) {
-    const why = (error.stderr || error.message || String(error)).trim();
+    const why = (error.stderr || error.message || String(error)).trim().replace(/\s+/g, ' ');
     return `PostgreSQL at ${POSTGRES_ADMIN_URL} is unreachable (${why})`;
   }
 }
