@@ -446,11 +446,14 @@ impl Tools {
 
     async fn get_plan_reply(&self, viewer: Viewer, args: GetPlanArgs) -> AppResult<Reply> {
         let plan = self.services.plan(&viewer, &args.plan_id).await?;
-        let (related, spec, blockers) = futures::try_join!(
+        let ids = [plan.id];
+        let (related, spec, blockers, mut waiters) = futures::try_join!(
             self.one_plan(&plan, &[]),
             self.spec_text(&plan.spec_key),
             self.services.blockers_of_plan(plan.id),
+            self.services.waiters_by_plans(&ids),
         )?;
+        let waiters = waiters.remove(&plan.id).unwrap_or_default();
         let feature = related.feature(plan.feature_id)?;
         let mut text = Text::headline(format!("✓ Plan: {}", plan.title));
         text.field("ID", plan.id)
@@ -477,6 +480,18 @@ impl Tools {
                 ));
             }
         }
+        if !waiters.is_empty() {
+            let ids: Vec<String> = waiters.iter().map(Uuid::to_string).collect();
+            let waiting = match ids.len() {
+                1 => "1 plan waits".to_owned(),
+                many => format!("{many} plans wait"),
+            };
+            text.field(
+                "Blocks",
+                format!("{waiting} for this one: {}", ids.join(", ")),
+            );
+        }
+        view.blocks = Some(waiters.iter().map(Uuid::to_string).collect());
         view.blocked_by = Some(
             blockers
                 .into_iter()

@@ -145,6 +145,9 @@ pub struct PlanView {
     /// The plans this one waits for, with their status; get_plan includes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocked_by: Option<Vec<BlockerView>>,
+    /// The ids of the plans that wait for this one; get_plan includes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<Vec<String>>,
     /// The full specification (markdown); create_plan, get_plan and update_plan include it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec_content: Option<String>,
@@ -395,6 +398,7 @@ impl Related {
             // Only the claim's own answer shows it (see `Plan.claimToken`).
             claim_token: None,
             blocked_by: None,
+            blocks: None,
             lease_expires_at: plan
                 .lease_expires_at
                 .filter(|_| plan.claimed_by.is_some())

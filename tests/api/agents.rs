@@ -227,6 +227,12 @@ async fn plans_held_back_by_a_failed_blocker_are_listed_for_a_lead(backend: Back
     );
     assert_eq!(titles(json!(false), Value::Null).await, ["failed", "open"]);
 
+    // A viewer asking for any plan is told it cannot claim, not that the
+    // plan is taken.
+    let taken = team.plan_in("taken", "CLAIMED").await;
+    let refused = team.viewer.send(CLAIM, json!({ "planId": taken })).await;
+    assert_eq!(refused.code(), "FORBIDDEN", "{:?}", refused.errors);
+
     // The refusal says what a person must do.
     let refused = team
         .worker

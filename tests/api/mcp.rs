@@ -1344,6 +1344,17 @@ async fn list_plans_filters_as_graphql_does_and_pages_past_a_hundred() {
         )
         .await;
     assert_eq!(drifted["total"], 0, "nothing changed the spec");
+
+    // get_plan shows both sides of a dependency.
+    let (text, blocker) = worker.ok("get_plan", json!({ "plan_id": made[6] })).await;
+    assert_eq!(blocker["plan"]["blocks"], json!([made[7]]));
+    assert!(
+        text.contains(&format!("Blocks: 1 plan waits for this one: {}", made[7])),
+        "{text}"
+    );
+    let (text, waiter) = worker.ok("get_plan", json!({ "plan_id": made[7] })).await;
+    assert_eq!(waiter["plan"]["blocked_by"][0]["id"], made[6].as_str());
+    assert!(text.contains("Waits for:"), "{text}");
 }
 
 /// A claim that finds the last ready plan taken by a concurrent claim (its
