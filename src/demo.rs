@@ -11,6 +11,13 @@ use futures::{StreamExt, TryStreamExt};
 use sea_orm::{ConnectionTrait, EntityTrait, IntoActiveModel, Set};
 use uuid::Uuid;
 
+mod content;
+
+use content::{
+    FEATURE_AREAS, FEATURE_ASPECTS, PEOPLE, PLAN_OBJECTS, PLAN_VERBS, PROJECT_NAMES, Rng,
+    feature_spec, plan_spec,
+};
+
 use crate::error::{AppError, AppResult};
 use crate::events;
 use crate::service::{Services, now};
@@ -61,128 +68,6 @@ const SPEC_WRITES_IN_FLIGHT: usize = 32;
 const ROWS_PER_INSERT: usize = 500;
 /// Plans are spread over this much history.
 const HISTORY_DAYS: i64 = 42;
-
-/// Status mix of a team a few weeks in: a third done, a steady queue of
-/// drafts and ready work, a handful stuck.
-const STATUS_WEIGHTS: [(PlanStatus, u64); 8] = [
-    (PlanStatus::Draft, 18),
-    (PlanStatus::Ready, 15),
-    (PlanStatus::Claimed, 8),
-    (PlanStatus::InProgress, 12),
-    (PlanStatus::Stalled, 4),
-    (PlanStatus::Review, 8),
-    (PlanStatus::Completed, 30),
-    (PlanStatus::Failed, 5),
-];
-
-/// (display name, email local part); the last one only reads.
-const PEOPLE: [(&str, &str); 7] = [
-    ("Alice Martin", "alice"),
-    ("Bob Chen", "bob"),
-    ("Chiara Rossi", "chiara"),
-    ("Dmitri Ivanov", "dmitri"),
-    ("Emeka Obi", "emeka"),
-    ("Fatima Khan", "fatima"),
-    ("Gustav Berg", "gustav"),
-];
-
-const PROJECT_NAMES: [&str; 10] = [
-    "Task Manager",
-    "Billing",
-    "Mobile App",
-    "Search",
-    "Data Platform",
-    "Identity",
-    "Notifications",
-    "Analytics",
-    "Developer Portal",
-    "Marketplace",
-];
-
-const FEATURE_AREAS: [&str; 10] = [
-    "User authentication",
-    "Team workspaces",
-    "Audit log",
-    "CSV export",
-    "Email digests",
-    "Role-based access",
-    "Webhooks",
-    "Full-text search",
-    "Rate limiting",
-    "Offline mode",
-];
-
-const FEATURE_ASPECTS: [&str; 5] = ["core", "admin UI", "API", "migration", "hardening"];
-
-const PLAN_VERBS: [&str; 8] = [
-    "Add",
-    "Refactor",
-    "Test",
-    "Document",
-    "Migrate",
-    "Speed up",
-    "Harden",
-    "Instrument",
-];
-
-const PLAN_OBJECTS: [&str; 10] = [
-    "the session store",
-    "the settings page",
-    "the REST handlers",
-    "the background jobs",
-    "the database schema",
-    "the permission checks",
-    "the retry logic",
-    "the onboarding flow",
-    "the metrics",
-    "the error messages",
-];
-
-/// SplitMix64: a dependency-free generator; a fixed seed gives every run the
-/// same shape of data, which keeps benchmark runs comparable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..bound`; `bound` 0 gives 0.
-    fn below(&mut self, bound: u64) -> u64 {
-        if bound == 0 { 0 } else { self.next() % bound }
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-
-    /// Whole seconds, so that timestamps keep the microsecond precision
-    /// both databases store.
-    fn seconds_between(&mut self, low: Duration, high: Duration) -> Duration {
-        let (low, high) = (low.num_seconds(), high.num_seconds().max(low.num_seconds()));
-        Duration::seconds(low + self.below((high - low + 1) as u64) as i64)
-    }
-
-    fn status(&mut self) -> PlanStatus {
-        let total: u64 = STATUS_WEIGHTS.iter().map(|(_, weight)| weight).sum();
-        let mut roll = self.below(total);
-        for (status, weight) in STATUS_WEIGHTS {
-            if roll < weight {
-                return status;
-            }
-            roll -= weight;
-        }
-        PlanStatus::Draft
-    }
-}
 
 /// Who acts in the demo projects.
 struct Cast {
@@ -792,22 +677,4 @@ fn history(
         _ => {}
     }
     steps
-}
-
-fn feature_spec(title: &str) -> String {
-    format!(
-        "# {title}\n\n## Why\n\nCustomers keep asking for this; support tickets mention it weekly.\n\n\
-         ## What\n\n- The smallest version that solves the common case\n- Works for teams of any size\n\
-         - Clear error messages when something is missing\n\n## Out of scope\n\nBulk operations and \
-         anything that needs a new storage backend.\n"
-    )
-}
-
-fn plan_spec(title: &str) -> String {
-    format!(
-        "# {title}\n\n## Approach\n\n1. Read the current code path and write down what it assumes.\n\
-         2. Add tests that pin today's behaviour.\n3. Make the change behind the existing interface.\n\
-         4. Measure before and after.\n\n## Done when\n\n- The tests pass on SQLite and PostgreSQL\n\
-         - The dashboard shows the new state without a reload\n"
-    )
 }

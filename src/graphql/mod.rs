@@ -1,6 +1,7 @@
 //! The GraphQL schema: roots, object types and per-request loaders.
 
 pub mod connection;
+mod errors;
 pub mod guard;
 pub(crate) mod inline;
 pub mod json;

@@ -9,6 +9,7 @@ mod call;
 mod drift;
 mod features;
 mod fleet;
+mod plan_reads;
 mod plans;
 mod projects;
 mod schema;
