@@ -52,7 +52,7 @@ use crate::storage::StoreError;
 /// What every route shares. axum clones it for each request, about three
 /// dozen times on the way through the router and its layers, so it is one
 /// pointer: cloning the whole struct (a dozen reference counts and the CORS
-/// origins' `Vec`) each time was 0.8 % of a dashboard request's instructions.
+/// origins' `Vec`) each time showed in a dashboard request's profile.
 #[derive(Clone)]
 pub struct HttpState(Arc<SharedState>);
 

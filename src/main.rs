@@ -8,7 +8,7 @@ use clap::Parser;
 use plangraph::cli::{Cli, run};
 
 /// A GraphQL response is built from many small allocations on every worker
-/// thread at once; glibc's allocator spent a fifth of the dashboard
+/// thread at once; glibc's allocator spent a large share of the dashboard
 /// benchmark's server CPU in malloc/free and on its arena locks.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -7,7 +7,7 @@
 //! collects the keys of every row while they do — but on a dashboard page of
 //! 50 plans nothing waits: the page statement joined in the rows the fields
 //! show and the list primed the rest (`types/lists.rs`), and the machinery
-//! was a quarter of the server's CPU per request (perf, docs/benchmarks.md).
+//! was a large share of the server's CPU per request (perf, docs/benchmarks.md).
 //!
 //! So a page's `nodes` resolve inline when every field selected under them,
 //! at any depth, is one its row type lists as immediate
@@ -139,8 +139,8 @@ impl<N: PageRow> OutputType for Nodes<'_, N> {
             return resolve_list(ctx, field, self.0.iter().copied(), Some(self.0.len())).await;
         }
         // Every row has the same keys: hashed once, then the map is cloned,
-        // which copies the hashes (SipHash of the keys was 8 % of a
-        // dashboard request's instructions).
+        // which copies the hashes (SipHash-ing every key of every row stood
+        // out in a dashboard request's instruction profile).
         let keys = shape(&ctx.item.node);
         let mut rows = Vec::with_capacity(self.0.len());
         for (index, row) in self.0.iter().enumerate() {

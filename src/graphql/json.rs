@@ -1,10 +1,10 @@
 //! A GraphQL response as JSON: the same text serde_json writes for it, in
-//! about 60 % of the instructions and fewer copies.
+//! fewer instructions and with fewer copies.
 //!
 //! Going through serde, every string of the response — each field name and
 //! each value — is escaped byte by byte through a table, and every map entry
-//! is a few trait calls deep: on a dashboard page that was an eighth of the
-//! server's instructions per request (callgrind, docs/benchmarks.md). Here
+//! is a few trait calls deep: on a dashboard page that stood out in the
+//! server's instruction profile (callgrind, docs/benchmarks.md). Here
 //! a string that needs no escaping (almost all of them) is checked eight bytes
 //! at a time and copied whole; one that does, and everything
 //! rare (numbers, bytes, errors, extensions), is still written by serde_json,

@@ -16,7 +16,7 @@ use crate::service::plan_lists::PlanFilter;
 pub struct QueryRoot;
 
 /// Reads. Everything is limited to projects you are a member of.
-// Arguments are flat by contract (DESIGN.md), so `plans` has many of them.
+// Arguments are flat, each filter its own (the pinned API), so `plans` has many of them.
 #[allow(clippy::too_many_arguments)]
 #[Object(name = "Query")]
 impl QueryRoot {

@@ -4,13 +4,13 @@
 //! sea-orm decodes a model by column name: each of a plan's columns is looked
 //! up in the row by hashing its name (two or three times per value), and every
 //! NULL formats an error message on its way to `None`. On a dashboard page of
-//! 50 plans that was a fifth of the server's CPU per request (perf, see
-//! docs/benchmarks.md). Here the positions are found once per page, by name,
+//! 50 plans that was a large share of the server's CPU per request (perf,
+//! see docs/benchmarks.md). Here the positions are found once per page, by name,
 //! and each value is decoded straight from sqlx with the same Rust type
 //! sea-orm would have used, so both databases read exactly what sea-orm reads.
 //!
 //! sqlx's `try_get` also compares the column's type with the Rust type on
-//! every non-null value, a fifth of the decoding. A result set has one type
+//! every non-null value, a large part of the decoding. A result set has one type
 //! per column, so once a column's value passed that check, its later rows
 //! decode with `try_get_unchecked`: the same checks, made once per page.
 //!
