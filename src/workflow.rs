@@ -175,6 +175,20 @@ pub fn steps_from(from: PlanStatus) -> Vec<Step> {
     steps
 }
 
+/// Every move a member can request from `from` ([`steps_from`]), each with
+/// the refusal `actor` would get for it (`None`: allowed): what a client
+/// offers a person, decided by the same rules as the request itself.
+pub fn moves_for(from: PlanStatus, actor: Actor) -> Vec<(Step, Option<Refusal>)> {
+    steps_from(from)
+        .into_iter()
+        .map(|step| (step, decide(from, step.via, actor).err()))
+        .collect()
+}
+
+/// Most moves [`moves_for`] can list from one status; `Plan.availableActions`
+/// is priced at this length.
+pub const MAX_MOVES: usize = 8;
+
 /// Statuses reachable from `from` by any request of a project member, in
 /// workflow order; this is the "allowed" list of an `INVALID_TRANSITION` error.
 pub fn allowed_next(from: PlanStatus) -> Vec<PlanStatus> {
@@ -619,6 +633,43 @@ pub fn dependency_cycle(
 mod tests {
     use super::*;
     use PlanStatus::*;
+
+    #[test]
+    fn moves_offered_are_the_moves_decided() {
+        for from in PlanStatus::ALL {
+            assert!(moves_for(from, CLAIMER).len() <= MAX_MOVES, "{from:?}");
+        }
+        let viewer = Actor::User {
+            role: Role::Viewer,
+            is_claimer: true,
+            is_submitter: false,
+            review_policy: ReviewPolicy::AnyMember,
+        };
+        assert!(
+            moves_for(Ready, viewer)
+                .iter()
+                .all(|(_, refusal)| matches!(refusal, Some(Refusal::Forbidden(_))))
+        );
+        let submitter = Actor::User {
+            role: Role::Member,
+            is_claimer: false,
+            is_submitter: true,
+            review_policy: ReviewPolicy::OtherThanSubmitter,
+        };
+        let approve = moves_for(Review, submitter)
+            .into_iter()
+            .find(|(step, _)| step.to == Completed)
+            .expect("REVIEW → COMPLETED is a move");
+        assert!(
+            matches!(approve.1, Some(Refusal::Forbidden(_))),
+            "no self-approval"
+        );
+        let send_back = moves_for(Review, submitter)
+            .into_iter()
+            .find(|(step, _)| step.to == InProgress)
+            .expect("REVIEW → IN_PROGRESS is a move");
+        assert_eq!(send_back.1, None);
+    }
 
     #[test]
     fn a_submit_repeats_only_the_accepted_one_of_the_same_claim() {

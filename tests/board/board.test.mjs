@@ -470,3 +470,59 @@ test(
     assert.deepEqual(page.errors, []);
   }),
 );
+
+test(
+  "a plan's dialog offers the moves the server allows the viewer, and makes them",
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    const reviewed = await team.plan('Rate limiting', 'REVIEW');
+    const page = await openPage(browser);
+    page.on('dialog', (dialog) => dialog.accept());
+    await signIn(page, server, team.owner);
+
+    const open = async (plan) => {
+      await page.click(`.card[data-plan-id="${plan}"]`);
+      await page.waitForSelector('#detail[open]');
+    };
+    const buttons = () => page.$$eval('#detail-actions button', (all) => all.map((button) => button.textContent));
+    await open(reviewed);
+    await eventually(async () => assert.deepEqual(await buttons(), ['Send back', 'Approve', 'Fail…']));
+
+    // Sent back with a note: the card moves, the history keeps the note.
+    await page.fill('#detail-note', 'Add a test for the limit');
+    await page.click('#detail-actions button:has-text("Send back")');
+    await page.waitForSelector('#detail-action-result:has-text("Now In progress.")');
+    await eventually(async () => assert.deepEqual(await cardTitles(page, 'IN_PROGRESS'), ['Rate limiting']));
+    const history = () => page.$$eval('#detail-history li', (items) => items.map((item) => item.textContent));
+    await eventually(async () =>
+      assert.match((await history()).at(-1) ?? '', /^Status changed Review → In progress, by Olivia Owner: “Add a test for the limit”/),
+    );
+    // The owner may still release or fail the worker's plan, nothing else.
+    await eventually(async () => assert.deepEqual(await buttons(), ['Release', 'Fail…']));
+    await page.click('#detail-actions button:has-text("Fail…")');
+    await page.waitForSelector('#detail-action-result:has-text("Now Failed.")');
+    await eventually(async () => assert.deepEqual(await cardTitles(page, 'FAILED'), ['Rate limiting']));
+    await page.keyboard.press('Escape');
+
+    // Approving a review shows the version it cut.
+    const approved = await team.plan('Sign-up page', 'REVIEW');
+    await eventually(async () => assert.deepEqual(await cardTitles(page, 'REVIEW'), ['Sign-up page']));
+    await open(approved);
+    await page.click('#detail-actions button:has-text("Approve")');
+    await page.waitForSelector('#detail-action-result:has-text("Now Completed; it cut feature version v2.")');
+    await eventually(async () => assert.deepEqual(await cardTitles(page, 'COMPLETED'), ['Sign-up page']));
+    assert.deepEqual(page.errors, []);
+
+    // The worker sees their own moves only; a refused move is not offered.
+    const held = await team.plan('OAuth 2.0', 'CLAIMED');
+    const worker = await openPage(browser);
+    await signIn(worker, server, team.worker);
+    await worker.click(`.card[data-plan-id="${held}"]`);
+    await worker.waitForSelector('#detail[open]');
+    await eventually(async () =>
+      assert.deepEqual(await worker.$$eval('#detail-actions button', (all) => all.map((button) => button.textContent)), ['Release', 'Fail…']),
+    );
+    assert.deepEqual(worker.errors, []);
+  }),
+);

@@ -9,6 +9,7 @@ mod feature_version;
 mod lists;
 mod node;
 mod plan;
+mod plan_action;
 mod plan_counts;
 mod plan_event;
 mod project;
@@ -29,6 +30,7 @@ pub use self::lists::{
 };
 pub use self::node::Node;
 pub use self::plan::{ClaimsMade, Plan, SubmitWorkResult};
+pub use self::plan_action::PlanAction;
 pub use self::plan_counts::PlanCounts;
 pub use self::plan_event::PlanEvent;
 pub use self::project::{Project, ProjectMember};

@@ -2,6 +2,7 @@ use async_graphql::{Context, ID, Object, SimpleObject};
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::plan_action::{PlanAction, available_actions};
 use super::{
     DateTime, Feature, FeatureVersion, PlanEvent, PlanStatus, Project, SpecDrift, SpecRevision,
     User, at, load_spec, optional_user, user_by_id,
@@ -9,10 +10,10 @@ use super::{
 use crate::error::{AppError, AppResult};
 use crate::graphql::inline::Related;
 use crate::graphql::loaders::{
-    FeatureId, PlanBlockers, PlanEvents, PlanId, PlanSpecRevisions, PlanWaiters, ProjectId,
+    FeatureId, PlanBlockers, PlanEvents, PlanId, PlanSpecRevisions, PlanWaiters, ProjectId, RoleIn,
     VersionNumber,
 };
-use crate::graphql::{document_budget, loaders};
+use crate::graphql::{document_budget, loaders, viewer};
 use crate::service::changes::current_token;
 use crate::service::pagination::newest;
 use crate::service::plan_lists::PlanRow;
@@ -130,6 +131,7 @@ impl Plan {
             ("blockedBy", &[]),
             ("blocks", &[]),
             ("isBlocked", &[]),
+            ("availableActions", &[C::Status, C::ClaimedBy, C::SubmittedBy, C::ProjectId]),
             ("claimToken", &[C::ClaimedBy, C::ClaimGeneration]),
             ("leaseExpiresAt", &[C::ClaimedBy, C::LeaseExpiresAt]),
             ("events", &[]),
@@ -321,6 +323,32 @@ impl Plan {
     async fn blocks(&self, ctx: &Context<'_>) -> AppResult<Vec<Plan>> {
         let ids = loaders(ctx).db.load_one(PlanWaiters(self.0.id)).await?;
         plans_in_order(ctx, ids.unwrap_or_default()).await
+    }
+    /// The moves the workflow offers from this plan's status, each with
+    /// whether you may make it (your role, claim, submission and the
+    /// project's review policy): offer exactly these in a UI.
+    #[graphql(
+        complexity = "crate::graphql::limits::dependency_cost(workflow::MAX_MOVES, child_complexity)"
+    )]
+    async fn available_actions(&self, ctx: &Context<'_>) -> AppResult<Vec<PlanAction>> {
+        let viewer = viewer(ctx)?;
+        let role = RoleIn {
+            project: self.0.project_id,
+            user: viewer.id(),
+        };
+        let (role, project) = futures::try_join!(
+            loaders(ctx).db.load_one(role),
+            loaders(ctx).db.load_one(ProjectId(self.0.project_id)),
+        )?;
+        let (Some(role), Some(project)) = (role, project) else {
+            return Ok(Vec::new());
+        };
+        Ok(available_actions(
+            &self.0,
+            viewer.id(),
+            role,
+            project.review_policy,
+        ))
     }
     /// Some plan in `blockedBy` is not COMPLETED, so this one cannot be claimed yet.
     async fn is_blocked(&self, ctx: &Context<'_>) -> AppResult<bool> {

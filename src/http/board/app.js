@@ -47,9 +47,17 @@ const PLAN_DETAIL = `query BoardPlanDetail($id: ID!) {
     ...Card description spec
     specDrift { fromVersion toVersion behind diff { unified added removed truncated } }
     events(last: 100) { cursor kind fromStatus toStatus at actor { email displayName } note }
+    availableActions { toStatus operation allowed reason }
   }
 }
 ${CARD}`;
+// The moves a card's dialog offers, as the server lists them for the viewer
+// (`Plan.availableActions`): the board keeps no copy of the workflow's rules.
+const SET_STATUS = `mutation BoardSetStatus($id: ID!, $status: PlanStatus!, $note: String) {
+  setPlanStatus(planId: $id, status: $status, note: $note) { id status implementedVersion }
+}`;
+const RELEASE = `mutation BoardRelease($id: ID!) { releasePlan(planId: $id) { id status } }`;
+const CLAIM = `mutation BoardClaim($id: ID!) { claimPlan(planId: $id) { id status } }`;
 const PLAN_EVENTS = `subscription BoardEvents($projectId: ID, $featureId: ID, $after: String) {
   planEvents(projectId: $projectId, featureId: $featureId, after: $after) {
     cursor kind fromStatus toStatus at actor { email displayName } note
@@ -363,6 +371,9 @@ async function openDetail(planId) {
   $('detail-drift-section').hidden = true;
   $('detail-drift').textContent = '';
   $('detail-history').replaceChildren();
+  $('detail-actions-section').hidden = true;
+  $('detail-actions').replaceChildren();
+  $('detail-action-result').textContent = '';
   $('detail').showModal();
   try {
     // The spec is only fetched now: lists never ask for it.
@@ -373,9 +384,71 @@ async function openDetail(planId) {
       data.plan.spec ?? `The spec could not be loaded: ${errors[0]?.message ?? 'unknown error'}`;
     showDrift(data.plan.specDrift);
     addHistory(data.plan.events);
+    showActions(data.plan);
   } catch (error) {
     if (state.openPlanId === planId) $('detail-spec').textContent = explain(error);
   }
+}
+
+/** A button's words for a move, by the mutation that makes it and where it leads. */
+function actionLabel(plan, action) {
+  if (action.operation === 'claimPlan') return 'Claim';
+  if (action.operation === 'releasePlan') return 'Release';
+  if (action.toStatus === 'FAILED') return 'Fail…';
+  if (plan.status === 'REVIEW' && action.toStatus === 'COMPLETED') return 'Approve';
+  if (plan.status === 'REVIEW' && action.toStatus === 'IN_PROGRESS') return 'Send back';
+  if (action.toStatus === 'DRAFT') return 'Back to draft';
+  return `Mark ${label(action.toStatus).toLowerCase()}`;
+}
+
+/**
+ * The moves the viewer may make now, as buttons. Submitting and updating
+ * carry the worker's text, so they stay with the worker's tools.
+ */
+function showActions(plan) {
+  const offered = plan.availableActions.filter(
+    (action) => action.allowed && ['setPlanStatus', 'releasePlan', 'claimPlan'].includes(action.operation),
+  );
+  $('detail-actions-section').hidden = offered.length === 0;
+  $('detail-actions').replaceChildren(
+    ...offered.map((action) => {
+      const button = h('button', { type: 'button', 'data-to': action.toStatus }, actionLabel(plan, action));
+      button.addEventListener('click', () => act(plan, action));
+      return button;
+    }),
+  );
+}
+
+async function act(plan, action) {
+  if (action.toStatus === 'FAILED' && !confirm(`Fail "${plan.title}"? A failed plan is finished: it never completes.`)) return;
+  const result = $('detail-action-result');
+  const note = $('detail-note').value.trim() || null;
+  const [mutation, variables] =
+    action.operation === 'setPlanStatus'
+      ? [SET_STATUS, { id: plan.id, status: action.toStatus, note }]
+      : [action.operation === 'releasePlan' ? RELEASE : CLAIM, { id: plan.id }];
+  result.textContent = 'Working…';
+  try {
+    const { data, errors } = await request(state.key, mutation, variables);
+    if (errors.length > 0) throw new Error(errors[0].message);
+    const changed = data.setPlanStatus ?? data.releasePlan ?? data.claimPlan;
+    const version = changed.implementedVersion ? `; it cut feature version v${changed.implementedVersion}` : '';
+    result.textContent = `Now ${label(changed.status)}${version}.`;
+    $('detail-note').value = '';
+    if (state.openPlanId === plan.id) await refreshDetail(plan.id, result.textContent);
+  } catch (error) {
+    // The server's own words: a refusal says why and what to do instead.
+    result.textContent = error instanceof Error ? error.message : explain(error);
+  }
+}
+
+/** The dialog again after a move, keeping what the move answered. */
+async function refreshDetail(planId, said) {
+  const { data } = await request(state.key, PLAN_DETAIL, { id: planId });
+  if (state.openPlanId !== planId) return;
+  addHistory(data.plan.events);
+  showActions(data.plan);
+  $('detail-action-result').textContent = said;
 }
 
 /** What changed in the feature spec since the plan was written, as a diff. */
