@@ -526,3 +526,52 @@ test(
     assert.deepEqual(worker.errors, []);
   }),
 );
+
+test(
+  'who works on what: the lease counts down on the card, the dialog shows the work handed in, and a changed #project opens that board',
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    const held = await team.plan('OAuth 2.0', 'READY');
+    await server.gql(team.worker, `mutation($id: ID!) { claimPlan(planId: $id, leaseSeconds: 600) { id } }`, { id: held });
+    const done = await team.plan('Sign-up page', 'CLAIMED');
+    await server.gql(
+      team.worker,
+      `mutation($id: ID!) { submitWork(planId: $id, artifactsMarkdown: "PR https://example.com/pr/7 merged", status: COMPLETED) { plan { id } } }`,
+      { id: done },
+    );
+    const page = await openPage(browser);
+    await signIn(page, server, team.owner);
+
+    const lease = page.locator(`.card[data-plan-id="${held}"] .card-lease`);
+    await eventually(async () => assert.match(await lease.textContent(), /^Lease: (10|9) min left$/));
+
+    await page.click(`.card[data-plan-id="${done}"]`);
+    await page.waitForSelector('#detail-facts dt:has-text("Submitted by")');
+    const facts = await page.$$eval('#detail-facts dt', (terms) =>
+      Object.fromEntries(terms.map((term) => [term.textContent, term.nextElementSibling.textContent])),
+    );
+    assert.equal(facts['Submitted by'], 'Walter Worker');
+    assert.equal(facts.Work, 'PR https://example.com/pr/7 merged');
+    assert.equal(facts['Feature version'], 'v2 (cut by this plan)');
+    assert.equal(await page.getAttribute('#detail-facts .artifacts a', 'href'), 'https://example.com/pr/7');
+    await page.keyboard.press('Escape');
+
+    // Another project by its link: the board follows the hash, no reload.
+    const other = (await server.gql(team.owner, 'mutation { createProject(name: "Billing") { id } }')).createProject.id;
+    const feature = (
+      await server.gql(team.owner, `mutation($p: ID!) { createFeature(projectId: $p, title: "Invoices", specContent: "# Invoices") { id } }`, {
+        p: other,
+      })
+    ).createFeature.id;
+    await server.gql(team.owner, `mutation($f: ID!) { createPlan(featureId: $f, title: "PDF export", specContent: "# PDF", status: READY) { id } }`, {
+      f: feature,
+    });
+    await page.evaluate((id) => {
+      location.hash = `project=${id}`;
+    }, other);
+    await eventually(async () => assert.deepEqual(await cardTitles(page, 'READY'), ['PDF export']));
+    assert.equal(await page.inputValue('#project'), other);
+    assert.deepEqual(page.errors, []);
+  }),
+);

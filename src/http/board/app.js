@@ -16,7 +16,7 @@ const STATUSES = ['DRAFT', 'READY', 'CLAIMED', 'IN_PROGRESS', 'STALLED', 'REVIEW
 const KEY_STORAGE = 'plangraph.board.apiKey';
 
 const CARD = `fragment Card on Plan {
-  id title status priority updatedAt lastActivityAt
+  id title status priority updatedAt lastActivityAt leaseExpiresAt
   claimedBy { email displayName }
   feature { id title }
   specDrift { fromVersion toVersion behind }
@@ -44,7 +44,9 @@ const PLANS = `query BoardPlans($projectId: ID, $featureId: ID, $after: String) 
 ${CARD}`;
 const PLAN_DETAIL = `query BoardPlanDetail($id: ID!) {
   plan(id: $id) {
-    ...Card description spec
+    ...Card description spec workArtifacts implementedVersion
+    submittedBy { email displayName }
+    blocks { id }
     specDrift { fromVersion toVersion behind diff { unified added removed truncated } }
     events(last: 100) { cursor kind fromStatus toStatus at actor { email displayName } note }
     availableActions { toStatus operation allowed reason }
@@ -110,9 +112,26 @@ function time(iso) {
   return h('time', { datetime: iso, title: new Date(iso).toLocaleString(), 'data-relative': '' }, ago(iso));
 }
 
+/** `12 min left` until `iso`, `ran out 3 min ago` after it. */
+function left(iso) {
+  const seconds = (Date.parse(iso) - Date.now()) / 1000;
+  if (seconds <= 0) return `ran out ${ago(iso)}`;
+  if (seconds < 60) return `${Math.ceil(seconds)} s left`;
+  if (seconds < 3600) return `${Math.ceil(seconds / 60)} min left`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min left`;
+  return `${Math.floor(seconds / 86400)} d left`;
+}
+
+function until(iso) {
+  return h('time', { datetime: iso, title: new Date(iso).toLocaleString(), 'data-until': '' }, left(iso));
+}
+
 function refreshTimes() {
   for (const element of document.querySelectorAll('time[data-relative]')) {
     element.textContent = ago(element.getAttribute('datetime'));
+  }
+  for (const element of document.querySelectorAll('time[data-until]')) {
+    element.textContent = left(element.getAttribute('datetime'));
   }
 }
 
@@ -331,6 +350,7 @@ function card(plan, changed) {
     h('span', { class: 'card-feature' }, plan.feature.title),
     blockedBadge(plan),
     plan.claimedBy ? h('span', { class: 'card-claimer' }, `Claimed by ${person(plan.claimedBy)}`) : null,
+    leaseBadge(plan),
     plan.specDrift ? h('span', { class: 'card-drift', title: 'The feature spec changed since this plan was written' }, driftText(plan.specDrift)) : null,
     h('span', { class: 'card-activity' }, 'Last activity ', time(plan.lastActivityAt)),
   );
@@ -350,6 +370,27 @@ function driftText(drift) {
 /** `v1 → v3`, or `v2, amended` when the version was edited in place. */
 function driftDetail(drift) {
   return drift.behind > 0 ? `v${drift.fromVersion} → v${drift.toVersion}` : `v${drift.toVersion}, amended`;
+}
+
+/** How long the holder's lease runs, or since when a stalled plan waits for a take-over. */
+function leaseBadge(plan) {
+  if (!plan.leaseExpiresAt) return null;
+  if (plan.status === 'STALLED') return h('span', { class: 'card-lease stalled' }, 'Stalled since ', time(plan.leaseExpiresAt));
+  if (plan.status === 'CLAIMED' || plan.status === 'IN_PROGRESS') return h('span', { class: 'card-lease' }, 'Lease: ', until(plan.leaseExpiresAt));
+  return null;
+}
+
+/** `text` with its http(s) links as links (text nodes only: nothing is parsed as HTML). */
+function linked(text) {
+  const parts = [];
+  let last = 0;
+  for (const match of text.matchAll(/https?:\/\/[^\s<>"')\]]+/g)) {
+    parts.push(text.slice(last, match.index));
+    parts.push(h('a', { href: match[0], target: '_blank', rel: 'noopener noreferrer' }, match[0]));
+    last = match.index + match[0].length;
+  }
+  parts.push(text.slice(last));
+  return parts;
 }
 
 /** "Blocked by …" while some blocker is not COMPLETED (a FAILED one keeps blocking). */
@@ -383,11 +424,34 @@ async function openDetail(planId) {
     $('detail-spec').textContent =
       data.plan.spec ?? `The spec could not be loaded: ${errors[0]?.message ?? 'unknown error'}`;
     showDrift(data.plan.specDrift);
+    showWork(data.plan);
     addHistory(data.plan.events);
     showActions(data.plan);
   } catch (error) {
     if (state.openPlanId === planId) $('detail-spec').textContent = explain(error);
   }
+}
+
+/** Who works on it and what they handed in: facts the list does not load. */
+function showWork(plan) {
+  const facts = $('detail-facts');
+  const fact = (term, ...value) => facts.append(h('dt', {}, term), h('dd', {}, ...value));
+  if (plan.leaseExpiresAt && (plan.status === 'CLAIMED' || plan.status === 'IN_PROGRESS')) fact('Lease', until(plan.leaseExpiresAt));
+  const waitingFor = plan.blockedBy.filter((blocker) => blocker.status !== 'COMPLETED');
+  if (waitingFor.length > 0) {
+    fact(
+      'Waits for',
+      ...waitingFor.map((blocker) => {
+        const link = h('button', { type: 'button', class: 'link', 'data-plan-id': blocker.id }, `${blocker.title} (${label(blocker.status)})`);
+        link.addEventListener('click', () => state.plans.has(blocker.id) && openDetail(blocker.id));
+        return link;
+      }),
+    );
+  }
+  if (plan.blocks.length > 0) fact('Blocks', `${plan.blocks.length} ${plan.blocks.length === 1 ? 'plan' : 'plans'}`);
+  if (plan.submittedBy) fact('Submitted by', person(plan.submittedBy));
+  if (plan.workArtifacts) fact('Work', h('span', { class: 'artifacts' }, ...linked(plan.workArtifacts)));
+  if (plan.implementedVersion) fact('Feature version', `v${plan.implementedVersion} (cut by this plan)`);
 }
 
 /** A button's words for a move, by the mutation that makes it and where it leads. */
@@ -544,7 +608,24 @@ function start() {
     if (event.target === dialog) dialog.close();
   });
   window.addEventListener('online', () => state.stream?.retryNow());
-  setInterval(refreshTimes, 30_000);
+  // A link to another board (`#project=…&feature=…`) opens it in place.
+  window.addEventListener('hashchange', () => {
+    if (!state.key) return;
+    const wanted = new URLSearchParams(location.hash.slice(1));
+    const projectId = wanted.get('project') || state.projectId;
+    const featureId = wanted.get('feature') || null;
+    if (projectId === state.projectId && featureId === state.featureId) return;
+    // A project made since sign-in: the picker learns it first.
+    if (!state.projects.some((project) => project.id === projectId)) {
+      signIn(state.key);
+      return;
+    }
+    state.projectId = projectId;
+    state.featureId = featureId;
+    $('project').value = projectId ?? '';
+    openBoard();
+  });
+  setInterval(refreshTimes, 1_000);
 
   const key = localStorage.getItem(KEY_STORAGE);
   if (key) {
