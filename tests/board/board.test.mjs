@@ -575,3 +575,24 @@ test(
     assert.deepEqual(page.errors, []);
   }),
 );
+
+test(
+  'finished columns show their most recent cards and page the rest, with exact counts',
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    for (let index = 0; index < 23; index++) await team.plan(`Done ${String(index).padStart(2, '0')}`, 'COMPLETED');
+    const page = await openPage(browser);
+    await signIn(page, server, team.owner);
+
+    const column = page.locator('.column[data-status="COMPLETED"]');
+    await eventually(async () => assert.equal(await column.locator('.count').textContent(), '23'));
+    const titles = await cardTitles(page, 'COMPLETED');
+    assert.equal(titles.length, 20);
+    assert.equal(titles[0], 'Done 22', 'the most recent first');
+    await column.locator('.show-more').click();
+    assert.equal((await cardTitles(page, 'COMPLETED')).length, 23);
+    assert.equal(await column.locator('.show-more').count(), 0);
+    assert.deepEqual(page.errors, []);
+  }),
+);

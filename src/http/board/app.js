@@ -14,6 +14,9 @@ import { PlanEventStream } from './live.js';
 
 const STATUSES = ['DRAFT', 'READY', 'CLAIMED', 'IN_PROGRESS', 'STALLED', 'REVIEW', 'COMPLETED', 'FAILED'];
 const KEY_STORAGE = 'plangraph.board.apiKey';
+/** Columns of finished work, which page their cards (`PAGE_OF_FINISHED` at a time). */
+const FINISHED = ['COMPLETED', 'FAILED'];
+const PAGE_OF_FINISHED = 20;
 
 const CARD = `fragment Card on Plan {
   id title status priority updatedAt lastActivityAt leaseExpiresAt
@@ -78,6 +81,7 @@ const state = {
   generation: 0, // bumped per board load; a slower, older load is ignored
   openPlanId: null, // the plan shown in the detail dialog
   seenInDialog: new Set(), // event cursors listed in the dialog
+  shown: {}, // status -> cards shown in a finished column, past the first page
 };
 
 const $ = (id) => document.getElementById(id);
@@ -246,6 +250,7 @@ async function openBoard() {
   state.stream?.stop();
   state.stream = null;
   state.plans.clear();
+  state.shown = {};
   renderBoard();
   showNotice(null);
   $('board').hidden = false;
@@ -336,9 +341,25 @@ function renderBoard(changedId) {
     const plans = byStatus[status].sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt));
     const column = document.querySelector(`.column[data-status="${status}"]`);
     column.querySelector('.count').textContent = plans.length;
-    column.querySelector('.cards').replaceChildren(...plans.map((plan) => card(plan, plan.id === changedId)));
+    // Finished work only grows: its columns show the most recent and page the rest.
+    const shown = FINISHED.includes(status) ? (state.shown[status] ?? PAGE_OF_FINISHED) : plans.length;
+    const more = plans.length - shown;
+    column.querySelector('.cards').replaceChildren(
+      ...plans.slice(0, shown).map((plan) => card(plan, plan.id === changedId)),
+      more > 0 ? showMore(status, more) : null,
+    );
   }
   if (focusedId) document.querySelector(`.card[data-plan-id="${focusedId}"]`)?.focus({ preventScroll: true });
+}
+
+/** The button under a finished column that shows its next page of cards. */
+function showMore(status, more) {
+  const button = h('button', { type: 'button', class: 'show-more' }, `Show ${Math.min(more, PAGE_OF_FINISHED)} more of ${more}`);
+  button.addEventListener('click', () => {
+    state.shown[status] = (state.shown[status] ?? PAGE_OF_FINISHED) + PAGE_OF_FINISHED;
+    renderBoard();
+  });
+  return h('li', {}, button);
 }
 
 function card(plan, changed) {
