@@ -596,3 +596,32 @@ test(
     assert.deepEqual(page.errors, []);
   }),
 );
+
+test(
+  'a card dragged to another column asks for that move; a move the server does not offer leaves it and says why',
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    const ready = await team.plan('Login form', 'READY');
+    await team.plan('OAuth 2.0', 'CLAIMED');
+    const page = await openPage(browser);
+    await signIn(page, server, team.owner);
+    const cardOf = (title) => page.locator('.card', { has: page.locator('.card-title', { hasText: new RegExp(`^${title}$`) }) });
+    const column = (status) => page.locator(`.column[data-status="${status}"]`);
+
+    await cardOf('Login form').dragTo(column('DRAFT'));
+    await eventually(async () => assert.deepEqual(await cardTitles(page, 'DRAFT'), ['Login form']));
+    const plan = await server.gql(team.owner, `query($id: ID!) { plan(id: $id) { status } }`, { id: ready });
+    assert.equal(plan.plan.status, 'DRAFT');
+
+    await cardOf('Login form').dragTo(column('COMPLETED'));
+    await page.waitForSelector('#notice:has-text("No move leads from Draft to Completed.")');
+    assert.deepEqual(await cardTitles(page, 'DRAFT'), ['Login form']);
+
+    // An owner may release the worker's claim by dragging it back to READY.
+    await cardOf('OAuth 2.0').dragTo(column('READY'));
+    await eventually(async () => assert.deepEqual(await cardTitles(page, 'READY'), ['OAuth 2.0']));
+    assert.equal(await page.isVisible('#notice'), false);
+    assert.deepEqual(page.errors, []);
+  }),
+);

@@ -376,6 +376,11 @@ function card(plan, changed) {
     h('span', { class: 'card-activity' }, 'Last activity ', time(plan.lastActivityAt)),
   );
   button.addEventListener('click', () => openDetail(plan.id));
+  button.draggable = true;
+  button.addEventListener('dragstart', (event) => {
+    event.dataTransfer.setData('application/x-plangraph-plan', plan.id);
+    event.dataTransfer.effectAllowed = 'move';
+  });
   return h('li', {}, button);
 }
 
@@ -473,6 +478,46 @@ function showWork(plan) {
   if (plan.submittedBy) fact('Submitted by', person(plan.submittedBy));
   if (plan.workArtifacts) fact('Work', h('span', { class: 'artifacts' }, ...linked(plan.workArtifacts)));
   if (plan.implementedVersion) fact('Feature version', `v${plan.implementedVersion} (cut by this plan)`);
+}
+
+const PLAN_ACTIONS = `query BoardPlanActions($id: ID!) {
+  plan(id: $id) { id title status availableActions { toStatus operation allowed reason } }
+}`;
+
+/**
+ * A card dropped on another column asks for the move to it, if the server
+ * offers one this viewer may make; otherwise the card stays where it is
+ * and the notice says why, in the server's words.
+ */
+async function dropOn(planId, status) {
+  const known = state.plans.get(planId);
+  if (!known || known.status === status) return;
+  try {
+    const { data } = await request(state.key, PLAN_ACTIONS, { id: planId });
+    const plan = data.plan;
+    const moves = plan.availableActions.filter((action) => action.toStatus === status);
+    const move = moves.find((action) => action.allowed && ['setPlanStatus', 'releasePlan', 'claimPlan'].includes(action.operation));
+    if (!move) {
+      const refused = moves.find((action) => !action.allowed)?.reason;
+      const reason = refused
+        ?? (moves.length > 0
+          ? `${label(status)} is reached with ${moves[0].operation}, which needs the worker's text: open the card.`
+          : `No move leads from ${label(plan.status)} to ${label(status)}.`);
+      showNotice(`"${plan.title}" stays in ${label(plan.status)}: ${reason}`);
+      return;
+    }
+    if (move.toStatus === 'FAILED' && !confirm(`Fail "${plan.title}"? A failed plan is finished: it never completes.`)) return;
+    const [mutation, variables] =
+      move.operation === 'setPlanStatus'
+        ? [SET_STATUS, { id: plan.id, status: move.toStatus, note: null }]
+        : [move.operation === 'releasePlan' ? RELEASE : CLAIM, { id: plan.id }];
+    const answer = await request(state.key, mutation, variables);
+    if (answer.errors.length > 0) throw new Error(answer.errors[0].message);
+    showNotice(null);
+  } catch (error) {
+    // Someone else moved it first, or the server refused: it says which.
+    showNotice(`"${known.title}" stays in ${label(known.status)}: ${error.message}`);
+  }
 }
 
 /** A button's words for a move, by the mutation that makes it and where it leads. */
@@ -599,6 +644,15 @@ function buildColumns() {
       ),
     ),
   );
+  for (const column of document.querySelectorAll('.column')) {
+    column.addEventListener('dragover', (event) => {
+      if (event.dataTransfer.types.includes('application/x-plangraph-plan')) event.preventDefault();
+    });
+    column.addEventListener('drop', (event) => {
+      event.preventDefault();
+      dropOn(event.dataTransfer.getData('application/x-plangraph-plan'), column.dataset.status);
+    });
+  }
 }
 
 function start() {
