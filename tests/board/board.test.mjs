@@ -625,3 +625,58 @@ test(
     assert.deepEqual(page.errors, []);
   }),
 );
+
+test(
+  "a member sets a plan's priority and dependencies from its dialog; a viewer is offered none of it",
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    const schema = await team.plan('Write the schema', 'READY');
+    const login = await team.plan('Login form', 'READY');
+    const page = await openPage(browser);
+    await signIn(page, server, team.owner);
+    await page.click(`.card[data-plan-id="${login}"]`);
+    await page.waitForSelector('#detail-shape-section:not([hidden])');
+
+    await page.selectOption('#detail-priority', '0');
+    await page.waitForSelector('#detail-action-result:has-text("Saved.")');
+    await eventually(async () => assert.equal(await page.textContent(`.card[data-plan-id="${login}"] .card-priority`), 'P0'));
+
+    await page.fill('#detail-dependency-search', 'schema');
+    await page.click('#detail-dependency-results button:has-text("Write the schema")');
+    await page.waitForSelector('#detail-facts dt:has-text("Waits for")');
+    await eventually(async () =>
+      assert.equal(await page.textContent(`.card[data-plan-id="${login}"] .card-blocked`), 'Blocked by Write the schema'),
+    );
+    // A dependency the other way would close a cycle: the server's refusal shows.
+    await page.keyboard.press('Escape');
+    await page.click(`.card[data-plan-id="${schema}"]`);
+    await page.waitForSelector('#detail-shape-section:not([hidden])');
+    await page.fill('#detail-dependency-search', 'login');
+    await page.click('#detail-dependency-results button:has-text("Login form")');
+    await page.waitForSelector('#detail-action-result:has-text("cycle")');
+    await page.keyboard.press('Escape');
+
+    await page.click(`.card[data-plan-id="${login}"]`);
+    await page.waitForSelector('#detail-facts .remove');
+    await page.click('#detail-facts .remove');
+    await page.waitForSelector('#detail-action-result:has-text("Saved.")');
+    await eventually(async () => assert.equal(await page.locator(`.card[data-plan-id="${login}"] .card-blocked`).count(), 0));
+    assert.deepEqual(page.errors, []);
+
+    // Viewers read: no priority, dependency or status controls.
+    const viewerKey = (
+      await server.gql(server.adminKey, `mutation { createUser(email: "viewer@example.com") { secret } }`)
+    ).createUser.secret;
+    await server.gql(team.owner, `mutation($p: ID!) { addProjectMember(projectId: $p, email: "viewer@example.com", role: VIEWER) { role } }`, {
+      p: team.project,
+    });
+    const viewer = await openPage(browser);
+    await signIn(viewer, server, viewerKey);
+    await viewer.click(`.card[data-plan-id="${login}"]`);
+    await viewer.waitForSelector('#detail-spec:has-text("Login form")');
+    assert.equal(await viewer.isVisible('#detail-shape-section'), false);
+    assert.equal(await viewer.isVisible('#detail-actions-section'), false);
+    assert.deepEqual(viewer.errors, []);
+  }),
+);

@@ -50,6 +50,7 @@ const PLAN_DETAIL = `query BoardPlanDetail($id: ID!) {
     ...Card description spec workArtifacts implementedVersion
     submittedBy { email displayName }
     blocks { id }
+    project { viewerRole }
     specDrift { fromVersion toVersion behind diff { unified added removed truncated } }
     events(last: 100) { cursor kind fromStatus toStatus at actor { email displayName } note }
     availableActions { toStatus operation allowed reason }
@@ -60,6 +61,19 @@ ${CARD}`;
 // (`Plan.availableActions`): the board keeps no copy of the workflow's rules.
 const SET_STATUS = `mutation BoardSetStatus($id: ID!, $status: PlanStatus!, $note: String) {
   setPlanStatus(planId: $id, status: $status, note: $note) { id status implementedVersion }
+}`;
+const SET_PRIORITY = `mutation BoardSetPriority($id: ID!, $priority: Int!) {
+  setPlanPriority(planId: $id, priority: $priority) { id priority }
+}`;
+const REBASE = `mutation BoardRebase($id: ID!) { rebasePlan(planId: $id) { id basedOnVersion } }`;
+const ADD_DEPENDENCY = `mutation BoardAddDependency($id: ID!, $blocker: ID!) {
+  addPlanDependency(planId: $id, blockedByPlanId: $blocker) { id }
+}`;
+const REMOVE_DEPENDENCY = `mutation BoardRemoveDependency($id: ID!, $blocker: ID!) {
+  removePlanDependency(planId: $id, blockedByPlanId: $blocker) { id }
+}`;
+const FIND_PLANS = `query BoardFindPlans($projectId: ID!, $search: String!) {
+  plans(projectId: $projectId, search: $search, first: 8) { nodes { id title status } }
 }`;
 const RELEASE = `mutation BoardRelease($id: ID!) { releasePlan(planId: $id) { id status } }`;
 const CLAIM = `mutation BoardClaim($id: ID!) { claimPlan(planId: $id) { id status } }`;
@@ -82,6 +96,7 @@ const state = {
   openPlanId: null, // the plan shown in the detail dialog
   seenInDialog: new Set(), // event cursors listed in the dialog
   shown: {}, // status -> cards shown in a finished column, past the first page
+  detail: null, // the plan as the dialog last loaded it
 };
 
 const $ = (id) => document.getElementById(id);
@@ -311,7 +326,10 @@ function applyEvent(event) {
     renderBoard(plan.id);
   }
   if (state.openPlanId === plan.id) {
-    showFacts(state.plans.get(plan.id));
+    const current = state.plans.get(plan.id);
+    showFacts(current);
+    // The dialog's own facts, with what the event brought (status, claim, lease).
+    if (state.detail?.id === plan.id) showWork({ ...state.detail, ...current });
     addHistory([event]);
   }
 }
@@ -439,6 +457,9 @@ async function openDetail(planId) {
   $('detail-drift').textContent = '';
   $('detail-history').replaceChildren();
   $('detail-actions-section').hidden = true;
+  $('detail-shape-section').hidden = true;
+  $('detail-dependency-search').value = '';
+  $('detail-dependency-results').replaceChildren();
   $('detail-actions').replaceChildren();
   $('detail-action-result').textContent = '';
   $('detail').showModal();
@@ -453,6 +474,7 @@ async function openDetail(planId) {
     showWork(data.plan);
     addHistory(data.plan.events);
     showActions(data.plan);
+    showShape(data.plan);
   } catch (error) {
     if (state.openPlanId === planId) $('detail-spec').textContent = explain(error);
   }
@@ -470,7 +492,10 @@ function showWork(plan) {
       ...waitingFor.map((blocker) => {
         const link = h('button', { type: 'button', class: 'link', 'data-plan-id': blocker.id }, `${blocker.title} (${label(blocker.status)})`);
         link.addEventListener('click', () => state.plans.has(blocker.id) && openDetail(blocker.id));
-        return link;
+        if (!mayShape(plan)) return link;
+        const remove = h('button', { type: 'button', class: 'remove', 'aria-label': `Remove the dependency on ${blocker.title}` }, '×');
+        remove.addEventListener('click', () => shape(plan.id, REMOVE_DEPENDENCY, { id: plan.id, blocker: blocker.id }));
+        return h('span', { class: 'blocker' }, link, remove);
       }),
     );
   }
@@ -478,6 +503,57 @@ function showWork(plan) {
   if (plan.submittedBy) fact('Submitted by', person(plan.submittedBy));
   if (plan.workArtifacts) fact('Work', h('span', { class: 'artifacts' }, ...linked(plan.workArtifacts)));
   if (plan.implementedVersion) fact('Feature version', `v${plan.implementedVersion} (cut by this plan)`);
+}
+
+/** Members and owners shape open plans; viewers only look. */
+function mayShape(plan) {
+  return ['OWNER', 'MEMBER'].includes(plan.project?.viewerRole) && !['COMPLETED', 'FAILED'].includes(plan.status);
+}
+
+function showShape(plan) {
+  state.detail = plan;
+  $('detail-shape-section').hidden = !mayShape(plan);
+  $('detail-priority').value = String(plan.priority);
+  $('detail-rebase').hidden = !plan.specDrift;
+}
+
+/** One change of a plan's shape, then the dialog again; a refusal in the server's words. */
+async function shape(planId, mutation, variables) {
+  const result = $('detail-action-result');
+  try {
+    const { errors } = await request(state.key, mutation, variables);
+    if (errors.length > 0) throw new Error(errors[0].message);
+    result.textContent = 'Saved.';
+    if (state.openPlanId === planId) await refreshDetail(planId, result.textContent);
+  } catch (error) {
+    result.textContent = error.message;
+  }
+}
+
+/** Plans of the project whose title holds the search text, to wait for. */
+async function findBlockers(text) {
+  const plan = state.detail;
+  const results = $('detail-dependency-results');
+  if (!plan || text.trim() === '') {
+    results.replaceChildren();
+    return;
+  }
+  const { data } = await request(state.key, FIND_PLANS, { projectId: state.projectId, search: text.trim() });
+  if (state.detail !== plan || $('detail-dependency-search').value !== text) return;
+  const taken = new Set([plan.id, ...plan.blockedBy.map((blocker) => blocker.id)]);
+  results.replaceChildren(
+    ...data.plans.nodes
+      .filter((found) => !taken.has(found.id))
+      .map((found) => {
+        const button = h('button', { type: 'button', class: 'link' }, `${found.title} (${label(found.status)})`);
+        button.addEventListener('click', () => {
+          $('detail-dependency-search').value = '';
+          results.replaceChildren();
+          shape(plan.id, ADD_DEPENDENCY, { id: plan.id, blocker: found.id });
+        });
+        return h('li', {}, button);
+      }),
+  );
 }
 
 const PLAN_ACTIONS = `query BoardPlanActions($id: ID!) {
@@ -576,8 +652,12 @@ async function act(plan, action) {
 async function refreshDetail(planId, said) {
   const { data } = await request(state.key, PLAN_DETAIL, { id: planId });
   if (state.openPlanId !== planId) return;
+  showFacts(data.plan);
+  showWork(data.plan);
+  showDrift(data.plan.specDrift);
   addHistory(data.plan.events);
   showActions(data.plan);
+  showShape(data.plan);
   $('detail-action-result').textContent = said;
 }
 
@@ -683,6 +763,19 @@ function start() {
     if (event.target === dialog) dialog.close();
   });
   window.addEventListener('online', () => state.stream?.retryNow());
+  $('detail-priority').addEventListener('change', (event) => {
+    const plan = state.detail;
+    if (plan) shape(plan.id, SET_PRIORITY, { id: plan.id, priority: Number(event.target.value) });
+  });
+  $('detail-rebase').addEventListener('click', () => {
+    const plan = state.detail;
+    if (plan) shape(plan.id, REBASE, { id: plan.id });
+  });
+  let searching;
+  $('detail-dependency-search').addEventListener('input', (event) => {
+    clearTimeout(searching);
+    searching = setTimeout(() => findBlockers(event.target.value).catch((error) => ($('detail-action-result').textContent = error.message)), 200);
+  });
   // A link to another board (`#project=…&feature=…`) opens it in place.
   window.addEventListener('hashchange', () => {
     if (!state.key) return;
