@@ -329,7 +329,13 @@ test(
     await page.waitForSelector('#detail[open]');
     assert.equal(await page.textContent('#detail-title'), 'OAuth 2.0');
     await page.waitForSelector('#detail-spec:has-text("Passport.js")');
-    assert.equal(await page.textContent('#detail-spec'), '# OAuth\n\n1. Passport.js\n2. Callback route');
+    assert.equal(await page.textContent('#detail-spec-source'), '# OAuth\n\n1. Passport.js\n2. Callback route');
+    // Rendered, with the spec's raw HTML shown as text.
+    assert.equal(await page.textContent('#detail-spec h1'), 'OAuth');
+    assert.deepEqual(await page.$$eval('#detail-spec li', (items) => items.map((item) => item.textContent)), [
+      'Passport.js',
+      'Callback route',
+    ]);
     const history = () => page.$$eval('#detail-history li', (items) => items.map((item) => item.textContent));
     await eventually(async () => assert.equal((await history()).length, 2));
     assert.match((await history())[0], /^Created Ready, by Olivia Owner/);
@@ -678,5 +684,26 @@ test(
     assert.equal(await viewer.isVisible('#detail-shape-section'), false);
     assert.equal(await viewer.isVisible('#detail-actions-section'), false);
     assert.deepEqual(viewer.errors, []);
+  }),
+);
+
+test(
+  "a spec's HTML and script links show as text and dead links, never run",
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    const spec = '# Plan\n\n<img src=x onerror="window.ran = true">\n\n[click](javascript:window.ran=true) and [PR](https://example.com/pr/1)\n';
+    const plan = await team.plan('Hostile spec', 'READY', { spec });
+    const page = await openPage(browser);
+    await signIn(page, server, team.owner);
+    await page.click(`.card[data-plan-id="${plan}"]`);
+    await page.waitForSelector('#detail-spec h1:has-text("Plan")');
+    assert.equal(await page.locator('#detail-spec img').count(), 0);
+    assert.match(await page.textContent('#detail-spec'), /<img src=x onerror="window.ran = true">/);
+    const hrefs = await page.$$eval('#detail-spec a', (links) => links.map((link) => link.getAttribute('href')));
+    assert.deepEqual(hrefs, ['#', 'https://example.com/pr/1']);
+    await page.click('#detail-spec a:has-text("click")');
+    assert.equal(await page.evaluate(() => window.ran), undefined);
+    assert.deepEqual(page.errors, []);
   }),
 );

@@ -131,7 +131,11 @@ impl Plan {
             ("blockedBy", &[]),
             ("blocks", &[]),
             ("isBlocked", &[]),
-            ("availableActions", &[C::Status, C::ClaimedBy, C::SubmittedBy, C::ProjectId]),
+            ("specHtml", &[C::SpecKey, C::SpecSize]),
+            (
+                "availableActions",
+                &[C::Status, C::ClaimedBy, C::SubmittedBy, C::ProjectId],
+            ),
             ("claimToken", &[C::ClaimedBy, C::ClaimGeneration]),
             ("leaseExpiresAt", &[C::ClaimedBy, C::LeaseExpiresAt]),
             ("events", &[]),
@@ -178,6 +182,19 @@ impl Plan {
         // Its size is on the row: a request over budget never loads it.
         document_budget(ctx).charge(usize::try_from(self.0.spec_size).unwrap_or(usize::MAX))?;
         load_spec(ctx, &self.0.spec_key).await.map(Some)
+    }
+    /// The spec as HTML to show as it is: raw HTML in it shown as text,
+    /// links only to http(s), mailto and in-page targets. Null, with a
+    /// `STORAGE_UNAVAILABLE` error here, while the store is down.
+    #[graphql(complexity = "crate::graphql::limits::DOCUMENT_COMPLEXITY")]
+    async fn spec_html(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
+        let budget = document_budget(ctx);
+        let spec_size = usize::try_from(self.0.spec_size).unwrap_or(usize::MAX);
+        budget.charge(spec_size)?;
+        let html = crate::markdown::safe_html(&load_spec(ctx, &self.0.spec_key).await?);
+        // The markup on top of the text counts as well.
+        budget.charge(html.len().saturating_sub(spec_size))?;
+        Ok(Some(html))
     }
     /// SHA-256 (hex) of the current spec.
     async fn spec_sha256(&self) -> &str {

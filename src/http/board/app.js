@@ -47,7 +47,7 @@ const PLANS = `query BoardPlans($projectId: ID, $featureId: ID, $after: String) 
 ${CARD}`;
 const PLAN_DETAIL = `query BoardPlanDetail($id: ID!) {
   plan(id: $id) {
-    ...Card description spec workArtifacts implementedVersion
+    ...Card description spec specHtml workArtifacts implementedVersion
     submittedBy { email displayName }
     blocks { id }
     project { viewerRole }
@@ -453,6 +453,7 @@ async function openDetail(planId) {
   showFacts(plan);
   $('detail-description').textContent = '';
   $('detail-spec').textContent = 'Loading…';
+  $('detail-spec-source').textContent = '';
   $('detail-drift-section').hidden = true;
   $('detail-drift').textContent = '';
   $('detail-history').replaceChildren();
@@ -468,8 +469,14 @@ async function openDetail(planId) {
     const { data, errors } = await request(state.key, PLAN_DETAIL, { id: planId });
     if (state.openPlanId !== planId) return;
     $('detail-description').textContent = data.plan.description ?? '';
-    $('detail-spec').textContent =
-      data.plan.spec ?? `The spec could not be loaded: ${errors[0]?.message ?? 'unknown error'}`;
+    if (data.plan.specHtml !== null) {
+      // Made safe by the server (raw HTML as text, safe links only); the
+      // page's policy runs no script in it either way.
+      $('detail-spec').innerHTML = data.plan.specHtml;
+    } else {
+      $('detail-spec').textContent = `The spec could not be loaded: ${errors[0]?.message ?? 'unknown error'}`;
+    }
+    $('detail-spec-source').textContent = data.plan.spec ?? '';
     showDrift(data.plan.specDrift);
     showWork(data.plan);
     addHistory(data.plan.events);
