@@ -707,3 +707,47 @@ test(
     assert.deepEqual(page.errors, []);
   }),
 );
+
+test(
+  'filters and search are applied by the server, kept in the URL, and followed by live changes',
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    const login = await team.plan('Login form', 'CLAIMED');
+    const logout = await team.plan('Logout button', 'READY');
+    await team.plan('API docs', 'READY');
+    await server.gql(team.owner, `mutation($p: ID!, $b: ID!) { addPlanDependency(planId: $p, blockedByPlanId: $b) { id } }`, {
+      p: logout,
+      b: login,
+    });
+    const page = await openPage(browser);
+    await signIn(page, server, team.owner);
+    const allTitles = async () => (await page.$$eval('.card-title', (titles) => titles.map((title) => title.textContent))).sort();
+    await eventually(async () => assert.deepEqual(await allTitles(), ['API docs', 'Login form', 'Logout button']));
+
+    await page.check('#blocked');
+    await eventually(async () => assert.deepEqual(await allTitles(), ['Logout button']));
+    assert.match(page.url(), /[#&]blocked=1/);
+    await page.uncheck('#blocked');
+
+    await page.fill('#search', 'LOG');
+    await eventually(async () => assert.deepEqual(await allTitles(), ['Login form', 'Logout button']));
+    assert.match(page.url(), /[#&]q=LOG/);
+    // Live: a new plan shows when it matches the search, not otherwise.
+    await team.plan('Login with passkeys', 'READY');
+    await team.plan('Billing page', 'READY');
+    await eventually(async () => assert.deepEqual(await allTitles(), ['Login form', 'Login with passkeys', 'Logout button']));
+
+    // The URL reopens the same board.
+    await page.reload();
+    await page.waitForSelector('#live[data-state="live"]');
+    await eventually(async () => assert.deepEqual(await allTitles(), ['Login form', 'Login with passkeys', 'Logout button']));
+    assert.equal(await page.inputValue('#search'), 'LOG');
+
+    await page.fill('#search', '');
+    const worker = await server.gql(team.worker, '{ viewer { id } }');
+    await page.selectOption('#claimer', worker.viewer.id);
+    await eventually(async () => assert.deepEqual(await allTitles(), ['Login form']));
+    assert.deepEqual(page.errors, []);
+  }),
+);

@@ -20,7 +20,7 @@ const PAGE_OF_FINISHED = 20;
 
 const CARD = `fragment Card on Plan {
   id title status priority updatedAt lastActivityAt leaseExpiresAt
-  claimedBy { email displayName }
+  claimedBy { id email displayName }
   feature { id title }
   specDrift { fromVersion toVersion behind }
   blockedBy { id title status }
@@ -32,6 +32,9 @@ const VIEWER = `query BoardViewer { viewer { email displayName } projects { id n
 const LATEST_CURSOR = `query BoardResumePoint {
   plans(orderBy: { field: UPDATED_AT, direction: DESC }, first: 1) { nodes { events { cursor } } }
 }`;
+const MEMBERS = `query BoardMembers($projectId: ID!) {
+  project(id: $projectId) { members { user { id email displayName } } }
+}`;
 const FEATURES = `query BoardFeatures($projectId: ID!, $after: String) {
   project(id: $projectId) {
     features(first: 100, after: $after) { nodes { id title } pageInfo { hasNextPage endCursor } }
@@ -39,8 +42,10 @@ const FEATURES = `query BoardFeatures($projectId: ID!, $after: String) {
 }`;
 // 50 cards a page: the server prices a card's blockedBy at the most blockers a
 // plan may have (10), and 100 such cards cost more than its default limit.
-const PLANS = `query BoardPlans($projectId: ID, $featureId: ID, $after: String) {
-  plans(projectId: $projectId, featureId: $featureId, first: 50, after: $after) {
+const PLANS = `query BoardPlans($projectId: ID, $featureId: ID, $after: String,
+    $claimedBy: ID, $blocked: Boolean, $drifted: Boolean, $search: String) {
+  plans(projectId: $projectId, featureId: $featureId, first: 50, after: $after,
+        claimedBy: $claimedBy, blocked: $blocked, drifted: $drifted, search: $search) {
     nodes { ...Card } pageInfo { hasNextPage endCursor }
   }
 }
@@ -97,6 +102,7 @@ const state = {
   seenInDialog: new Set(), // event cursors listed in the dialog
   shown: {}, // status -> cards shown in a finished column, past the first page
   detail: null, // the plan as the dialog last loaded it
+  filters: {}, // claimer, blocked, drifted, search: applied by the server, kept in the URL
 };
 
 const $ = (id) => document.getElementById(id);
@@ -235,6 +241,7 @@ async function signIn(key) {
   );
   state.projectId = wanted.get('project') || data.projects[0]?.id || null;
   state.featureId = wanted.get('feature') || null;
+  state.filters = filtersFrom(wanted);
   select.value = state.projectId ?? '';
   if (!state.projectId) {
     $('board').hidden = true;
@@ -269,19 +276,24 @@ async function openBoard() {
   renderBoard();
   showNotice(null);
   $('board').hidden = false;
-  history.replaceState(null, '', `#project=${projectId}${featureId ? `&feature=${featureId}` : ''}`);
+  history.replaceState(null, '', `#${boardHash()}`);
+  showFilters();
   $('board').setAttribute('aria-busy', 'true');
   try {
     const latest = await gql(key, LATEST_CURSOR);
     // No plan visible means no event visible yet: replaying from the very
     // start then delivers exactly what is committed while the board loads.
     const cursor = latest.plans.nodes[0]?.events.at(-1)?.cursor ?? '0';
-    const [features, plans] = await Promise.all([
+    const { claimer, blocked, drifted, search } = state.filters;
+    const wanted = { projectId, featureId, claimedBy: claimer ?? null, blocked: blocked || null, drifted: drifted || null, search: search || null };
+    const [features, plans, members] = await Promise.all([
       pageAll(key, FEATURES, { projectId }, (data) => data.project.features),
-      pageAll(key, PLANS, { projectId, featureId }, (data) => data.plans),
+      pageAll(key, PLANS, wanted, (data) => data.plans),
+      gql(key, MEMBERS, { projectId }),
     ]);
     if (generation !== state.generation) return;
     fillFeatures(features);
+    fillClaimers(members.project.members.map((member) => member.user));
     for (const plan of plans) state.plans.set(plan.id, plan);
     renderBoard();
     startStream(cursor);
@@ -290,6 +302,56 @@ async function openBoard() {
   } finally {
     if (generation === state.generation) $('board').removeAttribute('aria-busy');
   }
+}
+
+/** The filters a board URL names (`claimer`, `blocked=1`, `drifted=1`, `q`). */
+function filtersFrom(params) {
+  return {
+    claimer: params.get('claimer') || null,
+    blocked: params.get('blocked') === '1',
+    drifted: params.get('drifted') === '1',
+    search: params.get('q') || '',
+  };
+}
+
+/** The URL of what the board shows, so a link reopens it as it is. */
+function boardHash() {
+  const params = new URLSearchParams({ project: state.projectId });
+  if (state.featureId) params.set('feature', state.featureId);
+  const { claimer, blocked, drifted, search } = state.filters;
+  if (claimer) params.set('claimer', claimer);
+  if (blocked) params.set('blocked', '1');
+  if (drifted) params.set('drifted', '1');
+  if (search) params.set('q', search);
+  return params.toString();
+}
+
+function showFilters() {
+  $('blocked').checked = Boolean(state.filters.blocked);
+  $('drifted').checked = Boolean(state.filters.drifted);
+  $('search').value = state.filters.search ?? '';
+  $('claimer').value = state.filters.claimer ?? '';
+}
+
+function fillClaimers(users) {
+  const select = $('claimer');
+  select.replaceChildren(h('option', { value: '' }, 'Anyone'), ...users.map((user) => h('option', { value: user.id }, person(user))));
+  select.value = state.filters.claimer ?? '';
+}
+
+/**
+ * Whether a plan a live event brought belongs on this board: the filters
+ * the server applied to the list, read off the card the same way (`blocked`:
+ * a blocker not COMPLETED; `drifted`: a spec drift; `search`: any case).
+ */
+function matchesBoard(plan) {
+  const { claimer, blocked, drifted, search } = state.filters;
+  if (state.featureId && plan.feature.id !== state.featureId) return false;
+  if (claimer && plan.claimedBy?.id !== claimer) return false;
+  if (blocked && !plan.blockedBy.some((blocker) => blocker.status !== 'COMPLETED')) return false;
+  if (drifted && !plan.specDrift) return false;
+  if (search && !plan.title.toLowerCase().includes(search.toLowerCase())) return false;
+  return true;
 }
 
 function fillFeatures(features) {
@@ -322,7 +384,11 @@ function applyEvent(event) {
   // An event delivered while the HTTP load was under way may carry an older
   // copy of the plan than the one loaded: keep whichever changed last.
   if (!known || Date.parse(plan.updatedAt) >= Date.parse(known.updatedAt)) {
-    state.plans.set(plan.id, plan);
+    if (matchesBoard(plan)) {
+      state.plans.set(plan.id, plan);
+    } else {
+      state.plans.delete(plan.id);
+    }
     renderBoard(plan.id);
   }
   if (state.openPlanId === plan.id) {
@@ -753,11 +819,24 @@ function start() {
   $('project').addEventListener('change', (event) => {
     state.projectId = event.target.value;
     state.featureId = null;
+    state.filters.claimer = null;
     openBoard();
   });
   $('feature').addEventListener('change', (event) => {
     state.featureId = event.target.value || null;
     openBoard();
+  });
+  const filter = (change) => {
+    Object.assign(state.filters, change);
+    openBoard();
+  };
+  $('claimer').addEventListener('change', (event) => filter({ claimer: event.target.value || null }));
+  $('blocked').addEventListener('change', (event) => filter({ blocked: event.target.checked }));
+  $('drifted').addEventListener('change', (event) => filter({ drifted: event.target.checked }));
+  let typing;
+  $('search').addEventListener('input', (event) => {
+    clearTimeout(typing);
+    typing = setTimeout(() => filter({ search: event.target.value.trim() }), 250);
   });
   const dialog = $('detail');
   dialog.addEventListener('close', () => {
@@ -789,7 +868,8 @@ function start() {
     const wanted = new URLSearchParams(location.hash.slice(1));
     const projectId = wanted.get('project') || state.projectId;
     const featureId = wanted.get('feature') || null;
-    if (projectId === state.projectId && featureId === state.featureId) return;
+    if (location.hash.slice(1) === boardHash()) return;
+    state.filters = filtersFrom(wanted);
     // A project made since sign-in: the picker learns it first.
     if (!state.projects.some((project) => project.id === projectId)) {
       signIn(state.key);
