@@ -668,6 +668,19 @@ test(
     await page.click('#detail-facts .remove');
     await page.waitForSelector('#detail-action-result:has-text("Saved.")');
     await eventually(async () => assert.equal(await page.locator(`.card[data-plan-id="${login}"] .card-blocked`).count(), 0));
+    await page.keyboard.press('Escape');
+
+    // A new feature spec drifts the plan; rebasing it from the dialog clears the badge.
+    await server.gql(team.owner, `mutation($f: ID!) { updateFeature(featureId: $f, specContent: "# Feature\\nWith passkeys.", newVersion: true) { id } }`, {
+      f: team.featureId,
+    });
+    const badge = `.card[data-plan-id="${login}"] .card-drift`;
+    await eventually(async () => assert.equal(await page.textContent(badge), 'Spec changed since v1'));
+    await page.click(`.card[data-plan-id="${login}"]`);
+    await page.click('#detail-rebase');
+    await page.waitForSelector('#detail-action-result:has-text("Saved.")');
+    await eventually(async () => assert.equal(await page.locator(badge).count(), 0));
+    assert.equal(await page.isVisible('#detail-rebase'), false);
     assert.deepEqual(page.errors, []);
 
     // Viewers read: no priority, dependency or status controls.
