@@ -434,13 +434,15 @@ test(
   withServer(async ({ server }) => {
     const team = await createTeam(server);
     const page = await openPage(browser);
-    // The plans page is answered without the plan, which is created between
+    // A column's page is answered without the plan, which is created between
     // that answer and the subscription: only a replay can show it.
+    let intercepted = false;
     let createdBehindTheLoad = false;
     await page.route('**/graphql', async (route) => {
-      if (createdBehindTheLoad || !(route.request().postData() ?? '').includes('BoardPlans')) {
+      if (intercepted || !(route.request().postData() ?? '').includes('BoardColumn')) {
         return route.continue();
       }
+      intercepted = true;
       const response = await route.fetch();
       await team.plan('Created while the board loads', 'READY');
       createdBehindTheLoad = true;
@@ -597,7 +599,7 @@ test(
     assert.equal(titles.length, 20);
     assert.equal(titles[0], 'Done 22', 'the most recent first');
     await column.locator('.show-more').click();
-    assert.equal((await cardTitles(page, 'COMPLETED')).length, 23);
+    await eventually(async () => assert.equal((await cardTitles(page, 'COMPLETED')).length, 23));
     assert.equal(await column.locator('.show-more').count(), 0);
     assert.deepEqual(page.errors, []);
   }),
@@ -761,6 +763,42 @@ test(
     const worker = await server.gql(team.worker, '{ viewer { id } }');
     await page.selectOption('#claimer', worker.viewer.id);
     await eventually(async () => assert.deepEqual(await allTitles(), ['Login form']));
+    assert.deepEqual(page.errors, []);
+  }),
+);
+
+test(
+  'a large column opens with one page of cards, its count exact, and loads more on request',
+  TIMEOUT,
+  withServer(async ({ server }) => {
+    const team = await createTeam(server);
+    const created = [];
+    for (let index = 0; index < 45; index++) created.push(team.plan(`Ready ${String(index).padStart(2, '0')}`, 'READY'));
+    await Promise.all(created);
+    const page = await openPage(browser);
+    const columnQueries = [];
+    page.on('request', (request) => {
+      if (request.url().endsWith('/graphql') && request.postData()?.includes('BoardColumn')) columnQueries.push(request);
+    });
+    await signIn(page, server, team.owner);
+    const column = page.locator('.column[data-status="READY"]');
+    await eventually(async () => assert.equal(await column.locator('.count').textContent(), '45'));
+    assert.equal((await cardTitles(page, 'READY')).length, 20);
+    assert.equal(columnQueries.length, 8, 'one page per column');
+
+    await column.locator('.show-more').click();
+    await eventually(async () => assert.equal((await cardTitles(page, 'READY')).length, 40));
+    // A live move keeps the counts exact, loaded card or not.
+    // The oldest ready plan: on no page loaded yet, as columns show the newest first.
+    const oldest = await server.gql(team.owner, `query($p: ID!) { plans(projectId: $p, status: [READY], first: 1) { nodes { id } } }`, {
+      p: team.project,
+    });
+    await team.claim(oldest.plans.nodes[0].id);
+    await eventually(async () => assert.equal(await column.locator('.count').textContent(), '44'));
+    await eventually(async () => assert.equal(await page.locator('.column[data-status="CLAIMED"] .count').textContent(), '1'));
+    await column.locator('.show-more').click();
+    await eventually(async () => assert.equal((await cardTitles(page, 'READY')).length, 44));
+    assert.equal(await column.locator('.show-more').count(), 0);
     assert.deepEqual(page.errors, []);
   }),
 );

@@ -14,9 +14,13 @@ import { PlanEventStream } from './live.js';
 
 const STATUSES = ['DRAFT', 'READY', 'CLAIMED', 'IN_PROGRESS', 'STALLED', 'REVIEW', 'COMPLETED', 'FAILED'];
 const KEY_STORAGE = 'plangraph.board.apiKey';
-/** Columns of finished work, which page their cards (`PAGE_OF_FINISHED` at a time). */
-const FINISHED = ['COMPLETED', 'FAILED'];
-const PAGE_OF_FINISHED = 20;
+/**
+ * Cards a column loads at once, more on request: a board of ten thousand
+ * plans opens with eight small pages. Each card's `blockedBy` is priced at
+ * the most blockers a plan may have, so pages stay well under the server's
+ * complexity limit.
+ */
+const COLUMN_PAGE = 20;
 
 const CARD = `fragment Card on Plan {
   id title status priority updatedAt lastActivityAt leaseExpiresAt
@@ -40,13 +44,14 @@ const FEATURES = `query BoardFeatures($projectId: ID!, $after: String) {
     features(first: 100, after: $after) { nodes { id title } pageInfo { hasNextPage endCursor } }
   }
 }`;
-// 50 cards a page: the server prices a card's blockedBy at the most blockers a
-// plan may have (10), and 100 such cards cost more than its default limit.
-const PLANS = `query BoardPlans($projectId: ID, $featureId: ID, $after: String,
+// One column's page, most recently changed first (as columns show them),
+// with the column's exact count.
+const COLUMN = `query BoardColumn($projectId: ID, $featureId: ID, $status: [PlanStatus!], $first: Int, $after: String,
     $claimedBy: ID, $blocked: Boolean, $drifted: Boolean, $search: String) {
-  plans(projectId: $projectId, featureId: $featureId, first: 50, after: $after,
+  plans(projectId: $projectId, featureId: $featureId, status: $status, first: $first, after: $after,
+        orderBy: { field: UPDATED_AT, direction: DESC },
         claimedBy: $claimedBy, blocked: $blocked, drifted: $drifted, search: $search) {
-    nodes { ...Card } pageInfo { hasNextPage endCursor }
+    totalCount nodes { ...Card } pageInfo { hasNextPage endCursor }
   }
 }
 ${CARD}`;
@@ -100,7 +105,8 @@ const state = {
   generation: 0, // bumped per board load; a slower, older load is ignored
   openPlanId: null, // the plan shown in the detail dialog
   seenInDialog: new Set(), // event cursors listed in the dialog
-  shown: {}, // status -> cards shown in a finished column, past the first page
+  columns: {}, // status -> { total, endCursor, hasNext }: each column's count and paging
+  query: {}, // the variables the columns were loaded with
   detail: null, // the plan as the dialog last loaded it
   filters: {}, // claimer, blocked, drifted, search: applied by the server, kept in the URL
 };
@@ -272,7 +278,7 @@ async function openBoard() {
   state.stream?.stop();
   state.stream = null;
   state.plans.clear();
-  state.shown = {};
+  state.columns = {};
   renderBoard();
   showNotice(null);
   $('board').hidden = false;
@@ -286,15 +292,16 @@ async function openBoard() {
     const cursor = latest.plans.nodes[0]?.events.at(-1)?.cursor ?? '0';
     const { claimer, blocked, drifted, search } = state.filters;
     const wanted = { projectId, featureId, claimedBy: claimer ?? null, blocked: blocked || null, drifted: drifted || null, search: search || null };
-    const [features, plans, members] = await Promise.all([
+    const [features, members, ...columns] = await Promise.all([
       pageAll(key, FEATURES, { projectId }, (data) => data.project.features),
-      pageAll(key, PLANS, wanted, (data) => data.plans),
       gql(key, MEMBERS, { projectId }),
+      ...STATUSES.map((status) => gql(key, COLUMN, { ...wanted, status: [status], first: COLUMN_PAGE, after: null })),
     ]);
     if (generation !== state.generation) return;
     fillFeatures(features);
     fillClaimers(members.project.members.map((member) => member.user));
-    for (const plan of plans) state.plans.set(plan.id, plan);
+    state.query = wanted;
+    STATUSES.forEach((status, index) => addPage(status, columns[index].plans));
     renderBoard();
     startStream(cursor);
   } catch (error) {
@@ -354,6 +361,27 @@ function matchesBoard(plan) {
   return true;
 }
 
+/** One page of a column: its cards, and where the next page starts. */
+function addPage(status, page) {
+  for (const plan of page.nodes) state.plans.set(plan.id, plan);
+  state.columns[status] = { total: page.totalCount, endCursor: page.pageInfo.endCursor, hasNext: page.pageInfo.hasNextPage };
+}
+
+async function loadMore(status) {
+  const column = state.columns[status];
+  const generation = state.generation;
+  try {
+    const data = await gql(state.key, COLUMN, { ...state.query, status: [status], first: COLUMN_PAGE, after: column.endCursor });
+    if (generation !== state.generation) return;
+    const total = column.total; // kept current by live events since the first page
+    addPage(status, data.plans);
+    state.columns[status].total = total;
+    renderBoard();
+  } catch (error) {
+    handleError(error, () => loadMore(status));
+  }
+}
+
 function fillFeatures(features) {
   const select = $('feature');
   select.replaceChildren(
@@ -384,6 +412,7 @@ function applyEvent(event) {
   // An event delivered while the HTTP load was under way may carry an older
   // copy of the plan than the one loaded: keep whichever changed last.
   if (!known || Date.parse(plan.updatedAt) >= Date.parse(known.updatedAt)) {
+    countMove(event, known);
     if (matchesBoard(plan)) {
       state.plans.set(plan.id, plan);
     } else {
@@ -398,6 +427,21 @@ function applyEvent(event) {
     if (state.detail?.id === plan.id) showWork({ ...state.detail, ...current });
     addHistory([event]);
   }
+}
+
+/**
+ * Keeps the columns' counts exact as plans move: the one it left loses it,
+ * the one it joins gains it. A plan not loaded was counted where the event
+ * says it came from, unless that column is fully loaded (it would be) or
+ * it is new.
+ */
+function countMove(event, known) {
+  const plan = event.plan;
+  const from = known?.status ?? event.fromStatus;
+  const filtered = Object.values(state.filters).some(Boolean);
+  const counted = known ? true : from && state.columns[from]?.hasNext ? !filtered || matchesBoard(plan) : false;
+  if (counted && state.columns[from]) state.columns[from].total -= 1;
+  if (matchesBoard(plan) && state.columns[plan.status]) state.columns[plan.status].total += 1;
 }
 
 // ---- Rendering -------------------------------------------------------------
@@ -424,25 +468,21 @@ function renderBoard(changedId) {
     // Most recently changed first, so a card that just moved is on top.
     const plans = byStatus[status].sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt));
     const column = document.querySelector(`.column[data-status="${status}"]`);
-    column.querySelector('.count').textContent = plans.length;
-    // Finished work only grows: its columns show the most recent and page the rest.
-    const shown = FINISHED.includes(status) ? (state.shown[status] ?? PAGE_OF_FINISHED) : plans.length;
-    const more = plans.length - shown;
+    const paging = state.columns[status];
+    column.querySelector('.count').textContent = paging ? paging.total : plans.length;
+    const more = paging?.hasNext ? Math.max(paging.total - plans.length, 1) : 0;
     column.querySelector('.cards').replaceChildren(
-      ...plans.slice(0, shown).map((plan) => card(plan, plan.id === changedId)),
+      ...plans.map((plan) => card(plan, plan.id === changedId)),
       more > 0 ? showMore(status, more) : null,
     );
   }
   if (focusedId) document.querySelector(`.card[data-plan-id="${focusedId}"]`)?.focus({ preventScroll: true });
 }
 
-/** The button under a finished column that shows its next page of cards. */
+/** The button under a column that loads its next page of cards. */
 function showMore(status, more) {
-  const button = h('button', { type: 'button', class: 'show-more' }, `Show ${Math.min(more, PAGE_OF_FINISHED)} more of ${more}`);
-  button.addEventListener('click', () => {
-    state.shown[status] = (state.shown[status] ?? PAGE_OF_FINISHED) + PAGE_OF_FINISHED;
-    renderBoard();
-  });
+  const button = h('button', { type: 'button', class: 'show-more' }, `Show ${Math.min(more, COLUMN_PAGE)} more of ${more}`);
+  button.addEventListener('click', () => loadMore(status));
   return h('li', {}, button);
 }
 
