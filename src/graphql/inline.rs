@@ -138,6 +138,9 @@ impl<N: PageRow> OutputType for Nodes<'_, N> {
         if !immediate.selection(&ctx.item.node, &N::type_name()) {
             return resolve_list(ctx, field, self.0.iter().copied(), Some(self.0.len())).await;
         }
+        // Both ways answer alike, so only this shows which one a page took:
+        // a field left out of `IMMEDIATE` slows pages without a trace.
+        metrics::counter!("plangraph_inline_pages_total").increment(1);
         // Every row has the same keys: hashed once, then the map is cloned,
         // which copies the hashes (SipHash-ing every key of every row stood
         // out in a dashboard request's instruction profile).

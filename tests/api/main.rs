@@ -14,6 +14,7 @@ mod database_outage;
 mod drift;
 mod errors;
 mod fanout;
+mod fast_path;
 mod fleet;
 mod limits;
 mod mcp;

@@ -411,11 +411,123 @@ async fn prime_feature_rows(ctx: &Context<'_>, features: &[feature::Model]) -> A
 
 #[cfg(test)]
 mod tests {
+    use async_graphql::registry::{MetaType, MetaTypeName};
     use sea_orm::{IdenStatic, Iterable};
 
-    use super::{Feature, Project, User, column_name};
-    use crate::graphql::inline::PureFields;
+    use super::{Feature, Plan, Project, User, column_name};
+    use crate::graphql::inline::{PageRow, PureFields};
     use entity::{feature, project, user};
+
+    /// The fields of the types in `Plan::IMMEDIATE` that are not immediate,
+    /// each with what it may wait for: a plan page showing any of them
+    /// resolves its rows the general way (an object under a row: its own
+    /// fields), row after row.
+    const GENERAL_PATH: &[(&str, &[&str])] = &[
+        (
+            "Plan",
+            &[
+                // The spec store: primed only when the page's specs fit the
+                // document budget, and asked again after a failed prime.
+                "spec",
+                "specHtml",
+                // Primed, but `FeatureVersion` has no immediate fields here.
+                "implementedFeatureVersion",
+                // Its feature is joined whole, but `SpecDrift` has no
+                // immediate fields here, and its `diff` waits for a diff.
+                "specDrift",
+                // Loaders a page does not prime.
+                "specRevisions",
+                "blockedBy",
+                "blocks",
+                "isBlocked",
+                // The viewer's role and the project, loaded per plan.
+                "availableActions",
+                // Primed for the `last` of its first selection only, and its
+                // events' actors and plans are not.
+                "events",
+            ],
+        ),
+        ("User", &[]),
+        (
+            "Feature",
+            &[
+                "spec",
+                "project",
+                "plans",
+                "planCounts",
+                "driftedPlanCount",
+                "specDiff",
+                "versions",
+            ],
+        ),
+        (
+            "Project",
+            &[
+                "createdBy",
+                // Primed for a page, but not a column: objects under a row
+                // resolve inline only with columns selected (`Related`).
+                "viewerRole",
+                "members",
+                "features",
+                "planCounts",
+                "webhooks",
+            ],
+        ),
+    ];
+
+    /// A field missing from `IMMEDIATE` still answers right, but sends every
+    /// page that shows it the general way, unnoticed: each field of a plan
+    /// row, and of the objects under it that `IMMEDIATE` lists, is either
+    /// immediate or named in `GENERAL_PATH`, so that a new one is placed on
+    /// purpose.
+    #[test]
+    fn every_field_of_a_plan_row_is_immediate_or_named_as_general() {
+        let registry = crate::graphql::registry();
+        let mut unplaced = Vec::new();
+        for (type_name, immediate) in <Plan as PageRow>::IMMEDIATE {
+            let general = GENERAL_PATH
+                .iter()
+                .find_map(|(name, fields)| (name == type_name).then_some(*fields))
+                .unwrap_or_else(|| panic!("{type_name} is not in GENERAL_PATH"));
+            let fields = registry.types[*type_name]
+                .fields()
+                .unwrap_or_else(|| panic!("{type_name} has no fields"));
+            for (name, field) in fields {
+                match (
+                    immediate.contains(&name.as_str()),
+                    general.contains(&name.as_str()),
+                ) {
+                    (false, false) => unplaced.push(format!("{type_name}.{name}")),
+                    (true, true) => panic!("{type_name}.{name} is both immediate and general"),
+                    (true, false) => {
+                        // Below an immediate field, its object's own fields
+                        // are checked too, or the page would go the general
+                        // way for want of them.
+                        let below = MetaTypeName::concrete_typename(&field.ty);
+                        if matches!(registry.types.get(below), Some(MetaType::Object { .. })) {
+                            assert!(
+                                <Plan as PageRow>::IMMEDIATE
+                                    .iter()
+                                    .any(|(name, _)| *name == below),
+                                "{type_name}.{name} is immediate, but its {below} has no entry"
+                            );
+                        }
+                    }
+                    (false, true) => {}
+                }
+            }
+            for name in immediate.iter().chain(general) {
+                assert!(
+                    fields.contains_key(*name),
+                    "{type_name}.{name} is listed, but is no field of {type_name}"
+                );
+            }
+        }
+        assert!(
+            unplaced.is_empty(),
+            "neither in Plan::IMMEDIATE nor in GENERAL_PATH: {unplaced:?}"
+        );
+    }
 
     /// A page joins only the columns named after the pure fields selected
     /// under its rows' feature, project and claimer: a pure field that is
