@@ -685,7 +685,7 @@ async function dropOn(planId, status) {
     const { data } = await request(state.key, PLAN_ACTIONS, { id: planId });
     const plan = data.plan;
     const moves = plan.availableActions.filter((action) => action.toStatus === status);
-    const move = moves.find((action) => action.allowed && ['setPlanStatus', 'releasePlan', 'claimPlan'].includes(action.operation));
+    const move = moves.find(madeHere);
     if (!move) {
       const refused = moves.find((action) => !action.allowed)?.reason;
       const reason = refused
@@ -695,18 +695,30 @@ async function dropOn(planId, status) {
       showNotice(`"${plan.title}" stays in ${label(plan.status)}: ${reason}`);
       return;
     }
-    if (move.toStatus === 'FAILED' && !confirm(`Fail "${plan.title}"? A failed plan is finished: it never completes.`)) return;
-    const [mutation, variables] =
-      move.operation === 'setPlanStatus'
-        ? [SET_STATUS, { id: plan.id, status: move.toStatus, note: null }]
-        : [move.operation === 'releasePlan' ? RELEASE : CLAIM, { id: plan.id }];
-    const answer = await request(state.key, mutation, variables);
-    if (answer.errors.length > 0) throw new Error(answer.errors[0].message);
-    showNotice(null);
+    if (await makeMove(plan, move)) showNotice(null);
   } catch (error) {
     // Someone else moved it first, or the server refused: it says which.
     showNotice(`"${known.title}" stays in ${label(known.status)}: ${error.message}`);
   }
+}
+
+/** The moves the board makes itself: submitting and updating carry the worker's text. */
+const madeHere = (action) => action.allowed && ['setPlanStatus', 'releasePlan', 'claimPlan'].includes(action.operation);
+
+/**
+ * Makes `action` on `plan`, a failure only once confirmed: the plan as it
+ * changed, or null when the person thought better of it. A refusal throws,
+ * in the server's words.
+ */
+async function makeMove(plan, action, note = null) {
+  if (action.toStatus === 'FAILED' && !confirm(`Fail "${plan.title}"? A failed plan is finished: it never completes.`)) return null;
+  const [mutation, variables] =
+    action.operation === 'setPlanStatus'
+      ? [SET_STATUS, { id: plan.id, status: action.toStatus, note }]
+      : [action.operation === 'releasePlan' ? RELEASE : CLAIM, { id: plan.id }];
+  const { data, errors } = await request(state.key, mutation, variables);
+  if (errors.length > 0) throw new Error(errors[0].message);
+  return data.setPlanStatus ?? data.releasePlan ?? data.claimPlan;
 }
 
 /** A button's words for a move, by the mutation that makes it and where it leads. */
@@ -725,9 +737,7 @@ function actionLabel(plan, action) {
  * carry the worker's text, so they stay with the worker's tools.
  */
 function showActions(plan) {
-  const offered = plan.availableActions.filter(
-    (action) => action.allowed && ['setPlanStatus', 'releasePlan', 'claimPlan'].includes(action.operation),
-  );
+  const offered = plan.availableActions.filter(madeHere);
   $('detail-actions-section').hidden = offered.length === 0;
   $('detail-actions').replaceChildren(
     ...offered.map((action) => {
@@ -739,18 +749,15 @@ function showActions(plan) {
 }
 
 async function act(plan, action) {
-  if (action.toStatus === 'FAILED' && !confirm(`Fail "${plan.title}"? A failed plan is finished: it never completes.`)) return;
   const result = $('detail-action-result');
   const note = $('detail-note').value.trim() || null;
-  const [mutation, variables] =
-    action.operation === 'setPlanStatus'
-      ? [SET_STATUS, { id: plan.id, status: action.toStatus, note }]
-      : [action.operation === 'releasePlan' ? RELEASE : CLAIM, { id: plan.id }];
   result.textContent = 'Working…';
   try {
-    const { data, errors } = await request(state.key, mutation, variables);
-    if (errors.length > 0) throw new Error(errors[0].message);
-    const changed = data.setPlanStatus ?? data.releasePlan ?? data.claimPlan;
+    const changed = await makeMove(plan, action, note);
+    if (!changed) {
+      result.textContent = '';
+      return;
+    }
     const version = changed.implementedVersion ? `; it cut feature version v${changed.implementedVersion}` : '';
     result.textContent = `Now ${label(changed.status)}${version}.`;
     $('detail-note').value = '';
