@@ -297,6 +297,7 @@ impl Services {
         } else {
             Expr::val(false)
         };
+        let ready_and_free = || is(PlanStatus::Ready).and(has_blocker(id(), false).not());
         let counts: [(&str, SimpleExpr); 8] = [
             ("drafts", is(PlanStatus::Draft)),
             (
@@ -309,9 +310,7 @@ impl Services {
             ),
             (
                 "ready_skipped_as_drifted",
-                is(PlanStatus::Ready)
-                    .and(has_blocker(id(), false).not())
-                    .and(drifted.clone()),
+                ready_and_free().and(drifted.clone()),
             ),
             (
                 "held",
@@ -322,9 +321,7 @@ impl Services {
                     ])
                     // READY and free, yet the claim found nothing: another
                     // caller's claim holds its row and commits any moment.
-                    .or(is(PlanStatus::Ready)
-                        .and(has_blocker(id(), false).not())
-                        .and(drifted.not())),
+                    .or(ready_and_free().and(drifted.not())),
             ),
             ("in_review", is(PlanStatus::Review)),
             ("stalled_expired", stalled.clone().and(expired.clone())),
